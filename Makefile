@@ -1,0 +1,29 @@
+# Two entry points (see README): `make demo` and `make test`. Both create .venv and install into it.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
+
+.PHONY: demo test install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch goes first and pinned (constraints.txt): a CPU machine with the local wheel takes it, a GPU
+# machine gets the regular CUDA build; no later package may pull a different torch.
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) "torch==2.13.0"
+	$(PIP) -e ".[all,test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/tumorsyn generate --example --organ liver --size-mm 10-20 --seed 7 --out demo_out --preview --label-map
+	@echo "demo: wrote demo_out/ (CT with tumour, mask, label map, manifest.jsonl, preview PNG)"
+
+test: install
+	$(BIN)/python -m pytest -n 2 -q -rs tests
+
+clean:
+	rm -rf $(VENV) demo_out

@@ -1,0 +1,1 @@
+"""Batch enrichment of scans and datasets: ``tumorsyn generate``."""

@@ -1,0 +1,2 @@
+def register(subparsers):  # replaced below in this session
+    subparsers.add_parser("generate", help="write tumours into scans")

@@ -1,0 +1,60 @@
+"""Argument types and helpers shared by every subcommand (argparse ``type=`` callables)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["range_mm", "shard", "positive_int", "int_list", "progress"]
+
+
+def range_mm(text: str) -> tuple[float, float]:
+    """``"5-20"`` or ``"12"`` -> (low, high) in mm; a usage error names the bad value."""
+    parts = text.replace(",", "-").split("-")
+    try:
+        values = [float(p) for p in parts if p.strip() != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size in mm like 5-20 or 12") from None
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or not (0 < values[0] <= values[1]):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size range in mm like 5-20 (low <= high, both > 0)")
+    return values[0], values[1]
+
+
+def shard(text: str) -> tuple[int, int] | str:
+    """``"I/N"`` (0 <= I < N) or ``"auto"`` (from RANK/WORLD_SIZE or SLURM array variables)."""
+    if text == "auto":
+        return "auto"
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shard like 0/4 (index/count) or 'auto'") from None
+    if count < 1 or not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"shard {text!r}: need 0 <= index < count")
+    return index, count
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """``"2,3"`` -> (2, 3)."""
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of label values") from None
+
+
+def progress(iterable=None, *, total=None, desc=None, quiet=False, unit="it"):
+    """A tqdm bar on stderr, hidden with ``--quiet`` or when stderr is not a terminal."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr,
+                disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True)

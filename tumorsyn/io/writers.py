@@ -1,0 +1,102 @@
+"""Writing outputs that keep the input's header, orientation and untouched bytes.
+
+Every file is written to a temporary name in the target folder and renamed into place, so a killed
+process never leaves a partial file under the final name.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.volumeutils import array_to_file
+
+from tumorsyn.errors import InputError
+
+__all__ = ["atomic_path", "write_ct_like", "write_mask_like", "write_raw_nifti"]
+
+TMP_PREFIX = ".tumorsyn-tmp-"
+
+
+@contextmanager
+def atomic_path(final: str | Path):
+    """Yield a temporary path beside ``final``; rename it to ``final`` only if the block succeeds."""
+    final = Path(final)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".part", dir=final.parent)
+    except OSError as exc:
+        raise InputError(f"cannot write in this folder ({exc.strerror})", path=final.parent) from None
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_raw_nifti(path: str | Path, raw: np.ndarray, header) -> None:
+    """Write stored values ``raw`` under ``header`` exactly (no rescaling), atomically.
+
+    The header bytes are the given header's; ``.gz`` output uses a zero timestamp so that the same
+    data gives the same file bytes.
+    """
+    path = Path(path)
+    header = header.copy()
+    if not isinstance(header, (nib.Nifti1Header, nib.Nifti2Header)) or header["magic"] not in (b"n+1", b"n+2"):
+        header = nib.Nifti1Header.from_header(header)
+    if tuple(header.get_data_shape()) != tuple(raw.shape):
+        header.set_data_shape(raw.shape)
+    min_offset = header.single_vox_offset + header.extensions.get_sizeondisk()
+    if header.get_data_offset() < min_offset:
+        header.set_data_offset(min_offset)
+    with atomic_path(path) as tmp:
+        try:
+            with open(tmp, "wb") as raw_fh:
+                fh = gzip.GzipFile(filename="", mode="wb", fileobj=raw_fh, mtime=0, compresslevel=1) if path.name.endswith(".gz") else raw_fh
+                try:
+                    header.write_to(fh)
+                    array_to_file(raw, fh, header.get_data_dtype(), offset=header.get_data_offset(), order="F")
+                finally:
+                    if fh is not raw_fh:
+                        fh.close()
+                raw_fh.flush()
+                os.fsync(raw_fh.fileno())
+        except OSError as exc:
+            raise InputError(f"cannot write output ({exc.strerror or exc})", path=path) from None
+
+
+def write_ct_like(path: str | Path, scan, values_canonical: np.ndarray, changed_canonical: np.ndarray) -> None:
+    """Write a CT that equals ``scan`` byte for byte except where ``changed_canonical`` is True.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output file (``.nii.gz`` or ``.nii``).
+    scan : Scan
+        The input scan; its header, dtype, scaling and orientation are kept.
+    values_canonical : ndarray of float, shape (X, Y, Z)
+        New HU values in canonical order (only the changed voxels are read).
+    changed_canonical : ndarray of bool, shape (X, Y, Z)
+        Voxels to re-encode.
+    """
+    raw = scan.raw.copy()
+    changed = scan.from_canonical(changed_canonical)
+    raw[changed] = scan.encode(scan.from_canonical(values_canonical)[changed])
+    write_raw_nifti(path, raw, scan.header)
+
+
+def write_mask_like(path: str | Path, scan, mask_canonical: np.ndarray) -> None:
+    """Write a uint8 mask on ``scan``'s grid, in its orientation, with its affine."""
+    data = np.ascontiguousarray(scan.from_canonical(np.asarray(mask_canonical).astype(np.uint8)))
+    header = nib.Nifti1Header.from_header(scan.header) if not isinstance(scan.header, nib.Nifti2Header) else scan.header.copy()
+    header.set_data_dtype(np.uint8)
+    header.set_slope_inter(1.0, 0.0)
+    header["cal_min"], header["cal_max"] = 0, 0
+    header.set_qform(scan.affine, code=int(scan.header["qform_code"]) or 1)
+    header.set_sform(scan.affine, code=int(scan.header["sform_code"]) or 1)
+    write_raw_nifti(path, data, header)

@@ -1,0 +1,131 @@
+"""TumorSpec: the complete, JSON-serialisable recipe of one synthetic tumour.
+
+A spec is what :func:`tumorsyn.sample_spec` draws and :func:`tumorsyn.synthesize` applies. Every
+random choice is in it (including ``seed``, which drives texture and growth noise), so a spec in a
+manifest regenerates its tumour exactly.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+from tumorsyn.errors import ConfigError
+
+__all__ = ["TumorSpec", "SPEC_VERSION"]
+
+SPEC_VERSION = 1
+
+
+def _triple(name: str, value: Any, *, kind=float, positive: bool = False) -> tuple:
+    try:
+        items = tuple(kind(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"spec field {name!r} must be three numbers, got {value!r}") from None
+    if len(items) != 3 or not all(math.isfinite(v) for v in items):
+        raise ConfigError(f"spec field {name!r} must be three finite numbers, got {value!r}")
+    if positive and min(items) <= 0:
+        raise ConfigError(f"spec field {name!r} must be positive, got {value!r}")
+    return items
+
+
+@dataclass(frozen=True)
+class TumorSpec:
+    """Everything needed to write one tumour into one scan, deterministically.
+
+    Attributes
+    ----------
+    method : str
+        Generator name (``"rules"``, ``"ca"``, ``"diffusion"``, or a registered plug-in).
+    organ : str
+        ``"liver"``, ``"pancreas"`` or ``"kidney"``.
+    seed : int
+        Seed of the generator's own noise (texture, shape noise, growth).
+    center_vox : tuple of float
+        Tumour centre as a canonical RAS+ voxel index (X, Y, Z), fractional.
+    size_mm : float
+        Requested equivalent-sphere diameter, in millimetres.
+    spacing_mm : tuple of float
+        Voxel size (X, Y, Z) in mm of the grid the spec was drawn for.
+    grid_shape : tuple of int
+        Canonical shape (X, Y, Z) of that grid.
+    organ_mean_hu, organ_std_hu : float
+        Robust mean and standard deviation of the organ's HU in the host scan; intensities in
+        ``params`` are relative to them.
+    exophytic : bool
+        Whether the tumour may grow out of the organ (kidney only).
+    params : dict
+        Generator-specific parameters (JSON values only).
+    version : int
+        Spec format version.
+    """
+
+    method: str
+    organ: str
+    seed: int
+    center_vox: tuple[float, float, float]
+    size_mm: float
+    spacing_mm: tuple[float, float, float]
+    grid_shape: tuple[int, int, int]
+    organ_mean_hu: float
+    organ_std_hu: float
+    exophytic: bool = False
+    params: dict = field(default_factory=dict)
+    version: int = SPEC_VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "center_vox", _triple("center_vox", self.center_vox))
+        object.__setattr__(self, "spacing_mm", _triple("spacing_mm", self.spacing_mm, positive=True))
+        object.__setattr__(self, "grid_shape", _triple("grid_shape", self.grid_shape, kind=int, positive=True))
+        if not isinstance(self.params, dict):
+            raise ConfigError(f"spec field 'params' must be an object, got {type(self.params).__name__}")
+        if not (isinstance(self.seed, int) and 0 <= self.seed < 2**63):
+            raise ConfigError(f"spec field 'seed' must be a non-negative integer, got {self.seed!r}")
+        if not (math.isfinite(self.size_mm) and self.size_mm > 0):
+            raise ConfigError(f"spec field 'size_mm' must be a positive number, got {self.size_mm!r}")
+        if self.version != SPEC_VERSION:
+            raise ConfigError(f"spec version {self.version} is not supported by this tumorsyn (reads version {SPEC_VERSION})")
+
+    # --- serialisation --------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (tuples become lists)."""
+        data = asdict(self)
+        for key in ("center_vox", "spacing_mm", "grid_shape"):
+            data[key] = list(data[key])
+        return data
+
+    def to_json(self, **kwargs) -> str:
+        """JSON text; floats are written with full precision so the spec replays exactly."""
+        return json.dumps(self.to_dict(), sort_keys=True, **kwargs)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TumorSpec":
+        """Build a spec from a dict, naming any missing or unknown field."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a tumour spec must be a JSON object, got {type(data).__name__}")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown spec field(s) {', '.join(unknown)}")
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise ConfigError(f"spec lacks field(s) {', '.join(missing)}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"bad tumour spec: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> "TumorSpec":
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"tumour spec is not valid JSON ({exc})") from None
+
+    def with_params(self, **changes) -> "TumorSpec":
+        """A copy with some top-level fields replaced (``params`` replaced whole)."""
+        data = self.to_dict()
+        data.update(changes)
+        return TumorSpec.from_dict(data)
