@@ -1,0 +1,49 @@
+"""Generator registry: built-ins plus anything declared in the ``tumorsyn.generators`` entry points."""
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+from tumorsyn.errors import ConfigError
+from tumorsyn.generators.base import Generator, Rendering
+
+__all__ = ["Generator", "Rendering", "get_generator", "available_generators", "register_generator"]
+
+_BUILTIN = {"rules": "tumorsyn.generators.rules:RulesGenerator"}
+_REGISTRY: dict[str, type[Generator]] = {}
+
+
+def register_generator(cls: type[Generator]) -> type[Generator]:
+    """Register a generator class under ``cls.name`` (usable as a decorator)."""
+    if not cls.name:
+        raise ConfigError(f"generator class {cls.__name__} has no name")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _targets() -> dict[str, str]:
+    targets = dict(_BUILTIN)
+    for ep in entry_points(group="tumorsyn.generators"):
+        targets.setdefault(ep.name, ep.value)
+    return targets
+
+
+def available_generators() -> list[str]:
+    """Names of every generator that can be asked for with ``method=``."""
+    return sorted(set(_targets()) | set(_REGISTRY))
+
+
+def get_generator(name: str) -> Generator:
+    """An instance of the generator registered as ``name``."""
+    if name not in _REGISTRY:
+        target = _targets().get(name)
+        if target is None:
+            raise ConfigError(f"unknown method {name!r}; available: {', '.join(available_generators())}")
+        import importlib
+
+        module, _, attr = target.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except ImportError as exc:
+            raise ConfigError(f"method {name!r} cannot load ({exc}); install its extra") from None
+        _REGISTRY[name] = cls
+    return _REGISTRY[name]()

@@ -1,0 +1,66 @@
+"""The contract every generator keeps, so that ``rules``, ``ca`` and ``diffusion`` plug in alike.
+
+A generator turns a :class:`~tumorsyn.spec.TumorSpec` into a change of the CT inside the
+tumour's box. It is split in the TorchIO way: ``sample_params`` draws (random), ``render`` and
+``apply`` are deterministic functions of the spec.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from tumorsyn.organs import OrganPreset
+from tumorsyn.spec import TumorSpec
+
+__all__ = ["Generator", "Rendering"]
+
+
+@dataclass
+class Rendering:
+    """A tumour drawn in its box, without touching a CT.
+
+    Attributes
+    ----------
+    label : ndarray of bool
+        Visible tumour voxels in the box (after the organ cut unless exophytic).
+    presence : ndarray of bool
+        The same before the organ cut (for the inside-fraction check).
+    """
+
+    label: np.ndarray
+    presence: np.ndarray
+
+
+class Generator(ABC):
+    """Base class of tumour generators (registered under ``name``)."""
+
+    name: str = ""
+
+    @abstractmethod
+    def sample_params(self, rng: np.random.Generator, *, size_mm: float, preset: OrganPreset,
+                      organ_mean_hu: float, organ_std_hu: float, spacing_mm, options: dict) -> dict:
+        """Draw the generator's own parameters (JSON values) for a tumour of ``size_mm``."""
+
+    @abstractmethod
+    def extent_mm(self, spec: TumorSpec) -> float:
+        """Half-width (mm) of the box around the centre that holds every voxel the tumour changes."""
+
+    @abstractmethod
+    def render(self, spec: TumorSpec, organ_box: np.ndarray, origin) -> Rendering:
+        """Label and presence of the tumour in the box starting at ``origin`` (voxel index)."""
+
+    @abstractmethod
+    def apply(self, ct_box: np.ndarray, organ_box: np.ndarray, spec: TumorSpec, origin):
+        """Return ``(ct_box_out, label_box, changed_box)`` for the box starting at ``origin``."""
+
+    def rescale(self, spec: TumorSpec, factor: float) -> TumorSpec:
+        """A spec whose tumour is ``factor`` times larger in every direction (used to meet sizes).
+
+        Generators without a continuous size knob return the spec unchanged.
+        """
+        return spec
+
+    def validate(self, spec: TumorSpec) -> None:
+        """Raise :class:`~tumorsyn.errors.ConfigError` if ``spec.params`` is not usable."""

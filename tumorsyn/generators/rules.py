@@ -1,0 +1,224 @@
+"""The rule-based generator: lobulated shape, procedural texture, edge blending.
+
+After the idea of SyntheticTumors (deformed ellipsoid + smooth texture + blending), rebuilt in
+millimetres: the shape is a smooth signed-distance field (no nearest-neighbour jaggies), the
+contrast is relative to the scan's own organ statistics, texture is made in the tumour's box only,
+and the label is what is visible.
+
+Intensity model (per voxel x of the box)::
+
+    w(x)     = sigmoid(-d(x) / tau)              presence; d = signed distance (mm), tau = edge/4
+    delta(x) = designed HU offset from the organ mean (texture, rim, capsule, necrosis)
+    out(x)   = in(x) + w(x) * (mu + delta(x) - smooth(in)(x))
+
+``smooth(in)`` is the input blurred by 1.5 mm: the tumour replaces the local tissue level (so a
+vessel inside the blend zone does not shine through) while the scan's own noise grain is kept.
+A voxel is labelled tumour when it carries at least half of the lesion's nominal contrast,
+``w(x) * |delta(x)| >= |delta_0| / 2`` (holes filled): the lesion's half-maximum edge.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+from scipy.special import expit
+
+from tumorsyn.errors import ConfigError
+from tumorsyn.generators.base import Generator, Rendering
+from tumorsyn.organs import APPEARANCES, OrganPreset
+from tumorsyn.shapes import box_offsets_mm, lobulated_distance_mm
+from tumorsyn.spec import TumorSpec
+from tumorsyn.texture import lattice_noise, seeded_streams, smooth_noise
+
+__all__ = ["RulesGenerator"]
+
+_SMOOTH_MM = 1.5        # blur that separates the tissue level from the scan's noise grain
+_MIN_WEIGHT = 1.0 / 256  # presence below this leaves a voxel untouched (byte-identical)
+_MIN_DELTA_HU = 8.0      # weaker designed contrast would not be visible on CT
+_LATTICE_NODES = 12
+
+
+def _unit_vector(rng: np.random.Generator) -> np.ndarray:
+    v = rng.standard_normal(3)
+    return v / np.linalg.norm(v)
+
+
+def _clip_contrast(value_hu: float, preset: OrganPreset) -> float:
+    lo, hi = preset.contrast_hu
+    return float(min(max(value_hu, lo), hi))
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill cavities: background components that do not reach the box border become foreground."""
+    background, count = ndimage.label(~mask)
+    if count == 0:
+        return mask
+    border = np.zeros(count + 1, dtype=bool)
+    for axis in range(mask.ndim):
+        for index in (0, -1):
+            border[np.take(background, index, axis=axis)] = True
+    border[0] = True  # label 0 is the foreground itself
+    return mask | ~border[background]
+
+
+class RulesGenerator(Generator):
+    """Rule-based tumours (``method="rules"``): CPU only, numpy and scipy."""
+
+    name = "rules"
+
+    # --- random side ----------------------------------------------------------------------------
+    def sample_params(self, rng, *, size_mm, preset, organ_mean_hu, organ_std_hu, spacing_mm, options) -> dict:
+        mu, sigma = float(organ_mean_hu), float(organ_std_hu)
+        radius = 0.5 * float(size_mm)
+        radii = radius * rng.uniform(0.75, 1.25, size=3)
+        radii *= radius / float(np.prod(radii)) ** (1 / 3)  # keep the volume of a sphere of `radius`
+
+        appearance = options.get("appearance")
+        if appearance in (None, "mix"):
+            names = list(preset.appearance)
+            weights = np.array([preset.appearance[n] for n in names], dtype=float)
+            appearance = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+        if appearance not in APPEARANCES:
+            raise ConfigError(f"unknown appearance {appearance!r}; choose one of {', '.join(APPEARANCES)} or mix")
+
+        contrast = _clip_contrast(rng.uniform(*preset.contrast_sd) * sigma, preset)
+        lobes = [[*map(float, _unit_vector(rng)), float(rng.uniform(0.05, 0.25)), float(rng.uniform(2.0, 6.0))]
+                 for _ in range(int(rng.integers(0, 4)))]
+        params = {
+            "appearance": appearance,
+            "radii_mm": [float(r) for r in radii],
+            "rotation": [float(v) for v in (lambda q: q / np.linalg.norm(q))(rng.standard_normal(4))],
+            "lobes": lobes,
+            "deform_amplitude": float(rng.uniform(0.03, 0.12)),
+            "satellites": [],
+            "edge_mm": float(rng.uniform(0.5, 2.0)),
+            "texture_scale_mm": float(rng.uniform(1.0, 3.0)),
+            "texture_amount": float(rng.uniform(0.1, 0.3)),
+            "delta_hu": -contrast,
+            "rim": None,
+            "capsule": None,
+            "necrosis": None,
+        }
+        if appearance == "hypodense":
+            # Never darker than water: a solid tumour is not a cyst.
+            params["delta_hu"] = -min(contrast, max(mu - 5.0, _MIN_DELTA_HU))
+        elif appearance == "hyperdense":
+            params["delta_hu"] = contrast
+        elif appearance == "isodense":
+            params["delta_hu"] = float(rng.choice([-1.0, 1.0]) * max(_MIN_DELTA_HU, rng.uniform(0.3, 0.7) * sigma))
+            params["texture_amount"] = float(rng.uniform(0.3, 0.5))
+        elif appearance == "cystic":
+            params["delta_hu"] = float(min(rng.uniform(0.0, 20.0) - mu, -15.0))
+            params["texture_amount"] = 0.02
+            params["edge_mm"] = float(rng.uniform(0.3, 0.6))
+        elif appearance == "rim":
+            params["delta_hu"] = -min(contrast, max(mu - 5.0, _MIN_DELTA_HU))
+            params["rim"] = {"thickness_mm": float(rng.uniform(1.5, 3.0)),
+                             "delta_hu": float(abs(params["delta_hu"]) * rng.uniform(0.8, 1.2))}
+
+        if size_mm >= 10.0 and appearance != "cystic" and rng.random() < preset.satellite_probability:
+            for _ in range(int(rng.integers(1, 3))):
+                direction = _unit_vector(rng) * radius * rng.uniform(1.3, 1.7)
+                params["satellites"].append([*map(float, direction), float(radius * rng.uniform(0.15, 0.3))])
+        if appearance in ("hypodense", "isodense") and rng.random() < preset.capsule_probability:
+            params["capsule"] = {"thickness_mm": float(rng.uniform(0.6, 1.2)),
+                                 "delta_hu": float(abs(params["delta_hu"]) * rng.uniform(0.8, 1.2))}
+        if size_mm >= 15.0 and appearance not in ("cystic",) and rng.random() < preset.necrosis_probability:
+            necrotic_hu = rng.uniform(10.0, 25.0)
+            params["necrosis"] = {"fraction": float(rng.uniform(0.3, 0.6)),
+                                  "delta_hu": float(min(necrotic_hu - mu, -1.3 * abs(params["delta_hu"])))}
+        for key, value in options.items():
+            if key in params and key != "appearance" and value is not None:
+                params[key] = value
+        return params
+
+    # --- deterministic side ---------------------------------------------------------------------
+    def validate(self, spec: TumorSpec) -> None:
+        p = spec.params
+        needed = ("radii_mm", "rotation", "edge_mm", "delta_hu", "texture_scale_mm", "texture_amount")
+        missing = [k for k in needed if k not in p]
+        if missing:
+            raise ConfigError(f"rules spec lacks parameter(s) {', '.join(missing)}")
+        if len(p["radii_mm"]) != 3 or min(p["radii_mm"]) <= 0:
+            raise ConfigError(f"rules spec radii_mm must be three positive numbers, got {p['radii_mm']}")
+        if abs(p["delta_hu"]) < 1e-6:
+            raise ConfigError("rules spec delta_hu must not be 0")
+
+    def extent_mm(self, spec: TumorSpec) -> float:
+        p = spec.params
+        reach = max(p["radii_mm"]) * (1.0 + sum(lobe[3] for lobe in p.get("lobes", ())) + 4.0 * p.get("deform_amplitude", 0.0))
+        for dx, dy, dz, r in p.get("satellites", ()):
+            reach = max(reach, math.sqrt(dx * dx + dy * dy + dz * dz) + r)
+        # sigmoid(-d/tau) falls below 1/256 at d = 5.6 tau = 1.4 edge_mm.
+        return reach + 1.5 * p["edge_mm"] + 1.0
+
+    def rescale(self, spec: TumorSpec, factor: float) -> TumorSpec:
+        p = dict(spec.params)
+        p["radii_mm"] = [r * factor for r in p["radii_mm"]]
+        p["satellites"] = [[c * factor for c in sat] for sat in p.get("satellites", ())]
+        return spec.with_params(params=p)
+
+    def _fields(self, spec: TumorSpec, box_shape, origin):
+        """Presence ``w`` (before the organ cut), designed offset ``delta`` (HU), both float32."""
+        p = spec.params
+        shape_rng, texture_rng, necrosis_rng = seeded_streams(spec.seed, 3)
+        offsets = box_offsets_mm(box_shape, origin, spec.center_vox, spec.spacing_mm)
+        distance = lobulated_distance_mm(
+            offsets, radii_mm=p["radii_mm"], rotation=p["rotation"], lobes=p.get("lobes", ()),
+            deform_lattice=lattice_noise(shape_rng, nodes=_LATTICE_NODES), deform_amplitude=p.get("deform_amplitude", 0.0),
+            satellites=p.get("satellites", ()))
+        tau = p["edge_mm"] / 4.0
+        w = expit(-distance / np.float32(tau)).astype(np.float32)
+        w[w < _MIN_WEIGHT] = 0.0
+
+        delta0 = float(p["delta_hu"])
+        texture = np.clip(smooth_noise(box_shape, sigma_mm=p["texture_scale_mm"], spacing_mm=spec.spacing_mm,
+                                       rng=texture_rng), -2.5, 2.5)
+        # Texture modulates the contrast but never below 60 % of it: the body of the lesion stays
+        # visible everywhere, so texture cannot punch holes into the label.
+        delta = np.float32(delta0) * np.clip(1.0 + np.float32(p["texture_amount"]) * texture, 0.6, 1.6)
+        if p.get("rim"):
+            rim = p["rim"]
+            rim_w = expit((distance + rim["thickness_mm"]) / np.float32(0.5))
+            delta += rim_w * (np.float32(rim["delta_hu"]) * (1.0 + 0.5 * np.float32(p["texture_amount"]) * texture) - delta)
+        if p.get("capsule"):
+            cap = p["capsule"]
+            half = 0.5 * cap["thickness_mm"]
+            cap_w = np.exp(-(((distance + half) / np.float32(half)) ** 2))
+            delta += cap_w * (np.float32(cap["delta_hu"]) - delta)
+        if p.get("necrosis"):
+            nec = p["necrosis"]
+            radius = float(np.prod(p["radii_mm"])) ** (1 / 3)
+            border = smooth_noise(box_shape, sigma_mm=max(0.3 * radius, 1.0), spacing_mm=spec.spacing_mm, rng=necrosis_rng)
+            depth = -(1.0 - nec["fraction"]) * radius
+            nec_w = expit((depth + 0.15 * radius * border - distance) / np.float32(1.0))
+            delta += nec_w * (np.float32(nec["delta_hu"]) * (1.0 + 0.3 * np.float32(p["texture_amount"]) * texture) - delta)
+        return w, delta.astype(np.float32)
+
+    def _label(self, w: np.ndarray, delta: np.ndarray, spec: TumorSpec) -> np.ndarray:
+        visible = w * np.abs(delta) >= 0.5 * abs(spec.params["delta_hu"])
+        # A rim or capsule of opposite sign to the core passes through zero contrast on its way:
+        # that ring is inside the lesion, so enclosed gaps belong to the label.
+        if spec.params.get("rim") or spec.params.get("capsule"):
+            visible = _fill_holes(visible)
+        return visible
+
+    def render(self, spec: TumorSpec, organ_box: np.ndarray, origin) -> Rendering:
+        w, delta = self._fields(spec, organ_box.shape, origin)
+        presence = self._label(w, delta, spec)
+        label = presence if spec.exophytic else self._label(w * organ_box, delta, spec)
+        return Rendering(label=label, presence=presence)
+
+    def apply(self, ct_box: np.ndarray, organ_box: np.ndarray, spec: TumorSpec, origin):
+        w, delta = self._fields(spec, ct_box.shape, origin)
+        if not spec.exophytic:
+            w = w * organ_box
+        label = self._label(w, delta, spec)
+        smooth = ndimage.gaussian_filter(ct_box.astype(np.float32), sigma=[_SMOOTH_MM / s for s in spec.spacing_mm],
+                                         mode="nearest", truncate=3.0)
+        target = np.float32(spec.organ_mean_hu) + delta
+        changed = w > 0
+        out = ct_box.astype(np.float32, copy=True)
+        out[changed] += w[changed] * (target[changed] - smooth[changed])
+        return out, label, changed

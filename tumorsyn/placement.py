@@ -1,0 +1,224 @@
+"""Where a tumour may sit: organ statistics, candidate centres, and the checks a placement must pass.
+
+The per-scan work (organ statistics, a coarse depth map of the organ) lives in
+:class:`PlacementContext`, computed once and reused for every tumour of that scan; each tumour's
+own checks run inside its box only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from tumorsyn.errors import EmptyOrganError, InputError, NotHUError
+from tumorsyn.measure import equivalent_diameter_mm
+from tumorsyn.organs import OrganPreset, get_preset
+
+__all__ = ["organ_statistics", "PlacementContext", "check_placement", "box_slices", "vessel_mask"]
+
+
+def organ_statistics(ct_hu: np.ndarray, organ_mask: np.ndarray) -> tuple[float, float]:
+    """Robust mean and standard deviation (HU) of the organ's parenchyma.
+
+    The median and 1.4826 x MAD of the organ after a one-voxel erosion (to drop partial-volume
+    edges) stand in for mean and standard deviation: vessels and lesions barely move them.
+    """
+    core = ndimage.binary_erosion(organ_mask)
+    values = ct_hu[core] if np.count_nonzero(core) >= 50 else ct_hu[organ_mask]
+    median = float(np.median(values))
+    mad = float(np.median(np.abs(values - median)))
+    return median, max(1.4826 * mad, 1.0)
+
+
+def box_slices(center_vox, half_width_vox, grid_shape) -> tuple[slice, ...]:
+    """Slices of the box ``center +/- half_width`` (voxels per axis), clipped to the grid."""
+    out = []
+    for c, h, n in zip(center_vox, half_width_vox, grid_shape):
+        lo = max(int(np.floor(c - h)), 0)
+        hi = min(int(np.ceil(c + h)) + 1, int(n))
+        out.append(slice(lo, max(hi, lo + 1)))
+    return tuple(out)
+
+
+def vessel_mask(ct_box: np.ndarray, *, spacing_mm, organ_mean_hu: float, organ_std_hu: float,
+                preset: OrganPreset) -> np.ndarray:
+    """Bright, contrast-filled structures (vessels, enhancing ducts) relative to the organ's own HU.
+
+    A voxel is vessel when its 1 mm-smoothed HU exceeds the organ mean by ``preset.vessel_z``
+    standard deviations and by at least ``preset.vessel_min_hu``: thresholds follow each scan's
+    enhancement instead of fixed absolute HU.
+    """
+    smooth = ndimage.gaussian_filter(ct_box, sigma=[1.0 / s for s in spacing_mm], truncate=2.5)
+    threshold = organ_mean_hu + max(preset.vessel_z * organ_std_hu, preset.vessel_min_hu)
+    return smooth > threshold
+
+
+@dataclass
+class PlacementContext:
+    """Facts about one scan and organ, shared by every tumour placed in it.
+
+    Parameters
+    ----------
+    organ_mask : ndarray of bool, shape (X, Y, Z)
+    spacing_mm : sequence of 3 float
+    organ : str
+    ct_hu : ndarray of float, shape (X, Y, Z), optional
+        The scan in HU; without it no vessel avoidance happens and the organ statistics must be
+        given as ``organ_stats``.
+    avoid : ndarray of bool, optional
+        Existing lesions (and tumours already placed) that new tumours keep clear of.
+    organ_stats : (float, float), optional
+        Organ mean and standard deviation in HU, when ``ct_hu`` is not given.
+    """
+
+    organ_mask: np.ndarray
+    spacing_mm: tuple
+    organ: str
+    ct_hu: np.ndarray | None = None
+    avoid: np.ndarray | None = None
+    organ_stats: tuple | None = None
+    preset: OrganPreset = field(init=False)
+    _box: tuple = field(init=False, repr=False)
+    _depth: np.ndarray = field(init=False, repr=False)
+    _clearance: np.ndarray = field(init=False, repr=False)
+    _depth_origin: np.ndarray = field(init=False, repr=False)
+    _stride: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.organ_mask = np.asarray(self.organ_mask, dtype=bool)
+        self.spacing_mm = tuple(float(s) for s in self.spacing_mm)
+        self.preset = get_preset(self.organ)
+        if self.organ_mask.ndim != 3:
+            raise InputError(f"organ mask must be 3D, got shape {self.organ_mask.shape}")
+        boxes = ndimage.find_objects(self.organ_mask.astype(np.uint8))
+        if not boxes:
+            raise EmptyOrganError(f"the {self.organ} mask is empty")
+        # Everything per scan is computed on the organ's bounding box (plus a rim), not the scan.
+        self._box = tuple(slice(max(b.start - 2, 0), b.stop + 2) for b in boxes[0])
+        organ = self.organ_mask[self._box]
+        ct_box = None
+        if self.ct_hu is not None:
+            if self.ct_hu.shape != self.organ_mask.shape:
+                raise InputError(f"CT shape {self.ct_hu.shape} differs from organ mask shape {self.organ_mask.shape}")
+            ct_box = self.ct_hu[self._box]
+            if self.organ_stats is None:
+                self.organ_stats = organ_statistics(ct_box, organ)
+        if self.organ_stats is None:
+            raise InputError("give ct_hu (the scan in HU) or organ_stats=(mean_hu, std_hu)")
+        mean = self.organ_stats[0]
+        if not -150.0 <= mean <= 350.0:
+            raise NotHUError(f"{self.organ} median {mean:.4g} is not a plausible HU value (expected -150..350); "
+                             "the scan is not in Hounsfield units or the organ label is wrong")
+        if self.avoid is None:
+            self.avoid = np.zeros(self.organ_mask.shape, dtype=bool)
+        self._build_depth(organ, ct_box)
+
+    def _build_depth(self, organ: np.ndarray, ct_box: np.ndarray | None) -> None:
+        # Coarse (about 2 mm) maps of the organ box: depth below the organ surface and clearance
+        # from vessels. They only propose centres; exact checks run in each tumour's own box.
+        stride = np.maximum(1, np.floor(2.0 / np.asarray(self.spacing_mm))).astype(int)
+        step = tuple(slice(None, None, k) for k in stride)
+        sampling = np.asarray(self.spacing_mm) * stride
+        sub = np.pad(organ[step], 1)
+        depth = ndimage.distance_transform_edt(sub, sampling=sampling)[1:-1, 1:-1, 1:-1]
+        clearance = np.full(depth.shape, np.inf, dtype=np.float64)
+        if ct_box is not None:
+            vessels = vessel_mask(ct_box, spacing_mm=self.spacing_mm, organ_mean_hu=self.organ_stats[0],
+                                  organ_std_hu=self.organ_stats[1], preset=self.preset)[step] & organ[step]
+            if vessels.any():
+                clearance = ndimage.distance_transform_edt(~vessels, sampling=sampling)
+        self._depth = depth.astype(np.float32)
+        self._clearance = clearance.astype(np.float32)
+        self._depth_origin = np.array([s.start for s in self._box])
+        self._stride = stride
+
+    @property
+    def max_depth_mm(self) -> float:
+        """Distance (mm) from the organ's deepest point to its surface (coarse)."""
+        return float(self._depth.max())
+
+    def sample_center(self, rng: np.random.Generator, *, min_depth_mm: float, max_depth_mm: float = np.inf,
+                      min_clearance_mm: float = 0.0) -> tuple[float, float, float] | None:
+        """A random centre (fractional voxel index) at a depth in the given range, or None.
+
+        Centres at least ``min_clearance_mm`` from any vessel are preferred; when the organ has no
+        such place, the vessel check of :func:`check_placement` alone decides.
+        """
+        depth_ok = (self._depth >= min_depth_mm) & (self._depth <= max_depth_mm)
+        candidates = np.flatnonzero(depth_ok & (self._clearance >= min_clearance_mm))
+        if candidates.size == 0:
+            candidates = np.flatnonzero(depth_ok)
+        if candidates.size == 0:
+            return None
+        pick = np.array(np.unravel_index(candidates[rng.integers(candidates.size)], self._depth.shape))
+        jitter = rng.uniform(-0.5, 0.5, size=3) * self._stride
+        center = self._depth_origin + pick * self._stride + jitter
+        center = np.clip(center, 0, np.asarray(self.organ_mask.shape) - 1)
+        return tuple(float(c) for c in center)
+
+    def add_avoid(self, slices: tuple[slice, ...], label_box: np.ndarray) -> None:
+        """Keep later tumours clear of this one."""
+        self.avoid[slices] |= label_box
+
+
+def check_placement(label: np.ndarray, presence: np.ndarray, slices: tuple[slice, ...], ctx: PlacementContext,
+                    *, size_range_mm: tuple[float, float], exophytic: bool, margin_mm: float) -> str | None:
+    """Why a rendered tumour may not stay where it is, or None when it may.
+
+    Parameters
+    ----------
+    label : ndarray of bool
+        The visible tumour inside its box (after the organ cut).
+    presence : ndarray of bool
+        The same before the organ cut.
+    slices : tuple of slice
+        Where the box lies in the full grid.
+    ctx : PlacementContext
+    size_range_mm : (float, float)
+        Allowed equivalent diameter of ``label``, in mm.
+    exophytic : bool
+        Whether the tumour may leave the organ.
+    margin_mm : float
+        Least distance of the label from the organ surface (ignored for exophytic tumours).
+    """
+    n_label = int(np.count_nonzero(label))
+    if n_label == 0:
+        return "empty tumour"
+    size = equivalent_diameter_mm(label, ctx.spacing_mm)
+    lo, hi = size_range_mm
+    if not lo - 1e-6 <= size <= hi + 1e-6:
+        return f"size {size:.1f} mm outside {lo:g}-{hi:g} mm"
+    organ_box = ctx.organ_mask[slices]
+    n_presence = int(np.count_nonzero(presence))
+    inside = int(np.count_nonzero(presence & organ_box)) / max(n_presence, 1)
+    if exophytic:
+        if not 0.4 <= inside <= 0.85:
+            return "exophytic tumour not straddling the organ surface"
+        if ctx.ct_hu is not None and np.any(ctx.ct_hu[slices][label & ~organ_box] < -300):
+            return "exophytic part reaches air"
+    else:
+        if inside < ctx.preset.min_inside_fraction - 1e-9:
+            return "too much of the shape outside the organ"
+        if margin_mm > 0:
+            # Distance to the nearest non-organ voxel; the box reaches beyond the margin, so
+            # padding it with organ cannot hide a surface voxel that is near enough to matter.
+            padded = np.pad(organ_box, 1, constant_values=True)
+            if padded.all():
+                depth = None
+            else:
+                depth = ndimage.distance_transform_edt(padded, sampling=ctx.spacing_mm)[1:-1, 1:-1, 1:-1]
+            if depth is not None and float(depth[label].min()) < margin_mm:
+                return "closer to the organ surface than the margin"
+    avoid_box = ctx.avoid[slices]
+    if avoid_box.any():
+        clearance = ndimage.distance_transform_edt(~avoid_box, sampling=ctx.spacing_mm)
+        if float(clearance[label].min()) < max(margin_mm, 1.0):
+            return "overlaps or touches an existing lesion"
+    if ctx.ct_hu is not None:
+        vessels = vessel_mask(ctx.ct_hu[slices], spacing_mm=ctx.spacing_mm, organ_mean_hu=ctx.organ_stats[0],
+                              organ_std_hu=ctx.organ_stats[1], preset=ctx.preset)
+        # A few bright voxels are noise or partial volume; a real vessel crossing is many.
+        if np.count_nonzero(vessels & label) > max(2, 0.005 * n_label):
+            return "crosses a vessel"
+    return None
