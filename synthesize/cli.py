@@ -1,2 +1,129 @@
-def register(subparsers):  # replaced below in this session
-    subparsers.add_parser("generate", help="write tumours into scans")
+"""``tumorsyn generate``: write tumours into one scan or a whole dataset."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tumorsyn.cli.common import int_list, positive_int, range_mm, shard
+
+DESCRIPTION = """\
+Write synthetic tumours into healthy CT. For each output it writes <id>_ct.nii.gz (the input CT,
+byte-identical outside the tumour's blend zone, same header and orientation), <id>_tumor.nii.gz
+(uint8 label of the visible tumour), optionally <id>_label.nii.gz (0 background, 1 organ,
+2 tumour) and <id>_preview.png, and appends one JSON line to manifest.jsonl with the complete
+tumour spec (replayable with --from-spec), seeds, checksums and the measured size.
+A run folder resumes: run the same command again and finished outputs are skipped."""
+
+EXAMPLES = """\
+examples:
+  tumorsyn generate --example --organ liver --out demo --preview
+  tumorsyn generate ct.nii.gz --labels seg.nii.gz --organ kidney --size-mm 10-20 --seed 3 --out out/
+  tumorsyn generate dicom_series/ --labels seg.nii.gz --label-preset totalsegmentator --organ liver --out out/
+  tumorsyn generate --dataset Task03_Liver/ --organ liver --per-scan 4 --workers 2 --out enriched/
+  tumorsyn generate --dataset cases.csv --organ pancreas --shard 0/4 --out enriched/   (then --merge)
+  tumorsyn generate ct.nii.gz --labels seg.nii.gz --from-spec out/manifest.jsonl --spec-id ct --out again/
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "generate", help="write tumours into a scan or a dataset", description=DESCRIPTION, epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_argument_group("input")
+    source.add_argument("ct", nargs="?", help="CT scan: .nii/.nii.gz file or a DICOM series folder")
+    source.add_argument("--labels", help="label map or binary organ mask on the CT's grid (NIfTI)")
+    source.add_argument("--example", action="store_true",
+                        help="use the bundled TotalSegmentator example CT (3 mm) and its organ labels")
+    source.add_argument("--dataset", metavar="DIR_OR_CSV",
+                        help="a decathlon folder (dataset.json), imagesTr/ + labelsTr/, or a CSV of ct,labels rows")
+    source.add_argument("--case-id", help="id used in output names for a single scan (default: from the file name)")
+    labels = parser.add_argument_group("labels")
+    labels.add_argument("--label-preset", default="auto",
+                        choices=["auto", "totalsegmentator", "decathlon", "kits", "binary"],
+                        help="meaning of the label values (default auto: {0,1} binary, {0,1,2} decathlon, "
+                             "else totalsegmentator)")
+    labels.add_argument("--organ-label", type=int_list, metavar="K[,K]", help="organ label value(s); overrides the preset")
+    labels.add_argument("--lesion-label", type=int_list, metavar="K[,K]",
+                        help="label value(s) of existing lesions to keep clear of; overrides the preset")
+    tumour = parser.add_argument_group("tumours")
+    tumour.add_argument("--organ", choices=["liver", "pancreas", "kidney"], help="host organ")
+    tumour.add_argument("--method", default="rules", help="generator: rules (default), or any registered one")
+    tumour.add_argument("--size-mm", type=range_mm, default=(5.0, 20.0), metavar="LOW-HIGH",
+                        help="equivalent-sphere diameter range of each written tumour, in mm (default 5-20: early tumours)")
+    tumour.add_argument("--count", type=positive_int, default=1, help="tumours per output scan; they never overlap (default 1)")
+    tumour.add_argument("--per-scan", type=positive_int, default=1, help="outputs per input scan (default 1)")
+    tumour.add_argument("--appearance", choices=["hypodense", "isodense", "hyperdense", "cystic", "rim", "mix"],
+                        help="tumour appearance for the rules generator (default: the organ preset, hypodense)")
+    tumour.add_argument("--exophytic", choices=["auto", "yes", "no"], default="auto",
+                        help="kidney tumours bulging out of the organ (default auto: 30%% of kidney tumours)")
+    tumour.add_argument("--allow-smaller", action="store_true",
+                        help="where the organ cannot hold the requested size, write a smaller tumour instead of failing")
+    tumour.add_argument("--seed", type=int, default=0, help="master seed; recorded in the manifest (default 0)")
+    tumour.add_argument("--from-spec", metavar="JSON", help="replay recorded spec(s): a spec JSON, a manifest record, "
+                        "or manifest.jsonl with --spec-id")
+    tumour.add_argument("--spec-id", metavar="OUTPUT_ID", help="which manifest line --from-spec replays")
+    output = parser.add_argument_group("output")
+    output.add_argument("--out", required=True, metavar="DIR", help="output folder (created; resumable)")
+    output.add_argument("--label-map", action="store_true", help="also write <id>_label.nii.gz (0/1 organ/2 tumour)")
+    output.add_argument("--preview", action="store_true", help="also write <id>_preview.png")
+    run = parser.add_argument_group("running")
+    run.add_argument("--workers", type=positive_int, default=1, help="worker processes for datasets (default 1)")
+    run.add_argument("--shard", type=shard, metavar="I/N", help="work on shard I of N (0-based), or 'auto' "
+                     "(RANK/WORLD_SIZE of accelerate/torchrun, or a SLURM array)")
+    run.add_argument("--merge", action="store_true", help="merge the shard manifests in --out into manifest.jsonl and exit")
+    run.add_argument("--fail-fast", action="store_true", help="stop at the first bad case (default: go on, report at the end)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from tumorsyn.errors import ConfigError
+    from tumorsyn.io.datasets import Case, case_id_from_path, discover_cases, example_case
+    from synthesize.generate import GenerateOptions, load_spec_file
+    from synthesize.manifest import merge_manifests
+    from synthesize.run import run_generate
+
+    if args.merge:
+        path = merge_manifests(args.out)
+        print(f"merged into {path}")
+        return 0
+    sources = sum(bool(x) for x in (args.ct, args.example, args.dataset))
+    if sources != 1:
+        raise ConfigError("give exactly one input: a CT path (with --labels), --example, or --dataset")
+    specs = load_spec_file(args.from_spec, args.spec_id) if args.from_spec else None
+    if specs is None and not args.organ:
+        raise ConfigError("--organ is required (liver, pancreas or kidney)")
+    if args.example:
+        case = example_case()
+        if args.label_preset == "auto":
+            args.label_preset = "totalsegmentator"
+        cases = [Case(args.case_id or case.case_id, case.ct, case.labels)]
+    elif args.dataset:
+        if specs is not None:
+            raise ConfigError("--from-spec replays one scan; give a CT and --labels, not --dataset")
+        cases = discover_cases(args.dataset)
+    else:
+        if not args.labels:
+            raise ConfigError("--labels is required with a CT (a label map or a binary organ mask)")
+        cases = [Case(args.case_id or case_id_from_path(args.ct), Path(args.ct), Path(args.labels))]
+
+    options = GenerateOptions(
+        organ=specs[0].organ if specs else args.organ, method=specs[0].method if specs else args.method,
+        size_mm=tuple(args.size_mm), count=len(specs) if specs else args.count, per_scan=args.per_scan,
+        seed=args.seed, label_preset=args.label_preset, organ_labels=args.organ_label, lesion_labels=args.lesion_label,
+        label_map=args.label_map, preview=args.preview, allow_smaller=args.allow_smaller, appearance=args.appearance,
+        exophytic={"auto": None, "yes": True, "no": False}[args.exophytic])
+    if specs is not None:
+        options.extra = {"from_spec": [s.to_dict() for s in specs]}
+    summary = run_generate(cases, options, args.out, shard=args.shard, workers=args.workers, quiet=args.quiet,
+                           fail_fast=args.fail_fast, specs=specs)
+    if not args.quiet:
+        print(f"wrote {len(summary.written)} output(s), {len(summary.skipped)} already finished, "
+              f"{len(summary.failed)} case(s) failed; manifest: {summary.manifest}", file=sys.stderr)
+    if summary.failed:
+        if not args.quiet:
+            for case_id, error in summary.failed.items():
+                print(f"tumorsyn: failed: {error}", file=sys.stderr)
+        return 1
+    return 0

@@ -17,9 +17,11 @@ from nibabel.volumeutils import array_to_file
 
 from tumorsyn.errors import InputError
 
-__all__ = ["atomic_path", "write_ct_like", "write_mask_like", "write_raw_nifti"]
+__all__ = ["atomic_path", "remove_stale_temp_files", "write_ct_like", "write_mask_like", "write_raw_nifti"]
 
 TMP_PREFIX = ".tumorsyn-tmp-"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @contextmanager
@@ -27,16 +29,35 @@ def atomic_path(final: str | Path):
     """Yield a temporary path beside ``final``; rename it to ``final`` only if the block succeeds."""
     final = Path(final)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".part", dir=final.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", suffix=".part", dir=final.parent)
     except OSError as exc:
         raise InputError(f"cannot write in this folder ({exc.strerror})", path=final.parent) from None
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         os.replace(tmp, final)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temp_files(folder: str | Path) -> int:
+    """Delete temporary files left by killed tumorsyn processes (their pid is gone); return the count."""
+    removed = 0
+    for path in Path(folder).glob(f"{TMP_PREFIX}*.part"):
+        pid = path.name[len(TMP_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+                continue  # still running (another shard or worker): not ours to delete
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def write_raw_nifti(path: str | Path, raw: np.ndarray, header) -> None:

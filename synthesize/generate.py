@@ -1,0 +1,254 @@
+"""Write tumours into one scan: load, sample specs, synthesize, write outputs, return manifest records."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import tumorsyn
+from tumorsyn.errors import ConfigError, InputError
+from tumorsyn.io import load_labels, load_scan, write_ct_like, write_mask_like
+from tumorsyn.io.datasets import Case
+from tumorsyn.io.labels import label_values, lesion_mask_from_labels, organ_mask_from_labels
+from tumorsyn.io.scan import check_same_grid
+from tumorsyn.measure import equivalent_diameter_mm, max_diameter_mm, volume_ml
+from tumorsyn.placement import PlacementContext
+from tumorsyn.spec import TumorSpec
+from tumorsyn.synthesis import render_label, sample_specs, synthesize
+
+__all__ = ["GenerateOptions", "generate_case", "output_ids", "resolve_label_preset", "sha256_of", "load_spec_file"]
+
+
+@dataclass
+class GenerateOptions:
+    """Every option of ``tumorsyn generate`` that changes what is written (recorded in run.json).
+
+    Attributes
+    ----------
+    organ : str
+    method : str
+    size_mm : (float, float)
+        Range of each tumour's equivalent-sphere diameter in mm.
+    count : int
+        Tumours per output scan.
+    per_scan : int
+        Outputs written for each input scan.
+    seed : int
+        Master seed; each output's own seed derives from (seed, case id, output index).
+    label_preset : str
+        ``auto``, or a key of :data:`tumorsyn.io.LABEL_PRESETS`.
+    organ_labels, lesion_labels : tuple of int, optional
+        Explicit label values (override the preset).
+    label_map : bool
+        Also write ``<id>_label.nii.gz`` (0 background / 1 organ / 2 tumour).
+    preview : bool
+        Also write ``<id>_preview.png``.
+    allow_smaller : bool
+        Shrink the size range where the organ cannot hold it, instead of failing.
+    appearance : str, optional
+        Rules generator appearance (``hypodense`` ... or ``mix``).
+    exophytic : bool, optional
+        Force or forbid exophytic (kidney) tumours.
+    """
+
+    organ: str
+    method: str = "rules"
+    size_mm: tuple = (5.0, 20.0)
+    count: int = 1
+    per_scan: int = 1
+    seed: int = 0
+    label_preset: str = "auto"
+    organ_labels: tuple | None = None
+    lesion_labels: tuple | None = None
+    label_map: bool = False
+    preview: bool = False
+    allow_smaller: bool = False
+    appearance: str | None = None
+    exophytic: bool | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["size_mm"] = list(self.size_mm)
+        for key in ("organ_labels", "lesion_labels"):
+            data[key] = None if data[key] is None else list(data[key])
+        return data
+
+
+def sha256_of(path: Path) -> str:
+    """SHA-256 of a file, or of a DICOM folder's files (names and contents, in name order)."""
+    digest = hashlib.sha256()
+    paths = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    for item in paths:
+        if path.is_dir():
+            digest.update(item.name.encode())
+        with open(item, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def output_ids(case_id: str, per_scan: int) -> list[str]:
+    """Output ids of a case: the case id itself, or ``<case>_NNN`` when several outputs are made."""
+    return [case_id] if per_scan == 1 else [f"{case_id}_{k:03d}" for k in range(per_scan)]
+
+
+def resolve_label_preset(preset: str, labels: np.ndarray) -> str:
+    """``auto``: binary for {0, 1} masks, decathlon for {0, 1, 2}, TotalSegmentator otherwise."""
+    if preset != "auto":
+        return preset
+    values = set(int(v) for v in np.unique(labels))
+    if values <= {0, 1}:
+        return "binary"
+    if values <= {0, 1, 2}:
+        return "decathlon"
+    return "totalsegmentator"
+
+
+def _output_seed(seed: int, case_id: str, index: int) -> int:
+    # Seeds depend on the case and output index only, so shards and workers give the same bytes
+    # whatever order they run in.
+    sequence = np.random.SeedSequence([int(seed), zlib.crc32(case_id.encode()), int(index)])
+    return int(sequence.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def load_spec_file(path: str | Path, spec_id: str | None = None) -> list[TumorSpec]:
+    """Specs from a spec JSON, a list of specs, a manifest record, or a manifest (``spec_id`` picks a line)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(f"cannot read spec file ({exc.strerror})", path=path) from None
+    try:
+        if path.suffix == ".jsonl":
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+            if spec_id is not None:
+                records = [r for r in records if r.get("output_id") == spec_id]
+            if len(records) != 1:
+                raise ConfigError(f"manifest holds {len(records)} matching records; pick one with --spec-id OUTPUT_ID", path=path)
+            data = records[0]
+        else:
+            data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"not valid JSON ({exc})", path=path) from None
+    if isinstance(data, dict) and "tumors" in data:
+        data = [t["spec"] for t in data["tumors"]]
+    items = data if isinstance(data, list) else [data]
+    try:
+        return [TumorSpec.from_dict(item) for item in items]
+    except ConfigError as exc:
+        raise ConfigError(str(exc), path=path) from None
+
+
+def _measure(spec: TumorSpec, organ: np.ndarray, all_tumors: np.ndarray, before: np.ndarray, after: np.ndarray,
+             scan) -> dict:
+    slices, rendering = render_label(spec, organ)
+    label = rendering.label
+    spacing = spec.spacing_mm
+    organ_rest = organ[slices] & ~all_tumors[slices].astype(bool)
+    return {
+        "equivalent_diameter_mm": round(equivalent_diameter_mm(label, spacing), 3),
+        "max_diameter_mm": round(max_diameter_mm(label, spacing), 3),
+        "volume_ml": round(volume_ml(label, spacing), 4),
+        "mean_hu_tumor": round(float(after[slices][label].mean()), 2) if label.any() else None,
+        "mean_hu_tumor_before": round(float(before[slices][label].mean()), 2) if label.any() else None,
+        "mean_hu_organ_nearby": round(float(after[slices][organ_rest].mean()), 2) if organ_rest.any() else None,
+        "center_ras_mm": [round(v, 3) for v in scan.world_mm(spec.center_vox)],
+    }
+
+
+def generate_case(case: Case, options: GenerateOptions, out_dir: str | Path, *, skip: set[str] = frozenset(),
+                  specs: list[TumorSpec] | None = None) -> list[dict]:
+    """Write the outputs of one case and return their manifest records (files first, then records).
+
+    Parameters
+    ----------
+    case : Case
+    options : GenerateOptions
+    out_dir : str or Path
+    skip : set of str
+        Output ids already finished (resume).
+    specs : list of TumorSpec, optional
+        Replay these specs (``--from-spec``) instead of sampling.
+    """
+    out_dir = Path(out_dir)
+    scan = load_scan(case.ct)
+    labels_scan = load_labels(case.labels)
+    check_same_grid(scan, labels_scan)
+    labels = label_values(labels_scan)
+    preset = resolve_label_preset(options.label_preset, labels)
+    organ_name = specs[0].organ if specs else options.organ
+    organ = organ_mask_from_labels(labels, organ_name, preset=preset, organ_labels=options.organ_labels,
+                                   path=case.labels)
+    lesions = lesion_mask_from_labels(labels, preset=preset, lesion_labels=options.lesion_labels)
+    hu = scan.values()
+    spacing = scan.spacing_mm
+    inputs = {"ct": str(case.ct), "labels": str(case.labels),
+              "ct_sha256": sha256_of(case.ct), "labels_sha256": sha256_of(case.labels)}
+
+    context = None
+    records = []
+    for index, output_id in enumerate(output_ids(case.case_id, 1 if specs else options.per_scan)):
+        if output_id in skip:
+            continue
+        started = time.perf_counter()
+        output_seed = None
+        if specs is None:
+            if context is None:
+                context = PlacementContext(organ, spacing, options.organ, ct_hu=hu, avoid=lesions.copy())
+            context.avoid = lesions.copy()
+            output_seed = _output_seed(options.seed, case.case_id, index)
+            extra = dict(options.extra)
+            if options.appearance:
+                extra["appearance"] = options.appearance
+            try:
+                drawn = sample_specs(organ, spacing, count=options.count, organ=options.organ, method=options.method,
+                                     size_mm=options.size_mm, rng=output_seed, context=context,
+                                     allow_smaller=options.allow_smaller, exophytic=options.exophytic, **extra)
+            except InputError as exc:
+                raise type(exc)(str(exc), path=case.ct) from None
+        else:
+            drawn = specs
+        ct_out, tumor = synthesize(hu, organ, spacing, drawn)
+        paths = {"ct": out_dir / f"{output_id}_ct.nii.gz", "tumor": out_dir / f"{output_id}_tumor.nii.gz"}
+        write_ct_like(paths["ct"], scan, ct_out, ct_out != hu)
+        write_mask_like(paths["tumor"], scan, tumor)
+        if options.label_map:
+            combined = organ.astype(np.uint8)
+            combined[tumor > 0] = 2
+            paths["label"] = out_dir / f"{output_id}_label.nii.gz"
+            write_mask_like(paths["label"], scan, combined)
+        tumors = [{"spec": s.to_dict(), "measured": _measure(s, organ, tumor, hu, ct_out, scan)} for s in drawn]
+        if options.preview:
+            from synthesize.preview import write_preview
+
+            first = tumors[0]["measured"]
+            title = (f"{output_id}: {len(drawn)} {organ_name} tumour(s), method {drawn[0].method}; first: "
+                     f"{first['equivalent_diameter_mm']:.1f} mm eq. diameter, {first['mean_hu_tumor']} HU vs organ "
+                     f"{first['mean_hu_organ_nearby']} HU")
+            paths["preview"] = out_dir / f"{output_id}_preview.png"
+            write_preview(paths["preview"], hu, ct_out, tumor > 0, spacing, drawn[0].center_vox, title=title)
+        records.append({
+            "output_id": output_id,
+            "case_id": case.case_id,
+            "organ": organ_name,
+            "method": drawn[0].method,
+            "label_preset": preset,
+            "seed": options.seed if specs is None else None,
+            "output_seed": output_seed,
+            "from_spec": specs is not None,
+            "tool": {"name": "tumorsyn", "version": tumorsyn.__version__},
+            "input": inputs,
+            "outputs": {k: p.name for k, p in paths.items()},
+            "outputs_sha256": {k: sha256_of(p) for k, p in paths.items() if k != "preview"},
+            "tumors": tumors,
+            "seconds": round(time.perf_counter() - started, 3),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        })
+    return records
+

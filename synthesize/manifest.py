@@ -1,0 +1,81 @@
+"""The manifest: one JSON line per written output, appended only after its files are in place.
+
+A line is the proof that an output is complete. A run killed at any moment leaves at most one
+truncated last line, which the next run drops; outputs without a line are made again (the same
+seed gives the same bytes).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tumorsyn.io.writers import atomic_path
+
+__all__ = ["Manifest", "manifest_name", "read_records", "merge_manifests"]
+
+
+def manifest_name(shard: tuple[int, int] | None) -> str:
+    """``manifest.jsonl``, or ``manifest.shard-I-of-N.jsonl`` for one shard of a split run."""
+    return "manifest.jsonl" if shard is None or shard[1] == 1 else f"manifest.shard-{shard[0]}-of-{shard[1]}.jsonl"
+
+
+def read_records(path: Path) -> list[dict]:
+    """Complete records of a manifest file; a torn last line (killed writer) is ignored."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # only the last line can be torn; it is rewritten on the next append
+        if isinstance(record, dict) and "output_id" in record:
+            records.append(record)
+    return records
+
+
+class Manifest:
+    """Append-only JSON-lines file of finished outputs."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._repair()
+
+    def _repair(self) -> None:
+        # Drop a torn last line so the next append starts on a fresh line.
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            keep = data[: data.rfind(b"\n") + 1]
+            with open(self.path, "r+b") as fh:
+                fh.truncate(len(keep))
+
+    def append(self, record: dict) -> None:
+        line = json.dumps(record, sort_keys=True) + "\n"
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def merge_manifests(out_dir: str | Path) -> Path:
+    """Merge every shard manifest of ``out_dir`` into ``manifest.jsonl``; idempotent.
+
+    Records are keyed by ``output_id`` (the first seen wins) and sorted by it, so merging twice,
+    or merging after a shard re-ran, gives the same file.
+    """
+    out_dir = Path(out_dir)
+    merged: dict[str, dict] = {}
+    for path in [out_dir / "manifest.jsonl", *sorted(out_dir.glob("manifest.shard-*.jsonl"))]:
+        for record in read_records(path):
+            merged.setdefault(record["output_id"], record)
+    target = out_dir / "manifest.jsonl"
+    with atomic_path(target) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for key in sorted(merged):
+                fh.write(json.dumps(merged[key], sort_keys=True) + "\n")
+    return target

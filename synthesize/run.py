@@ -1,0 +1,161 @@
+"""Run ``tumorsyn generate`` over many cases: shards, worker processes, resume after any kill."""
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tumorsyn.errors import ConfigError, InputError, TumorsynError
+from tumorsyn.io.datasets import Case
+from tumorsyn.io.writers import atomic_path, remove_stale_temp_files
+from synthesize.generate import GenerateOptions, generate_case, output_ids
+from synthesize.manifest import Manifest, manifest_name, read_records
+
+__all__ = ["RunSummary", "run_generate", "resolve_shard", "select_shard"]
+
+# Options that change what is written: a run folder must not mix outputs made with different ones.
+_RUN_KEYS = ("organ", "method", "size_mm", "count", "per_scan", "seed", "label_preset", "organ_labels",
+             "lesion_labels", "label_map", "preview", "allow_smaller", "appearance", "exophytic", "extra")
+
+
+@dataclass
+class RunSummary:
+    """What a run did: outputs written now, outputs found finished, and failed cases."""
+
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    manifest: Path | None = None
+
+
+def resolve_shard(shard) -> tuple[int, int] | None:
+    """``(I, N)``, ``"auto"`` (RANK/WORLD_SIZE from accelerate/torchrun, or a SLURM array), or None."""
+    if shard != "auto":
+        return shard
+    env = os.environ
+    if "RANK" in env and "WORLD_SIZE" in env:
+        return int(env["RANK"]), int(env["WORLD_SIZE"])
+    if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+        first = int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+        return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
+    return None
+
+
+def select_shard(cases: list[Case], shard: tuple[int, int] | None) -> list[Case]:
+    """Cases of shard I of N: every N-th case of the id-sorted list, starting at I."""
+    if shard is None:
+        return cases
+    index, count = shard
+    return sorted(cases, key=lambda c: c.case_id)[index::count]
+
+
+def _check_run_file(out_dir: Path, options: GenerateOptions) -> None:
+    wanted = {k: v for k, v in options.to_dict().items() if k in _RUN_KEYS}
+    path = out_dir / "run.json"
+    if path.exists():
+        try:
+            recorded = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            recorded = None
+        if recorded != wanted:
+            diff = sorted(k for k in _RUN_KEYS if (recorded or {}).get(k) != wanted.get(k))
+            raise ConfigError(f"this folder holds a run made with other options ({', '.join(diff)}); "
+                              "use another --out, or the same options to resume", path=out_dir)
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+
+
+def _finished(out_dir: Path) -> set[str]:
+    done = set()
+    for path in out_dir.glob("manifest*.jsonl"):
+        for record in read_records(path):
+            files = record.get("outputs", {}).values()
+            if all((out_dir / name).exists() for name in files):
+                done.add(record["output_id"])
+    return done
+
+
+def _work(case: Case, options: GenerateOptions, out_dir: str, skip: set[str]):
+    """Worker entry: records, or the one-line error of a bad case."""
+    try:
+        return case.case_id, generate_case(case, options, out_dir, skip=skip), None
+    except TumorsynError as exc:
+        return case.case_id, [], str(exc)
+
+
+def run_generate(cases: list[Case], options: GenerateOptions, out_dir: str | Path, *, shard=None, workers: int = 1,
+                 quiet: bool = False, fail_fast: bool = False, specs=None) -> RunSummary:
+    """Generate every output of ``cases`` into ``out_dir``, skipping outputs already finished.
+
+    Parameters
+    ----------
+    cases : list of Case
+    options : GenerateOptions
+    out_dir : str or Path
+        Created if needed. Holds the outputs, ``run.json`` and the manifest(s).
+    shard : (int, int) or "auto", optional
+        Work on shard I of N only (each shard writes its own manifest part).
+    workers : int
+        Worker processes (1 = in this process).
+    quiet : bool
+        No progress bar.
+    fail_fast : bool
+        Stop at the first bad case instead of going on and reporting it at the end.
+    specs : list of TumorSpec, optional
+        Replay these specs on the single case (``--from-spec``).
+    """
+    from tumorsyn.cli.common import progress
+
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create output folder ({exc.strerror})", path=out_dir) from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise InputError("output folder is not writable", path=out_dir)
+    shard = resolve_shard(shard)
+    _check_run_file(out_dir, options)
+    remove_stale_temp_files(out_dir)
+    manifest = Manifest(out_dir / manifest_name(shard))
+    done = _finished(out_dir)
+
+    summary = RunSummary(manifest=manifest.path)
+    todo = []
+    per_scan = 1 if specs else options.per_scan
+    for case in select_shard(cases, shard):
+        ids = output_ids(case.case_id, per_scan)
+        summary.skipped.extend(i for i in ids if i in done)
+        if any(i not in done for i in ids):
+            todo.append(case)
+    total = sum(len([i for i in output_ids(c.case_id, per_scan) if i not in done]) for c in todo)
+    bar = progress(total=total, desc="generate", quiet=quiet, unit="scan")
+
+    def collect(case_id: str, records: list[dict], error: str | None) -> None:
+        for record in records:
+            manifest.append(record)
+            summary.written.append(record["output_id"])
+            bar.update(1)
+        if error is not None:
+            summary.failed[case_id] = error
+            if fail_fast or len(cases) == 1:
+                # One scan (or --fail-fast): the error is the whole story, as a one-line message.
+                raise InputError(error)
+
+    try:
+        if workers <= 1 or len(todo) <= 1:
+            for case in todo:
+                if specs is not None:
+                    collect(case.case_id, generate_case(case, options, out_dir, skip=done, specs=specs), None)
+                else:
+                    collect(*_work(case, options, str(out_dir), done))
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(_work, case, options, str(out_dir), done) for case in todo]
+                for future in as_completed(futures):
+                    collect(*future.result())
+    finally:
+        bar.close()
+    return summary

@@ -1,0 +1,160 @@
+"""All figures of one case: lesions and their matches, false positives, Dice and surface Dice."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from tumorsyn.metrics.lesions import Lesion, match_lesions
+from tumorsyn.metrics.segmentation import SURFACE_TOLERANCE_MM, dice, surface_dice
+from tumorsyn.metrics.sizes import DEFAULT_BINS_MM
+
+__all__ = ["PROBABILITY_THRESHOLD", "CaseResult", "evaluate_case"]
+
+# A probability map becomes the binary prediction at p >= 0.5.
+PROBABILITY_THRESHOLD = 0.5
+
+
+@dataclass
+class CaseResult:
+    """Figures of one case (picklable, so that worker processes can return it).
+
+    Attributes
+    ----------
+    case_id : str
+    has_tumour : bool
+        The (organ-restricted) reference holds at least one lesion.
+    reference, predicted : list of Lesion
+    dice, surface_dice : float or None
+        Only for tumour-positive cases (None otherwise).
+    ref_voxels, pred_voxels, overlap_voxels : int
+        Voxel counts for the pooled (global) Dice.
+    probabilistic : bool
+        The prediction carried probabilities (component scores are set).
+    ref_voxels_outside_organ, pred_voxels_outside_organ : int
+        Voxels dropped by the organ restriction (0 without an organ mask).
+    spacing_mm : tuple of float
+    inputs : dict
+        Paths and checksums of the files, filled in by the dataset layer.
+    """
+
+    case_id: str
+    has_tumour: bool
+    reference: list[Lesion]
+    predicted: list[Lesion]
+    dice: float | None
+    surface_dice: float | None
+    ref_voxels: int
+    pred_voxels: int
+    overlap_voxels: int
+    probabilistic: bool
+    ref_voxels_outside_organ: int = 0
+    pred_voxels_outside_organ: int = 0
+    spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    inputs: dict = field(default_factory=dict)
+
+    @property
+    def n_detected(self) -> int:
+        return sum(les.matched for les in self.reference)
+
+    @property
+    def n_false_positives(self) -> int:
+        return sum(c.counted and not c.matched for c in self.predicted)
+
+    @property
+    def has_counted_prediction(self) -> bool:
+        return any(c.counted for c in self.predicted)
+
+    def summary_row(self) -> dict:
+        """One line of the per-case table."""
+        return {
+            "case_id": self.case_id,
+            "has_tumour": self.has_tumour,
+            "n_lesions": len(self.reference),
+            "n_detected": self.n_detected,
+            "n_predicted_components": sum(c.counted for c in self.predicted),
+            "n_false_positives": self.n_false_positives,
+            "dice": self.dice,
+            "surface_dice": self.surface_dice,
+            "ref_voxels": self.ref_voxels,
+            "pred_voxels": self.pred_voxels,
+            "overlap_voxels": self.overlap_voxels,
+            "probabilistic": self.probabilistic,
+            "ref_voxels_outside_organ": self.ref_voxels_outside_organ,
+            "pred_voxels_outside_organ": self.pred_voxels_outside_organ,
+            "spacing_mm": list(self.spacing_mm),
+        }
+
+
+def evaluate_case(reference: np.ndarray, prediction: np.ndarray, *, spacing_mm: Sequence[float],
+                  case_id: str = "case", organ_mask: np.ndarray | None = None,
+                  probability: np.ndarray | None = None, match: str = "any", min_volume_mm3: float = 0.0,
+                  bins_mm: Sequence[float] = DEFAULT_BINS_MM,
+                  tolerance_mm: float = SURFACE_TOLERANCE_MM) -> CaseResult:
+    """Evaluate one prediction against one reference tumour mask.
+
+    Parameters
+    ----------
+    reference : ndarray of bool, shape (X, Y, Z)
+        Reference tumour mask.
+    prediction : ndarray of bool, shape (X, Y, Z), or None
+        Binary predicted tumour mask. May be None when ``probability`` is given: it is then
+        ``probability >= 0.5``.
+    spacing_mm : sequence of 3 float
+        Voxel size in mm.
+    case_id : str, optional
+        Name used in the result rows.
+    organ_mask : ndarray of bool, shape (X, Y, Z), optional
+        When given, reference and prediction are both cut to the organ before anything else: lesions
+        and components outside it vanish (they are neither missed lesions nor false positives), and
+        Dice is computed inside the organ.
+    probability : ndarray of float in [0, 1], shape (X, Y, Z), optional
+        Probability map: components are scored by their maximum probability (FROC).
+    match, min_volume_mm3, bins_mm
+        See :func:`tumorsyn.metrics.match_lesions`.
+    tolerance_mm : float, optional
+        Surface Dice tolerance in mm (default 2).
+
+    Returns
+    -------
+    CaseResult
+    """
+    reference = np.asarray(reference) != 0
+    if prediction is None:
+        if probability is None:
+            raise ValueError("give a prediction mask or a probability map")
+        prediction = np.asarray(probability) >= PROBABILITY_THRESHOLD
+    prediction = np.asarray(prediction) != 0
+    if reference.shape != prediction.shape:
+        raise ValueError(f"case {case_id}: reference shape {reference.shape} differs from prediction shape {prediction.shape}")
+    if probability is not None and np.asarray(probability).shape != reference.shape:
+        raise ValueError(f"case {case_id}: probability shape {np.asarray(probability).shape} differs from {reference.shape}")
+    ref_out = pred_out = 0
+    if organ_mask is not None:
+        organ = np.asarray(organ_mask) != 0
+        if organ.shape != reference.shape:
+            raise ValueError(f"case {case_id}: organ mask shape {organ.shape} differs from {reference.shape}")
+        ref_out = int(np.count_nonzero(reference & ~organ))
+        pred_out = int(np.count_nonzero(prediction & ~organ))
+        reference = reference & organ
+        prediction = prediction & organ
+
+    matched = match_lesions(reference, prediction, spacing_mm=spacing_mm, match=match,
+                            min_volume_mm3=min_volume_mm3, probability=probability, bins_mm=bins_mm)
+    has_tumour = bool(matched.reference)
+    ref_voxels = int(np.count_nonzero(reference))
+    pred_voxels = int(np.count_nonzero(prediction))
+    overlap = int(np.count_nonzero(reference & prediction))
+    # Dice is undefined-or-trivial on a tumour-free reference, so those cases never enter it.
+    case_dice = dice(reference, prediction) if has_tumour else None
+    case_nsd = surface_dice(reference, prediction, spacing_mm=spacing_mm, tolerance_mm=tolerance_mm) if has_tumour else None
+    if case_nsd is not None and math.isnan(case_nsd):
+        case_nsd = None
+    return CaseResult(case_id=case_id, has_tumour=has_tumour, reference=matched.reference,
+                      predicted=matched.predicted, dice=case_dice, surface_dice=case_nsd,
+                      ref_voxels=ref_voxels, pred_voxels=pred_voxels, overlap_voxels=overlap,
+                      probabilistic=probability is not None, ref_voxels_outside_organ=ref_out,
+                      pred_voxels_outside_organ=pred_out,
+                      spacing_mm=tuple(float(s) for s in spacing_mm))

@@ -1,0 +1,115 @@
+"""PNG plots of a report: sensitivity by size bin with Wilson intervals, FROC, and A-vs-B comparison.
+
+matplotlib is optional (extra ``tumorsyn[plots]``) and imported on first use. Figures are drawn on
+the Agg canvas directly, without pyplot, so the caller's backend and open figures stay untouched.
+Each PNG carries the conventions as JSON in its ``Description`` metadata.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from tumorsyn.io.writers import atomic_path
+
+__all__ = ["plot_sensitivity_by_size", "plot_froc", "plot_comparison", "write_report_plots"]
+
+
+def _figure(size: tuple[float, float]):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=120)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: Path, conventions: dict) -> Path:
+    meta = {"Software": "tumorsyn evaluate", "Description": json.dumps(conventions, default=str)}
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata=meta)
+    return path
+
+
+def _errors(rows: Sequence[dict]) -> tuple[list[float], list[list[float]]]:
+    values, low, high = [], [], []
+    for row in rows:
+        v = row["value"] if row["value"] is not None else 0.0
+        lo, hi = row["ci95"] if row["ci95"] else (v, v)
+        values.append(v)
+        low.append(v - lo)
+        high.append(hi - v)
+    return values, [low, high]
+
+
+def plot_sensitivity_by_size(summary: dict, path: str | Path, *, conventions: dict, title: str | None = None) -> Path:
+    """Bar chart of per-lesion sensitivity per size bin, with Wilson 95 % error bars and counts."""
+    rows = summary["lesion_sensitivity"]["by_size"]
+    fig = _figure((5.5, 4.0))
+    ax = fig.add_subplot()
+    values, err = _errors(rows)
+    xs = range(len(rows))
+    ax.bar(xs, values, yerr=err, capsize=5, color="#4477aa")
+    for x, row in zip(xs, rows):
+        ax.annotate(f"{row['k']}/{row['n']}", (x, 0.02), ha="center", color="white" if row["n"] else "black")
+    ax.set_xticks(list(xs), [r["bin"] for r in rows])
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("reference lesion size (maximum 3D diameter)")
+    ax.set_ylabel("per-lesion sensitivity (95 % Wilson CI)")
+    ax.set_title(title or f"Detection by size (match: {conventions.get('match')})")
+    fig.tight_layout()
+    return _save(fig, Path(path), conventions)
+
+
+def plot_froc(froc: dict, path: str | Path, *, conventions: dict) -> Path:
+    """FROC curve: lesion sensitivity against false positives per scan (log axis)."""
+    fig = _figure((5.5, 4.0))
+    ax = fig.add_subplot()
+    fps, sens = froc["fp_per_scan"], froc["sensitivity"]
+    ax.step(fps, sens, where="post", color="#aa3377")
+    ax.plot(fps, sens, "o", ms=3, color="#aa3377")
+    positive = [f for f in fps if f > 0]
+    if positive:
+        ax.set_xscale("symlog", linthresh=min(positive))
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("false positives per scan")
+    ax.set_ylabel("per-lesion sensitivity")
+    ax.set_title(f"FROC (component score = max probability), {froc['n_lesions']} lesions, {froc['n_scans']} scans",
+                 fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, Path(path), conventions)
+
+
+def plot_comparison(comparison: dict, path: str | Path) -> Path:
+    """Side-by-side bars of two models' sensitivity per size bin, with intervals and McNemar p."""
+    rows = comparison["by_size"]
+    names = comparison["names"]
+    fig = _figure((6.5, 4.2))
+    ax = fig.add_subplot()
+    width = 0.38
+    for offset, key, colour in ((-width / 2, "a", "#4477aa"), (width / 2, "b", "#ee6677")):
+        values, err = _errors([r[key] for r in rows])
+        ax.bar([i + offset for i in range(len(rows))], values, width, yerr=err, capsize=4, color=colour,
+               label=names[key])
+    for i, row in enumerate(rows):
+        ax.annotate(f"p={row['mcnemar']['exact_p']:.3g}", (i, 1.07), ha="center", fontsize=8)
+    ax.set_xticks(list(range(len(rows))), [r["bin"] for r in rows])
+    ax.set_ylim(0, 1.15)
+    ax.set_xlabel("reference lesion size (maximum 3D diameter)")
+    ax.set_ylabel("per-lesion sensitivity (95 % Wilson CI)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("Detection by size: paired McNemar exact p per bin", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, Path(path), comparison["conventions"])
+
+
+def write_report_plots(out_dir: Path, report: dict) -> list[Path]:
+    """``sensitivity_by_size.png`` and, with probabilities, ``froc.png``; raises ImportError without matplotlib."""
+    import matplotlib  # noqa: F401  (a clear ImportError before any work)
+
+    conv = report["conventions"]
+    paths = [plot_sensitivity_by_size(report["summary"], out_dir / "sensitivity_by_size.png", conventions=conv)]
+    if report["summary"].get("froc"):
+        paths.append(plot_froc(report["summary"]["froc"], out_dir / "froc.png", conventions=conv))
+    return paths

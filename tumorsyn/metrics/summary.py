@@ -1,0 +1,94 @@
+"""Dataset figures from per-case results: per-lesion, per-patient, false positives, Dice, FROC."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from tumorsyn.metrics.case import CaseResult
+from tumorsyn.metrics.froc import froc_curve, sensitivity_at_fp_rates
+from tumorsyn.metrics.sizes import DEFAULT_BINS_MM, is_early, size_bin_labels
+from tumorsyn.metrics.stats import proportion
+
+__all__ = ["summarize"]
+
+
+def _stats(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0, "mean": None, "sd": None, "median": None, "min": None, "max": None}
+    arr = np.asarray(values, dtype=np.float64)
+    return {"n": int(arr.size), "mean": float(arr.mean()), "sd": float(arr.std(ddof=1)) if arr.size > 1 else None,
+            "median": float(np.median(arr)), "min": float(arr.min()), "max": float(arr.max())}
+
+
+def summarize(results: Sequence[CaseResult], *, bins_mm: Sequence[float] = DEFAULT_BINS_MM) -> dict:
+    """Aggregate case results into the figures of a report.
+
+    Parameters
+    ----------
+    results : sequence of CaseResult
+    bins_mm : sequence of float
+        Size bin edges in mm (the same as used for the cases).
+
+    Returns
+    -------
+    dict
+        ``lesion_sensitivity`` (overall, by size bin, early < 20 mm; each a proportion with its Wilson
+        95 % interval), ``false_positives``, ``patient`` (sensitivity, specificity),
+        ``segmentation`` (per-case Dice and surface Dice statistics, global Dice) and ``froc``
+        (None unless every prediction carried probabilities).
+    """
+    if not results:
+        raise ValueError("no cases to summarise")
+    lesions = [les for r in results for les in r.reference]
+    labels = size_bin_labels(bins_mm)
+    by_size = []
+    for label in labels:
+        in_bin = [les for les in lesions if les.size_bin == label]
+        by_size.append({"bin": label, **proportion(sum(les.matched for les in in_bin), len(in_bin))})
+    early = [les for les in lesions if is_early(les.max_diameter_mm)]
+
+    positives = [r for r in results if r.has_tumour]
+    negatives = [r for r in results if not r.has_tumour]
+    total_fp = sum(r.n_false_positives for r in results)
+
+    dices = [r.dice for r in positives if r.dice is not None and not math.isnan(r.dice)]
+    nsds = [r.surface_dice for r in positives if r.surface_dice is not None]
+    pooled = sum(r.ref_voxels + r.pred_voxels for r in positives)
+    global_dice = 2.0 * sum(r.overlap_voxels for r in positives) / pooled if pooled else None
+
+    froc = None
+    if all(r.probabilistic for r in results):
+        curve = froc_curve([les.score if les.matched else None for les in lesions],
+                           [c.score for r in results for c in r.predicted if c.counted and not c.matched],
+                           n_scans=len(results))
+        froc = {**curve, "sensitivity_at_fp_per_scan": sensitivity_at_fp_rates(curve)}
+
+    return {
+        "n_cases": len(results),
+        "n_tumour_positive": len(positives),
+        "n_tumour_free": len(negatives),
+        "n_lesions": len(lesions),
+        "lesion_sensitivity": {
+            "overall": proportion(sum(les.matched for les in lesions), len(lesions)),
+            "by_size": by_size,
+            "early_lt_20mm": proportion(sum(les.matched for les in early), len(early)),
+        },
+        "false_positives": {
+            "total": int(total_fp),
+            "per_scan": total_fp / len(results),
+            "per_tumour_free_scan": (sum(r.n_false_positives for r in negatives) / len(negatives)) if negatives else None,
+            "per_tumour_positive_scan": (sum(r.n_false_positives for r in positives) / len(positives)) if positives else None,
+        },
+        "patient": {
+            "sensitivity": proportion(sum(r.n_detected > 0 for r in positives), len(positives)),
+            "specificity": proportion(sum(not r.has_counted_prediction for r in negatives), len(negatives)),
+        },
+        "segmentation": {
+            "dice_per_case": _stats(dices),
+            "surface_dice_per_case": _stats(nsds),
+            "global_dice": global_dice,
+        },
+        "froc": froc,
+    }
