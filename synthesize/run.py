@@ -110,6 +110,7 @@ def run_generate(cases: list[Case], options: GenerateOptions, out_dir: str | Pat
     from tumorsyn.cli.common import progress
 
     out_dir = Path(out_dir)
+    created = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -117,6 +118,7 @@ def run_generate(cases: list[Case], options: GenerateOptions, out_dir: str | Pat
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise InputError("output folder is not writable", path=out_dir)
     shard = resolve_shard(shard)
+    fresh_run = not (out_dir / "run.json").exists()
     _check_run_file(out_dir, options)
     remove_stale_temp_files(out_dir)
     manifest = Manifest(out_dir / manifest_name(shard))
@@ -156,6 +158,25 @@ def run_generate(cases: list[Case], options: GenerateOptions, out_dir: str | Pat
                 futures = [pool.submit(_work, case, options, str(out_dir), done) for case in todo]
                 for future in as_completed(futures):
                     collect(*future.result())
+    except BaseException:
+        if not summary.written:
+            _undo_empty_run(out_dir, created=created, fresh_run=fresh_run, manifest=manifest.path)
+        raise
     finally:
         bar.close()
+    if not summary.written and summary.failed:
+        _undo_empty_run(out_dir, created=created, fresh_run=fresh_run, manifest=manifest.path)
     return summary
+
+
+def _undo_empty_run(out_dir: Path, *, created: bool, fresh_run: bool, manifest: Path) -> None:
+    """A run that wrote nothing leaves nothing: no run.json, no empty manifest, no new folder."""
+    if fresh_run:
+        (out_dir / "run.json").unlink(missing_ok=True)
+        if manifest.exists() and manifest.stat().st_size == 0:
+            manifest.unlink()
+    if created:
+        try:
+            out_dir.rmdir()
+        except OSError:
+            pass

@@ -140,7 +140,7 @@ def sample_spec(organ_mask: np.ndarray, spacing_mm, *, organ: str, method: str =
                 raise OrganTooSmallError(
                     f"the {organ} is too small for a {lo:g} mm tumour: its deepest point is {deepest:.1f} mm from the "
                     f"surface (a {preset.margin_mm:g} mm margin is kept); ask for --size-mm up to about {fit:.0f}")
-            lo, hi = min(lo, fit), min(hi, fit)
+            lo, hi = min(lo, 0.75 * fit), min(hi, fit)
         elif deepest < needed_depth(hi, False) and allow_smaller:
             hi = max(lo, (deepest - preset.margin_mm) / (0.45 * max(preset.min_inside_fraction, 1e-6)))
 

@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from tumorsyn.measure import label_lesions
+from tumorsyn.metrics.segmentation import _bounding_box
 from tumorsyn.metrics.sizes import DEFAULT_BINS_MM, component_sizes, size_bin_index, size_bin_labels
 
 __all__ = ["MATCH_CRITERIA", "Lesion", "LesionMatch", "match_lesions"]
@@ -156,6 +157,14 @@ def match_lesions(reference: np.ndarray, prediction: np.ndarray, *, spacing_mm: 
     if min_volume_mm3 < 0:
         raise ValueError(f"min_volume_mm3 must be >= 0, got {min_volume_mm3}")
     labels = size_bin_labels(bins_mm)
+    box = _bounding_box(reference | prediction)
+    if box is None:
+        return LesionMatch(reference=[], predicted=[])
+    # Work inside the box holding every lesion and component: labelling a whole scan costs seconds.
+    offset = np.array([s.start for s in box], dtype=np.float64)
+    reference, prediction = np.ascontiguousarray(reference[box]), np.ascontiguousarray(prediction[box])
+    if probability is not None:
+        probability = np.asarray(probability)[box]
 
     ref_labels, n_ref = label_lesions(reference)
     pred_labels, n_pred = label_lesions(prediction)
@@ -195,4 +204,6 @@ def match_lesions(reference: np.ndarray, prediction: np.ndarray, *, spacing_mm: 
         comp.partners.append(r)
         if comp.score is not None:
             lesion.score = comp.score if lesion.score is None else max(lesion.score, comp.score)
+    for lesion in [*refs, *preds]:
+        lesion.centroid_vox = tuple(float(c) for c in np.asarray(lesion.centroid_vox) + offset)
     return LesionMatch(reference=refs, predicted=preds)

@@ -71,6 +71,8 @@ def plot_froc(froc: dict, path: str | Path, *, conventions: dict) -> Path:
     positive = [f for f in fps if f > 0]
     if positive:
         ax.set_xscale("symlog", linthresh=min(positive))
+    else:
+        ax.set_xlim(-0.05, 1.0)  # no false positive at any threshold: keep a readable axis
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("false positives per scan")
     ax.set_ylabel("per-lesion sensitivity")

@@ -1,0 +1,48 @@
+"""Shared fixtures: where the real scans are, and small CT phantoms with known anatomy."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REAL = REPO.parent / "shared" / "data" / "real"
+EXAMPLE_CT = REPO / "tumorsyn" / "data" / "example_ct.nii.gz"
+EXAMPLE_LABELS = REPO / "tumorsyn" / "data" / "example_labels.nii.gz"
+
+
+def real_path(*parts: str) -> Path:
+    """Path under ../shared/data/real, or skip the test with the reason."""
+    path = REAL.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{'/'.join(parts)} not in ../shared/data/real; see ../shared/data/README.md")
+    return path
+
+
+def make_phantom(shape=(64, 64, 40), spacing=(1.0, 1.0, 1.5), *, organ_hu=100.0, noise_hu=10.0,
+                 radii_mm=(24.0, 22.0, 20.0), vessel=False, seed=0):
+    """A body of soft tissue in air holding an ellipsoidal organ; optionally one bright vessel.
+
+    Returns (ct_hu float32, organ bool, spacing).
+    """
+    rng = np.random.default_rng(seed)
+    idx = np.indices(shape).astype(np.float32)
+    center = [(n - 1) / 2 for n in shape]
+    r2 = sum(((idx[a] - center[a]) * spacing[a] / radii_mm[a]) ** 2 for a in range(3))
+    body = sum(((idx[a] - center[a]) * spacing[a] / (0.5 * shape[a] * spacing[a] - 1)) ** 2 for a in range(2)) <= 1
+    ct = np.full(shape, -1000.0, np.float32)
+    ct[body] = 30.0
+    organ = r2 <= 1.0
+    ct[organ] = organ_hu
+    ct += rng.normal(0.0, noise_hu, size=shape).astype(np.float32)
+    if vessel:
+        # A 6 mm tube along Z through the organ's centre, 150 HU brighter than parenchyma.
+        tube = ((idx[0] - center[0]) * spacing[0]) ** 2 + ((idx[1] - center[1]) * spacing[1]) ** 2 <= 9.0
+        ct[tube & organ] += 150.0
+    return ct, organ, tuple(spacing)
+
+
+@pytest.fixture
+def phantom():
+    return make_phantom()

@@ -1,0 +1,532 @@
+"""MONAI dictionary transforms that write synthetic tumours on the fly inside a training pipeline.
+
+:class:`RandTumorSynthesisd` is the random transform: in ``randomize()`` it draws "apply or not" and
+then the tumour spec(s) from MONAI's own random state ``self.R``, and it applies them
+deterministically to the image and the label map ("draw once, apply to every key").
+:class:`TumorSynthesisd` is its deterministic twin: it applies given specs (TorchIO's pattern).
+
+Place these transforms after ``LoadImaged`` + ``EnsureChannelFirstd`` (and any resampling) and
+*before* intensity scaling: the image must be in Hounsfield units.
+
+>>> from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, ScaleIntensityRanged
+>>> from tumorsyn.transforms import RandTumorSynthesisd
+>>> pipeline = Compose([
+...     LoadImaged(keys=("image", "label")),
+...     EnsureChannelFirstd(keys=("image", "label")),
+...     RandTumorSynthesisd(keys=("image", "label"), organ="liver", size_mm=(5, 20), prob=0.5),
+...     ScaleIntensityRanged(keys="image", a_min=-175, a_max=250, b_min=0.0, b_max=1.0, clip=True),
+... ])
+
+This module is the MONAI adapter: ``import tumorsyn`` never imports it, so the core runs without
+torch and MONAI.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Hashable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor, list_data_collate
+from monai.data.utils import affine_to_spacing
+from monai.transforms import MapTransform, RandomizableTransform
+from monai.utils import convert_to_dst_type
+
+from tumorsyn.errors import ConfigError, EmptyOrganError, GridMismatchError, NotHUError, OrganTooSmallError
+from tumorsyn.generators import get_generator
+from tumorsyn.io.labels import LABEL_PRESETS, ORGANS, _organ_values, lesion_mask_from_labels, organ_mask_from_labels
+from tumorsyn.placement import PlacementContext
+from tumorsyn.spec import TumorSpec
+from tumorsyn.synthesis import _check_range_mm, sample_specs, synthesize_local
+
+__all__ = ["RandTumorSynthesisd", "TumorSynthesisd", "collate_tumor_specs", "SPECS_KEY", "REASON_KEY"]
+
+SPECS_KEY = "tumor_specs"
+"""Item (and ``MetaTensor.meta``) key holding the applied specs: a list of JSON dicts."""
+REASON_KEY = "tumor_skip_reason"
+"""Item (and ``MetaTensor.meta``) key saying why no tumour was written; ``""`` when one was."""
+
+_MIN_HU_RANGE = 200.0  # any CT in HU spans more than this (air/fat to contrast/bone)
+
+
+# --- argument parsing -----------------------------------------------------------------------------
+def _parse_size_bins(size_mm) -> tuple[tuple[tuple[float, float], ...], tuple[float, ...]]:
+    """``size_mm`` as (ranges, probabilities): a number, a (low, high) pair, or weighted bins."""
+    if np.isscalar(size_mm) or (isinstance(size_mm, Sequence) and len(size_mm) == 2
+                                and all(np.isscalar(v) for v in size_mm)):
+        return (_check_range_mm(size_mm),), (1.0,)
+    try:
+        items = list(size_mm)
+    except TypeError:
+        raise ConfigError(f"size_mm must be a (low, high) pair in mm or a list of ((low, high), weight) bins, "
+                          f"got {size_mm!r}") from None
+    ranges, weights = [], []
+    for item in items:
+        try:
+            span, weight = item
+            weight = float(weight)
+        except (TypeError, ValueError):
+            raise ConfigError(f"size_mm bin {item!r} is not ((low_mm, high_mm), weight); "
+                              "write e.g. [((5, 10), 0.8), ((10, 20), 0.1), ((20, 40), 0.1)]") from None
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ConfigError(f"size_mm bin weight must be a non-negative number, got {weight!r} in {item!r}")
+        ranges.append(_check_range_mm(span))
+        weights.append(weight)
+    total = sum(weights)
+    if not ranges or total <= 0:
+        raise ConfigError(f"size_mm bins need at least one positive weight, got {size_mm!r}")
+    return tuple(ranges), tuple(w / total for w in weights)
+
+
+def _parse_keys(keys: KeysCollection, name: str) -> tuple[Hashable, Hashable]:
+    keys = (keys,) if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable) else tuple(keys)
+    if len(keys) != 2:
+        raise ConfigError(f"{name} needs keys=(image_key, label_key), got {keys!r}")
+    return keys[0], keys[1]
+
+
+def _parse_spacing(spacing_mm) -> tuple[float, float, float] | None:
+    if spacing_mm is None:
+        return None
+    try:
+        values = tuple(float(s) for s in spacing_mm)
+    except (TypeError, ValueError):
+        raise ConfigError(f"spacing_mm must be three positive numbers (mm), got {spacing_mm!r}") from None
+    if len(values) != 3 or not all(math.isfinite(s) and s > 0 for s in values):
+        raise ConfigError(f"spacing_mm must be three positive numbers (mm), got {spacing_mm!r}")
+    return values
+
+
+def _parse_tumor_label(tumor_label) -> int | None:
+    if tumor_label is None:
+        return None
+    if isinstance(tumor_label, bool) or int(tumor_label) != tumor_label or int(tumor_label) <= 0:
+        raise ConfigError(f"tumor_label must be a positive integer label value, got {tumor_label!r}")
+    return int(tumor_label)
+
+
+# --- array handling -------------------------------------------------------------------------------
+def _spatial(array, key: Hashable, name: str) -> np.ndarray:
+    """The (X, Y, Z) numpy view of a channel-first (1, X, Y, Z) array or tensor, or of an (X, Y, Z) one."""
+    if isinstance(array, torch.Tensor):
+        values = array.detach().cpu().numpy()
+    elif isinstance(array, np.ndarray):
+        values = array
+    else:
+        raise ConfigError(f"{name}: data[{key!r}] must be a numpy array or torch tensor, got {type(array).__name__}")
+    if values.ndim == 4 and values.shape[0] == 1:
+        return values[0]
+    if values.ndim == 3:
+        return values
+    raise ConfigError(f"{name}: data[{key!r}] has shape {tuple(values.shape)}; expected channel-first (1, X, Y, Z) "
+                      "as after EnsureChannelFirstd, with one channel")
+
+
+def _like(values: np.ndarray, original) -> Any:
+    """``values`` (shape of ``original``'s spatial part) in the type, dtype, device and shape of ``original``."""
+    if isinstance(original, torch.Tensor):
+        values = values.reshape(tuple(original.shape))
+        return convert_to_dst_type(values, dst=original)[0]
+    return values.reshape(original.shape)
+
+
+def _with_meta(tensor, updates: dict):
+    """``tensor`` with ``updates`` in its ``.meta``, without touching the caller's MetaTensor."""
+    if not isinstance(tensor, MetaTensor):
+        return tensor
+    # A new MetaTensor over the same storage: the input item's meta dict stays as it was.
+    out = MetaTensor(tensor.as_tensor(), meta=dict(tensor.meta), applied_operations=list(tensor.applied_operations))
+    out.meta.update(updates)
+    return out
+
+
+def _cast_into(values_f32: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """HU float32 values in ``dtype``: integer images are rounded and clipped to the type's range."""
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values_f32), info.min, info.max).astype(dtype)
+    return values_f32.astype(dtype)
+
+
+@dataclass
+class _Inputs:
+    """One item's image and label in numpy (X, Y, Z), plus what placement needs."""
+
+    image: np.ndarray          # (X, Y, Z) in the input dtype
+    labels: np.ndarray         # (X, Y, Z) integer label values
+    spacing_mm: tuple
+    organ_mask: np.ndarray | None = None
+    reason: str = ""           # why this item cannot take a tumour
+
+
+class _TumorSynthesisBase(MapTransform):
+    """What the random transform and its twin share: reading the item and writing the result."""
+
+    def __init__(self, keys: KeysCollection, *, organ: str, organ_labels: Iterable[int] | None, label_preset: str | None,
+                 tumor_label: int | None, spacing_mm, allow_missing_keys: bool) -> None:
+        name = type(self).__name__
+        self.image_key, self.label_key = _parse_keys(keys, name)
+        MapTransform.__init__(self, (self.image_key, self.label_key), allow_missing_keys)
+        if organ not in ORGANS:
+            raise ConfigError(f"{name}: unknown organ {organ!r}; choose one of {', '.join(ORGANS)}")
+        self.organ = organ
+        self.organ_labels = None if organ_labels is None else tuple(int(v) for v in organ_labels)
+        self.label_preset = label_preset
+        _organ_values(organ, label_preset, self.organ_labels)  # fail now, not in the middle of an epoch
+        self.tumor_label = _parse_tumor_label(tumor_label)
+        self.spacing_mm = _parse_spacing(spacing_mm)
+
+    # --- reading ----------------------------------------------------------------------------------
+    def _missing_key(self, data: Mapping) -> Hashable | None:
+        """The first missing key; raises KeyError for it unless missing keys are allowed."""
+        for key in (self.image_key, self.label_key):
+            if key not in data:
+                if self.allow_missing_keys:
+                    return key
+                raise KeyError(f"Key `{key}` of transform `{type(self).__name__}` was missing in the data and "
+                               "allow_missing_keys==False.")
+        return None
+
+    def _spacing(self, data: Mapping) -> tuple[float, float, float]:
+        """Voxel size in mm: the argument, else the image's affine (MetaTensor or ``<key>_meta_dict``)."""
+        if self.spacing_mm is not None:
+            return self.spacing_mm
+        image = data[self.image_key]
+        affine = image.affine if isinstance(image, MetaTensor) else None
+        meta = data.get(f"{self.image_key}_meta_dict")
+        if affine is None and isinstance(meta, Mapping):
+            if meta.get("affine") is not None:
+                affine = meta["affine"]
+            elif meta.get("pixdim") is not None:
+                return _parse_spacing(np.asarray(meta["pixdim"], dtype=float).ravel()[1:4])
+        if affine is None:
+            raise ConfigError(f"{type(self).__name__}: data[{self.image_key!r}] carries no affine to read its spacing "
+                              "from; load it as a MetaTensor (LoadImaged) or give spacing_mm=(x, y, z)")
+        affine = affine.detach().cpu().numpy() if isinstance(affine, torch.Tensor) else np.asarray(affine)
+        return _parse_spacing(affine_to_spacing(affine.astype(np.float64), r=3))
+
+    def _read(self, data: Mapping) -> _Inputs:
+        name = type(self).__name__
+        image = _spatial(data[self.image_key], self.image_key, name)
+        labels = _spatial(data[self.label_key], self.label_key, name)
+        if image.shape != labels.shape:
+            raise GridMismatchError(f"{name}: label grid {labels.shape} differs from image grid {image.shape}; "
+                                    "resample the label map onto the image first")
+        if not np.issubdtype(labels.dtype, np.integer):
+            labels = np.rint(labels).astype(np.int64)
+        inputs = _Inputs(image=image, labels=labels, spacing_mm=self._spacing(data))
+        try:
+            inputs.organ_mask = organ_mask_from_labels(labels, self.organ, preset=self.label_preset,
+                                                       organ_labels=self.organ_labels)
+        except EmptyOrganError as exc:
+            inputs.reason = f"empty organ: {exc}"
+        return inputs
+
+    def _label_value(self, labels: np.ndarray) -> int:
+        """The label written for tumour voxels (see the ``tumor_label`` parameter)."""
+        if self.tumor_label is not None:
+            return self.tumor_label
+        lesion = () if self.organ_labels is not None else LABEL_PRESETS.get(self.label_preset or "binary", {}).get("lesion", ())
+        if lesion:
+            return int(lesion[0])
+        return max(int(labels.max()), 1) + 1
+
+    def _avoid(self, labels: np.ndarray) -> np.ndarray:
+        """Existing lesions and tumours: new tumours keep clear of them."""
+        avoid = lesion_mask_from_labels(labels, preset=self.label_preset)
+        return avoid | (labels == self._label_value(labels))
+
+    @staticmethod
+    def _check_hu(image: np.ndarray, name: str) -> np.ndarray:
+        ct = np.asarray(image, dtype=np.float32)
+        span = float(ct.max()) - float(ct.min())
+        if not np.isfinite(span) or span < _MIN_HU_RANGE:
+            raise NotHUError(f"{name}: image intensities span only {span:.4g}; a CT in Hounsfield units spans "
+                             "hundreds of HU. Place the transform before intensity scaling (e.g. ScaleIntensityRanged)")
+        return ct
+
+    # --- writing ----------------------------------------------------------------------------------
+    def _write(self, data: dict, inputs: _Inputs | None, specs: Sequence[TumorSpec], reason: str) -> dict:
+        """Apply ``specs`` (in order) to image and label of ``data``; record specs and reason."""
+        image_key, label_key = self.image_key, self.label_key
+        if specs:
+            ct = self._check_hu(inputs.image, type(self).__name__)
+            work = np.array(ct, dtype=np.float32, copy=True)
+            changed = np.zeros(work.shape, dtype=bool)
+            tumor = np.zeros(work.shape, dtype=bool)
+            for spec in specs:
+                result = synthesize_local(work, inputs.organ_mask, inputs.spacing_mm, spec)
+                work[result.slices] = result.ct_box
+                changed[result.slices] |= result.changed_box
+                tumor[result.slices] |= result.label_box.astype(bool)
+            # Only voxels a tumour touched are rewritten: the rest keep their exact input values.
+            image_out = np.array(inputs.image, copy=True)
+            image_out[changed] = _cast_into(work[changed], image_out.dtype)
+            label_value = self._label_value(inputs.labels)
+            original_labels = _spatial(data[label_key], label_key, type(self).__name__)
+            if np.issubdtype(original_labels.dtype, np.integer) and label_value > np.iinfo(original_labels.dtype).max:
+                raise ConfigError(f"{type(self).__name__}: tumour label {label_value} does not fit the label map's "
+                                  f"{original_labels.dtype}; give tumor_label= or cast the labels (CastToTyped)")
+            labels_out = np.array(original_labels, copy=True)
+            labels_out[tumor] = label_value
+            data[image_key] = _like(image_out, data[image_key])
+            data[label_key] = _like(labels_out, data[label_key])
+        records = [spec.to_dict() for spec in specs]
+        data[SPECS_KEY] = records
+        data[REASON_KEY] = reason
+        for key in (image_key, label_key):
+            if key in data:
+                data[key] = _with_meta(data[key], {SPECS_KEY: records, REASON_KEY: reason})
+        return data
+
+
+class RandTumorSynthesisd(RandomizableTransform, _TumorSynthesisBase):
+    """Write random synthetic tumours into a CT image and its label map (MONAI dictionary transform).
+
+    With probability ``prob`` an item gets ``count`` tumours drawn by :func:`tumorsyn.sample_specs`;
+    every random choice comes from the transform's ``self.R`` (MONAI's ``Randomizable`` state), so
+    ``set_random_state(seed)`` on the transform or on its ``Compose``, or
+    ``monai.utils.set_determinism(seed)`` before building the ``Compose``, reproduces a run. The drawn
+    specs are kept in the item, so every tumour can be regenerated with :func:`tumorsyn.synthesize`.
+
+    Parameters
+    ----------
+    keys : (str, str)
+        Image key first, label-map key second.
+    organ : {'liver', 'pancreas', 'kidney'}
+        Host organ of the tumours.
+    organ_labels : iterable of int, optional
+        Label values of the organ in the label map; by default ``LABEL_PRESETS[label_preset][organ]``
+        (TotalSegmentator: liver 5, pancreas 7, kidney 2 and 3).
+    label_preset : str
+        Key of :data:`tumorsyn.io.labels.LABEL_PRESETS` (``"totalsegmentator"``, ``"decathlon"``,
+        ``"kits"``, ``"binary"``). Its ``"lesion"`` labels mark existing tumours, which new ones avoid.
+    tumor_label : int, optional
+        Value written into the label map where a tumour is visible. By default the preset's first
+        lesion label (decathlon and KiTS: 2), else the item's largest label + 1 (2 for a binary
+        organ mask). That default can differ between items of a multi-label dataset: give the value
+        explicitly when the label maps do not all hold the same labels.
+    method : str
+        Generator (``"rules"``, or see :func:`tumorsyn.available_generators`).
+    size_mm : float, (float, float) or list of ((float, float), float)
+        Equivalent-sphere diameter of each tumour, in millimetres: one range drawn uniformly, or
+        weighted size bins ``[((low_mm, high_mm), weight), ...]``; a bin is drawn per tumour, then a
+        size in it. Example after DiffTumor's early-tumour mix (80 % small, 10 % medium, 10 % large):
+        ``[((5, 10), 0.8), ((10, 20), 0.1), ((20, 40), 0.1)]``. Weights need not sum to 1.
+    prob : float
+        Probability, in [0, 1], that an item gets tumours.
+    count : int
+        Tumours per selected item; they never overlap.
+    spacing_mm : (float, float, float), optional
+        Voxel size (X, Y, Z) in mm. By default it is read from the image's affine (a MONAI
+        ``MetaTensor``, or ``data["<image key>_meta_dict"]["affine"]`` / ``["pixdim"]``).
+    allow_missing_keys : bool
+        When image or label is missing, pass the item through (reason recorded) instead of raising
+        ``KeyError``.
+    **options
+        Passed to :func:`tumorsyn.sample_spec` and the generator, e.g. ``appearance="rim"``,
+        ``allow_smaller=True``, ``max_tries=50``.
+
+    Notes
+    -----
+    *Input.* Image and label are numpy arrays, torch tensors or ``MetaTensor``s, channel-first with
+    one channel, ``(1, X, Y, Z)``, as after ``EnsureChannelFirstd`` (``(X, Y, Z)`` is accepted too).
+    The image must be in Hounsfield units: apply this transform **before** intensity scaling or
+    normalisation (a ``NotHUError`` is raised otherwise) and after any resampling (the specs hold
+    the grid they were drawn for). Outputs keep each input's type, dtype, device and shape; image
+    voxels no tumour touches keep their exact input values.
+
+    *Recorded.* ``data["tumor_specs"]`` is the list of applied specs as JSON dicts
+    (:meth:`TumorSpec.to_dict`; empty when nothing was written) and ``data["tumor_skip_reason"]``
+    says why nothing was written (``""`` when tumours were). For ``MetaTensor`` image and label the
+    same two entries go into ``.meta``. An item whose organ is absent (``EmptyOrganError``) or too
+    small for the requested size (``OrganTooSmallError``) passes through unchanged with the reason
+    recorded, so one odd case does not stop a training run; other errors raise.
+
+    *Batching.* Items with and without tumours hold lists of different lengths, which PyTorch's
+    default collation refuses for ``batch_size > 1``: build the DataLoader with
+    ``collate_fn=collate_tumor_specs``.
+
+    *Randomness.* Per call, ``self.R`` gives one draw for "apply or not" and, when applied, one
+    32-bit seed for a ``numpy.random.Generator`` that draws the specs. Like every MONAI random
+    transform, an instance keeps state between ``randomize`` and the application: do not share one
+    instance between threads.
+
+    Examples
+    --------
+    >>> t = RandTumorSynthesisd(keys=("image", "label"), organ="liver", size_mm=(5, 20), prob=1.0)
+    >>> t = t.set_random_state(seed=0)
+    >>> # item = t({"image": ct_1xyz, "label": labels_1xyz}); item["tumor_specs"][0]["size_mm"]
+    """
+
+    def __init__(self, keys: KeysCollection = ("image", "label"), organ: str = "liver",
+                 organ_labels: Iterable[int] | None = None, label_preset: str | None = "totalsegmentator",
+                 tumor_label: int | None = None, method: str = "rules", size_mm=(5.0, 20.0), prob: float = 0.5,
+                 count: int = 1, spacing_mm: Sequence[float] | None = None, allow_missing_keys: bool = False,
+                 **options) -> None:
+        name = type(self).__name__
+        if not (isinstance(prob, (int, float)) and 0.0 <= float(prob) <= 1.0):
+            raise ConfigError(f"{name}: prob must be a probability in [0, 1], got {prob!r}")
+        if isinstance(count, bool) or int(count) != count or int(count) < 1:
+            raise ConfigError(f"{name}: count must be a positive integer, got {count!r}")
+        RandomizableTransform.__init__(self, prob=float(prob))
+        _TumorSynthesisBase.__init__(self, keys, organ=organ, organ_labels=organ_labels, label_preset=label_preset,
+                                     tumor_label=tumor_label, spacing_mm=spacing_mm,
+                                     allow_missing_keys=allow_missing_keys)
+        get_generator(method)  # unknown method: ConfigError now
+        self.method = method
+        self.size_ranges_mm, self.size_weights = _parse_size_bins(size_mm)
+        self.count = int(count)
+        self.options = dict(options)
+        self._specs: list[TumorSpec] = []
+        self._reason = ""
+        self._inputs: _Inputs | None = None
+
+    def randomize(self, data: Mapping) -> None:
+        """Draw whether to apply, then the spec(s) for this item, from ``self.R`` only.
+
+        Sets the specs to apply (possibly none) and the reason when there are none. The item is
+        read (organ mask, spacing) only when the transform applies.
+        """
+        super().randomize(None)  # self._do_transform = self.R.rand() < self.prob
+        self._specs, self._reason, self._inputs = [], "", None
+        if not self._do_transform:
+            self._reason = f"not selected (prob={self.prob:g})"
+            return
+        seed = int(self.R.randint(0, 2**32, dtype=np.uint32))
+        rng = np.random.default_rng(seed)
+        inputs = self._inputs = self._read(data)
+        if inputs.reason:
+            self._reason = inputs.reason
+            return
+        name = type(self).__name__
+        try:
+            context = PlacementContext(inputs.organ_mask, inputs.spacing_mm, self.organ,
+                                       ct_hu=self._check_hu(inputs.image, name), avoid=self._avoid(inputs.labels))
+        except EmptyOrganError as exc:
+            self._reason = f"empty organ: {exc}"
+            return
+        specs: list[TumorSpec] = []
+        for _ in range(self.count):
+            # A bin per tumour, then sample_specs draws the size in it; one range needs no bin draw.
+            k = 0 if len(self.size_ranges_mm) == 1 else int(rng.choice(len(self.size_ranges_mm), p=self.size_weights))
+            try:
+                specs += sample_specs(inputs.organ_mask, inputs.spacing_mm, count=1, organ=self.organ, rng=rng,
+                                      method=self.method, size_mm=self.size_ranges_mm[k], context=context,
+                                      **self.options)
+            except OrganTooSmallError as exc:
+                self._reason = f"organ too small: {exc}" if not specs else \
+                    f"placed {len(specs)} of {self.count} tumours; organ too small: {exc}"
+                break
+        self._specs = specs
+
+    def __call__(self, data: Mapping) -> dict:
+        """Return a copy of ``data`` with the tumour(s) written in and the specs recorded."""
+        d = dict(data)
+        missing = self._missing_key(d)
+        if missing is not None:
+            self._specs, self._reason = [], f"missing key {missing!r}"
+            return self._write(d, None, [], self._reason)
+        self.randomize(d)
+        return self._write(d, self._inputs, self._specs, self._reason)
+
+
+class TumorSynthesisd(_TumorSynthesisBase):
+    """Apply given tumour specs to image and label map: the deterministic twin of :class:`RandTumorSynthesisd`.
+
+    Parameters
+    ----------
+    keys : (str, str)
+        Image key first, label-map key second.
+    specs : TumorSpec, dict, JSON str, or a sequence of them, optional
+        The tumours to write, in order, e.g. the ``tumor_specs`` a :class:`RandTumorSynthesisd`
+        recorded. ``None`` replays the specs each item carries in ``data["tumor_specs"]``.
+    organ, organ_labels, label_preset, tumor_label, spacing_mm, allow_missing_keys
+        As in :class:`RandTumorSynthesisd`. The organ mask must be the one the specs were drawn on
+        (the rules generator cuts the tumour at the organ surface).
+
+    Notes
+    -----
+    The specs replay only on the grid (shape and spacing) they were drawn for; otherwise
+    :class:`~tumorsyn.errors.InputError` says so. Records ``tumor_specs`` and ``tumor_skip_reason``
+    like the random transform.
+    """
+
+    def __init__(self, keys: KeysCollection = ("image", "label"), specs=None, organ: str = "liver",
+                 organ_labels: Iterable[int] | None = None, label_preset: str | None = "totalsegmentator",
+                 tumor_label: int | None = None, spacing_mm: Sequence[float] | None = None,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, organ=organ, organ_labels=organ_labels, label_preset=label_preset,
+                         tumor_label=tumor_label, spacing_mm=spacing_mm, allow_missing_keys=allow_missing_keys)
+        self.specs = None if specs is None else self._as_specs(specs)
+
+    @staticmethod
+    def _as_specs(specs) -> list[TumorSpec]:
+        if isinstance(specs, (TumorSpec, dict, str)):
+            specs = [specs]
+        out = []
+        for spec in specs:
+            if isinstance(spec, str):
+                spec = TumorSpec.from_json(spec)
+            elif isinstance(spec, dict):
+                spec = TumorSpec.from_dict(spec)
+            elif not isinstance(spec, TumorSpec):
+                raise ConfigError(f"a tumour spec must be a TumorSpec, dict or JSON text, got {type(spec).__name__}")
+            out.append(spec)
+        return out
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        missing = self._missing_key(d)
+        if missing is not None:
+            return self._write(d, None, [], f"missing key {missing!r}")
+        specs = self.specs if self.specs is not None else self._as_specs(d.get(SPECS_KEY, []))
+        if not specs:
+            return self._write(d, None, [], "no specs given")
+        inputs = self._read(d)
+        if inputs.reason:
+            return self._write(d, None, [], inputs.reason)
+        return self._write(d, inputs, specs, "")
+
+
+def collate_tumor_specs(batch: Sequence) -> Any:
+    """``monai.data.list_data_collate`` that keeps each item's ``tumor_specs`` as a list.
+
+    Items with and without tumours carry spec lists of different lengths, which default collation
+    refuses. This collate function takes them out of the items (and of their ``MetaTensor``
+    metadata), collates the rest with MONAI, and sets ``batch["tumor_specs"]`` (and ``.meta`` of the
+    collated image and label) to the list of the items' spec lists, in batch order.
+
+    Parameters
+    ----------
+    batch : sequence of dict (or of lists of dict, as from ``RandCropByPosNegLabeld``)
+
+    Returns
+    -------
+    dict
+        The collated batch.
+    """
+    items = [i for entry in batch for i in (entry if isinstance(entry, list) else [entry])]
+    if not items or not isinstance(items[0], Mapping):
+        return list_data_collate(batch)
+    stripped, specs = [], []
+    for item in items:
+        specs.append(item.get(SPECS_KEY, []))
+        clean = {}
+        for key, value in item.items():
+            if key == SPECS_KEY:
+                continue
+            if isinstance(value, MetaTensor) and SPECS_KEY in value.meta:
+                meta = {k: v for k, v in value.meta.items() if k != SPECS_KEY}
+                value = MetaTensor(value.as_tensor(), meta=meta, applied_operations=list(value.applied_operations))
+            clean[key] = value
+        stripped.append(clean)
+    collated = list_data_collate(stripped)
+    collated[SPECS_KEY] = specs
+    for key, value in collated.items():
+        if isinstance(value, MetaTensor) and any(isinstance(i.get(key), MetaTensor) and SPECS_KEY in i[key].meta
+                                                 for i in items):
+            value.meta[SPECS_KEY] = specs
+    return collated
