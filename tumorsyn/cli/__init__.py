@@ -1,4 +1,1 @@
-"""The ``tumorsyn`` command: subcommands are found through the ``tumorsyn.commands`` entry points."""
-from tumorsyn.cli.main import main
-
-__all__ = ["main"]
+"""The ``tumorsyn`` command (see :mod:`tumorsyn.cli.main`); subcommands come from entry points."""

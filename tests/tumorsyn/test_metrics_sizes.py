@@ -1,0 +1,67 @@
+"""Size bins at their edges, and anisotropic spacing moving a lesion between bins."""
+import numpy as np
+import pytest
+
+from tumorsyn.measure import max_diameter_mm
+from tumorsyn.metrics import match_lesions
+from tumorsyn.metrics.sizes import check_bins_mm, component_sizes, is_early, size_bin_index, size_bin_labels
+
+
+def _rod(length_vox: int, shape=(12, 12, 40)) -> np.ndarray:
+    """A one-voxel-thick rod along Z: its maximum diameter is exactly length x spacing_z."""
+    mask = np.zeros(shape, dtype=bool)
+    mask[5, 5, 2:2 + length_vox] = True
+    return mask
+
+
+def test_default_labels_and_edges():
+    assert size_bin_labels() == ["<10 mm", "10-20 mm", ">20 mm"]
+    assert [size_bin_index(d) for d in (0.5, 9.999, 10.0, 15.0, 20.0, 20.0001, 80.0)] == [0, 0, 1, 1, 1, 2, 2]
+    assert is_early(19.99) and not is_early(20.0)
+
+
+def test_custom_bins():
+    assert size_bin_labels((5, 10, 20)) == ["<5 mm", "5-10 mm", "10-20 mm", ">20 mm"]
+    assert [size_bin_index(d, (5, 10, 20)) for d in (5.0, 10.0, 20.0, 21.0)] == [1, 2, 2, 3]
+    assert size_bin_labels((20,)) == ["<20 mm", ">=20 mm"]
+    assert [size_bin_index(d, (20,)) for d in (19.9, 20.0)] == [0, 1]
+    for bad in ((), (20, 10), (0, 10), (10, 10)):
+        with pytest.raises(ValueError):
+            check_bins_mm(bad)
+
+
+@pytest.mark.parametrize("length, spacing_z, expected_mm, expected_bin", [
+    (10, 1.0, 10.0, "10-20 mm"),   # exactly at the lower edge of the middle bin
+    (20, 1.0, 20.0, "10-20 mm"),   # exactly at the top edge: stays in 10-20
+    (21, 1.0, 21.0, ">20 mm"),
+    (9, 1.0, 9.0, "<10 mm"),
+    (5, 2.0, 10.0, "10-20 mm"),
+])
+def test_lesions_exactly_at_bin_edges(length, spacing_z, expected_mm, expected_bin):
+    rod = _rod(length)
+    spacing = (1.0, 1.0, spacing_z)
+    assert max_diameter_mm(rod, spacing) == expected_mm  # the phantom really sits on the edge
+    lesion = match_lesions(rod, rod, spacing_mm=spacing).reference[0]
+    assert lesion.max_diameter_mm == expected_mm
+    assert lesion.size_bin == expected_bin
+
+
+def test_anisotropic_spacing_changes_the_bin():
+    rod = _rod(8)
+    iso = match_lesions(rod, rod, spacing_mm=(1.0, 1.0, 1.0)).reference[0]
+    aniso = match_lesions(rod, rod, spacing_mm=(1.0, 1.0, 1.5)).reference[0]
+    thick = match_lesions(rod, rod, spacing_mm=(1.0, 1.0, 2.7)).reference[0]
+    assert (iso.size_bin, iso.max_diameter_mm) == ("<10 mm", 8.0)
+    assert (aniso.size_bin, aniso.max_diameter_mm) == ("10-20 mm", 12.0)
+    assert thick.size_bin == ">20 mm" and thick.max_diameter_mm == pytest.approx(21.6)
+    # The equivalent diameter scales with the cube root of the voxel volume.
+    assert aniso.equivalent_diameter_mm == pytest.approx(iso.equivalent_diameter_mm * 1.5 ** (1 / 3))
+
+
+def test_component_sizes_of_a_box():
+    labels = np.zeros((10, 10, 10), dtype=np.int32)
+    labels[2:5, 3:7, 1:3] = 1
+    (size,) = component_sizes(labels, 1, spacing_mm=(0.5, 1.0, 2.0))
+    assert size["voxels"] == 24 and size["volume_mm3"] == pytest.approx(24.0)
+    assert size["centroid_vox"] == pytest.approx((3.0, 4.5, 1.5))
+    assert size["equivalent_diameter_mm"] == pytest.approx(2 * (3 * 24 / (4 * np.pi)) ** (1 / 3))
