@@ -15,7 +15,7 @@ from tumorsyn.errors import EmptyOrganError, InputError, NotHUError
 from tumorsyn.measure import equivalent_diameter_mm
 from tumorsyn.organs import OrganPreset, get_preset
 
-__all__ = ["organ_statistics", "PlacementContext", "check_placement", "box_slices", "vessel_mask"]
+__all__ = ["bounding_box", "organ_statistics", "PlacementContext", "check_placement", "box_slices", "vessel_mask"]
 
 
 def organ_statistics(ct_hu: np.ndarray, organ_mask: np.ndarray) -> tuple[float, float]:
@@ -29,6 +29,18 @@ def organ_statistics(ct_hu: np.ndarray, organ_mask: np.ndarray) -> tuple[float, 
     median = float(np.median(values))
     mad = float(np.median(np.abs(values - median)))
     return median, max(1.4826 * mad, 1.0)
+
+
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """Smallest box holding every True voxel, or None for an empty mask (axis projections: fast)."""
+    out = []
+    for axis in range(mask.ndim):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        hits = np.flatnonzero(mask.any(axis=others))
+        if hits.size == 0:
+            return None
+        out.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(out)
 
 
 def box_slices(center_vox, half_width_vox, grid_shape) -> tuple[slice, ...]:
@@ -91,11 +103,11 @@ class PlacementContext:
         self.preset = get_preset(self.organ)
         if self.organ_mask.ndim != 3:
             raise InputError(f"organ mask must be 3D, got shape {self.organ_mask.shape}")
-        boxes = ndimage.find_objects(self.organ_mask.astype(np.uint8))
-        if not boxes:
+        box = bounding_box(self.organ_mask)
+        if box is None:
             raise EmptyOrganError(f"the {self.organ} mask is empty")
         # Everything per scan is computed on the organ's bounding box (plus a rim), not the scan.
-        self._box = tuple(slice(max(b.start - 2, 0), b.stop + 2) for b in boxes[0])
+        self._box = tuple(slice(max(b.start - 2, 0), b.stop + 2) for b in box)
         organ = self.organ_mask[self._box]
         ct_box = None
         if self.ct_hu is not None:
@@ -115,9 +127,9 @@ class PlacementContext:
         self._build_depth(organ, ct_box)
 
     def _build_depth(self, organ: np.ndarray, ct_box: np.ndarray | None) -> None:
-        # Coarse (about 2 mm) maps of the organ box: depth below the organ surface and clearance
+        # Coarse (about 3 mm) maps of the organ box: depth below the organ surface and clearance
         # from vessels. They only propose centres; exact checks run in each tumour's own box.
-        stride = np.maximum(1, np.floor(2.0 / np.asarray(self.spacing_mm))).astype(int)
+        stride = np.maximum(1, np.floor(3.0 / np.asarray(self.spacing_mm))).astype(int)
         step = tuple(slice(None, None, k) for k in stride)
         sampling = np.asarray(self.spacing_mm) * stride
         sub = np.pad(organ[step], 1)

@@ -46,9 +46,9 @@ def _box_for(spec: TumorSpec, generator) -> tuple[slice, ...]:
     return box_slices(spec.center_vox, half, spec.grid_shape)
 
 
-def render_label(spec: TumorSpec, organ_mask: np.ndarray):
+def render_label(spec: TumorSpec, organ_mask: np.ndarray, *, device: str = "auto"):
     """The tumour's visible label in its box, without a CT: ``(slices, rendering)``."""
-    generator = get_generator(spec.method)
+    generator = get_generator(spec.method, device=device)
     slices = _box_for(spec, generator)
     origin = tuple(s.start for s in slices)
     return slices, generator.render(spec, organ_mask[slices], origin)
@@ -129,20 +129,20 @@ def sample_spec(organ_mask: np.ndarray, spacing_mm, *, organ: str, method: str =
         raise ConfigError(f"exophytic tumours are only available for the kidney, not the {organ}")
 
     def needed_depth(diameter: float, exo: bool) -> float:
-        return 0.0 if exo else preset.margin_mm + 0.45 * diameter * preset.min_inside_fraction
+        return 0.0 if exo else preset.margin_mm + 0.5 * diameter * preset.min_inside_fraction
 
     if exophytic is not True:
         # Fail early, with a number, when even the smallest size cannot fit.
         deepest = context.max_depth_mm
         if deepest < needed_depth(lo, False):
-            fit = max((deepest - preset.margin_mm) / (0.45 * max(preset.min_inside_fraction, 1e-6)), 0.0)
+            fit = max((deepest - preset.margin_mm) / (0.5 * max(preset.min_inside_fraction, 1e-6)), 0.0)
             if not allow_smaller or fit < 2 * max(spacing):
                 raise OrganTooSmallError(
                     f"the {organ} is too small for a {lo:g} mm tumour: its deepest point is {deepest:.1f} mm from the "
                     f"surface (a {preset.margin_mm:g} mm margin is kept); ask for --size-mm up to about {fit:.0f}")
             lo, hi = min(lo, 0.75 * fit), min(hi, fit)
         elif deepest < needed_depth(hi, False) and allow_smaller:
-            hi = max(lo, (deepest - preset.margin_mm) / (0.45 * max(preset.min_inside_fraction, 1e-6)))
+            hi = max(lo, (deepest - preset.margin_mm) / (0.5 * max(preset.min_inside_fraction, 1e-6)))
 
     reasons: dict[str, int] = {}
     for _ in range(max_tries):
@@ -209,7 +209,8 @@ def _check_inputs(ct: np.ndarray, organ_mask: np.ndarray, spacing_mm, spec: Tumo
         raise InputError(f"spec was drawn for spacing {tuple(spec.spacing_mm)} mm, this scan has {tuple(spacing_mm)} mm")
 
 
-def synthesize_local(ct: np.ndarray, organ_mask: np.ndarray, spacing_mm, spec: TumorSpec) -> LocalResult:
+def synthesize_local(ct: np.ndarray, organ_mask: np.ndarray, spacing_mm, spec: TumorSpec, *,
+                     device: str = "auto") -> LocalResult:
     """Apply one spec inside its box only: cost grows with the tumour, not with the scan.
 
     Parameters
@@ -219,13 +220,15 @@ def synthesize_local(ct: np.ndarray, organ_mask: np.ndarray, spacing_mm, spec: T
     organ_mask : ndarray of bool, shape (X, Y, Z)
     spacing_mm : sequence of 3 float
     spec : TumorSpec
+    device : {'auto', 'cpu', 'cuda'}
+        Where generators with a GPU kernel run; every device gives the same result.
 
     Returns
     -------
     LocalResult
     """
     _check_inputs(ct, organ_mask, spacing_mm, spec)
-    generator = get_generator(spec.method)
+    generator = get_generator(spec.method, device=device)
     generator.validate(spec)
     slices = _box_for(spec, generator)
     origin = tuple(s.start for s in slices)
@@ -233,7 +236,8 @@ def synthesize_local(ct: np.ndarray, organ_mask: np.ndarray, spacing_mm, spec: T
     return LocalResult(slices=slices, ct_box=ct_box, label_box=label_box, changed_box=changed_box)
 
 
-def synthesize(ct: np.ndarray, organ_mask: np.ndarray, spacing_mm, spec: TumorSpec | Sequence[TumorSpec]):
+def synthesize(ct: np.ndarray, organ_mask: np.ndarray, spacing_mm, spec: TumorSpec | Sequence[TumorSpec], *,
+               device: str = "auto"):
     """Write the tumour(s) described by ``spec`` into a copy of ``ct``; a pure function.
 
     Parameters
@@ -245,6 +249,8 @@ def synthesize(ct: np.ndarray, organ_mask: np.ndarray, spacing_mm, spec: TumorSp
         Voxel size in mm; must match the spec's.
     spec : TumorSpec or sequence of TumorSpec
         One tumour, or several applied in order.
+    device : {'auto', 'cpu', 'cuda'}
+        Where generators with a GPU kernel run; every device gives the same result.
 
     Returns
     -------
@@ -258,7 +264,7 @@ def synthesize(ct: np.ndarray, organ_mask: np.ndarray, spacing_mm, spec: TumorSp
     organ_mask = np.asarray(organ_mask, dtype=bool)
     tumor = np.zeros(ct_out.shape, dtype=np.uint8)
     for one in specs:
-        result = synthesize_local(ct_out, organ_mask, spacing_mm, one)
+        result = synthesize_local(ct_out, organ_mask, spacing_mm, one, device=device)
         ct_out[result.slices] = result.ct_box
         tumor[result.slices] |= result.label_box.astype(np.uint8)
     return ct_out, tumor

@@ -22,6 +22,7 @@ torch and MONAI.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, Hashable, Iterable, Mapping, Sequence
@@ -165,8 +166,9 @@ class _TumorSynthesisBase(MapTransform):
     """What the random transform and its twin share: reading the item and writing the result."""
 
     def __init__(self, keys: KeysCollection, *, organ: str, organ_labels: Iterable[int] | None, label_preset: str | None,
-                 tumor_label: int | None, spacing_mm, allow_missing_keys: bool) -> None:
+                 tumor_label: int | None, spacing_mm, allow_missing_keys: bool, specs_as_json: bool) -> None:
         name = type(self).__name__
+        self.specs_as_json = bool(specs_as_json)
         self.image_key, self.label_key = _parse_keys(keys, name)
         MapTransform.__init__(self, (self.image_key, self.label_key), allow_missing_keys)
         if organ not in ORGANS:
@@ -273,7 +275,9 @@ class _TumorSynthesisBase(MapTransform):
             labels_out[tumor] = label_value
             data[image_key] = _like(image_out, data[image_key])
             data[label_key] = _like(labels_out, data[label_key])
-        records = [spec.to_dict() for spec in specs]
+        records: list | str = [spec.to_dict() for spec in specs]
+        if self.specs_as_json:
+            records = json.dumps(records, sort_keys=True)
         data[SPECS_KEY] = records
         data[REASON_KEY] = reason
         for key in (image_key, label_key):
@@ -325,6 +329,9 @@ class RandTumorSynthesisd(RandomizableTransform, _TumorSynthesisBase):
     allow_missing_keys : bool
         When image or label is missing, pass the item through (reason recorded) instead of raising
         ``KeyError``.
+    specs_as_json : bool
+        Record the specs as one JSON text (of the list of spec dicts) instead of a list of dicts:
+        strings pass PyTorch's default collation, so any DataLoader can batch the items.
     **options
         Passed to :func:`tumorsyn.sample_spec` and the generator, e.g. ``appearance="rim"``,
         ``allow_smaller=True``, ``max_tries=50``.
@@ -345,9 +352,10 @@ class RandTumorSynthesisd(RandomizableTransform, _TumorSynthesisBase):
     small for the requested size (``OrganTooSmallError``) passes through unchanged with the reason
     recorded, so one odd case does not stop a training run; other errors raise.
 
-    *Batching.* Items with and without tumours hold lists of different lengths, which PyTorch's
-    default collation refuses for ``batch_size > 1``: build the DataLoader with
-    ``collate_fn=collate_tumor_specs``.
+    *Batching.* PyTorch's default collation (``monai.data.list_data_collate`` included) cannot
+    batch the spec dicts: their ``None`` parameters and lists of different lengths (items with and
+    without tumours) make it fail, even for ``batch_size=1``. Build the DataLoader with
+    ``collate_fn=collate_tumor_specs``, or pass ``specs_as_json=True``.
 
     *Randomness.* Per call, ``self.R`` gives one draw for "apply or not" and, when applied, one
     32-bit seed for a ``numpy.random.Generator`` that draws the specs. Like every MONAI random
@@ -365,7 +373,7 @@ class RandTumorSynthesisd(RandomizableTransform, _TumorSynthesisBase):
                  organ_labels: Iterable[int] | None = None, label_preset: str | None = "totalsegmentator",
                  tumor_label: int | None = None, method: str = "rules", size_mm=(5.0, 20.0), prob: float = 0.5,
                  count: int = 1, spacing_mm: Sequence[float] | None = None, allow_missing_keys: bool = False,
-                 **options) -> None:
+                 specs_as_json: bool = False, **options) -> None:
         name = type(self).__name__
         if not (isinstance(prob, (int, float)) and 0.0 <= float(prob) <= 1.0):
             raise ConfigError(f"{name}: prob must be a probability in [0, 1], got {prob!r}")
@@ -374,7 +382,7 @@ class RandTumorSynthesisd(RandomizableTransform, _TumorSynthesisBase):
         RandomizableTransform.__init__(self, prob=float(prob))
         _TumorSynthesisBase.__init__(self, keys, organ=organ, organ_labels=organ_labels, label_preset=label_preset,
                                      tumor_label=tumor_label, spacing_mm=spacing_mm,
-                                     allow_missing_keys=allow_missing_keys)
+                                     allow_missing_keys=allow_missing_keys, specs_as_json=specs_as_json)
         get_generator(method)  # unknown method: ConfigError now
         self.method = method
         self.size_ranges_mm, self.size_weights = _parse_size_bins(size_mm)
@@ -442,8 +450,9 @@ class TumorSynthesisd(_TumorSynthesisBase):
         Image key first, label-map key second.
     specs : TumorSpec, dict, JSON str, or a sequence of them, optional
         The tumours to write, in order, e.g. the ``tumor_specs`` a :class:`RandTumorSynthesisd`
-        recorded. ``None`` replays the specs each item carries in ``data["tumor_specs"]``.
-    organ, organ_labels, label_preset, tumor_label, spacing_mm, allow_missing_keys
+        recorded (or their JSON text). ``None`` replays the specs each item carries in
+        ``data["tumor_specs"]``.
+    organ, organ_labels, label_preset, tumor_label, spacing_mm, allow_missing_keys, specs_as_json
         As in :class:`RandTumorSynthesisd`. The organ mask must be the one the specs were drawn on
         (the rules generator cuts the tumour at the organ surface).
 
@@ -457,13 +466,19 @@ class TumorSynthesisd(_TumorSynthesisBase):
     def __init__(self, keys: KeysCollection = ("image", "label"), specs=None, organ: str = "liver",
                  organ_labels: Iterable[int] | None = None, label_preset: str | None = "totalsegmentator",
                  tumor_label: int | None = None, spacing_mm: Sequence[float] | None = None,
-                 allow_missing_keys: bool = False) -> None:
+                 allow_missing_keys: bool = False, specs_as_json: bool = False) -> None:
         super().__init__(keys, organ=organ, organ_labels=organ_labels, label_preset=label_preset,
-                         tumor_label=tumor_label, spacing_mm=spacing_mm, allow_missing_keys=allow_missing_keys)
+                         tumor_label=tumor_label, spacing_mm=spacing_mm, allow_missing_keys=allow_missing_keys,
+                         specs_as_json=specs_as_json)
         self.specs = None if specs is None else self._as_specs(specs)
 
     @staticmethod
     def _as_specs(specs) -> list[TumorSpec]:
+        if isinstance(specs, str) and specs.lstrip().startswith("["):
+            try:
+                specs = json.loads(specs)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"tumour specs are not valid JSON ({exc})") from None
         if isinstance(specs, (TumorSpec, dict, str)):
             specs = [specs]
         out = []

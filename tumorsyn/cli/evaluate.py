@@ -22,9 +22,9 @@ EXAMPLES = """examples:
   tumorsyn evaluate --compare report_real_only/ report_real_synthetic/ --out compare/
 
 Files pair by case id: the file name without .nii/.nii.gz and without trailing _0000, _pred, _seg,
-_tumor, _tumour, _label, _labels, _gt (or give a CSV with the columns case_id,path). A prediction with
-non-integer values in [0, 1] is a probability map: binary at p >= 0.5, FROC from each component's
-maximum probability. With --organ-mask, both masks are cut to the organ first, so predicted
+_tumor, _tumour, _label, _labels, _gt (or give a CSV with the columns case_id,path). A prediction stored
+as floating point with values in [0, 1] is a probability map: binary at p >= 0.5, FROC from each
+component's maximum probability. With --organ-mask, both masks are cut to the organ first, so predicted
 components outside it are not false positives. See docs/evaluate.md."""
 
 # Presets with a tumour label; "binary" means any non-zero voxel is tumour.

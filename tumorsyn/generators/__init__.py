@@ -32,8 +32,8 @@ def available_generators() -> list[str]:
     return sorted(set(_targets()) | set(_REGISTRY))
 
 
-def get_generator(name: str) -> Generator:
-    """An instance of the generator registered as ``name``."""
+def get_generator(name: str, *, device: str = "auto") -> Generator:
+    """An instance of the generator registered as ``name``, running on ``device`` (auto, cpu, cuda)."""
     if name not in _REGISTRY:
         target = _targets().get(name)
         if target is None:
@@ -46,4 +46,4 @@ def get_generator(name: str) -> Generator:
         except ImportError as exc:
             raise ConfigError(f"method {name!r} cannot load ({exc}); install its extra") from None
         _REGISTRY[name] = cls
-    return _REGISTRY[name]()
+    return _REGISTRY[name](device=device)

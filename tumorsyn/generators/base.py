@@ -38,6 +38,11 @@ class Generator(ABC):
 
     name: str = ""
 
+    def __init__(self, device: str = "auto") -> None:
+        # Where the work runs ("auto", "cpu", "cuda"): an execution setting, never part of the
+        # spec, because every device must give the same tumour for one spec.
+        self.device = device
+
     @abstractmethod
     def sample_params(self, rng: np.random.Generator, *, size_mm: float, preset: OrganPreset,
                       organ_mean_hu: float, organ_std_hu: float, spacing_mm, options: dict) -> dict:

@@ -47,7 +47,7 @@ def conventions(*, match: str = "any", min_volume_mm3: float = 0.0, bins_mm: Seq
         "patient_sensitivity_rule": "tumour-positive scans with >= 1 detected lesion / tumour-positive scans",
         "patient_specificity_rule": "tumour-free scans with no counted predicted component / tumour-free scans",
         "probability_threshold": PROBABILITY_THRESHOLD,
-        "probability_rule": "a prediction with non-integer values in [0, 1] is a probability map: binary "
+        "probability_rule": "a prediction stored as floating point with all values in [0, 1] is a probability map: binary "
                             "prediction = p >= 0.5; FROC score of a component = its maximum probability",
         "froc_rule": "at each score threshold t, components with score >= t count; sensitivity = lesions "
                      "matched by such a component / all lesions; FP rate = such false positives / scans",

@@ -138,7 +138,7 @@ def pair_cases(reference: str | Path, prediction: str | Path, organ_mask: str | 
         if case_id not in refs:
             raise InputError(f"case {case_id}: prediction {preds[case_id].name} has no reference in {reference}",
                              path=preds[case_id])
-    return [CasePaths(case_id, refs[c], preds[c], organs[c] if organs is not None else None) for c in sorted(refs)]
+    return [CasePaths(c, refs[c], preds[c], organs[c] if organs is not None else None) for c in sorted(refs)]
 
 
 def sha256_file(path: str | Path) -> str:
@@ -179,13 +179,14 @@ def _read_prediction(path: Path) -> tuple[Scan, np.ndarray | None, np.ndarray | 
     values = scan.values()
     if not np.isfinite(values).all():
         raise InputError("prediction holds NaN or infinite values", path=path)
+    lo, hi = float(values.min()), float(values.max())
+    # Floating-point values in [0, 1] are probabilities (an all-zero map too: a scan with no finding).
+    if lo >= 0.0 and hi <= 1.0:
+        return scan, None, values
     if np.array_equal(values, np.round(values)):
         return scan, np.rint(values).astype(np.int32), None
-    lo, hi = float(values.min()), float(values.max())
-    if lo < 0.0 or hi > 1.0:
-        raise InputError(f"prediction holds non-integer values in {lo:g}..{hi:g}; give integer labels or a "
-                         f"probability map in [0, 1]", path=path)
-    return scan, None, values
+    raise InputError(f"prediction holds non-integer values in {lo:g}..{hi:g}; give integer labels or a "
+                     f"probability map in [0, 1]", path=path)
 
 
 def load_case(paths: CasePaths, *, tumour_labels: Sequence[int] | None = None,
