@@ -68,6 +68,8 @@ def register(subparsers) -> None:
     output.add_argument("--label-map", action="store_true", help="also write <id>_label.nii.gz (0/1 organ/2 tumour)")
     output.add_argument("--preview", action="store_true", help="also write <id>_preview.png")
     run = parser.add_argument_group("running")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                     help="where generators with a GPU kernel run (ca); every device writes the same bytes (default auto)")
     run.add_argument("--workers", type=positive_int, default=1, help="worker processes for datasets (default 1)")
     run.add_argument("--shard", type=shard, metavar="I/N", help="work on shard I of N (0-based), or 'auto' "
                      "(RANK/WORLD_SIZE of accelerate/torchrun, or a SLURM array)")
@@ -113,7 +115,7 @@ def run_command(args: argparse.Namespace) -> int:
         size_mm=tuple(args.size_mm), count=len(specs) if specs else args.count, per_scan=args.per_scan,
         seed=args.seed, label_preset=args.label_preset, organ_labels=args.organ_label, lesion_labels=args.lesion_label,
         label_map=args.label_map, preview=args.preview, allow_smaller=args.allow_smaller, appearance=args.appearance,
-        exophytic={"auto": None, "yes": True, "no": False}[args.exophytic])
+        exophytic={"auto": None, "yes": True, "no": False}[args.exophytic], device=args.device)
     if specs is not None:
         options.extra = {"from_spec": [s.to_dict() for s in specs]}
     summary = run_generate(cases, options, args.out, shard=args.shard, workers=args.workers, quiet=args.quiet,

@@ -54,6 +54,8 @@ class GenerateOptions:
         Rules generator appearance (``hypodense`` ... or ``mix``).
     exophytic : bool, optional
         Force or forbid exophytic (kidney) tumours.
+    device : {'auto', 'cpu', 'cuda'}
+        Where generators with a GPU kernel run (not recorded: every device writes the same bytes).
     """
 
     organ: str
@@ -70,6 +72,7 @@ class GenerateOptions:
     allow_smaller: bool = False
     appearance: str | None = None
     exophytic: bool | None = None
+    device: str = "auto"
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -214,7 +217,7 @@ def generate_case(case: Case, options: GenerateOptions, out_dir: str | Path, *, 
                 raise type(exc)(str(exc), path=case.ct) from None
         else:
             drawn = specs
-        ct_out, tumor = synthesize(hu, organ, spacing, drawn)
+        ct_out, tumor = synthesize(hu, organ, spacing, drawn, device=options.device)
         paths = {"ct": out_dir / f"{output_id}_ct.nii.gz", "tumor": out_dir / f"{output_id}_tumor.nii.gz"}
         write_ct_like(paths["ct"], scan, ct_out, ct_out != hu)
         write_mask_like(paths["tumor"], scan, tumor)
