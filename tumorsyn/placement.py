@@ -119,6 +119,12 @@ class PlacementContext:
             if self.ct_hu.shape != self.organ_mask.shape:
                 raise InputError(f"CT shape {self.ct_hu.shape} differs from organ mask shape {self.organ_mask.shape}")
             ct_box = self.ct_hu[self._box]
+            spread = float(ct_box.max() - ct_box.min())
+            if not np.isfinite(spread) or spread < 100.0:
+                # Around any abdominal organ HU spans fat to vessels (hundreds of HU); a narrow
+                # span means normalised intensities.
+                raise NotHUError(f"intensities around the {self.organ} span only {spread:.3g} units; give the CT in "
+                                 "Hounsfield units (apply tumour synthesis before intensity normalisation)")
             if self.organ_stats is None:
                 # A ~1.5 mm sample of the organ is plenty for a median and a MAD, at a fraction
                 # of the cost on thin-slice scans.

@@ -22,13 +22,13 @@ from tumorsyn.measure import equivalent_diameter_mm
 from tumorsyn.placement import PlacementContext, box_slices, check_placement
 from tumorsyn.spec import TumorSpec
 
-__all__ = ["sample_spec", "sample_specs", "synthesize", "synthesize_local", "render_label", "LocalResult"]
+__all__ = ["check_range_mm", "sample_spec", "sample_specs", "synthesize", "synthesize_local", "render_label", "LocalResult"]
 
 _FIT_ITERATIONS = 4
 _FIT_TOLERANCE = 0.03  # relative size error accepted without another rescale
 
 
-def _check_range_mm(size_mm) -> tuple[float, float]:
+def check_range_mm(size_mm) -> tuple[float, float]:
     """One parser for size ranges: a number or a (low, high) pair of positive millimetres."""
     if np.isscalar(size_mm):
         size_mm = (size_mm, size_mm)
@@ -114,7 +114,7 @@ def sample_spec(organ_mask: np.ndarray, spacing_mm, *, organ: str, method: str =
         No place in the organ holds a tumour of the requested size.
     """
     rng = np.random.default_rng(rng)
-    lo, hi = _check_range_mm(size_mm)
+    lo, hi = check_range_mm(size_mm)
     organ_stats = options.pop("organ_stats", None)
     if context is None:
         context = PlacementContext(organ_mask, spacing_mm, organ, ct_hu=ct_hu, avoid=avoid, organ_stats=organ_stats)
@@ -255,7 +255,9 @@ def synthesize(ct: np.ndarray, organ_mask: np.ndarray, spacing_mm, spec: TumorSp
     Returns
     -------
     ct_out : ndarray of float32, shape (X, Y, Z)
-        The scan with the tumour(s); voxels outside the tumours' blend zones equal ``ct``.
+        The scan with the tumour(s), as float32 HU (the in-memory contract); voxels outside the
+        tumours' blend zones equal ``ct`` cast to float32. To keep a file's own bytes, re-encode
+        only the changed voxels (see :func:`tumorsyn.io.write_ct_like`).
     tumor : ndarray of uint8, shape (X, Y, Z)
         1 where the tumour is visible (necrotic core included), else 0.
     """

@@ -37,10 +37,10 @@ from monai.utils import convert_to_dst_type
 
 from tumorsyn.errors import ConfigError, EmptyOrganError, GridMismatchError, NotHUError, OrganTooSmallError
 from tumorsyn.generators import get_generator
-from tumorsyn.io.labels import LABEL_PRESETS, ORGANS, _organ_values, lesion_mask_from_labels, organ_mask_from_labels
+from tumorsyn.io.labels import LABEL_PRESETS, ORGANS, organ_label_values, lesion_mask_from_labels, organ_mask_from_labels
 from tumorsyn.placement import PlacementContext
 from tumorsyn.spec import TumorSpec
-from tumorsyn.synthesis import _check_range_mm, sample_specs, synthesize_local
+from tumorsyn.synthesis import check_range_mm, sample_specs, synthesize_local
 
 __all__ = ["RandTumorSynthesisd", "TumorSynthesisd", "collate_tumor_specs", "SPECS_KEY", "REASON_KEY"]
 
@@ -57,7 +57,7 @@ def _parse_size_bins(size_mm) -> tuple[tuple[tuple[float, float], ...], tuple[fl
     """``size_mm`` as (ranges, probabilities): a number, a (low, high) pair, or weighted bins."""
     if np.isscalar(size_mm) or (isinstance(size_mm, Sequence) and len(size_mm) == 2
                                 and all(np.isscalar(v) for v in size_mm)):
-        return (_check_range_mm(size_mm),), (1.0,)
+        return (check_range_mm(size_mm),), (1.0,)
     try:
         items = list(size_mm)
     except TypeError:
@@ -73,7 +73,7 @@ def _parse_size_bins(size_mm) -> tuple[tuple[tuple[float, float], ...], tuple[fl
                               "write e.g. [((5, 10), 0.8), ((10, 20), 0.1), ((20, 40), 0.1)]") from None
         if not (math.isfinite(weight) and weight >= 0):
             raise ConfigError(f"size_mm bin weight must be a non-negative number, got {weight!r} in {item!r}")
-        ranges.append(_check_range_mm(span))
+        ranges.append(check_range_mm(span))
         weights.append(weight)
     total = sum(weights)
     if not ranges or total <= 0:
@@ -165,8 +165,9 @@ class _Inputs:
 class _TumorSynthesisBase(MapTransform):
     """What the random transform and its twin share: reading the item and writing the result."""
 
-    def __init__(self, keys: KeysCollection, *, organ: str, organ_labels: Iterable[int] | None, label_preset: str | None,
-                 tumor_label: int | None, spacing_mm, allow_missing_keys: bool, specs_as_json: bool) -> None:
+    def __init__(self, keys: KeysCollection, *, organ: str, organ_labels: Iterable[int] | None,
+                 label_preset: str | None, tumor_label: int | None, spacing_mm, allow_missing_keys: bool,
+                 specs_as_json: bool) -> None:
         name = type(self).__name__
         self.specs_as_json = bool(specs_as_json)
         self.image_key, self.label_key = _parse_keys(keys, name)
@@ -176,7 +177,7 @@ class _TumorSynthesisBase(MapTransform):
         self.organ = organ
         self.organ_labels = None if organ_labels is None else tuple(int(v) for v in organ_labels)
         self.label_preset = label_preset
-        _organ_values(organ, label_preset, self.organ_labels)  # fail now, not in the middle of an epoch
+        organ_label_values(organ, label_preset, self.organ_labels)  # fail now, not in the middle of an epoch
         self.tumor_label = _parse_tumor_label(tumor_label)
         self.spacing_mm = _parse_spacing(spacing_mm)
 
@@ -230,7 +231,8 @@ class _TumorSynthesisBase(MapTransform):
         """The label written for tumour voxels (see the ``tumor_label`` parameter)."""
         if self.tumor_label is not None:
             return self.tumor_label
-        lesion = () if self.organ_labels is not None else LABEL_PRESETS.get(self.label_preset or "binary", {}).get("lesion", ())
+        preset = LABEL_PRESETS.get(self.label_preset or "binary", {})
+        lesion = () if self.organ_labels is not None else preset.get("lesion", ())
         if lesion:
             return int(lesion[0])
         return max(int(labels.max()), 1) + 1
@@ -347,7 +349,7 @@ class RandTumorSynthesisd(RandomizableTransform, _TumorSynthesisBase):
 
     *Recorded.* ``data["tumor_specs"]`` is the list of applied specs as JSON dicts
     (:meth:`TumorSpec.to_dict`; empty when nothing was written) and ``data["tumor_skip_reason"]``
-    says why nothing was written (``""`` when tumours were). For ``MetaTensor`` image and label the
+    says why nothing (or fewer than ``count`` tumours) was written, ``""`` when all were. For ``MetaTensor`` image and label the
     same two entries go into ``.meta``. An item whose organ is absent (``EmptyOrganError``) or too
     small for the requested size (``OrganTooSmallError``) passes through unchanged with the reason
     recorded, so one odd case does not stop a training run; other errors raise.
@@ -358,7 +360,9 @@ class RandTumorSynthesisd(RandomizableTransform, _TumorSynthesisBase):
     ``collate_fn=collate_tumor_specs``, or pass ``specs_as_json=True``.
 
     *Randomness.* Per call, ``self.R`` gives one draw for "apply or not" and, when applied, one
-    32-bit seed for a ``numpy.random.Generator`` that draws the specs. Like every MONAI random
+    32-bit seed for a ``numpy.random.Generator`` that draws the specs. MONAI's ``DataLoader``
+    reseeds its dataset's transforms from torch's global generator, so a DataLoader run repeats
+    under ``monai.utils.set_determinism(seed)``. Like every MONAI random
     transform, an instance keeps state between ``randomize`` and the application: do not share one
     instance between threads.
 

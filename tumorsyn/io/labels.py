@@ -7,7 +7,7 @@ import numpy as np
 
 from tumorsyn.errors import ConfigError, EmptyOrganError
 
-__all__ = ["ORGANS", "LABEL_PRESETS", "label_values", "organ_mask_from_labels", "lesion_mask_from_labels"]
+__all__ = ["ORGANS", "LABEL_PRESETS", "label_values", "organ_label_values", "organ_mask_from_labels", "lesion_mask_from_labels"]
 
 ORGANS = ("liver", "pancreas", "kidney")
 
@@ -33,7 +33,7 @@ def label_values(labels_scan) -> np.ndarray:
     return np.rint(values).astype(np.int32) if not np.issubdtype(values.dtype, np.integer) else values
 
 
-def _organ_values(organ: str, preset: str | None, organ_labels: Iterable[int] | None) -> tuple[int, ...] | None:
+def organ_label_values(organ: str, preset: str | None, organ_labels: Iterable[int] | None) -> tuple[int, ...] | None:
     """Label values meaning ``organ``; None means "every non-zero label"."""
     if organ not in ORGANS:
         raise ConfigError(f"unknown organ {organ!r}; choose one of {', '.join(ORGANS)}")
@@ -73,7 +73,7 @@ def organ_mask_from_labels(labels: np.ndarray, organ: str, *, preset: str | None
     EmptyOrganError
         When no voxel carries the organ's label values.
     """
-    values = _organ_values(organ, preset, organ_labels)
+    values = organ_label_values(organ, preset, organ_labels)
     mask = labels != 0 if values is None else np.isin(labels, values)
     if not mask.any():
         present = sorted(int(v) for v in np.unique(labels) if v != 0)[:20]
