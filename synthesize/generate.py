@@ -1,7 +1,6 @@
 """Write tumours into one scan: load, sample specs, synthesize, write outputs, return manifest records."""
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import zlib
@@ -13,6 +12,7 @@ import numpy as np
 import tumorsyn
 from tumorsyn.errors import ConfigError, InputError
 from tumorsyn.io import load_labels, load_scan, write_ct_like, write_mask_like
+from tumorsyn.io.checksums import sha256_file
 from tumorsyn.io.datasets import Case
 from tumorsyn.io.labels import label_values, lesion_mask_from_labels, organ_mask_from_labels
 from tumorsyn.io.scan import check_same_grid
@@ -21,7 +21,7 @@ from tumorsyn.placement import PlacementContext
 from tumorsyn.spec import TumorSpec
 from tumorsyn.synthesis import render_label, sample_specs, synthesize
 
-__all__ = ["GenerateOptions", "generate_case", "output_ids", "resolve_label_preset", "sha256_of", "load_spec_file"]
+__all__ = ["GenerateOptions", "generate_case", "output_ids", "resolve_label_preset", "load_spec_file"]
 
 
 @dataclass
@@ -81,19 +81,6 @@ class GenerateOptions:
         for key in ("organ_labels", "lesion_labels"):
             data[key] = None if data[key] is None else list(data[key])
         return data
-
-
-def sha256_of(path: Path) -> str:
-    """SHA-256 of a file, or of a DICOM folder's files (names and contents, in name order)."""
-    digest = hashlib.sha256()
-    paths = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-    for item in paths:
-        if path.is_dir():
-            digest.update(item.name.encode())
-        with open(item, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def output_ids(case_id: str, per_scan: int) -> list[str]:
@@ -192,7 +179,7 @@ def generate_case(case: Case, options: GenerateOptions, out_dir: str | Path, *, 
     hu = scan.values()
     spacing = scan.spacing_mm
     inputs = {"ct": str(case.ct), "labels": str(case.labels),
-              "ct_sha256": sha256_of(case.ct), "labels_sha256": sha256_of(case.labels)}
+              "ct_sha256": sha256_file(case.ct), "labels_sha256": sha256_file(case.labels)}
 
     context = None
     records = []
@@ -248,7 +235,7 @@ def generate_case(case: Case, options: GenerateOptions, out_dir: str | Path, *, 
             "tool": {"name": "tumorsyn", "version": tumorsyn.__version__},
             "input": inputs,
             "outputs": {k: p.name for k, p in paths.items()},
-            "outputs_sha256": {k: sha256_of(p) for k, p in paths.items() if k != "preview"},
+            "outputs_sha256": {k: sha256_file(p) for k, p in paths.items() if k != "preview"},
             "tumors": tumors,
             "seconds": round(time.perf_counter() - started, 3),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

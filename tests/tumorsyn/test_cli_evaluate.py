@@ -198,7 +198,7 @@ def test_compare_two_reports(tmp_path, capsys):
     assert cmp["overall"]["mcnemar"]["only_a"] == 0 and cmp["overall"]["mcnemar"]["only_b"] == 1
     assert cmp["overall"]["difference_b_minus_a"] == pytest.approx(1 / 3)
     small = next(row for row in cmp["by_size"] if row["bin"] == "<10 mm")
-    assert (small["a"]["k"], small["b"]["k"], small["n"] if "n" in small else small["a"]["n"]) == (0, 1, 1)
+    assert (small["a"]["k"], small["b"]["k"], small["a"]["n"]) == (0, 1, 1)
     assert (tmp_path / "cmp" / "compare_sensitivity.png").is_file()
     # Different conventions cannot be compared.
     assert _run("--pred", better, "--ref", ref, "--out", tmp_path / "model_c", "--match", "iou0.5", "--quiet",
@@ -207,3 +207,13 @@ def test_compare_two_reports(tmp_path, capsys):
     assert "different conventions" in _error(capsys)
     assert _run("--compare", tmp_path / "model_a", tmp_path / "nowhere") == 1
     assert "report not found" in _error(capsys)
+    # A different reference cannot be paired lesion by lesion.
+    other_ref = tmp_path / "ref_other"
+    for file in ref.iterdir():
+        data = np.asarray(nib.load(str(file)).dataobj).copy()
+        if file.name.startswith("c3"):
+            _box(data, (2, 2, 2), (5, 5, 5))
+        _save(other_ref / file.name, data)
+    assert _run("--pred", better, "--ref", other_ref, "--out", tmp_path / "model_d", "--quiet", "--workers", 1) == 0
+    assert _run("--compare", tmp_path / "model_a", tmp_path / "model_d") == 1
+    assert "case c3: the reference files differ" in _error(capsys)

@@ -17,7 +17,7 @@ from nibabel.orientations import apply_orientation, io_orientation, ornt_transfo
 
 from tumorsyn.errors import CorruptFileError, GridMismatchError, InputError, NotHUError
 
-__all__ = ["Scan", "load_scan", "load_labels", "check_same_grid"]
+__all__ = ["Scan", "read_image", "load_scan", "load_labels", "check_same_grid"]
 
 _RAS = np.array([[0, 1], [1, 1], [2, 1]], dtype=float)
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -150,6 +150,13 @@ def _check_3d(scan: Scan) -> None:
         raise InputError(f"image shape {tuple(scan.raw.shape)} is flat (a 2D slice); tumorsyn needs a 3D volume", path=scan.path)
 
 
+def read_image(path: str | Path) -> Scan:
+    """Read any 3D image (NIfTI file or DICOM series folder) without judging its values."""
+    scan = _read_any(path)
+    _check_3d(scan)
+    return scan
+
+
 def load_scan(path: str | Path) -> Scan:
     """Read a CT (NIfTI file or DICOM series folder) and check that it holds HU.
 
@@ -168,8 +175,7 @@ def load_scan(path: str | Path) -> Scan:
     CorruptFileError, InputError, NotHUError
         With a one-line message naming the file.
     """
-    scan = _read_any(path)
-    _check_3d(scan)
+    scan = read_image(path)
     hu = scan.values()
     if not np.isfinite(hu).all():
         bad = int((~np.isfinite(hu)).sum())
@@ -184,8 +190,7 @@ def load_scan(path: str | Path) -> Scan:
 
 def load_labels(path: str | Path) -> Scan:
     """Read a label map or binary mask (NIfTI or a DICOM-derived NIfTI); values must be whole numbers."""
-    scan = _read_any(path)
-    _check_3d(scan)
+    scan = read_image(path)
     values = scan.raw if scan.slope == 1.0 and scan.inter == 0.0 else scan.values()
     if not np.issubdtype(values.dtype, np.integer):
         finite = np.isfinite(values)

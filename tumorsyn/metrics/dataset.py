@@ -7,7 +7,6 @@ Inputs are NIfTI files (``.nii``/``.nii.gz``) in a folder, a single file, or a C
 from __future__ import annotations
 
 import csv
-import hashlib
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -22,6 +21,9 @@ from tumorsyn.io.labels import label_values
 from tumorsyn.io.scan import Scan, check_same_grid, load_labels
 from tumorsyn.metrics.case import CaseResult, evaluate_case
 from tumorsyn.metrics.conventions import CASE_ID_SUFFIXES
+from tumorsyn.io.checksums import sha256_file
+from tumorsyn.io.datasets import case_id_from_path
+from tumorsyn.io.scan import read_image
 from tumorsyn.metrics.segmentation import SURFACE_TOLERANCE_MM
 from tumorsyn.metrics.sizes import DEFAULT_BINS_MM
 
@@ -49,11 +51,7 @@ def case_id_from_name(name: str) -> str:
     >>> case_id_from_name("liver_7_0000.nii.gz"), case_id_from_name("liver_7_pred.nii")
     ('liver_7', 'liver_7')
     """
-    stem = name
-    for ext in _NIFTI:
-        if stem.endswith(ext):
-            stem = stem[: -len(ext)]
-            break
+    stem = case_id_from_path(name)
     stripped = True
     while stripped:
         stripped = False
@@ -141,20 +139,6 @@ def pair_cases(reference: str | Path, prediction: str | Path, organ_mask: str | 
     return [CasePaths(c, refs[c], preds[c], organs[c] if organs is not None else None) for c in sorted(refs)]
 
 
-def sha256_file(path: str | Path) -> str:
-    """SHA-256 of a file, or of a folder's files (names and bytes, sorted by name)."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode() + b"\0")
-        with open(file, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
 def _in_case(case_id: str, exc: TumorsynError) -> TumorsynError:
     """The same error, its message prefixed with the case id (the file stays first)."""
     text = str(exc)
@@ -170,10 +154,7 @@ def _mask(values: np.ndarray, labels: Sequence[int] | None) -> np.ndarray:
 def _read_prediction(path: Path) -> tuple[Scan, np.ndarray | None, np.ndarray | None]:
     """(scan, integer labels or None, probability map or None) of a prediction file."""
     # load_labels refuses non-integer values, which a probability map has; reuse its reader instead.
-    from tumorsyn.io.scan import _check_3d, _read_any
-
-    scan = _read_any(path)
-    _check_3d(scan)
+    scan = read_image(path)
     if np.issubdtype(scan.raw.dtype, np.integer) and scan.slope == 1.0 and scan.inter == 0.0:
         return scan, label_values(scan), None
     values = scan.values()
