@@ -124,8 +124,8 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"wrote {len(summary.written)} output(s), {len(summary.skipped)} already finished, "
               f"{len(summary.failed)} case(s) failed; manifest: {summary.manifest}", file=sys.stderr)
     if summary.failed:
-        if not args.quiet:
-            for case_id, error in summary.failed.items():
-                print(f"tumorsyn: failed: {error}", file=sys.stderr)
+        # Failures are always reported: --quiet only hides the progress bar and the summary.
+        for error in summary.failed.values():
+            print(f"tumorsyn: failed: {error}", file=sys.stderr)
         return 1
     return 0

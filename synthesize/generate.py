@@ -152,6 +152,35 @@ def _measure(spec: TumorSpec, organ: np.ndarray, all_tumors: np.ndarray, before:
     }
 
 
+def remove_outputs(paths) -> None:
+    """Delete output files (used when an output cannot be completed)."""
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
+
+
+def _write_output(paths: dict, output_id: str, options: GenerateOptions, scan, hu, ct_out, tumor, organ, organ_name,
+                  drawn) -> list[dict]:
+    """Write the files of one output into ``paths`` (filled in as files are added); return tumour records."""
+    write_ct_like(paths["ct"], scan, ct_out, ct_out != hu)
+    write_mask_like(paths["tumor"], scan, tumor)
+    if options.label_map:
+        combined = organ.astype(np.uint8)
+        combined[tumor > 0] = 2
+        paths["label"] = paths["ct"].parent / f"{output_id}_label.nii.gz"
+        write_mask_like(paths["label"], scan, combined)
+    tumors = [{"spec": s.to_dict(), "measured": _measure(s, organ, tumor, hu, ct_out, scan)} for s in drawn]
+    if options.preview:
+        from synthesize.preview import write_preview
+
+        first = tumors[0]["measured"]
+        title = (f"{output_id}: {len(drawn)} {organ_name} tumour(s), method {drawn[0].method}; first: "
+                 f"{first['equivalent_diameter_mm']:.1f} mm eq. diameter, {first['mean_hu_tumor']} HU vs organ "
+                 f"{first['mean_hu_organ_nearby']} HU")
+        paths["preview"] = paths["ct"].parent / f"{output_id}_preview.png"
+        write_preview(paths["preview"], hu, ct_out, tumor > 0, scan.spacing_mm, drawn[0].center_vox, title=title)
+    return tumors
+
+
 def generate_case(case: Case, options: GenerateOptions, out_dir: str | Path, *, skip: set[str] = frozenset(),
                   specs: list[TumorSpec] | None = None) -> list[dict]:
     """Write the outputs of one case and return their manifest records (files first, then records).
@@ -204,25 +233,17 @@ def generate_case(case: Case, options: GenerateOptions, out_dir: str | Path, *, 
                 raise type(exc)(str(exc), path=case.ct) from None
         else:
             drawn = specs
-        ct_out, tumor = synthesize(hu, organ, spacing, drawn, device=options.device)
+        try:
+            ct_out, tumor = synthesize(hu, organ, spacing, drawn, device=options.device)
+        except InputError as exc:
+            raise type(exc)(str(exc), path=case.ct) from None
         paths = {"ct": out_dir / f"{output_id}_ct.nii.gz", "tumor": out_dir / f"{output_id}_tumor.nii.gz"}
-        write_ct_like(paths["ct"], scan, ct_out, ct_out != hu)
-        write_mask_like(paths["tumor"], scan, tumor)
-        if options.label_map:
-            combined = organ.astype(np.uint8)
-            combined[tumor > 0] = 2
-            paths["label"] = out_dir / f"{output_id}_label.nii.gz"
-            write_mask_like(paths["label"], scan, combined)
-        tumors = [{"spec": s.to_dict(), "measured": _measure(s, organ, tumor, hu, ct_out, scan)} for s in drawn]
-        if options.preview:
-            from synthesize.preview import write_preview
-
-            first = tumors[0]["measured"]
-            title = (f"{output_id}: {len(drawn)} {organ_name} tumour(s), method {drawn[0].method}; first: "
-                     f"{first['equivalent_diameter_mm']:.1f} mm eq. diameter, {first['mean_hu_tumor']} HU vs organ "
-                     f"{first['mean_hu_organ_nearby']} HU")
-            paths["preview"] = out_dir / f"{output_id}_preview.png"
-            write_preview(paths["preview"], hu, ct_out, tumor > 0, spacing, drawn[0].center_vox, title=title)
+        try:
+            tumors = _write_output(paths, output_id, options, scan, hu, ct_out, tumor, organ, organ_name, drawn)
+        except BaseException:
+            # An output is whole or absent: remove what this output already wrote.
+            remove_outputs(paths.values())
+            raise
         records.append({
             "output_id": output_id,
             "case_id": case.case_id,

@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+from tumorsyn.errors import InputError
 from tumorsyn.io.writers import atomic_path
 
 __all__ = ["Manifest", "manifest_name", "read_records", "merge_manifests"]
@@ -55,11 +56,26 @@ class Manifest:
                 fh.truncate(len(keep))
 
     def append(self, record: dict) -> None:
+        """Append one record durably; a failed write leaves no partial line behind."""
         line = json.dumps(record, sort_keys=True) + "\n"
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        size = self.path.stat().st_size if self.path.exists() else 0
+        try:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            if self.path.exists():
+                with open(self.path, "r+b") as fh:
+                    fh.truncate(size)
+            raise InputError(f"cannot append to the manifest ({exc.strerror or exc})", path=self.path) from None
+
+    def drop(self, output_ids: set[str]) -> None:
+        """Rewrite the manifest without the records of ``output_ids`` (outputs to be made again)."""
+        records = [r for r in read_records(self.path) if r["output_id"] not in output_ids]
+        with atomic_path(self.path) as tmp:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.writelines(json.dumps(r, sort_keys=True) + "\n" for r in records)
 
 
 def merge_manifests(out_dir: str | Path) -> Path:

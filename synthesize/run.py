@@ -10,7 +10,7 @@ from pathlib import Path
 from tumorsyn.errors import ConfigError, InputError, TumorsynError
 from tumorsyn.io.datasets import Case
 from tumorsyn.io.writers import atomic_path, remove_stale_temp_files
-from synthesize.generate import GenerateOptions, generate_case, output_ids
+from synthesize.generate import GenerateOptions, generate_case, output_ids, remove_outputs
 from synthesize.manifest import Manifest, manifest_name, read_records
 
 __all__ = ["RunSummary", "run_generate", "resolve_shard", "select_shard"]
@@ -68,13 +68,19 @@ def _check_run_file(out_dir: Path, options: GenerateOptions) -> None:
         tmp.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")
 
 
-def _finished(out_dir: Path) -> set[str]:
-    done = set()
+def _finished(out_dir: Path, own_manifest: Manifest) -> set[str]:
+    """Outputs with a manifest line and all their files; stale lines of this run's manifest are dropped."""
+    done, stale = set(), set()
     for path in out_dir.glob("manifest*.jsonl"):
         for record in read_records(path):
             files = record.get("outputs", {}).values()
             if all((out_dir / name).exists() for name in files):
                 done.add(record["output_id"])
+            elif path == own_manifest.path:
+                stale.add(record["output_id"])
+    if stale - done:
+        # A file was deleted after its line was written: it is made again, and listed once.
+        own_manifest.drop(stale - done)
     return done
 
 
@@ -122,7 +128,7 @@ def run_generate(cases: list[Case], options: GenerateOptions, out_dir: str | Pat
     _check_run_file(out_dir, options)
     remove_stale_temp_files(out_dir)
     manifest = Manifest(out_dir / manifest_name(shard))
-    done = _finished(out_dir)
+    done = _finished(out_dir, manifest)
 
     summary = RunSummary(manifest=manifest.path)
     todo = []
@@ -137,7 +143,14 @@ def run_generate(cases: list[Case], options: GenerateOptions, out_dir: str | Pat
 
     def collect(case_id: str, records: list[dict], error: str | None) -> None:
         for record in records:
-            manifest.append(record)
+            try:
+                manifest.append(record)
+            except (InputError, OSError) as exc:
+                # Without its line an output does not count: remove its files, say why in one line.
+                remove_outputs(out_dir / name for name in record["outputs"].values())
+                if isinstance(exc, OSError):
+                    raise InputError(f"cannot append to the manifest ({exc.strerror or exc})", path=manifest.path) from None
+                raise
             summary.written.append(record["output_id"])
             bar.update(1)
         if error is not None:
