@@ -57,4 +57,4 @@ def progress(iterable=None, *, total=None, desc=None, quiet=False, unit="it"):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr,
-                disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True)
+                disable=quiet or not sys.stderr.isatty())
