@@ -137,7 +137,7 @@ def load_spec_file(path: str | Path, spec_id: str | None = None) -> list[TumorSp
 
 def _measure(spec: TumorSpec, organ: np.ndarray, all_tumors: np.ndarray, before: np.ndarray, after: np.ndarray,
              scan) -> dict:
-    slices, rendering = render_label(spec, organ)
+    slices, rendering = render_label(spec, organ, ct_hu=before)
     label = rendering.label
     spacing = spec.spacing_mm
     organ_rest = organ[slices] & ~all_tumors[slices].astype(bool)

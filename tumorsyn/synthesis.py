@@ -46,17 +46,23 @@ def _box_for(spec: TumorSpec, generator) -> tuple[slice, ...]:
     return box_slices(spec.center_vox, half, spec.grid_shape)
 
 
-def render_label(spec: TumorSpec, organ_mask: np.ndarray, *, device: str = "auto"):
-    """The tumour's visible label in its box, without a CT: ``(slices, rendering)``."""
+def render_label(spec: TumorSpec, organ_mask: np.ndarray, *, device: str = "auto", ct_hu: np.ndarray | None = None):
+    """The tumour's visible label in its box, without writing a CT: ``(slices, rendering)``.
+
+    Generators whose shape depends on the scan (``uses_ct``, e.g. the cellular automaton, which
+    grows through the tissue's HU) get ``ct_box=ct_hu[slices]`` when ``ct_hu`` is given.
+    """
     generator = get_generator(spec.method, device=device)
     slices = _box_for(spec, generator)
     origin = tuple(s.start for s in slices)
+    if ct_hu is not None and getattr(generator, "uses_ct", False):
+        return slices, generator.render(spec, organ_mask[slices], origin, ct_box=ct_hu[slices])
     return slices, generator.render(spec, organ_mask[slices], origin)
 
 
-def _fit_size(spec: TumorSpec, generator, organ_mask: np.ndarray, target_mm: float):
+def _fit_size(spec: TumorSpec, generator, organ_mask: np.ndarray, target_mm: float, ct_hu: np.ndarray | None = None):
     """Rescale the spec until its rendered label has the target equivalent diameter."""
-    slices, rendering = render_label(spec, organ_mask)
+    slices, rendering = render_label(spec, organ_mask, ct_hu=ct_hu)
     for _ in range(_FIT_ITERATIONS):
         size = equivalent_diameter_mm(rendering.label, spec.spacing_mm)
         if size == 0 or abs(size - target_mm) <= _FIT_TOLERANCE * target_mm:
@@ -65,7 +71,7 @@ def _fit_size(spec: TumorSpec, generator, organ_mask: np.ndarray, target_mm: flo
         if rescaled is spec:
             break
         spec = rescaled
-        slices, rendering = render_label(spec, organ_mask)
+        slices, rendering = render_label(spec, organ_mask, ct_hu=ct_hu)
     return spec, slices, rendering
 
 
@@ -162,7 +168,7 @@ def sample_spec(organ_mask: np.ndarray, spacing_mm, *, organ: str, method: str =
                          size_mm=target, spacing_mm=spacing, grid_shape=context.organ_mask.shape,
                          organ_mean_hu=float(context.organ_stats[0]), organ_std_hu=float(context.organ_stats[1]),
                          exophytic=exo, params=params)
-        spec, slices, rendering = _fit_size(spec, generator, context.organ_mask, target)
+        spec, slices, rendering = _fit_size(spec, generator, context.organ_mask, target, ct_hu=context.ct_hu)
         reason = check_placement(rendering.label, rendering.presence, slices, context, size_range_mm=(lo, hi),
                                  exophytic=exo, margin_mm=preset.margin_mm)
         if reason is None:
@@ -183,7 +189,7 @@ def sample_specs(organ_mask: np.ndarray, spacing_mm, *, count: int, organ: str, 
     specs = []
     for _ in range(int(count)):
         spec = sample_spec(organ_mask, spacing_mm, organ=organ, rng=rng, context=context, **kwargs)
-        slices, rendering = render_label(spec, organ_mask)
+        slices, rendering = render_label(spec, organ_mask, ct_hu=context.ct_hu)
         context.add_avoid(slices, rendering.label)
         specs.append(spec)
     return specs

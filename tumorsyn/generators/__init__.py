@@ -8,7 +8,7 @@ from tumorsyn.generators.base import Generator, Rendering
 
 __all__ = ["Generator", "Rendering", "get_generator", "available_generators", "register_generator"]
 
-_BUILTIN = {"rules": "tumorsyn.generators.rules:RulesGenerator"}
+_BUILTIN = {"rules": "tumorsyn.generators.rules:RulesGenerator", "ca": "tumorsyn.generators.ca:CAGenerator"}
 _REGISTRY: dict[str, type[Generator]] = {}
 
 

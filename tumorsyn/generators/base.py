@@ -37,6 +37,10 @@ class Generator(ABC):
     """Base class of tumour generators (registered under ``name``)."""
 
     name: str = ""
+    # Generators whose tumour depends on the scan's HU (the cellular automaton grows through the
+    # tissue) set this; their ``render`` then also takes the keyword ``ct_box`` (HU, the box's CT),
+    # which :func:`tumorsyn.synthesis.render_label` passes whenever a CT is known.
+    uses_ct: bool = False
 
     def __init__(self, device: str = "auto") -> None:
         # Where the work runs ("auto", "cpu", "cuda"): an execution setting, never part of the

@@ -1,0 +1,138 @@
+"""Steps -> diameter: the measured growth curve that turns a size in millimetres into a step count.
+
+Growth is measured in voxels of the grid's finest spacing: the direction weights of
+:func:`~tumorsyn.generators.ca.model.direction_weights` make a cell advance the same mean distance
+in millimetres along every direction, scaled to ``min(spacing_mm)``. So one table serves every
+grid: ``diameter_mm(steps) = min(spacing_mm) * D(steps * speed)``, where ``D`` is the visible
+label's equivalent-sphere diameter in finest voxels, measured by :func:`measure_table` on a
+homogeneous isotropic organ with the reference parameters, averaged over seeds, and ``speed``
+corrects for a spec's own invasion and proliferation probabilities. The table gives the first
+guess; :func:`tumorsyn.sample_spec` then refines the step count on the real organ (``rescale``)
+until the written tumour has the requested size.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["TABLE_STEPS", "TABLE_DIAMETER_VOX", "MAX_STEPS", "REFERENCE", "diameter_vox", "steps_for_diameter",
+           "rescale_steps", "reach_mm", "necrosis_schedule", "measure_table"]
+
+MAX_STEPS = 600
+
+# Reference parameters of the measurement (mid-range draws of CAGenerator.sample_params).
+REFERENCE = {"mid": 0.725, "p_proliferate": 0.8}
+
+# Measured by measure_table(): steps -> equivalent diameter of the label, in finest voxels
+# (median over seeds 0-3, 1 mm isotropic, homogeneous MID tissue, REFERENCE parameters):
+# measure_table(200, seeds=range(4), every=10). About 0.3 finest voxels of diameter per step
+# once the clone has filled its first voxels (~15 steps).
+TABLE_STEPS = np.arange(0.0, 201.0, 10.0)
+TABLE_DIAMETER_VOX = np.array([0.0, 0.0, 2.48, 5.21, 8.18, 11.11, 13.96, 16.8, 19.67, 22.67, 25.66, 28.69, 31.74,
+                               34.75, 37.8, 40.83, 43.82, 46.84, 49.88, 52.95, 56.02])
+
+
+def _speed(params: dict | None) -> float:
+    """Growth speed of a spec relative to the reference (front speed ~ acceptance x division rate)."""
+    if not params:
+        return 1.0
+    mid = float(params.get("invasion", {}).get("mid", REFERENCE["mid"]))
+    prolif = float(params.get("p_proliferate", REFERENCE["p_proliferate"]))
+    return (mid / REFERENCE["mid"]) ** 0.7 * (prolif / REFERENCE["p_proliferate"]) ** 0.5
+
+
+def _extrapolate_slope() -> float:
+    """Diameter gained per step (finest voxels) at the end of the table."""
+    n = len(TABLE_STEPS)
+    k = max(n - 6, 0)
+    return float((TABLE_DIAMETER_VOX[-1] - TABLE_DIAMETER_VOX[k]) / max(TABLE_STEPS[-1] - TABLE_STEPS[k], 1.0))
+
+
+def diameter_vox(steps: float) -> float:
+    """Expected label diameter (finest voxels) after ``steps`` reference steps (linear beyond the table)."""
+    if steps <= TABLE_STEPS[-1]:
+        return float(np.interp(steps, TABLE_STEPS, TABLE_DIAMETER_VOX))
+    return float(TABLE_DIAMETER_VOX[-1] + _extrapolate_slope() * (steps - TABLE_STEPS[-1]))
+
+
+def _steps_for_vox(diameter: float) -> float:
+    if diameter <= TABLE_DIAMETER_VOX[-1]:
+        return float(np.interp(diameter, TABLE_DIAMETER_VOX, TABLE_STEPS))
+    return float(TABLE_STEPS[-1] + (diameter - TABLE_DIAMETER_VOX[-1]) / max(_extrapolate_slope(), 1e-6))
+
+
+def steps_for_diameter(size_mm: float, spacing_mm, params: dict | None = None) -> int:
+    """Step count whose tumour has an expected equivalent diameter of ``size_mm`` (mm) on this grid."""
+    finest = float(min(spacing_mm))
+    steps = _steps_for_vox(float(size_mm) / finest) / _speed(params)
+    return int(min(max(round(steps), 1), MAX_STEPS))
+
+
+def expected_diameter_mm(steps: int, spacing_mm, params: dict | None = None) -> float:
+    """Expected equivalent diameter (mm) of the label after ``steps`` steps on this grid."""
+    return float(min(spacing_mm)) * diameter_vox(steps * _speed(params))
+
+
+def rescale_steps(steps: int, factor: float, spacing_mm, params: dict | None = None) -> int:
+    """Steps whose expected diameter is ``factor`` times that of ``steps``; moves at least one step."""
+    target = expected_diameter_mm(steps, spacing_mm, params) * float(factor)
+    new = steps_for_diameter(max(target, 1e-3), spacing_mm, params)
+    if factor > 1.0:
+        new = max(new, steps + 1)
+    elif factor < 1.0:
+        new = min(new, steps - 1)
+    return int(min(max(new, 1), MAX_STEPS))
+
+
+def reach_mm(steps: int, spacing_mm, params: dict | None = None) -> float:
+    """Half-width (mm) of a box that holds the tumour after ``steps``: generous for lobulated growth."""
+    radius = 0.5 * expected_diameter_mm(steps, spacing_mm, params)
+    return 1.6 * radius + 2.0 * float(max(spacing_mm)) + 1.0
+
+
+def necrosis_schedule(necrosis: dict, spacing_mm, params: dict) -> tuple[int, int]:
+    """``(necrosis_step, necrosis_age)``: when the core may die, and how long saturated a cell must be.
+
+    Necrosis starts once the expected diameter reaches ``start_mm``; a viable rim of ``rim_mm``
+    survives: a cell saturated for ``rim_mm / front speed`` steps lies about that deep.
+    """
+    start = steps_for_diameter(float(necrosis["start_mm"]), spacing_mm, params)
+    front_mm_per_step = 0.5 * float(min(spacing_mm)) * max(_extrapolate_slope(), 1e-3) * _speed(params)
+    age = int(min(max(round(float(necrosis["rim_mm"]) / front_mm_per_step), 1), 255))
+    return start, age
+
+
+def measure_table(max_steps: int = 200, *, seeds=range(8), every: int = 5, device: str = "cpu"):
+    """Measure the steps -> diameter table (finest voxels) with the generator's own label rule.
+
+    Grows reference tumours in a homogeneous 1 mm organ and measures the label's equivalent
+    diameter every ``every`` steps. Returns ``(steps, median_diameter_vox)``; the numbers stored
+    in this module came from ``measure_table()``.
+    """
+    from tumorsyn.generators.ca.generator import CAGenerator
+    from tumorsyn.measure import equivalent_diameter_mm
+    from tumorsyn.spec import TumorSpec
+
+    marks = list(range(0, max_steps + 1, every))[1:]
+    half = int(0.5 * diameter_vox(max_steps) * 1.4) + 8 if TABLE_STEPS[-1] >= max_steps else max_steps // 2 + 8
+    n = 2 * half + 1
+    organ = np.ones((n, n, n), bool)
+    generator = CAGenerator(device=device)
+    rows = []
+    for seed in seeds:
+        params = {"capacity": 10, "invasion": {"low": 0.9, "mid": REFERENCE["mid"], "high": 0.5, "vessel": 0.08,
+                                               "outside": 0.4},
+                  "p_proliferate": REFERENCE["p_proliferate"], "yield_pushes": 10, "steps": max_steps,
+                  "delta_hu": -40.0, "edge_mm": 0.65, "texture_scale_mm": 2.0, "texture_amount": 0.2,
+                  "necrosis": None, "capsule": None}
+        spec = TumorSpec(method="ca", organ="liver", seed=int(seed), center_vox=(half, half, half), size_mm=10.0,
+                         spacing_mm=(1.0, 1.0, 1.0), grid_shape=organ.shape, organ_mean_hu=100.0, organ_std_hu=15.0,
+                         params=params)
+        result, _ = generator._grow(spec, organ, (0, 0, 0), None, save_steps=marks)
+        row = []
+        for mark in marks:
+            w, delta = generator._fields(spec, result.snapshots[mark][1:-1, 1:-1, 1:-1], organ)
+            row.append(equivalent_diameter_mm(generator._label(w, delta, spec), (1.0, 1.0, 1.0)))
+        rows.append(row)
+    return np.array([0] + marks, dtype=float), np.concatenate([[0.0], np.median(np.array(rows), axis=0)])

@@ -1,0 +1,227 @@
+"""``CAGenerator`` (``method="ca"``): tumours grown by a cellular automaton through the organ's tissue.
+
+After the published rules of Pixel2Cancer (MICCAI 2024), rebuilt from their description: a seed
+clone proliferates and invades the organ's own tissue map step by step; the population map then
+darkens the CT. What differs from the ancestor (see ``docs/ca.md``): one uniform pick among the
+26 neighbours, tissue probabilities that take effect, counter-based randomness (CPU = GPU), work
+on the active box only, size asked for in millimetres, and the necrotic core labelled tumour.
+
+Intensity model (per voxel x of the box)::
+
+    f(x)     = population / capacity (1 where necrotic), blurred by edge_mm
+    delta(x) = delta_hu * clip(1 + texture_amount * texture(x), 0.6, 1.6)   (necrotic core, capsule: own values)
+    out(x)   = in(x) + f(x) * (mu + delta(x) - smooth(in)(x))
+
+so the darkening is proportional to population x texture x a contrast relative to the organ's
+own standard deviation. A voxel is labelled tumour when it carries at least half of the nominal
+contrast, ``f |delta| >= |delta_hu| / 2`` (holes filled): the label is what is visible.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+from tumorsyn.errors import ConfigError
+from tumorsyn.generators.base import Generator, Rendering
+from tumorsyn.generators.ca import calibration
+from tumorsyn.organs import OrganPreset
+from tumorsyn.spec import TumorSpec
+from tumorsyn.texture import seeded_streams, smooth_noise
+
+__all__ = ["CAGenerator"]
+
+_SMOOTH_MM = 1.5         # blur separating the tissue level from the scan's noise grain (as in rules)
+_MIN_WEIGHT = 1.0 / 256  # presence below this leaves a voxel untouched (byte-identical)
+_MIN_DELTA_HU = 8.0
+_CAPACITY = 10
+_INVASION_KEYS = ("low", "mid", "high", "vessel", "outside")
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Background components that do not reach the box border become foreground."""
+    background, count = ndimage.label(~mask)
+    if count == 0:
+        return mask
+    border = np.zeros(count + 1, dtype=bool)
+    for axis in range(mask.ndim):
+        for index in (0, -1):
+            border[np.take(background, index, axis=axis)] = True
+    border[0] = True
+    return mask | ~border[background]
+
+
+class CAGenerator(Generator):
+    """Cellular-automaton tumours (``method="ca"``): Numba CPU kernel, CUDA kernel when a GPU is present.
+
+    ``render`` and ``apply`` read the CT of the box (``uses_ct``): tissue classes come from its HU
+    relative to the spec's organ statistics.
+    """
+
+    name = "ca"
+    uses_ct = True
+
+    # --- random side ----------------------------------------------------------------------------
+    def sample_params(self, rng, *, size_mm, preset: OrganPreset, organ_mean_hu, organ_std_hu, spacing_mm,
+                      options) -> dict:
+        mu, sigma = float(organ_mean_hu), float(organ_std_hu)
+        mid = float(rng.uniform(0.6, 0.85))
+        invasion = {
+            "low": min(1.0, mid * float(rng.uniform(1.1, 1.3))),    # looser (darker) tissue: easier
+            "mid": mid,
+            "high": mid * float(rng.uniform(0.55, 0.8)),           # denser (brighter) tissue: harder
+            "vessel": float(rng.uniform(0.03, 0.12)),              # a vessel that gave way: still hard
+            "outside": mid * float(rng.uniform(0.4, 0.7)),         # beyond the organ (exophytic only)
+        }
+        contrast = float(np.clip(rng.uniform(*preset.contrast_sd) * sigma, *preset.contrast_hu))
+        params = {
+            "capacity": _CAPACITY,
+            "invasion": invasion,
+            "p_proliferate": float(rng.uniform(0.65, 0.95)),
+            "yield_pushes": int(rng.integers(6, 16)),
+            "steps": 1,
+            # Never darker than water: a solid tumour is not a cyst.
+            "delta_hu": -min(contrast, max(mu - 5.0, _MIN_DELTA_HU)),
+            "edge_mm": float(rng.uniform(0.4, 0.9)),
+            "texture_scale_mm": float(rng.uniform(1.0, 3.0)),
+            "texture_amount": float(rng.uniform(0.1, 0.3)),
+            "necrosis": None,
+            "capsule": None,
+        }
+        want_necrosis = options.get("necrosis")
+        start_mm = float(rng.uniform(15.0, 20.0))
+        if want_necrosis is True or (want_necrosis is None and size_mm >= start_mm
+                                     and rng.random() < preset.necrosis_probability):
+            params["necrosis"] = {
+                "start_mm": start_mm if want_necrosis is not True else 15.0,
+                "rim_mm": float(rng.uniform(2.5, 4.0)),
+                "rate": float(rng.uniform(0.2, 0.5)),
+                "delta_hu": float(min(rng.uniform(10.0, 25.0) - mu, -1.3 * abs(params["delta_hu"]))),
+            }
+        elif isinstance(want_necrosis, dict):
+            params["necrosis"] = want_necrosis
+        want_capsule = options.get("capsule")
+        if want_capsule is True or (want_capsule is None and rng.random() < preset.capsule_probability):
+            params["capsule"] = {"delta_hu": float(abs(params["delta_hu"]) * rng.uniform(0.3, 0.6))}
+        elif isinstance(want_capsule, dict):
+            params["capsule"] = want_capsule
+        for key, value in options.items():
+            if key in params and key not in ("necrosis", "capsule") and value is not None:
+                params[key] = value
+        params["steps"] = calibration.steps_for_diameter(size_mm, spacing_mm, params)
+        return params
+
+    # --- deterministic side ---------------------------------------------------------------------
+    def validate(self, spec: TumorSpec) -> None:
+        p = spec.params
+        needed = ("capacity", "invasion", "p_proliferate", "yield_pushes", "steps", "delta_hu", "edge_mm",
+                  "texture_scale_mm", "texture_amount")
+        missing = [k for k in needed if k not in p]
+        if missing:
+            raise ConfigError(f"ca spec lacks parameter(s) {', '.join(missing)}")
+        lacking = [k for k in _INVASION_KEYS if k not in p["invasion"]]
+        if lacking:
+            raise ConfigError(f"ca spec invasion lacks {', '.join(lacking)}")
+        if not all(0.0 <= float(p["invasion"][k]) <= 1.0 for k in _INVASION_KEYS):
+            raise ConfigError(f"ca spec invasion probabilities must lie in [0, 1], got {p['invasion']}")
+        if not (isinstance(p["steps"], int) and 1 <= p["steps"] <= calibration.MAX_STEPS):
+            raise ConfigError(f"ca spec steps must be an integer in 1..{calibration.MAX_STEPS}, got {p['steps']!r}")
+        if not 2 <= int(p["capacity"]) <= 100:
+            raise ConfigError(f"ca spec capacity must be 2..100, got {p['capacity']}")
+        if abs(p["delta_hu"]) < 1e-6:
+            raise ConfigError("ca spec delta_hu must not be 0")
+
+    def extent_mm(self, spec: TumorSpec) -> float:
+        return calibration.reach_mm(spec.params["steps"], spec.spacing_mm, spec.params) + 1.5 * spec.params["edge_mm"]
+
+    def rescale(self, spec: TumorSpec, factor: float) -> TumorSpec:
+        """Adjust the step count so the tumour's diameter changes by ``factor`` (at least one step)."""
+        p = dict(spec.params)
+        steps = int(p["steps"])
+        new = calibration.rescale_steps(steps, factor, spec.spacing_mm, p)
+        if new == steps:
+            return spec
+        p["steps"] = new
+        return spec.with_params(params=p)
+
+    def _grow(self, spec: TumorSpec, organ_box: np.ndarray, origin, ct_box, *, save_steps=()):
+        """Run the automaton for the spec in this box: ``(CAResult, tissue)`` (padded box)."""
+        from tumorsyn.generators.ca.grow import NO_NECROSIS, grow_ca
+        from tumorsyn.generators.ca.model import probability_table, tissue_classes
+
+        self.validate(spec)
+        p = spec.params
+        tissue = tissue_classes(organ_box, spacing_mm=spec.spacing_mm, organ=spec.organ,
+                                organ_mean_hu=spec.organ_mean_hu, organ_std_hu=spec.organ_std_hu, ct_box=ct_box,
+                                exophytic=spec.exophytic)
+        shape = organ_box.shape
+        seed_voxel = tuple(int(min(max(int(math.floor(c + 0.5)) - o, 0), n - 1)) + 1
+                           for c, o, n in zip(spec.center_vox, origin, shape))
+        necrosis = p.get("necrosis") or None
+        nec_step, nec_age, nec_rate = NO_NECROSIS, 255, 0.0
+        if necrosis:
+            nec_step, nec_age = calibration.necrosis_schedule(necrosis, spec.spacing_mm, p)
+            nec_rate = float(necrosis["rate"])
+        result = grow_ca(tissue, probability_table(p, spec.spacing_mm), seed=spec.seed, seed_voxel=seed_voxel,
+                         steps=int(p["steps"]), capacity=int(p["capacity"]), yield_pushes=int(p["yield_pushes"]),
+                         p_proliferate=float(p["p_proliferate"]), necrosis_step=nec_step, necrosis_age=nec_age,
+                         necrosis_rate=nec_rate, save_steps=save_steps, device=self.device)
+        return result, tissue
+
+    def _fields(self, spec: TumorSpec, pop: np.ndarray, organ_box: np.ndarray):
+        """Presence weight ``w`` and designed offset ``delta`` (HU) from an unpadded population map."""
+        p = spec.params
+        capacity = float(p["capacity"])
+        dead = pop < 0
+        frac = np.where(dead, np.float32(1.0), np.clip(pop, 0, None).astype(np.float32) / np.float32(capacity))
+        sigma_vox = [p["edge_mm"] / s for s in spec.spacing_mm]
+        w = ndimage.gaussian_filter(frac, sigma=sigma_vox, mode="constant", truncate=3.0)
+        w[w < _MIN_WEIGHT] = 0.0
+        if not spec.exophytic:
+            w *= organ_box
+        texture_rng, = seeded_streams(spec.seed, 1)
+        texture = np.clip(smooth_noise(pop.shape, sigma_mm=p["texture_scale_mm"], spacing_mm=spec.spacing_mm,
+                                       rng=texture_rng), -2.5, 2.5)
+        delta0 = np.float32(p["delta_hu"])
+        delta = delta0 * np.clip(1.0 + np.float32(p["texture_amount"]) * texture, 0.6, 1.6)
+        if p.get("necrosis") and dead.any():
+            # Extra darkening of the necrotic core (a blurred weight: no hard step at its border).
+            nec_w = ndimage.gaussian_filter(dead.astype(np.float32), sigma=sigma_vox, mode="constant", truncate=3.0)
+            delta += nec_w * (np.float32(p["necrosis"]["delta_hu"]) - delta)
+        if p.get("capsule"):
+            # Optional capsule: the outermost layer of saturated-enough tissue enhances.
+            body = (frac >= 0.5)
+            shell = body & ~ndimage.binary_erosion(body)
+            cap_w = ndimage.gaussian_filter(shell.astype(np.float32), sigma=sigma_vox, mode="constant", truncate=3.0)
+            delta += np.clip(cap_w, 0.0, 1.0) * (np.float32(p["capsule"]["delta_hu"]) - delta)
+        return w.astype(np.float32), delta.astype(np.float32)
+
+    def _label(self, w: np.ndarray, delta: np.ndarray, spec: TumorSpec) -> np.ndarray:
+        visible = w * np.abs(delta) >= 0.5 * abs(spec.params["delta_hu"])
+        # A capsule of opposite sign crosses zero contrast; the necrotic core is inside: fill both.
+        return _fill_holes(visible) if visible.any() else visible
+
+    def render(self, spec: TumorSpec, organ_box: np.ndarray, origin, *, ct_box: np.ndarray | None = None) -> Rendering:
+        """Label and presence of the grown tumour; ``ct_box`` (HU) gives the tissue classes."""
+        result, _ = self._grow(spec, organ_box, origin, ct_box)
+        w, delta = self._fields(spec, result.pop[1:-1, 1:-1, 1:-1], organ_box)
+        label = self._label(w, delta, spec)
+        return Rendering(label=label, presence=label)
+
+    def apply(self, ct_box: np.ndarray, organ_box: np.ndarray, spec: TumorSpec, origin):
+        result, _ = self._grow(spec, organ_box, origin, ct_box)
+        return self._compose(ct_box, organ_box, spec, result.pop[1:-1, 1:-1, 1:-1])
+
+    def _compose(self, ct_box: np.ndarray, organ_box: np.ndarray, spec: TumorSpec, pop: np.ndarray):
+        """``(ct_box_out, label_box, changed_box)`` for a population map (unpadded)."""
+        w, delta = self._fields(spec, pop, organ_box)
+        label = self._label(w, delta, spec)
+        changed = w > 0
+        out = ct_box.astype(np.float32, copy=True)
+        if changed.any():
+            smooth = ndimage.gaussian_filter(ct_box.astype(np.float32), sigma=[_SMOOTH_MM / s for s in spec.spacing_mm],
+                                             mode="nearest", truncate=3.0)
+            target = np.float32(spec.organ_mean_hu) + delta
+            out[changed] += w[changed] * (target[changed] - smooth[changed])
+        return out, label, changed

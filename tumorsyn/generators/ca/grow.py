@@ -1,0 +1,182 @@
+"""``grow_ca``: the public entry to the automaton, choosing the CPU or the CUDA kernel.
+
+This thin pure-Python layer checks its inputs, sets up the state, and hands the work to
+``_grow_numba`` (CPU) or ``_grow_cuda`` (GPU); both give bit-identical populations.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tumorsyn.errors import ConfigError
+from tumorsyn.generators.ca.model import N_CLASSES, OFFSETS
+
+__all__ = ["CAResult", "grow_ca", "resolve_device", "NO_NECROSIS"]
+
+NO_NECROSIS = 2**31 - 1  # a necrosis step that is never reached
+PARALLEL_MIN_VOXELS = 2**18
+
+
+@dataclass
+class CAResult:
+    """The automaton's state after growth, in the padded box.
+
+    Attributes
+    ----------
+    pop : ndarray of int8, shape (X, Y, Z)
+        -1 necrotic, 0 no tumour, 1..capacity tumour cells.
+    pressure : ndarray of uint8, shape (X, Y, Z)
+        Pushes received by each vessel voxel.
+    snapshots : dict of int to ndarray of int8
+        ``pop`` after each requested number of steps.
+    work : int
+        Voxel updates performed (the cost measure of the kernel).
+    device : str
+        ``"cpu"`` or ``"cuda"``.
+    """
+
+    pop: np.ndarray
+    pressure: np.ndarray
+    snapshots: dict = field(default_factory=dict)
+    work: int = 0
+    device: str = "cpu"
+
+
+def _cuda_available() -> bool:
+    try:
+        from numba import cuda
+    except ImportError:
+        return False
+    try:
+        return bool(cuda.is_available())
+    except Exception:  # a broken driver counts as no GPU
+        return False
+
+
+def resolve_device(device: str) -> str:
+    """``"cpu"`` or ``"cuda"`` for a requested ``device`` (``"auto"`` = CUDA when a GPU is usable)."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        raise ConfigError("the ca generator needs numba; install it with: pip install 'tumorsyn[ca]'") from None
+    if device == "cpu":
+        return "cpu"
+    available = _cuda_available()
+    if device == "cuda" and not available:
+        raise ConfigError("device 'cuda' asked for but no CUDA GPU is usable (install 'tumorsyn[cuda]' on a machine "
+                          "with an NVIDIA driver), or use --device cpu / auto")
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" and device == "auto":
+        return "cpu"  # the simulator is for tests; 'auto' never picks it
+    return "cuda" if available else "cpu"
+
+
+def grow_ca(tissue: np.ndarray, prob: np.ndarray, *, seed: int, seed_voxel, steps: int, capacity: int = 10,
+            yield_pushes: int = 8, p_proliferate: float = 0.8, necrosis_step: int = NO_NECROSIS,
+            necrosis_age: int = 255, necrosis_rate: float = 0.0, save_steps=(), device: str = "auto",
+            parallel: bool | None = None) -> CAResult:
+    """Grow a tumour from one seed voxel through a tissue map.
+
+    Parameters
+    ----------
+    tissue : ndarray of int8, shape (X, Y, Z)
+        Tissue classes (:func:`~tumorsyn.generators.ca.model.tissue_classes`), with a border of
+        ``BARRIER`` at least one voxel thick.
+    prob : ndarray of float32, shape (N_CLASSES, 26)
+        Invasion acceptance per tissue class and direction
+        (:func:`~tumorsyn.generators.ca.model.probability_table`).
+    seed : int
+        Seed of the counter-based hash, ``0 <= seed < 2**63``.
+    seed_voxel : sequence of 3 int
+        Where the first cells sit (index into ``tissue``, off the border).
+    steps : int
+        Number of synchronous steps.
+    capacity : int
+        Cells a voxel holds (2..100); invasion starts at half capacity.
+    yield_pushes : int
+        Pushes after which a vessel voxel gives way (0..255).
+    p_proliferate : float
+        Probability per step that a non-saturated cell voxel gains a cell.
+    necrosis_step, necrosis_age : int
+        From step ``necrosis_step`` on, voxels saturated for ``necrosis_age`` steps may die.
+    necrosis_rate : float
+        Probability per step of that death.
+    save_steps : sequence of int
+        Also return the population after these many steps (may exceed ``steps``).
+    device : {'auto', 'cpu', 'cuda'}
+    parallel : bool, optional
+        CPU only: use the multi-threaded kernel. Default: when more than one thread is available
+        and the box holds at least ``PARALLEL_MIN_VOXELS`` voxels (below that, waking threads
+        every step costs more than it saves). Results are identical either way.
+
+    Returns
+    -------
+    CAResult
+    """
+    tissue = np.ascontiguousarray(tissue, dtype=np.int8)
+    prob = np.ascontiguousarray(prob, dtype=np.float32)
+    if tissue.ndim != 3 or min(tissue.shape) < 3:
+        raise ConfigError(f"tissue map must be 3D with a barrier border, got shape {tissue.shape}")
+    if prob.shape != (N_CLASSES, 26):
+        raise ConfigError(f"prob must have shape ({N_CLASSES}, 26), got {prob.shape}")
+    if not 2 <= int(capacity) <= 100:
+        raise ConfigError(f"capacity must be 2..100 cells, got {capacity}")
+    if not 0 <= int(seed) < 2**63:
+        raise ConfigError(f"seed must be in [0, 2**63), got {seed}")
+    if int(steps) < 0 or any(int(s) < 0 for s in save_steps):
+        raise ConfigError(f"steps must be non-negative, got {steps} and save_steps {tuple(save_steps)}")
+    sv = tuple(int(v) for v in seed_voxel)
+    if not all(1 <= v < n - 1 for v, n in zip(sv, tissue.shape)):
+        raise ConfigError(f"seed voxel {sv} lies on or outside the border of a box of shape {tissue.shape}")
+    kind = resolve_device(device)
+
+    pop = np.zeros(tissue.shape, np.int8)
+    pop[sv] = (int(capacity) + 1) // 2  # the seed: a clone at half capacity, ready to invade
+    age = np.zeros(tissue.shape, np.uint8)
+    pressure = np.zeros(tissue.shape, np.uint8)
+    marks = sorted({int(s) for s in save_steps} | {int(steps)})
+    snapshots: dict[int, np.ndarray] = {}
+    common = dict(capacity=int(capacity), yield_pushes=int(yield_pushes), necrosis_step=int(necrosis_step),
+                  necrosis_age=int(necrosis_age))
+    work = 0
+    final = None
+    if kind == "cpu":
+        import numba
+
+        from tumorsyn.generators.ca import cpu
+
+        if parallel is None:
+            parallel = numba.get_num_threads() > 1 and tissue.size >= PARALLEL_MIN_VOXELS
+        kernel = cpu._grow_numba if parallel else cpu._grow_numba_serial
+        invade = np.full(tissue.shape, -1, np.int8)
+        push = np.full(tissue.shape, -1, np.int8)
+        bbox = np.array([sv[0], sv[0] + 1, sv[1], sv[1] + 1, sv[2], sv[2] + 1], np.int64)
+        done = 0
+        for mark in marks:
+            work += kernel(pop, age, pressure, invade, push, tissue, prob, OFFSETS, int(seed), done, mark,
+                                common["capacity"], common["yield_pushes"], np.float32(p_proliferate),
+                                common["necrosis_step"], common["necrosis_age"], np.float32(necrosis_rate), bbox, *sv)
+            done = mark
+            snapshots[mark] = pop.copy()
+            if mark == int(steps):
+                final = (pop.copy(), pressure.copy())
+    else:
+        from tumorsyn.generators.ca.cuda import CudaState, _grow_cuda
+
+        state = CudaState(pop, age, pressure, tissue, prob, OFFSETS)
+        start_box = (sv[0], sv[0] + 1, sv[1], sv[1] + 1, sv[2], sv[2] + 1)
+        done = 0
+        for mark in marks:
+            work += _grow_cuda(state, seed=int(seed), first_step=done, last_step=mark, p_proliferate=p_proliferate,
+                               necrosis_rate=necrosis_rate, start_box=start_box, base_step=0, seed_voxel=sv, **common)
+            done = mark
+            host_pop, _, host_pressure = state.copy_to_host()
+            snapshots[mark] = host_pop
+            if mark == int(steps):
+                final = (host_pop.copy(), host_pressure)
+    wanted = {int(s) for s in save_steps}
+    return CAResult(pop=final[0], pressure=final[1], snapshots={s: snapshots[s] for s in sorted(wanted)},
+                    work=int(work), device=kind)

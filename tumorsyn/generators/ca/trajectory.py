@@ -1,0 +1,101 @@
+"""Growth trajectories: the same tumour written at several step counts (figures, reader studies)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tumorsyn.errors import ConfigError
+from tumorsyn.spec import TumorSpec
+
+__all__ = ["TrajectoryFrame", "grow_trajectory"]
+
+
+@dataclass
+class TrajectoryFrame:
+    """One saved step of a growth trajectory.
+
+    Attributes
+    ----------
+    step : int
+        Automaton steps grown.
+    ct : ndarray of float32, shape (X, Y, Z)
+        The whole scan with the tumour as it is after ``step`` steps (HU).
+    tumor : ndarray of uint8, shape (X, Y, Z)
+        1 where that tumour is visible (necrotic core included).
+    diameter_mm : float
+        Equivalent-sphere diameter of ``tumor``, in mm.
+    """
+
+    step: int
+    ct: np.ndarray
+    tumor: np.ndarray
+    diameter_mm: float
+
+
+def grow_trajectory(ct: np.ndarray, organ_mask: np.ndarray, spacing_mm, spec: TumorSpec, *,
+                    save_steps=(10, 20, 40), device: str = "auto") -> list[TrajectoryFrame]:
+    """Write the tumour of a ``method="ca"`` spec at each of ``save_steps`` automaton steps.
+
+    One growth run, in a box large enough for the largest step, records every requested step.
+    The automaton's hash counts voxels from the seed, not from the box, so the tumour's shape at
+    ``spec.params["steps"]`` is the one :func:`tumorsyn.synthesize` grows (unless that tumour
+    touched its own smaller box); the texture field is drawn for the trajectory's box, so HU
+    values inside the tumour differ slightly from ``synthesize``'s.
+
+    Parameters
+    ----------
+    ct : ndarray of float, shape (X, Y, Z)
+        Scan in HU (canonical RAS+); not modified.
+    organ_mask : ndarray of bool, shape (X, Y, Z)
+    spacing_mm : sequence of 3 float
+        Voxel size in mm; must match the spec's.
+    spec : TumorSpec
+        A spec drawn with ``method="ca"``.
+    save_steps : sequence of int
+        Step counts to write (positive integers, any order; may exceed the spec's own steps).
+    device : {'auto', 'cpu', 'cuda'}
+
+    Returns
+    -------
+    list of TrajectoryFrame
+        One frame per distinct step, in increasing order.
+
+    Examples
+    --------
+    >>> frames = grow_trajectory(ct, organ, spacing, spec, save_steps=(10, 20, 40))  # doctest: +SKIP
+    >>> [(f.step, round(f.diameter_mm, 1)) for f in frames]                           # doctest: +SKIP
+    """
+    from tumorsyn.generators.ca.generator import CAGenerator
+    from tumorsyn.measure import equivalent_diameter_mm
+    from tumorsyn.synthesis import _box_for, _check_inputs
+
+    if spec.method != "ca":
+        raise ConfigError(f"growth trajectories need a method='ca' spec, got method={spec.method!r}")
+    try:
+        steps = sorted({int(s) for s in save_steps})
+    except (TypeError, ValueError):
+        raise ConfigError(f"save_steps must be integers, got {save_steps!r}") from None
+    if not steps or steps[0] < 1:
+        raise ConfigError(f"save_steps must be positive integers, got {tuple(save_steps)!r}")
+    _check_inputs(ct, organ_mask, spacing_mm, spec)
+    generator = CAGenerator(device=device)
+    generator.validate(spec)
+    organ_mask = np.asarray(organ_mask, dtype=bool)
+    # The box must hold the largest tumour asked for.
+    big = spec.with_params(params={**spec.params, "steps": max(steps[-1], int(spec.params["steps"]))})
+    slices = _box_for(big, generator)
+    origin = tuple(s.start for s in slices)
+    ct_box = np.asarray(ct[slices], dtype=np.float32)
+    organ_box = organ_mask[slices]
+    result, _ = generator._grow(spec, organ_box, origin, ct_box, save_steps=steps)
+    frames = []
+    for step in steps:
+        out_box, label_box, _ = generator._compose(ct_box, organ_box, spec, result.snapshots[step][1:-1, 1:-1, 1:-1])
+        ct_out = np.array(ct, dtype=np.float32, copy=True)
+        ct_out[slices] = out_box
+        tumor = np.zeros(ct_out.shape, np.uint8)
+        tumor[slices] = label_box
+        frames.append(TrajectoryFrame(step=step, ct=ct_out, tumor=tumor,
+                                      diameter_mm=equivalent_diameter_mm(label_box, spec.spacing_mm)))
+    return frames
