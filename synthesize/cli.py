@@ -66,6 +66,9 @@ def register(subparsers) -> None:
     output = parser.add_argument_group("output")
     output.add_argument("--out", required=True, metavar="DIR", help="output folder (created; resumable)")
     output.add_argument("--label-map", action="store_true", help="also write <id>_label.nii.gz (0/1 organ/2 tumour)")
+    output.add_argument("--save-steps", type=int_list, metavar="N[,N]",
+                        help="with --method ca and --count 1: also write the tumour as grown after these automaton "
+                             "steps (<id>_stepNNN_ct/_tumor.nii.gz), e.g. 10,20,40")
     output.add_argument("--preview", action="store_true", help="also write <id>_preview.png")
     run = parser.add_argument_group("running")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -94,6 +97,12 @@ def run_command(args: argparse.Namespace) -> int:
     if sources != 1:
         raise ConfigError("give exactly one input: a CT path (with --labels), --example, or --dataset")
     specs = load_spec_file(args.from_spec, args.spec_id) if args.from_spec else None
+    if args.save_steps:
+        method = specs[0].method if specs else args.method
+        if method != "ca" or (len(specs) if specs else args.count) != 1:
+            raise ConfigError("--save-steps needs --method ca and one tumour per output (--count 1)")
+        if min(args.save_steps) < 1:
+            raise ConfigError("--save-steps takes positive step counts, e.g. 10,20,40")
     if specs is None and not args.organ:
         raise ConfigError("--organ is required (liver, pancreas or kidney)")
     if args.example:
@@ -115,7 +124,8 @@ def run_command(args: argparse.Namespace) -> int:
         size_mm=tuple(args.size_mm), count=len(specs) if specs else args.count, per_scan=args.per_scan,
         seed=args.seed, label_preset=args.label_preset, organ_labels=args.organ_label, lesion_labels=args.lesion_label,
         label_map=args.label_map, preview=args.preview, allow_smaller=args.allow_smaller, appearance=args.appearance,
-        exophytic={"auto": None, "yes": True, "no": False}[args.exophytic], device=args.device)
+        exophytic={"auto": None, "yes": True, "no": False}[args.exophytic], device=args.device,
+        save_steps=tuple(sorted(set(args.save_steps))) if args.save_steps else None)
     if specs is not None:
         options.extra = {"from_spec": [s.to_dict() for s in specs]}
     summary = run_generate(cases, options, args.out, shard=args.shard, workers=args.workers, quiet=args.quiet,

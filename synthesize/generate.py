@@ -56,6 +56,8 @@ class GenerateOptions:
         Force or forbid exophytic (kidney) tumours.
     device : {'auto', 'cpu', 'cuda'}
         Where generators with a GPU kernel run (not recorded: every device writes the same bytes).
+    save_steps : tuple of int, optional
+        For ``method="ca"``: also write the tumour as grown after each of these automaton steps.
     """
 
     organ: str
@@ -73,12 +75,13 @@ class GenerateOptions:
     appearance: str | None = None
     exophytic: bool | None = None
     device: str = "auto"
+    save_steps: tuple | None = None
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["size_mm"] = list(self.size_mm)
-        for key in ("organ_labels", "lesion_labels"):
+        for key in ("organ_labels", "lesion_labels", "save_steps"):
             data[key] = None if data[key] is None else list(data[key])
         return data
 
@@ -158,6 +161,17 @@ def remove_outputs(paths) -> None:
         Path(path).unlink(missing_ok=True)
 
 
+def _label_centre(spec: TumorSpec, organ: np.ndarray, hu: np.ndarray):
+    """Centre of mass of a tumour's label (a grown tumour need not be centred on its seed)."""
+    from scipy import ndimage
+
+    slices, rendering = render_label(spec, organ, ct_hu=hu)
+    if not rendering.label.any():
+        return spec.center_vox
+    local = ndimage.center_of_mass(rendering.label)
+    return tuple(s.start + c for s, c in zip(slices, local))
+
+
 def _write_output(paths: dict, output_id: str, options: GenerateOptions, scan, hu, ct_out, tumor, organ, organ_name,
                   drawn) -> list[dict]:
     """Write the files of one output into ``paths`` (filled in as files are added); return tumour records."""
@@ -177,7 +191,23 @@ def _write_output(paths: dict, output_id: str, options: GenerateOptions, scan, h
                  f"{first['equivalent_diameter_mm']:.1f} mm eq. diameter, {first['mean_hu_tumor']} HU vs organ "
                  f"{first['mean_hu_organ_nearby']} HU")
         paths["preview"] = paths["ct"].parent / f"{output_id}_preview.png"
-        write_preview(paths["preview"], hu, ct_out, tumor > 0, scan.spacing_mm, drawn[0].center_vox, title=title)
+        write_preview(paths["preview"], hu, ct_out, tumor > 0, scan.spacing_mm, _label_centre(drawn[0], organ, hu),
+                      title=title)
+    if options.save_steps:
+        from tumorsyn.generators.ca import grow_trajectory
+
+        frames = grow_trajectory(hu, organ, scan.spacing_mm, drawn[0], save_steps=options.save_steps,
+                                 device=options.device)
+        out_dir = paths["ct"].parent
+        trajectory = []
+        for frame in frames:
+            key = f"step{frame.step:03d}"
+            paths[f"{key}_ct"] = out_dir / f"{output_id}_{key}_ct.nii.gz"
+            write_ct_like(paths[f"{key}_ct"], scan, frame.ct, frame.ct != hu)
+            paths[f"{key}_tumor"] = out_dir / f"{output_id}_{key}_tumor.nii.gz"
+            write_mask_like(paths[f"{key}_tumor"], scan, frame.tumor)
+            trajectory.append({"step": frame.step, "equivalent_diameter_mm": round(frame.diameter_mm, 3)})
+        tumors[0]["trajectory"] = trajectory
     return tumors
 
 

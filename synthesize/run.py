@@ -17,7 +17,8 @@ __all__ = ["RunSummary", "run_generate", "resolve_shard", "select_shard"]
 
 # Options that change what is written: a run folder must not mix outputs made with different ones.
 _RUN_KEYS = ("organ", "method", "size_mm", "count", "per_scan", "seed", "label_preset", "organ_labels",
-             "lesion_labels", "label_map", "preview", "allow_smaller", "appearance", "exophytic", "extra")
+             "lesion_labels", "label_map", "preview", "allow_smaller", "appearance", "exophytic", "save_steps",
+             "extra")
 
 
 @dataclass

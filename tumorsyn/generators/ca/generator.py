@@ -192,9 +192,13 @@ class CAGenerator(Generator):
         if p.get("capsule"):
             # Optional capsule: the outermost layer of saturated-enough tissue enhances.
             body = (frac >= 0.5)
-            shell = body & ~ndimage.binary_erosion(body)
-            cap_w = ndimage.gaussian_filter(shell.astype(np.float32), sigma=sigma_vox, mode="constant", truncate=3.0)
-            delta += np.clip(cap_w, 0.0, 1.0) * (np.float32(p["capsule"]["delta_hu"]) - delta)
+            interior = ndimage.binary_erosion(body)
+            shell = body & ~interior
+            # A capsule needs a body inside it: on a tumour a few voxels across the blurred shell
+            # would cover the whole lesion (and brighten its core). It stays inside the body.
+            if np.count_nonzero(interior) >= np.count_nonzero(shell):
+                cap_w = ndimage.gaussian_filter(shell.astype(np.float32), sigma=sigma_vox, mode="constant", truncate=3.0)
+                delta += np.clip(cap_w, 0.0, 1.0) * body * (np.float32(p["capsule"]["delta_hu"]) - delta)
         return w.astype(np.float32), delta.astype(np.float32)
 
     def _label(self, w: np.ndarray, delta: np.ndarray, spec: TumorSpec) -> np.ndarray:
