@@ -197,3 +197,20 @@ def test_ircad_patient7_liver():
         assert size[0] <= equivalent_diameter_mm(inside, spacing) <= size[1]
         assert not (inside & ~liver).any()
         assert out[inside].mean() < spec.organ_mean_hu - 10
+
+
+def test_transform_runs_the_automaton():
+    """`RandTumorSynthesisd(method="ca")` writes a grown tumour and records its spec."""
+    pytest.importorskip("monai")
+    from tumorsyn.transforms import RandTumorSynthesisd
+    from tests.conftest import make_phantom
+
+    ct, organ, spacing = make_phantom()
+    item = {"image": ct[None].copy(), "label": organ[None].astype(np.uint8)}
+    transform = RandTumorSynthesisd(keys=("image", "label"), organ="liver", label_preset="binary", method="ca",
+                                    prob=1.0, size_mm=(8, 14), spacing_mm=spacing)
+    transform.set_random_state(5)
+    out = transform(item)
+    assert out["tumor_specs"] and out["tumor_specs"][0]["method"] == "ca"
+    tumour = out["label"][0] == out["label"].max()
+    assert tumour.any() and (out["image"][0][tumour] < ct[tumour]).mean() > 0.8
