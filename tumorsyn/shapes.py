@@ -18,6 +18,7 @@ __all__ = [
     "rotation_matrix",
     "lobulated_distance_mm",
     "smooth_min",
+    "fill_holes",
 ]
 
 DEFORM_EXTENT = 1.0  # the deformation lattice spans [-1, 1]^3: it is sampled on the unit sphere
@@ -58,6 +59,22 @@ def rotation_matrix(quaternion) -> np.ndarray:
         [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
         [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
     ])
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill cavities: background components that do not reach the box border become foreground.
+
+    Cheaper than repeated dilation (one labelling pass), for masks inside a tumour's box.
+    """
+    background, count = ndimage.label(~mask)
+    if count == 0:
+        return mask
+    border = np.zeros(count + 1, dtype=bool)
+    for axis in range(mask.ndim):
+        for index in (0, -1):
+            border[np.take(background, index, axis=axis)] = True
+    border[0] = True  # label 0 is the foreground itself
+    return mask | ~border[background]
 
 
 def smooth_min(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:

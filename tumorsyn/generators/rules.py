@@ -27,7 +27,7 @@ from scipy.special import expit
 from tumorsyn.errors import ConfigError
 from tumorsyn.generators.base import Generator, Rendering
 from tumorsyn.organs import APPEARANCES, OrganPreset
-from tumorsyn.shapes import box_offsets_mm, lobulated_distance_mm
+from tumorsyn.shapes import box_offsets_mm, fill_holes, lobulated_distance_mm
 from tumorsyn.spec import TumorSpec
 from tumorsyn.texture import lattice_noise, seeded_streams, smooth_noise
 
@@ -47,19 +47,6 @@ def _unit_vector(rng: np.random.Generator) -> np.ndarray:
 def _clip_contrast(value_hu: float, preset: OrganPreset) -> float:
     lo, hi = preset.contrast_hu
     return float(min(max(value_hu, lo), hi))
-
-
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill cavities: background components that do not reach the box border become foreground."""
-    background, count = ndimage.label(~mask)
-    if count == 0:
-        return mask
-    border = np.zeros(count + 1, dtype=bool)
-    for axis in range(mask.ndim):
-        for index in (0, -1):
-            border[np.take(background, index, axis=axis)] = True
-    border[0] = True  # label 0 is the foreground itself
-    return mask | ~border[background]
 
 
 class RulesGenerator(Generator):
@@ -201,7 +188,7 @@ class RulesGenerator(Generator):
         # A rim or capsule of opposite sign to the core passes through zero contrast on its way:
         # that ring is inside the lesion, so enclosed gaps belong to the label.
         if spec.params.get("rim") or spec.params.get("capsule"):
-            visible = _fill_holes(visible)
+            visible = fill_holes(visible)
         return visible
 
     def render(self, spec: TumorSpec, organ_box: np.ndarray, origin) -> Rendering:

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tumorsyn.metrics.lesions import Lesion, match_lesions
+from tumorsyn.metrics.lesions import Lesion, LesionCounts, match_lesions
 from tumorsyn.metrics.segmentation import SURFACE_TOLERANCE_MM, dice, surface_dice
 from tumorsyn.metrics.sizes import DEFAULT_BINS_MM
 
@@ -18,7 +18,7 @@ PROBABILITY_THRESHOLD = 0.5
 
 
 @dataclass
-class CaseResult:
+class CaseResult(LesionCounts):
     """Figures of one case (picklable, so that worker processes can return it).
 
     Attributes
@@ -54,14 +54,6 @@ class CaseResult:
     pred_voxels_outside_organ: int = 0
     spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
     inputs: dict = field(default_factory=dict)
-
-    @property
-    def n_detected(self) -> int:
-        return sum(les.matched for les in self.reference)
-
-    @property
-    def n_false_positives(self) -> int:
-        return sum(c.counted and not c.matched for c in self.predicted)
 
     @property
     def has_counted_prediction(self) -> bool:

@@ -84,9 +84,8 @@ class Lesion:
         return asdict(self)
 
 
-@dataclass
-class LesionMatch:
-    """Result of :func:`match_lesions` for one case."""
+class LesionCounts:
+    """Counts shared by every result holding ``reference`` lesions and ``predicted`` components."""
 
     reference: list[Lesion]
     predicted: list[Lesion]
@@ -98,6 +97,14 @@ class LesionMatch:
     @property
     def n_false_positives(self) -> int:
         return sum(c.counted and not c.matched for c in self.predicted)
+
+
+@dataclass
+class LesionMatch(LesionCounts):
+    """Result of :func:`match_lesions` for one case."""
+
+    reference: list[Lesion]
+    predicted: list[Lesion]
 
     @property
     def n_counted(self) -> int:

@@ -27,6 +27,7 @@ from tumorsyn.errors import ConfigError
 from tumorsyn.generators.base import Generator, Rendering
 from tumorsyn.generators.ca import calibration
 from tumorsyn.organs import OrganPreset
+from tumorsyn.shapes import fill_holes
 from tumorsyn.spec import TumorSpec
 from tumorsyn.texture import seeded_streams, smooth_noise
 
@@ -37,19 +38,6 @@ _MIN_WEIGHT = 1.0 / 256  # presence below this leaves a voxel untouched (byte-id
 _MIN_DELTA_HU = 8.0
 _CAPACITY = 10
 _INVASION_KEYS = ("low", "mid", "high", "vessel", "outside")
-
-
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Background components that do not reach the box border become foreground."""
-    background, count = ndimage.label(~mask)
-    if count == 0:
-        return mask
-    border = np.zeros(count + 1, dtype=bool)
-    for axis in range(mask.ndim):
-        for index in (0, -1):
-            border[np.take(background, index, axis=axis)] = True
-    border[0] = True
-    return mask | ~border[background]
 
 
 class CAGenerator(Generator):
@@ -204,7 +192,7 @@ class CAGenerator(Generator):
     def _label(self, w: np.ndarray, delta: np.ndarray, spec: TumorSpec) -> np.ndarray:
         visible = w * np.abs(delta) >= 0.5 * abs(spec.params["delta_hu"])
         # A capsule of opposite sign crosses zero contrast; the necrotic core is inside: fill both.
-        return _fill_holes(visible) if visible.any() else visible
+        return fill_holes(visible) if visible.any() else visible
 
     def render(self, spec: TumorSpec, organ_box: np.ndarray, origin, *, ct_box: np.ndarray | None = None) -> Rendering:
         """Label and presence of the grown tumour; ``ct_box`` (HU) gives the tissue classes."""
