@@ -1,0 +1,1 @@
+"""Segmentation training with on-the-fly synthetic tumours."""

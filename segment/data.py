@@ -1,0 +1,300 @@
+"""Training data: cases from the config, loaded once (organ crop, resampled), then random patches.
+
+Every scan is read once in the main process: canonical RAS+ HU, cropped to its organ's box plus a
+margin (full-resolution scans are large), resampled to ``data.spacing_mm`` and given a target of
+0 background / 1 organ / 2 tumour. The random part runs in DataLoader worker processes per item:
+synthetic tumours (:class:`tumorsyn.transforms.RandTumorSynthesisd`, on HU, for the sources named in
+``synthesis.apply_to``), patch sampling around background/organ/tumour, HU windowing, flips.
+
+Reproducibility and resuming: sample ``k`` of a run is a pure function of ``(seed, k)`` — which case
+it comes from and every random draw of its transforms — whatever the number of workers or
+processes. A run resumed at optimizer step ``s`` restarts the stream at sample ``s × samples per step``.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from monai.transforms import Randomizable
+
+from tumorsyn.errors import ConfigError, EmptyOrganError, GridMismatchError, TumorsynError
+from tumorsyn.io import load_labels, load_scan
+from tumorsyn.io.datasets import case_id_from_path, discover_cases
+from tumorsyn.io.labels import label_values, lesion_mask_from_labels, organ_mask_from_labels
+from tumorsyn.io.scan import check_same_grid
+
+__all__ = ["CaseFiles", "source_cases", "load_case_arrays", "resample_array", "build_train_transform",
+           "TrainSamples", "make_train_loader", "load_sources", "scale_hu"]
+
+BACKGROUND, ORGAN, TUMOR = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class CaseFiles:
+    """One scan of a data source: CT plus a label map, or plus an organ mask and tumour masks."""
+
+    case_id: str
+    ct: Path
+    source: str
+    labels: Path | None = None
+    organ: Path | None = None
+    tumors: tuple = ()
+    label_preset: str = "decathlon"
+    organ_labels: tuple | None = None
+
+
+def source_cases(source: dict, name: str) -> list[CaseFiles]:
+    """The cases of one config source (``data.real``, ``data.healthy``, ``data.validation``, ``experiment.test``)."""
+    preset = source.get("label_preset") or "decathlon"
+    organ_labels = tuple(source["organ_labels"]) if source.get("organ_labels") else None
+    cases: list[CaseFiles] = []
+    if source.get("dataset"):
+        for case in discover_cases(source["dataset"]):
+            cases.append(CaseFiles(case.case_id, Path(case.ct), name, labels=Path(case.labels), label_preset=preset,
+                                   organ_labels=organ_labels))
+    for entry in source.get("cases") or []:
+        ct = Path(entry["ct"])
+        case_id = str(entry.get("id") or (ct.parent.name if ct.name.startswith("ct.") else case_id_from_path(ct)))
+        cases.append(CaseFiles(
+            case_id, ct, name, labels=Path(entry["labels"]) if entry.get("labels") else None,
+            organ=Path(entry["organ"]) if entry.get("organ") else None,
+            tumors=tuple(Path(t) for t in (entry.get("tumor") or [])),
+            label_preset=entry.get("label_preset", preset if entry.get("labels") else "binary"),
+            organ_labels=tuple(entry["organ_labels"]) if entry.get("organ_labels") else organ_labels))
+    seen = set()
+    for case in cases:
+        if case.case_id in seen:
+            raise ConfigError(f"{name}: case id {case.case_id} appears twice; give each case an 'id'")
+        seen.add(case.case_id)
+    return cases
+
+
+def read_case_masks(case: CaseFiles, organ: str, scan=None):
+    """(scan, organ mask, tumour mask) of a case, canonical (X, Y, Z) bool, checked to share the CT's grid."""
+    scan = scan if scan is not None else load_scan(case.ct)
+    if case.labels is not None:
+        labels_scan = load_labels(case.labels)
+        check_same_grid(scan, labels_scan)
+        values = label_values(labels_scan)
+        try:
+            organ_mask = organ_mask_from_labels(values, organ, preset=case.label_preset, organ_labels=case.organ_labels,
+                                                path=case.labels)
+        except EmptyOrganError:
+            present = ", ".join(str(v) for v in np.unique(values)[:12])
+            raise ConfigError(f"{case.labels}: label preset {case.label_preset!r} gives no {organ} voxels "
+                              f"(labels present: {present}); label preset mismatch: set label_preset or organ_labels") from None
+        tumor = lesion_mask_from_labels(values, preset=case.label_preset)
+    else:
+        organ_scan = load_labels(case.organ)
+        check_same_grid(scan, organ_scan)
+        organ_mask = label_values(organ_scan) != 0
+        if not organ_mask.any():
+            raise ConfigError(f"{case.organ}: organ mask is empty")
+        tumor = np.zeros(organ_mask.shape, dtype=bool)
+        for path in case.tumors:
+            tumor_scan = load_labels(path)
+            check_same_grid(scan, tumor_scan)
+            tumor |= label_values(tumor_scan) != 0
+    return scan, organ_mask, tumor
+
+
+def resample_array(array: np.ndarray | torch.Tensor, shape: Sequence[int], *, mode: str) -> torch.Tensor:
+    """(C, X, Y, Z) array resized to ``shape`` (trilinear for values, nearest for labels), float32 tensor."""
+    tensor = torch.as_tensor(np.asarray(array) if not isinstance(array, torch.Tensor) else array).float()
+    if tuple(tensor.shape[1:]) == tuple(shape):
+        return tensor
+    kwargs = {"align_corners": False} if mode == "trilinear" else {}
+    return torch.nn.functional.interpolate(tensor[None], size=tuple(int(s) for s in shape), mode=mode, **kwargs)[0]
+
+
+def target_shape(shape: Sequence[int], spacing_mm: Sequence[float], target_mm: Sequence[float] | None) -> tuple:
+    """Grid shape after resampling ``shape`` from ``spacing_mm`` to ``target_mm`` (same extent in mm)."""
+    if target_mm is None:
+        return tuple(int(s) for s in shape)
+    return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing_mm, target_mm))
+
+
+def organ_box(mask: np.ndarray, spacing_mm: Sequence[float], margin_mm: float) -> tuple[slice, ...]:
+    """Bounding box of ``mask`` grown by ``margin_mm`` on every side, clipped to the grid."""
+    idx = np.nonzero(mask)
+    box = []
+    for axis, sp in enumerate(spacing_mm):
+        pad = int(math.ceil(margin_mm / sp))
+        box.append(slice(max(0, int(idx[axis].min()) - pad), min(mask.shape[axis], int(idx[axis].max()) + 1 + pad)))
+    return tuple(box)
+
+
+def load_case_arrays(case: CaseFiles, *, organ: str, spacing_mm: Sequence[float] | None, margin_mm: float) -> dict:
+    """One case ready for training: organ crop, resampled; image in HU, label 0/1/2.
+
+    Returns
+    -------
+    dict
+        ``image`` (MetaTensor (1, X, Y, Z) float32 HU, affine = diag(spacing)), ``label`` (MetaTensor
+        (1, X, Y, Z) uint8), ``case_id``, ``source``, ``spacing_mm``.
+    """
+    from monai.data import MetaTensor
+
+    try:
+        scan, organ_mask, tumor = read_case_masks(case, organ)
+    except GridMismatchError as exc:
+        raise ConfigError(f"case {case.case_id}: {exc}") from None
+    box = organ_box(organ_mask | tumor, scan.spacing_mm, margin_mm)
+    hu = scan.values()[box]
+    label = np.zeros(hu.shape, dtype=np.uint8)
+    label[organ_mask[box]] = ORGAN
+    label[tumor[box]] = TUMOR
+    spacing = tuple(spacing_mm) if spacing_mm is not None else scan.spacing_mm
+    shape = target_shape(hu.shape, scan.spacing_mm, spacing_mm)
+    image = resample_array(hu[None], shape, mode="trilinear")
+    label_t = resample_array(label[None], shape, mode="nearest").to(torch.uint8)
+    affine = torch.diag(torch.tensor([*spacing, 1.0], dtype=torch.float64))
+    return {"image": MetaTensor(image, affine=affine), "label": MetaTensor(label_t, affine=affine.clone()),
+            "case_id": case.case_id, "source": case.source, "spacing_mm": [float(s) for s in spacing]}
+
+
+def load_sources(config: dict, names: Sequence[str] = ("real", "healthy")) -> list[dict]:
+    """Load every case of the named ``data`` sources; an empty result is a :class:`ConfigError`."""
+    items = []
+    for name in names:
+        for case in source_cases(config["data"][name], name):
+            try:
+                items.append(load_case_arrays(case, organ=config["organ"], spacing_mm=config["data"]["spacing_mm"],
+                                              margin_mm=config["data"]["crop_margin_mm"]))
+            except TumorsynError as exc:
+                raise type(exc)(f"data.{name} case {case.case_id}: {exc}") from None
+    if not items and "validation" not in names:
+        raise ConfigError("empty dataset: data.real and data.healthy hold no cases; give a dataset folder or cases")
+    return items
+
+
+def scale_hu(image, hu_window: Sequence[float]):
+    """HU -> [0, 1] over ``hu_window`` (clipped): the network's input scaling, shared by training and inference."""
+    low, high = float(hu_window[0]), float(hu_window[1])
+    return ((image - low) / (high - low)).clamp(0.0, 1.0) if isinstance(image, torch.Tensor) else \
+        np.clip((image - low) / (high - low), 0.0, 1.0)
+
+
+class _SynthesisForSources(Randomizable):
+    """Apply ``RandTumorSynthesisd`` to items whose ``source`` is in ``apply_to``; pass the others through.
+
+    The others get the same keys (no specs, reason ``"source <name> not synthesised"``) so that
+    every item of a batch collates alike.
+    """
+
+    def __init__(self, transform, apply_to: Sequence[str]) -> None:
+        self.transform = transform
+        self.apply_to = tuple(apply_to)
+
+    def randomize(self, data=None) -> None:  # the wrapped transform draws its own values
+        return None
+
+    def set_random_state(self, seed=None, state=None):
+        self.transform.set_random_state(seed=seed, state=state)
+        return self
+
+    def __call__(self, data):
+        from tumorsyn.transforms import REASON_KEY, SPECS_KEY
+
+        if data.get("source") in self.apply_to:
+            return self.transform(data)
+        d = dict(data)
+        d[SPECS_KEY] = "[]" if self.transform.specs_as_json else []
+        d[REASON_KEY] = f"source {data.get('source')} not synthesised"
+        return d
+
+
+class _ScaleHUd:
+    """HU window -> [0, 1] on the image key (the same function inference uses)."""
+
+    def __init__(self, hu_window) -> None:
+        self.hu_window = tuple(hu_window)
+
+    def __call__(self, data):
+        d = dict(data)
+        d["image"] = scale_hu(d["image"], self.hu_window)
+        return d
+
+
+def build_train_transform(config: dict, *, synthesis: bool | None = None):
+    """The random part of the pipeline (runs in DataLoader workers): synthesis, patches, scaling, flips."""
+    from monai.transforms import Compose, RandCropByLabelClassesd, RandFlipd, SpatialPadd
+
+    from tumorsyn.transforms import RandTumorSynthesisd
+
+    from segment.config import _size_bins
+
+    d, s = config["data"], config["synthesis"]
+    use_synthesis = s["enabled"] if synthesis is None else synthesis
+    transforms = []
+    if use_synthesis:
+        synth = RandTumorSynthesisd(keys=("image", "label"), organ=config["organ"], label_preset="decathlon",
+                                    tumor_label=TUMOR, method=s["method"], size_mm=_size_bins(s["size_mm"]),
+                                    prob=float(s["prob"]), count=int(s["count"]), specs_as_json=True, **s["options"])
+        transforms.append(_SynthesisForSources(synth, s["apply_to"]))
+    transforms += [
+        SpatialPadd(keys=("image", "label"), spatial_size=d["roi_size"], mode="constant", value=0),
+        RandCropByLabelClassesd(keys=("image", "label"), label_key="label", spatial_size=d["roi_size"],
+                                ratios=[float(r) for r in d["crop_ratios"]], num_classes=3,
+                                num_samples=d["samples_per_scan"], warn=False),
+        _ScaleHUd(d["hu_window"]),
+    ]
+    if d["flip_prob"] > 0:
+        transforms += [RandFlipd(keys=("image", "label"), prob=float(d["flip_prob"]), spatial_axis=a) for a in range(3)]
+    return Compose(transforms)
+
+
+class TrainSamples(torch.utils.data.Dataset):
+    """Sample ``k`` = a case drawn with the source weights, transformed with randomness seeded by ``(seed, k)``.
+
+    Items carry ``tumor_specs`` (JSON text of the applied specs), ``tumor_skip_reason``, ``case_id``,
+    ``source`` and ``worker`` (the DataLoader worker id that made them, -1 in the main process).
+    """
+
+    def __init__(self, items: Sequence[dict], transform, *, seed: int, weights: dict | None = None) -> None:
+        if not items:
+            raise ConfigError("empty dataset: no training cases")
+        self.items = list(items)
+        self.transform = transform
+        self.seed = int(seed)
+        weights = weights or {}
+        raw = np.array([float(weights.get(item["source"], 1.0)) for item in self.items])
+        # Each source's weight is shared by its cases: weight 1 and 1 means half the samples from each source.
+        counts = {src: sum(1 for it in self.items if it["source"] == src) for src in {it["source"] for it in self.items}}
+        raw = raw / np.array([counts[item["source"]] for item in self.items])
+        if raw.sum() <= 0:
+            raise ConfigError("data.real.weight and data.healthy.weight are both 0 for the loaded cases")
+        self.p = raw / raw.sum()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, k: int):
+        rng = np.random.default_rng([self.seed, int(k)])
+        index = int(rng.choice(len(self.items), p=self.p))
+        self.transform.set_random_state(seed=int(rng.integers(0, 2**31 - 1)))
+        item = {key: self.items[index][key] for key in ("image", "label", "case_id", "source")}
+        info = torch.utils.data.get_worker_info()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = self.transform(item)
+        out = out if isinstance(out, list) else [out]
+        for o in out:
+            o["worker"] = -1 if info is None else int(info.id)
+            o["sample"] = int(k)
+            o.pop("spacing_mm", None)
+        return out
+
+
+def make_train_loader(dataset: TrainSamples, *, start: int, stop: int, batch_size: int, workers: int):
+    """A DataLoader over samples ``start .. stop-1`` of ``dataset`` (in order), batched with MONAI's collation."""
+    from monai.data import list_data_collate
+
+    kwargs = {"persistent_workers": False, "prefetch_factor": 2} if workers > 0 else {}
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=range(start, stop), num_workers=workers,
+                                       collate_fn=list_data_collate, drop_last=False, **kwargs)

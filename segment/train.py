@@ -1,0 +1,381 @@
+"""The training loop (accelerate): mixed precision, gradient accumulation, resumable checkpoints, best model.
+
+Run folder layout (``output_dir``)::
+
+    config.yaml        the full resolved config        versions.json    library versions, device
+    init_report.json   weights matched from network.init_checkpoint (when given)
+    checkpoints/       step_<N>/ (accelerate.save_state: model, optimizer, RNG) + LAST (name of the newest)
+    model/             the selected model: config.json + model.safetensors (what ``predict`` loads)
+    model_last/        the model after the last step
+    steps.csv          one row per optimizer step (loss, lr)
+    metrics.csv        one row per epoch (train loss, validation sensitivity and Dice)
+    curves.png         training curves
+
+Killed at any moment and started again with the same config, a run loads ``checkpoints/LAST`` and
+continues from that step with the same model, optimizer, scheduler, RNG and data stream (sample
+``k`` depends on ``(seed, k)`` only), so the result equals that of an uninterrupted run on CPU.
+``accelerate launch`` on several GPUs or nodes runs the same config (data-parallel; the data stream
+is split between processes).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tumorsyn.errors import ConfigError
+
+from segment.config import dump_config
+from segment.data import TUMOR, TrainSamples, build_train_transform, load_sources, make_train_loader, scale_hu
+from segment.networks import build_network, describe_init, init_from_checkpoint, save_model
+
+__all__ = ["train", "TrainState", "validate", "model_meta", "versions"]
+
+STEP_FIELDS = ["step", "epoch", "loss", "lr", "seconds"]
+EPOCH_FIELDS = ["epoch", "step", "train_loss", "lr", "val_sensitivity", "val_small_sensitivity", "val_dice",
+                "selected", "seconds"]
+
+
+@dataclass
+class TrainState:
+    """Progress saved in every checkpoint (with model, optimizer, scheduler and RNG, by accelerate)."""
+
+    step: int = 0
+    epoch: int = 0
+    best_score: list | None = None
+    best_step: int = -1
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+def versions() -> dict:
+    """Versions of everything that shapes a run's numbers."""
+    import accelerate
+    import monai
+
+    import tumorsyn
+
+    return {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
+            "monai": monai.__version__, "accelerate": accelerate.__version__, "numpy": np.__version__,
+            "tumorsyn": tumorsyn.__version__, "cuda_available": torch.cuda.is_available(),
+            "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "torch_threads": torch.get_num_threads()}
+
+
+def model_meta(config: dict, *, step: int) -> dict:
+    """What ``predict`` needs to rebuild and run the model (saved as ``model/config.json``)."""
+    d = config["data"]
+    return {"network": {"name": config["network"]["name"], "kwargs": config["network"]["kwargs"]},
+            "out_channels": 3, "classes": ["background", config["organ"], "tumor"], "organ": config["organ"],
+            "data": {"spacing_mm": d["spacing_mm"], "roi_size": d["roi_size"], "hu_window": d["hu_window"],
+                     "crop_margin_mm": d["crop_margin_mm"]},
+            "predict": dict(config["predict"]), "trained_steps": int(step), "seed": config["seed"]}
+
+
+def _lr_lambda(warmup: int, total: int):
+    def factor(step: int) -> float:  # linear warm-up, then cosine decay to 0 at the last step
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def validate(model: torch.nn.Module, items: list[dict], config: dict, *, device) -> dict:
+    """Tumour sensitivity (per lesion, all sizes and < 20 mm) and Dice on validation scans (training spacing)."""
+    from tumorsyn.metrics import evaluate_case, summarize
+
+    from segment.predict import infer_probabilities
+
+    p, d = config["predict"], config["data"]
+    results = []
+    was_training = model.training
+    model.eval()
+    for item in items:
+        image = scale_hu(item["image"].as_tensor().float(), d["hu_window"])
+        probs = infer_probabilities(model, image, roi_size=d["roi_size"], overlap=p["overlap"],
+                                    sw_batch_size=p["sw_batch_size"], device=device).numpy()
+        label = item["label"].as_tensor().numpy()[0]
+        prediction = (probs[TUMOR] >= p["threshold"]) & ((probs[1] + probs[2]) >= 0.5)
+        results.append(evaluate_case(label == TUMOR, prediction, spacing_mm=item["spacing_mm"], case_id=item["case_id"]))
+    model.train(was_training)
+    summary = summarize(results)
+    ls = summary["lesion_sensitivity"]
+    return {"sensitivity": ls["overall"]["value"], "small_sensitivity": ls["early_lt_20mm"]["value"],
+            "dice": summary["segmentation"]["dice_per_case"]["mean"], "summary": summary}
+
+
+def _score(metrics: dict | None, select_on: str, step: int) -> list:
+    """Comparable score: higher is better; ``None`` metrics count as -1."""
+    if select_on == "last" or metrics is None:
+        return [float(step)]
+    sens = -1.0 if metrics["sensitivity"] is None else float(metrics["sensitivity"])
+    dice = -1.0 if metrics["dice"] is None else float(metrics["dice"])
+    return [sens, dice] if select_on == "sensitivity" else [dice, sens]
+
+
+def _read_rows(path: Path, max_step: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as fh:
+        return [row for row in csv.DictReader(fh) if int(row["step"]) <= max_step]
+
+
+def _write_rows(path: Path, fields: list[str], rows: list[dict]) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def _plot(run_dir: Path, step_rows: list[dict], epoch_rows: list[dict]) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    if step_rows:
+        axes[0].plot([int(r["step"]) for r in step_rows], [float(r["loss"]) for r in step_rows], lw=0.8)
+    axes[0].set(xlabel="optimizer step", ylabel="training loss (Dice + CE)", title="loss")
+    for key, label in (("val_sensitivity", "lesion sensitivity"), ("val_small_sensitivity", "sensitivity < 20 mm"),
+                       ("val_dice", "Dice")):
+        pts = [(int(r["step"]), float(r[key])) for r in epoch_rows if r.get(key) not in (None, "", "None")]
+        if pts:
+            axes[1].plot(*zip(*pts), marker="o", label=label)
+    axes[1].set(xlabel="optimizer step", ylabel="validation", ylim=(-0.02, 1.02), title="validation (tumour)")
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    path = run_dir / "curves.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+class _Checkpoints:
+    """``checkpoints/step_<N>`` folders written under a temporary name, then renamed; ``LAST`` names the newest."""
+
+    def __init__(self, folder: Path, keep: int = 2) -> None:
+        self.folder, self.keep = folder, keep
+
+    def last(self) -> Path | None:
+        pointer = self.folder / "LAST"
+        if not pointer.is_file():
+            return None
+        path = self.folder / pointer.read_text().strip()
+        return path if path.is_dir() else None
+
+    def save(self, accelerator, step: int) -> Path:
+        final = self.folder / f"step_{step:07d}"
+        tmp = self.folder / f".step_{step:07d}.tmp"
+        if accelerator.is_main_process:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.replace(final)
+            pointer = self.folder / ".LAST.tmp"
+            pointer.write_text(final.name)
+            pointer.replace(self.folder / "LAST")
+            old = sorted(p for p in self.folder.glob("step_*") if p.is_dir())
+            for path in old[:-self.keep]:
+                shutil.rmtree(path, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        return final
+
+
+def train(config: dict, *, resume: bool = True, quiet: bool = False, stop_at_step: int | None = None) -> Path:
+    """Train a segmentation network as the (validated) config says; return the run folder.
+
+    Parameters
+    ----------
+    config : dict
+        From :func:`segment.config.load_config`.
+    resume : bool
+        Continue from ``checkpoints/LAST`` when the run folder holds one (default). ``False`` refuses
+        to overwrite a run folder that has checkpoints.
+    quiet : bool
+        No progress bar and no log lines.
+    stop_at_step : int, optional
+        Stop (as if killed) after this optimizer step and its checkpoint; a later call resumes.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from monai.losses import DiceCELoss
+
+    t, d = config["train"], config["data"]
+    run_dir = Path(config["output_dir"])
+    checkpoints = _Checkpoints(run_dir / "checkpoints")
+    if not resume and checkpoints.last() is not None:
+        raise ConfigError(f"{run_dir}: run folder already holds checkpoints; resume it or choose another output_dir")
+    if t["mixed_precision"] == "fp16" and not torch.cuda.is_available() and not t["cpu"]:
+        raise ConfigError("train.mixed_precision fp16 needs a CUDA GPU; use bf16 (CPU and recent GPUs) or no")
+    from accelerate.state import AcceleratorState, GradientState
+
+    # One process may train several runs (an experiment's arms, tests) with different precision or
+    # accumulation: clear accelerate's per-process singletons first (the distributed setup is kept).
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+    accelerator = Accelerator(mixed_precision=t["mixed_precision"], gradient_accumulation_steps=t["grad_accum"],
+                              cpu=bool(t["cpu"]))
+    log = (lambda *a: None) if quiet or not accelerator.is_main_process else \
+        (lambda *a: print(*a, file=sys.stderr, flush=True))
+    set_seed(int(config["seed"]))
+
+    items = load_sources(config, ("real", "healthy"))
+    val_items = load_sources(config, ("validation",))
+    if t["select_on"] != "last" and not val_items:
+        log(f"no validation cases: the model of the last step is kept (train.select_on={t['select_on']} needs data.validation)")
+
+    model = build_network(config["network"]["name"], roi_size=d["roi_size"], **config["network"]["kwargs"])
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(config, run_dir / "config.yaml")
+        (run_dir / "versions.json").write_text(json.dumps(versions(), indent=2))
+    if config["network"]["init_checkpoint"]:
+        report = init_from_checkpoint(model, config["network"]["init_checkpoint"])
+        log(describe_init(report))
+        if accelerator.is_main_process:
+            (run_dir / "init_report.json").write_text(json.dumps(report, indent=2))
+
+    total_steps = int(t["epochs"]) * int(t["steps_per_epoch"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(int(t["warmup_steps"]), max(1, total_steps)))
+    state = TrainState()
+    model, optimizer = accelerator.prepare(model, optimizer)
+    # The scheduler is stepped once per optimizer step by this loop (not prepared: accelerate would
+    # step it once per process); it is saved with every checkpoint all the same.
+    accelerator.register_for_checkpointing(scheduler)
+    accelerator.register_for_checkpointing(state)
+    last = checkpoints.last() if resume else None
+    if last is not None:
+        accelerator.load_state(str(last))
+        log(f"resumed from {last} (step {state.step}, epoch {state.epoch})")
+
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    step_rows = _read_rows(run_dir / "steps.csv", state.step)
+    epoch_rows = _read_rows(run_dir / "metrics.csv", state.step)
+    world = accelerator.num_processes
+    per_step = int(d["batch_size"]) * int(t["grad_accum"]) * world
+    if total_steps > state.step:
+        dataset = TrainSamples(items, build_train_transform(config), seed=int(config["seed"]),
+                               weights={"real": d["real"]["weight"], "healthy": d["healthy"]["weight"]})
+        loader = make_train_loader(dataset, start=state.step * per_step, stop=total_steps * per_step,
+                                   batch_size=int(d["batch_size"]), workers=int(d["workers"]))
+        if world > 1:
+            loader = accelerator.prepare(loader)
+        _loop(accelerator, model, optimizer, scheduler, loader, loss_fn, state, config, run_dir, checkpoints,
+              val_items, step_rows, epoch_rows, total_steps, log, quiet, stop_at_step)
+    if state.step >= total_steps and accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        save_model(unwrapped, run_dir / "model_last", model_meta(config, step=state.step))
+        if state.best_step < 0 or not (run_dir / "model").is_dir():
+            save_model(unwrapped, run_dir / "model", model_meta(config, step=state.step))
+        _plot(run_dir, step_rows, epoch_rows)
+    accelerator.wait_for_everyone()
+    return run_dir
+
+
+def _loop(accelerator, model, optimizer, scheduler, loader, loss_fn, state, config, run_dir, checkpoints, val_items,
+          step_rows, epoch_rows, total_steps, log, quiet, stop_at_step) -> None:
+    from tumorsyn.cli.common import progress
+
+    t = config["train"]
+    device = accelerator.device
+    bar = progress(total=total_steps, desc="train", unit="step", quiet=quiet or not accelerator.is_main_process)
+    bar.update(state.step)
+    model.train()
+    losses, epoch_losses, started = [], [], time.perf_counter()
+    epoch_losses = [float(r["loss"]) for r in step_rows if int(r["epoch"]) == state.epoch]
+    for batch in loader:
+        with accelerator.accumulate(model):
+            images = torch.as_tensor(batch["image"]).to(device, non_blocking=True).float()
+            labels = torch.as_tensor(batch["label"]).to(device, non_blocking=True).float()
+            with accelerator.autocast():
+                logits = model(images)
+            loss = loss_fn(logits.float(), labels)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and t["max_grad_norm"] > 0:
+                accelerator.clip_grad_norm_(model.parameters(), float(t["max_grad_norm"]))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.detach())
+        if not accelerator.sync_gradients:
+            continue
+        scheduler.step()
+        state.step += 1
+        mean_loss = float(accelerator.reduce(torch.stack(losses).mean(), reduction="mean"))
+        losses = []
+        epoch_losses.append(mean_loss)
+        step_rows.append({"step": state.step, "epoch": state.epoch, "loss": f"{mean_loss:.6f}",
+                          "lr": f"{scheduler.get_last_lr()[0]:.6g}", "seconds": f"{time.perf_counter() - started:.3f}"})
+        bar.update(1)
+        bar.set_postfix(loss=f"{mean_loss:.4f}")
+        epoch_end = state.step % int(t["steps_per_epoch"]) == 0
+        if epoch_end:
+            _end_epoch(accelerator, model, state, config, run_dir, val_items, epoch_losses, epoch_rows, scheduler,
+                       started, log)
+            epoch_losses = []
+        if epoch_end or state.step % int(t["checkpoint_every"]) == 0 or state.step == total_steps:
+            if accelerator.is_main_process:
+                _write_rows(run_dir / "steps.csv", STEP_FIELDS, step_rows)
+                _write_rows(run_dir / "metrics.csv", EPOCH_FIELDS, epoch_rows)
+            checkpoints.save(accelerator, state.step)
+        if stop_at_step is not None and state.step >= stop_at_step:
+            break
+    bar.close()
+
+
+def _end_epoch(accelerator, model, state, config, run_dir, val_items, epoch_losses, epoch_rows, scheduler, started,
+               log) -> None:
+    t = config["train"]
+    metrics = None
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        if val_items:
+            metrics = validate(unwrapped, val_items, config, device=accelerator.device)
+        score = _score(metrics, t["select_on"] if val_items else "last", state.step)
+        selected = state.best_score is None or score > list(state.best_score)
+        if selected:
+            state.best_score, state.best_step = score, state.step
+            save_model(unwrapped, run_dir / "model", model_meta(config, step=state.step))
+        fmt = (lambda v: "" if v is None else f"{v:.4f}")
+        epoch_rows.append({"epoch": state.epoch, "step": state.step,
+                           "train_loss": f"{float(np.mean(epoch_losses)) if epoch_losses else float('nan'):.6f}",
+                           "lr": f"{scheduler.get_last_lr()[0]:.6g}",
+                           "val_sensitivity": fmt(metrics and metrics["sensitivity"]),
+                           "val_small_sensitivity": fmt(metrics and metrics["small_sensitivity"]),
+                           "val_dice": fmt(metrics and metrics["dice"]), "selected": int(selected),
+                           "seconds": f"{time.perf_counter() - started:.2f}"})
+        log(f"epoch {state.epoch} step {state.step}: loss {epoch_rows[-1]['train_loss']}, val sensitivity "
+            f"{epoch_rows[-1]['val_sensitivity'] or 'n/a'}, Dice {epoch_rows[-1]['val_dice'] or 'n/a'}"
+            + (" (best)" if selected else ""))
+    # Every process needs the same best score/step in its TrainState: broadcast from the main one.
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        payload = broadcast_object_list([state.best_score, state.best_step])
+        state.best_score, state.best_step = payload
+    state.epoch += 1
