@@ -85,10 +85,12 @@ def update_voxel(i, j, k, pop, age, pressure, tissue, invade, push, offsets, see
     pr = int(pressure[i, j, k])
     if p < 0:
         return p, a, pr, True  # necrotic cells stay dead
-    # Gather the neighbours' decisions that point at this voxel.
+    # Gather the neighbours' decisions that point at this voxel. A saturated voxel that is not a
+    # vessel needs none: arrivals cannot raise it past capacity and only vessels count pushes.
     arrivals = 0
     pushes = 0
-    for d in range(26):
+    is_vessel = tissue[i, j, k] == VESSEL
+    for d in range(26 if (p < capacity or is_vessel) else 0):
         ui = i - offsets[d, 0]
         uj = j - offsets[d, 1]
         uk = k - offsets[d, 2]
@@ -111,6 +113,6 @@ def update_voxel(i, j, k, pop, age, pressure, tissue, invade, push, offsets, see
             and uniform01(hash4(seed, step, index, DRAW_NECROSIS)) < necrosis_rate):
         new = -1
     # Rule 3 (pressure): a vessel counts the pushes it receives; past yield_pushes it gives way.
-    if tissue[i, j, k] == VESSEL:
+    if is_vessel:
         pr = min(255, pr + pushes)
     return new, a, pr, new != 0 or pr > 0
