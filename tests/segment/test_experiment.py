@@ -45,7 +45,7 @@ def test_ready_configs_validate():
 
     from segment.data import load_sources
 
-    for name in ("msd_task03_liver", "msd_task07_pancreas", "kits_kidney"):
+    for name in ("msd_task03_liver", "msd_task07_pancreas", "kidney_tumour"):
         config = load_config(REPO / "configs" / "segment" / f"{name}.yaml")
         with pytest.raises(ConfigError, match="empty dataset"):  # the user's paths are still to be given
             load_sources(config)
