@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test install clean
+.PHONY: demo test install browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,14 @@ demo: install
 	$(BIN)/tumorsyn generate --example --organ liver --size-mm 10-20 --seed 7 --out demo_out --preview --label-map
 	@echo "demo: wrote demo_out/ (CT with tumour, mask, label map, manifest.jsonl, preview PNG)"
 
-test: install
+# The reader-study page is tested in a real browser: Debian's chromium (never a downloaded one). Where it
+# cannot be installed (no apt, not root) the browser test skips and says why; nothing else depends on it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
+	  && apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; } \
+	  || echo "make: chromium not installed; the browser test will skip"
+
+test: install browser
 	$(BIN)/python -m pytest -n 2 -q -rs tests
 
 clean:
