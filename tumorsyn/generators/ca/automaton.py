@@ -4,8 +4,9 @@ Each step is synchronous and has two passes, so no outcome depends on thread ord
 
 1. :func:`choose_voxel` reads the state at step ``t`` around one voxel and writes only that
    voxel's decisions (which neighbour it invades, which vessel it pushes).
-2. :func:`update_voxel` reads one voxel's own state at ``t`` and its neighbours' decisions and
-   writes only that voxel's state at ``t + 1``.
+2. :func:`next_state` turns one voxel's own state at ``t`` and the number of decisions aimed at
+   it into its state at ``t + 1``. The GPU gathers those numbers per voxel (:func:`update_voxel`);
+   the CPU kernel scatters them from the deciding voxels (fewer reads); sums do not depend on order.
 
 No atomics, no shared counters: the Numba CPU kernel, the CUDA kernel and plain Python (the
 CUDA simulator) call these same functions and give bit-identical populations.
@@ -21,7 +22,7 @@ from tumorsyn.generators.ca.hashing import (DRAW_INVADE, DRAW_NECROSIS, DRAW_PRO
                                             uniform01)
 from tumorsyn.generators.ca.model import VESSEL
 
-__all__ = ["choose_voxel", "update_voxel", "voxel_key", "INVASION_TRIES"]
+__all__ = ["choose_voxel", "next_state", "update_voxel", "voxel_key", "INVASION_TRIES"]
 
 INVASION_TRIES = 3
 _KEY_HALF = 4096  # voxel keys are unique for boxes up to 8192 voxels per axis
@@ -76,29 +77,16 @@ def choose_voxel(i, j, k, pop, tissue, pressure, prob, offsets, seed, step, capa
 
 
 @register_jitable
-def update_voxel(i, j, k, pop, age, pressure, tissue, invade, push, offsets, seed, step, capacity,
-                 p_proliferate, necrosis_step, necrosis_age, necrosis_rate, si, sj, sk):
-    """State of voxel (i, j, k) at ``step + 1``: ``(pop, age, pressure, active)``."""
-    # Plain ints from here on: the same arithmetic in Python (simulator) and compiled code.
-    p = int(pop[i, j, k])
-    a = int(age[i, j, k])
-    pr = int(pressure[i, j, k])
+def next_state(p, a, pr, arrivals, pushes, is_vessel, index, seed, step, capacity, p_proliferate, necrosis_step,
+               necrosis_age, necrosis_rate):
+    """State of one voxel at ``step + 1`` from its state at ``step`` and the decisions aimed at it.
+
+    ``arrivals`` and ``pushes`` count the neighbours whose invasion / push points at this voxel;
+    how they are counted (gathered by the target, or scattered by the sources) does not change the
+    result. Returns ``(pop, age, pressure, active)``.
+    """
     if p < 0:
         return p, a, pr, True  # necrotic cells stay dead
-    # Gather the neighbours' decisions that point at this voxel. A saturated voxel that is not a
-    # vessel needs none: arrivals cannot raise it past capacity and only vessels count pushes.
-    arrivals = 0
-    pushes = 0
-    is_vessel = tissue[i, j, k] == VESSEL
-    for d in range(26 if (p < capacity or is_vessel) else 0):
-        ui = i - offsets[d, 0]
-        uj = j - offsets[d, 1]
-        uk = k - offsets[d, 2]
-        if invade[ui, uj, uk] == d:
-            arrivals += 1
-        if push[ui, uj, uk] == d:
-            pushes += 1
-    index = voxel_key(i, j, k, si, sj, sk)
     new = p + arrivals  # Rule 2: every invading neighbour seeds one cell here
     # Rule 1 (proliferation): a living cell below capacity divides with probability p_proliferate.
     if 0 < p < capacity and uniform01(hash4(seed, step, index, DRAW_PROLIFERATE)) < p_proliferate:
@@ -116,3 +104,33 @@ def update_voxel(i, j, k, pop, age, pressure, tissue, invade, push, offsets, see
     if is_vessel:
         pr = min(255, pr + pushes)
     return new, a, pr, new != 0 or pr > 0
+
+
+@register_jitable
+def update_voxel(i, j, k, pop, age, pressure, tissue, invade, push, offsets, seed, step, capacity,
+                 p_proliferate, necrosis_step, necrosis_age, necrosis_rate, si, sj, sk):
+    """State of voxel (i, j, k) at ``step + 1``, gathering its neighbours' decisions (GPU form).
+
+    Returns ``(pop, age, pressure, active)``; see :func:`next_state`.
+    """
+    # Plain ints from here on: the same arithmetic in Python (simulator) and compiled code.
+    p = int(pop[i, j, k])
+    a = int(age[i, j, k])
+    pr = int(pressure[i, j, k])
+    if p < 0:
+        return p, a, pr, True
+    # Gather the neighbours' decisions that point at this voxel. A saturated voxel that is not a
+    # vessel needs none: arrivals cannot raise it past capacity and only vessels count pushes.
+    arrivals = 0
+    pushes = 0
+    is_vessel = tissue[i, j, k] == VESSEL
+    for d in range(26 if (p < capacity or is_vessel) else 0):
+        ui = i - offsets[d, 0]
+        uj = j - offsets[d, 1]
+        uk = k - offsets[d, 2]
+        if invade[ui, uj, uk] == d:
+            arrivals += 1
+        if push[ui, uj, uk] == d:
+            pushes += 1
+    return next_state(p, a, pr, arrivals, pushes, is_vessel, voxel_key(i, j, k, si, sj, sk), seed, step, capacity,
+                      p_proliferate, necrosis_step, necrosis_age, necrosis_rate)

@@ -3,19 +3,24 @@
 Work per step is confined to the bounding box of the active voxels (tumour cells, dead cells and
 pushed vessels) plus one voxel, tracked exactly after every step: the cost grows with the tumour,
 not with the organ box (the ancestor scanned the whole box every step).
+
+Unlike the GPU kernel, which gathers the 26 neighbours' decisions for every voxel, the CPU kernel
+scatters them: each deciding voxel adds one to its target's count. Most voxels of the box decide
+nothing, so this reads far less memory; counts are sums, so the result is the same bit for bit.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
-from tumorsyn.generators.ca.automaton import choose_voxel, update_voxel
+from tumorsyn.generators.ca.automaton import choose_voxel, next_state, voxel_key
+from tumorsyn.generators.ca.model import VESSEL
 
 __all__ = ["_grow_numba", "_grow_numba_serial"]
 
 
-def _grow_impl(pop, age, pressure, invade, push, tissue, prob, offsets, seed, first_step, last_step, capacity,
-                yield_pushes, p_proliferate, necrosis_step, necrosis_age, necrosis_rate, bbox, si, sj, sk):
+def _grow_impl(pop, age, pressure, arrive, pushed, tissue, prob, offsets, seed, first_step, last_step, capacity,
+               yield_pushes, p_proliferate, necrosis_step, necrosis_age, necrosis_rate, bbox, si, sj, sk):
     """Advance the automaton from ``first_step`` to ``last_step`` in place.
 
     Parameters
@@ -24,8 +29,8 @@ def _grow_impl(pop, age, pressure, invade, push, tissue, prob, offsets, seed, fi
         Population (-1 dead, 0 empty, 1..capacity), padded box; updated in place.
     age, pressure : ndarray of uint8, shape (X, Y, Z)
         Steps saturated; pushes received by vessels. Updated in place.
-    invade, push : ndarray of int8, shape (X, Y, Z)
-        Scratch for the decisions (all -1 outside the active box).
+    arrive, pushed : ndarray of uint8, shape (X, Y, Z)
+        Scratch: invasions and pushes aimed at each voxel in this step (all zero between steps).
     tissue : ndarray of int8, shape (X, Y, Z)
         Tissue classes (see :mod:`tumorsyn.generators.ca.model`); the border is ``BARRIER``.
     prob : ndarray of float32, shape (classes, 26)
@@ -46,14 +51,20 @@ def _grow_impl(pop, age, pressure, invade, push, tissue, prob, offsets, seed, fi
     work = 0
     for step in range(first_step, last_step):
         x0, x1, y0, y1, z0, z1 = bbox[0], bbox[1], bbox[2], bbox[3], bbox[4], bbox[5]
-        # Pass 1 (rules 2 and 3: decisions). Only active voxels can decide anything.
-        for i in prange(x0, x1):
-            for j in range(y0, y1):
-                for k in range(z0, z1):
-                    d_inv, d_push = choose_voxel(i, j, k, pop, tissue, pressure, prob, offsets, seed, step,
-                                                 capacity, yield_pushes, si, sj, sk)
-                    invade[i, j, k] = d_inv
-                    push[i, j, k] = d_push
+        # Pass 1 (rules 2 and 3: decisions, scattered as counts onto their targets). A voxel writes
+        # only into its own slab and the two beside it, so slabs three apart never collide: each of
+        # the three phases runs its slabs in parallel without races or atomics.
+        for phase in range(3):
+            for s in prange(max(0, (x1 - x0 - phase + 2) // 3)):
+                i = x0 + phase + 3 * s
+                for j in range(y0, y1):
+                    for k in range(z0, z1):
+                        d_inv, d_push = choose_voxel(i, j, k, pop, tissue, pressure, prob, offsets, seed, step,
+                                                     capacity, yield_pushes, si, sj, sk)
+                        if d_inv >= 0:
+                            arrive[i + offsets[d_inv, 0], j + offsets[d_inv, 1], k + offsets[d_inv, 2]] += 1
+                        if d_push >= 0:
+                            pushed[i + offsets[d_push, 0], j + offsets[d_push, 1], k + offsets[d_push, 2]] += 1
         # Pass 2 (rules 1-4: next state). Decisions reach one voxel beyond the active box.
         ux0, ux1 = max(x0 - 1, 1), min(x1 + 1, nx - 1)
         uy0, uy1 = max(y0 - 1, 1), min(y1 + 1, ny - 1)
@@ -67,12 +78,21 @@ def _grow_impl(pop, age, pressure, invade, push, tissue, prob, offsets, seed, fi
             i = ux0 + ii
             for j in range(uy0, uy1):
                 for k in range(uz0, uz1):
-                    new, a, pr, active = update_voxel(i, j, k, pop, age, pressure, tissue, invade, push, offsets,
-                                                      seed, step, capacity, p_proliferate, necrosis_step,
-                                                      necrosis_age, necrosis_rate, si, sj, sk)
-                    pop[i, j, k] = new
-                    age[i, j, k] = a
-                    pressure[i, j, k] = pr
+                    p = int(pop[i, j, k])
+                    arrivals = int(arrive[i, j, k])
+                    pushes = int(pushed[i, j, k])
+                    if p == 0 and arrivals == 0 and pushes == 0:
+                        active = pressure[i, j, k] > 0  # nothing happens to an empty voxel left alone
+                    else:
+                        new, a, pr, active = next_state(p, int(age[i, j, k]), int(pressure[i, j, k]), arrivals,
+                                                        pushes, tissue[i, j, k] == VESSEL,
+                                                        voxel_key(i, j, k, si, sj, sk), seed, step, capacity,
+                                                        p_proliferate, necrosis_step, necrosis_age, necrosis_rate)
+                        pop[i, j, k] = new
+                        age[i, j, k] = a
+                        pressure[i, j, k] = pr
+                        arrive[i, j, k] = 0
+                        pushed[i, j, k] = 0
                     if active:
                         lo_y[ii] = min(lo_y[ii], j)
                         hi_y[ii] = max(hi_y[ii], j)

@@ -151,12 +151,12 @@ def grow_ca(tissue: np.ndarray, prob: np.ndarray, *, seed: int, seed_voxel, step
         if parallel is None:
             parallel = numba.get_num_threads() > 1 and tissue.size >= PARALLEL_MIN_VOXELS
         kernel = cpu._grow_numba if parallel else cpu._grow_numba_serial
-        invade = np.full(tissue.shape, -1, np.int8)
-        push = np.full(tissue.shape, -1, np.int8)
+        arrive = np.zeros(tissue.shape, np.uint8)
+        pushed = np.zeros(tissue.shape, np.uint8)
         bbox = np.array([sv[0], sv[0] + 1, sv[1], sv[1] + 1, sv[2], sv[2] + 1], np.int64)
         done = 0
         for mark in marks:
-            work += kernel(pop, age, pressure, invade, push, tissue, prob, OFFSETS, int(seed), done, mark,
+            work += kernel(pop, age, pressure, arrive, pushed, tissue, prob, OFFSETS, int(seed), done, mark,
                                 common["capacity"], common["yield_pushes"], np.float32(p_proliferate),
                                 common["necrosis_step"], common["necrosis_age"], np.float32(necrosis_rate), bbox, *sv)
             done = mark

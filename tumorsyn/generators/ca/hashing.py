@@ -11,7 +11,7 @@ hardware. Each input is folded in with its own odd constant and a full mixing ro
 """
 from __future__ import annotations
 
-from numba import float32, uint64
+from numba import float32, int64, uint64
 from numba.extending import register_jitable
 
 __all__ = ["mix64", "hash4", "pick26", "uniform01", "DRAW_PROLIFERATE", "DRAW_NECROSIS", "DRAW_INVADE"]
@@ -50,7 +50,8 @@ def hash4(seed, step, index, draw):
 @register_jitable
 def pick26(h):
     """One of the 26 neighbour directions, uniformly: floor(hi32(h) * 26 / 2**32), in 0..25."""
-    return int((h >> uint64(32)) * uint64(26) >> uint64(32))
+    # Signed, so that callers mixing it with -1 ("no direction") stay in integers.
+    return int64((h >> uint64(32)) * uint64(26) >> uint64(32))
 
 
 @register_jitable
