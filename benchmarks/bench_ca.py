@@ -3,7 +3,8 @@
 Per-tumour seconds (median / mean / max) for 10, 20 and 40 mm liver tumours on the bundled
 TotalSegmentator example (3 mm) and, when present, the 3D-IRCADb patient 7 liver
 (0.78 x 0.78 x 1.6 mm, cropped to the liver at load time). Timed: ``synthesize_local`` (tissue
-map, growth, HU) per spec; specs are drawn untimed. Kernel compile time is reported apart.
+map, growth, HU) per spec; specs are drawn untimed. Kernel compile time is reported apart, and
+the peak resident memory above the loaded scan (and its placement context) per size.
 
 Baseline, in the same run: the ancestor's design, restated from ANCHORS.md: every step scans the
 whole organ bounding box (the tissue map built over that box, the same per-voxel rules compiled
@@ -17,6 +18,7 @@ import argparse
 import platform
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import tumorsyn  # noqa: E402
+from benchkit import MB, PeakRSS, loadavg  # noqa: E402  (this folder)
 from tumorsyn.io import load_labels, load_scan  # noqa: E402
 from tumorsyn.io.labels import label_values, organ_mask_from_labels  # noqa: E402
 from tumorsyn.placement import bounding_box  # noqa: E402
@@ -91,7 +94,7 @@ def run_case(name, ct, organ, spacing, *, n, device, baseline_n, kernel):
     print(f"\n{name}: grid {ct.shape}, spacing {tuple(round(s, 3) for s in spacing)} mm, "
           f"liver box {tuple(b.stop - b.start for b in bounding_box(organ))} voxels")
     print(f"{'size':>6} {'n':>3} {'steps':>6} {'ca median':>9} {'mean':>8} {'max':>8} | "
-          f"{'baseline med':>12} {'mean':>8} {'max':>8} | {'ratio':>6}  voxel-updates/tumour")
+          f"{'baseline med':>12} {'mean':>8} {'max':>8} | {'ratio':>6}  {'voxel-updates':>13}  MB above scan: RSS peak, traced max")
     rng = np.random.default_rng(0)
     for size in (10.0, 20.0, 40.0):
         specs = []
@@ -106,10 +109,24 @@ def run_case(name, ct, organ, spacing, *, n, device, baseline_n, kernel):
             print(f"{size:6.0f}  -- the organ cannot hold this size")
             continue
         times, work = [], []
+        gauge = PeakRSS()
+        rss_before = gauge.current()
+        gauge.reset()
         for spec in specs:
             t0 = time.perf_counter()
             tumorsyn.synthesize_local(ct, organ, spacing, spec, device=device)
             times.append(time.perf_counter() - t0)
+        peak_mb = (gauge.peak() - rss_before) / MB
+        # Resident growth stays near zero when freed heap is reused; the traced peak of the arrays
+        # allocated while drawing one tumour (a separate, untimed pass) shows the working set.
+        tracemalloc.start()
+        traced = []
+        for spec in specs:
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            tumorsyn.synthesize_local(ct, organ, spacing, spec, device=device)
+            traced.append((tracemalloc.get_traced_memory()[1] - base) / MB)
+        tracemalloc.stop()
         from tumorsyn.generators.ca.generator import CAGenerator
 
         gen = CAGenerator(device=device)
@@ -124,7 +141,7 @@ def run_case(name, ct, organ, spacing, *, n, device, baseline_n, kernel):
             btimes.append(time.perf_counter() - t0)
         steps = int(np.median([s.params["steps"] for s in specs]))
         print(f"{size:6.0f} {len(specs):3d} {steps:6d} {_stats(times)} | {_stats(btimes)}    | "
-              f"{np.median(btimes) / np.median(times):6.1f}x  {int(np.median(work)):,}")
+              f"{np.median(btimes) / np.median(times):6.1f}x  {int(np.median(work)):>13,}  {peak_mb:8.1f} {max(traced):8.1f}")
 
 
 def main(argv=None):
@@ -143,6 +160,7 @@ def main(argv=None):
           f"python {platform.python_version()}, {numba.get_num_threads()} threads ({platform.processor() or 'cpu'})")
     gpu = resolve_device("auto") == "cuda"
     print("GPU:", "present" if gpu else "no GPU here (GPU figures not measured)")
+    print(f"load average at start: {loadavg()} (other processes share the cores)")
     # Compile (or load from the cache) apart from the timings.
     ct0, organ0, sp0 = (lambda s: (s.values(), None, s.spacing_mm))(load_scan(REPO / "tumorsyn/data/example_ct.nii.gz"))
     labels = label_values(load_labels(REPO / "tumorsyn/data/example_labels.nii.gz"))
@@ -150,7 +168,6 @@ def main(argv=None):
     t0 = time.perf_counter()
     spec = tumorsyn.sample_spec(liver, sp0, organ="liver", method="ca", size_mm=(8, 12), ct_hu=ct0, rng=0)
     tumorsyn.synthesize(ct0, liver, sp0, spec, device=args.device)
-    from tumorsyn.generators.ca import cpu
     from tumorsyn.generators.ca.grow import grow_ca
     from tumorsyn.generators.ca.model import MID, probability_table
 

@@ -35,7 +35,6 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -51,6 +50,8 @@ from scipy import ndimage  # noqa: E402
 import tumorsyn  # noqa: E402
 from tumorsyn.metrics import CasePaths, evaluate_case, evaluate_paths, load_case, sha256_file  # noqa: E402
 
+from benchkit import cpu_model, loadavg, say, stats  # noqa: E402  (this folder)
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 IRCAD_DIR = REPO.parent / "shared" / "data" / "real" / "3dircadb1" / "3Dircadb1.1"
@@ -61,36 +62,6 @@ TARGET_PAIR_S = 2.0         # the issue: one pair in <= 2 s
 TOLERANCE_MM = 2.0          # surface Dice tolerance, ours and MONAI
 DATASET_WORKERS = 2
 CONN26 = np.ones((3, 3, 3), bool)
-
-
-def say(text: str = "") -> None:
-    print(text.rstrip(), flush=True)
-
-
-def stats(values) -> tuple[float, float, float]:
-    values = list(values)
-    if not values:
-        return (float("nan"),) * 3
-    return statistics.median(values), statistics.fmean(values), max(values)
-
-
-def loadavg() -> str:
-    try:
-        with open("/proc/loadavg") as fh:
-            return " ".join(fh.read().split()[:3])
-    except OSError:
-        return "n/a"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # --- the pair (untimed setup) ------------------------------------------------------------------

@@ -28,7 +28,6 @@ for _var in _THREAD_VARS:  # before numpy/scipy load their thread pools
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -49,6 +48,8 @@ from tumorsyn.measure import equivalent_diameter_mm  # noqa: E402
 from tumorsyn.placement import PlacementContext  # noqa: E402
 from tumorsyn.synthesis import sample_spec, synthesize_local  # noqa: E402
 
+from benchkit import MB, PeakRSS, cpu_model, say, stats  # noqa: E402  (this folder)
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 IRCAD_DIR = REPO.parent / "shared" / "data" / "real" / "3dircadb1" / "3Dircadb1.7"
@@ -66,7 +67,6 @@ TARGET_SPEEDUP = 10.0
 TARGET_MEMORY_MB = 300.0
 FLAT_RATIO = 1.25  # 2x-scan / 1x-scan per-tumour median at or below this counts as flat
 
-MB = 2.0**20
 _JSON_MARK = "@@BENCH_JSON@@ "
 
 
@@ -129,58 +129,6 @@ def doubled(case: Case) -> Case:
 
 # --- measurement helpers -----------------------------------------------------------------------
 
-def _status_kb(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-class PeakRSS:
-    """Peak resident memory since :meth:`reset`, in bytes (Linux VmHWM, reset via clear_refs).
-
-    Where ``/proc/self/clear_refs`` cannot be written, falls back to ``ru_maxrss`` (peak since the
-    process started), which can only over-report a later phase's peak, never under-report it.
-    """
-
-    def __init__(self) -> None:
-        self.method = "VmHWM reset through /proc/self/clear_refs"
-        try:
-            self._clear()
-        except OSError:
-            self.method = "ru_maxrss since process start (clear_refs unavailable)"
-
-    @staticmethod
-    def _clear() -> None:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-
-    def reset(self) -> None:
-        if self.method.startswith("VmHWM"):
-            self._clear()
-
-    @staticmethod
-    def current() -> int:
-        kb = _status_kb("VmRSS")
-        return (kb or 0) * 1024
-
-    def peak(self) -> int:
-        if self.method.startswith("VmHWM"):
-            return (_status_kb("VmHWM") or 0) * 1024
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-
-
-def stats(values) -> tuple[float, float, float]:
-    values = list(values)
-    if not values:
-        return (float("nan"),) * 3
-    return statistics.median(values), statistics.fmean(values), max(values)
-
-
 def run_ours(case: Case, context: PlacementContext, size: float, n: int, seed: int) -> dict:
     """Time ``n`` tumours of nominal diameter ``size`` mm: sample_spec and synthesize_local apart."""
     rng = np.random.default_rng(seed)
@@ -219,10 +167,6 @@ def warm_up(case: Case, context: PlacementContext) -> None:
 
 
 # --- printing ----------------------------------------------------------------------------------
-
-def say(text: str = "") -> None:
-    print(text.rstrip(), flush=True)
-
 
 def fmt_int(value) -> str:
     return f"{int(round(value)):,}".replace(",", " ")
@@ -327,17 +271,6 @@ def run_worker(args: list[str], timeout_s: float) -> dict | str:
 
 # --- main --------------------------------------------------------------------------------------
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def print_header(args) -> None:
     try:
         cores = len(os.sched_getaffinity(0))
@@ -350,7 +283,7 @@ def print_header(args) -> None:
     say("  threads:  " + ", ".join(f"{v}={os.environ.get(v)}" for v in _THREAD_VARS) + " (set before numpy import)")
     say(f"  repeats:  ours {args.repeats} per size, baseline {args.baseline_repeats} per size"
         f"{' (quick mode)' if args.quick else ''}; seed {args.seed}")
-    say(f"  sizes:    nominal 10/20/40 mm, drawn as size_mm=(0.9 s, 1.1 s) equivalent-sphere diameter")
+    say("  sizes:    nominal 10/20/40 mm, drawn as size_mm=(0.9 s, 1.1 s) equivalent-sphere diameter")
     say()
 
 

@@ -6,6 +6,7 @@ own checks run inside its box only.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,16 +60,22 @@ def box_slices(center_vox, half_width_vox, grid_shape) -> tuple[slice, ...]:
 
 
 def vessel_mask(ct_box: np.ndarray, *, spacing_mm, organ_mean_hu: float, organ_std_hu: float,
-                preset: OrganPreset) -> np.ndarray:
+                preset: OrganPreset, smoothed: np.ndarray | None = None) -> np.ndarray:
     """Bright, contrast-filled structures (vessels, enhancing ducts) relative to the organ's own HU.
 
     A voxel is vessel when its 1 mm-smoothed HU exceeds the organ mean by ``preset.vessel_z``
     standard deviations and by at least ``preset.vessel_min_hu``: thresholds follow each scan's
-    enhancement instead of fixed absolute HU.
+    enhancement instead of fixed absolute HU. ``smoothed``: that smoothed HU when the caller has it
+    already (``gaussian_filter(ct_box, 1 mm / spacing, truncate=2.5)``).
     """
-    smooth = ndimage.gaussian_filter(ct_box, sigma=[1.0 / s for s in spacing_mm], truncate=2.5)
+    smooth = smoothed if smoothed is not None else vessel_smoothing(ct_box, spacing_mm)
     threshold = organ_mean_hu + max(preset.vessel_z * organ_std_hu, preset.vessel_min_hu)
     return smooth > threshold
+
+
+def vessel_smoothing(ct_box: np.ndarray, spacing_mm) -> np.ndarray:
+    """The 1 mm Gaussian smoothing of the HU that :func:`vessel_mask` thresholds."""
+    return ndimage.gaussian_filter(ct_box, sigma=[1.0 / s for s in spacing_mm], truncate=2.5)
 
 
 @dataclass
@@ -161,6 +168,29 @@ class PlacementContext:
         self._clearance = clearance.astype(np.float32)
         self._depth_origin = np.array([s.start for s in self._box])
         self._stride = stride
+
+    def with_avoid(self, avoid: np.ndarray | None = None) -> "PlacementContext":
+        """A context sharing this one's per-scan facts (statistics, depth and vessel maps) with its own ``avoid``.
+
+        Building a context costs a robust organ statistic and two distance transforms of the organ
+        box; a pipeline that places tumours into the same scan many times (one training item after
+        another) builds it once and takes a copy per item, so tumours placed for one item never
+        constrain the next.
+
+        Parameters
+        ----------
+        avoid : ndarray of bool, shape (X, Y, Z), optional
+            Existing lesions for the copy; by default a copy of this context's own ``avoid``.
+        """
+        out = copy.copy(self)  # shallow: the read-only maps are shared, only ``avoid`` is new
+        if avoid is None:
+            out.avoid = self.avoid.copy()
+        else:
+            avoid = np.asarray(avoid, dtype=bool)
+            if avoid.shape != self.organ_mask.shape:
+                raise InputError(f"avoid mask shape {avoid.shape} differs from organ mask shape {self.organ_mask.shape}")
+            out.avoid = avoid
+        return out
 
     @property
     def max_depth_mm(self) -> float:

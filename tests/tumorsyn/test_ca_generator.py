@@ -74,6 +74,65 @@ def test_vessel_next_to_the_seed_deforms_the_tumour():
     assert np.argwhere(bent)[:, 0].mean() < np.argwhere(free)[:, 0].mean()
 
 
+def _vessel_beside(ct, organ, center, offset_vox):
+    """A 3-voxel-wide bright wall (a vessel seen edge-on) ``offset_vox`` voxels from the centre along X."""
+    out = ct.copy()
+    x = center[0] + offset_vox
+    out[x:x + 3][organ[x:x + 3]] += 150.0
+    return out
+
+
+def test_mass_effect_pushes_nearby_vessels_away_and_keeps_the_label():
+    ct, organ, sp = make_phantom(noise_hu=5.0)
+    spec = tumorsyn.sample_spec(organ, sp, organ="liver", method="ca", size_mm=(14, 16), ct_hu=ct, rng=2,
+                                mass_effect=False)
+    assert spec.params["mass_effect"] is None
+    center = np.round(spec.center_vox).astype(int)
+    with_vessel = _vessel_beside(ct, organ, center, 10)
+    pushed_spec = spec.with_params(params={**spec.params, "mass_effect": {"push": 0.3}})
+    plain, label = tumorsyn.synthesize(with_vessel, organ, sp, spec, device="cpu")
+    pushed, label_pushed = tumorsyn.synthesize(with_vessel, organ, sp, pushed_spec, device="cpu")
+    assert np.array_equal(label, label_pushed)                # the tumour itself is the same
+    assert not ((pushed != with_vessel) & ~organ).any()      # the organ outline does not move
+
+    def vessel_x(img):
+        zs = slice(center[2] - 2, center[2] + 3)
+        ys = slice(center[1] - 2, center[1] + 3)
+        profile = img[center[0] + 6:center[0] + 20, ys, zs].mean(axis=(1, 2)) - spec.organ_mean_hu
+        profile = np.clip(profile, 0, None)
+        return (np.arange(profile.size) * profile).sum() / profile.sum()
+
+    shift_vox = vessel_x(pushed) - vessel_x(plain)
+    assert shift_vox > 0.3                                    # the vessel bows away from the tumour
+    # Far from the tumour (beyond its box) nothing moves.
+    changed = pushed != with_vessel
+    far = np.ones(ct.shape, bool)
+    box = tumorsyn.synthesis._box_for(pushed_spec, get_generator("ca"))
+    far[box] = False
+    assert not (changed & far).any()
+
+
+def test_mass_effect_keeps_the_noise_grain():
+    ct, organ, sp = make_phantom(noise_hu=12.0)
+    spec = tumorsyn.sample_spec(organ, sp, organ="liver", method="ca", size_mm=(14, 16), ct_hu=ct, rng=4,
+                                mass_effect={"push": 0.3})
+    out, label = tumorsyn.synthesize(ct, organ, sp, spec, device="cpu")
+    from scipy import ndimage
+
+    ring = (out != ct) & ~ndimage.binary_dilation(label.astype(bool), iterations=3) & organ
+    assert ring.sum() > 100                                   # the push reached beyond the tumour
+    grain = lambda img: img - ndimage.gaussian_filter(img, 1.0)  # noqa: E731
+    ratio = grain(out)[ring].std() / grain(ct)[ring].std()
+    assert 0.85 < ratio < 1.15                                # interpolation did not smooth the noise
+
+
+def test_mass_effect_option_is_validated():
+    ct, organ, sp = make_phantom()
+    spec = tumorsyn.sample_spec(organ, sp, organ="liver", method="ca", size_mm=(8, 10), ct_hu=ct, rng=1)
+    with pytest.raises(ConfigError, match="mass_effect"):
+        get_generator("ca").validate(spec.with_params(params={**spec.params, "mass_effect": {"push": 3}}))
+
+
 def test_necrotic_core_is_labelled_tumour():
     ct, organ, sp = _phantom_for((1.0, 1.0, 1.0), radii_mm=(30.0, 30.0, 30.0), noise_hu=5.0)
     spec = tumorsyn.sample_spec(organ, sp, organ="liver", method="ca", size_mm=(22, 24), ct_hu=ct, rng=1,

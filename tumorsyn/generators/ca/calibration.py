@@ -12,8 +12,6 @@ until the written tumour has the requested size.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 __all__ = ["TABLE_STEPS", "TABLE_DIAMETER_VOX", "MAX_STEPS", "REFERENCE", "diameter_vox", "steps_for_diameter",

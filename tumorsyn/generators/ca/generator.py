@@ -15,6 +15,12 @@ Intensity model (per voxel x of the box)::
 so the darkening is proportional to population x texture x a contrast relative to the organ's
 own standard deviation. A voxel is labelled tumour when it carries at least half of the nominal
 contrast, ``f |delta| >= |delta_hu| / 2`` (holes filled): the label is what is visible.
+
+Optional mass effect (``params["mass_effect"] = {"push": p}``): before the tumour is drawn, the
+surrounding tissue is pushed outward by a smooth displacement field (see :func:`mass_effect_field`)
+whose largest shift is ``p`` times the tumour's equivalent radius; vessels near the tumour bow away
+from it. The field fades to zero at the organ surface and at the box border, so nothing outside the
+box and no organ boundary moves.
 """
 from __future__ import annotations
 
@@ -31,13 +37,91 @@ from tumorsyn.shapes import fill_holes
 from tumorsyn.spec import TumorSpec
 from tumorsyn.texture import seeded_streams, smooth_noise
 
-__all__ = ["CAGenerator"]
+__all__ = ["CAGenerator", "mass_effect_field", "displace"]
 
 _SMOOTH_MM = 1.5         # blur separating the tissue level from the scan's noise grain (as in rules)
 _MIN_WEIGHT = 1.0 / 256  # presence below this leaves a voxel untouched (byte-identical)
 _MIN_DELTA_HU = 8.0
 _CAPACITY = 10
 _INVASION_KEYS = ("low", "mid", "high", "vessel", "outside")
+_MASS_EFFECT_PROBABILITY = 0.5
+_MIN_SHIFT_VOX = 0.01    # displacements below this (voxels) leave a voxel untouched (byte-identical)
+
+
+def _ramp(n: int, width: int) -> np.ndarray:
+    """1 in the middle of an axis of ``n`` voxels, falling smoothly to 0 over ``width`` voxels at each end."""
+    t = np.ones(n, np.float32)
+    if width > 0:
+        r = np.sin(0.5 * np.pi * np.clip(np.arange(n, dtype=np.float32) / width, 0.0, 1.0)) ** 2
+        t = np.minimum(r, r[::-1])
+    return t
+
+
+def mass_effect_field(presence: np.ndarray, organ_box: np.ndarray, spacing_mm, push: float) -> np.ndarray:
+    """Outward displacement (voxels) that a tumour's mass imposes on the tissue around it.
+
+    Parameters
+    ----------
+    presence : ndarray of float, shape (X, Y, Z)
+        Tumour presence in [0, 1] (population / capacity) in the box.
+    organ_box : ndarray of bool, shape (X, Y, Z)
+        The organ in the box: the field fades to zero at its surface (the organ outline stays put).
+    spacing_mm : sequence of 3 float
+        Voxel size in mm.
+    push : float
+        Largest shift as a fraction of the tumour's equivalent radius (e.g. 0.15).
+
+    Returns
+    -------
+    ndarray of float32, shape (3, X, Y, Z)
+        Per-axis displacement in voxels: the tissue found at ``x`` after the push came from
+        ``x - u(x)``. Zero at the box border.
+    """
+    spacing = np.asarray(spacing_mm, dtype=np.float64)
+    body = presence >= 0.5
+    volume_mm3 = float(np.count_nonzero(body)) * float(np.prod(spacing))
+    radius_mm = (0.75 * volume_mm3 / np.pi) ** (1.0 / 3.0)
+    u = np.zeros((3,) + presence.shape, np.float32)
+    if radius_mm <= 0.0 or push <= 0.0:
+        return u
+    # The gradient of the blurred presence points into the tumour; its negative pushes outward,
+    # strongest just outside the edge and fading over about one radius.
+    blurred = ndimage.gaussian_filter(presence.astype(np.float32), sigma=0.5 * radius_mm / spacing, mode="constant",
+                                      truncate=2.5)
+    grad = np.gradient(blurred, *spacing)
+    magnitude = np.sqrt(sum(g * g for g in grad))
+    peak = float(magnitude.max())
+    if peak <= 0.0:
+        return u
+    scale = float(push) * radius_mm / peak  # mm of shift per unit gradient
+    # Fade to zero at the organ surface (smooth inside, zero outside) and over the outer fifth of the box.
+    inside = ndimage.gaussian_filter(organ_box.astype(np.float32), sigma=1.5 / spacing, mode="nearest", truncate=2.0)
+    fade = np.clip(2.0 * inside - 1.0, 0.0, 1.0)
+    ramps = [_ramp(n, max(n // 5, 1)) for n in presence.shape]
+    fade *= ramps[0][:, None, None] * ramps[1][None, :, None] * ramps[2][None, None, :]
+    for axis in range(3):
+        u[axis] = -grad[axis] * scale * fade / spacing[axis]
+    return u
+
+
+def displace(ct_box: np.ndarray, smooth: np.ndarray, u: np.ndarray):
+    """``(ct_out, smooth_out, moved)``: the box resampled at ``x - u(x)`` where the shift is noticeable.
+
+    The tissue (``smooth``, the CT blurred a little) moves with linear interpolation; the scan's
+    noise grain (the rest) moves with nearest-neighbour sampling, so the displaced region keeps the
+    noise level of the scan (interpolating the noise would smooth it: a tell).
+    """
+    ct = ct_box.astype(np.float32)
+    out, smooth_out = ct.copy(), smooth.astype(np.float32, copy=True)
+    moved = np.sqrt((u * u).sum(axis=0)) > _MIN_SHIFT_VOX
+    if moved.any():
+        where = np.nonzero(moved)
+        coords = np.stack([w - u[a][where] for a, w in enumerate(where)])
+        tissue = ndimage.map_coordinates(smooth_out, coords, order=1, mode="nearest")
+        grain = ndimage.map_coordinates(ct - smooth_out, coords, order=0, mode="nearest")
+        smooth_out[where] = tissue
+        out[where] = tissue + grain
+    return out, smooth_out, moved
 
 
 class CAGenerator(Generator):
@@ -94,8 +178,14 @@ class CAGenerator(Generator):
             params["capsule"] = {"delta_hu": float(abs(params["delta_hu"]) * rng.uniform(0.3, 0.6))}
         elif isinstance(want_capsule, dict):
             params["capsule"] = want_capsule
+        want_mass = options.get("mass_effect")
+        params["mass_effect"] = None
+        if want_mass is True or (want_mass is None and rng.random() < _MASS_EFFECT_PROBABILITY):
+            params["mass_effect"] = {"push": float(rng.uniform(0.08, 0.2))}
+        elif isinstance(want_mass, dict):
+            params["mass_effect"] = want_mass
         for key, value in options.items():
-            if key in params and key not in ("necrosis", "capsule") and value is not None:
+            if key in params and key not in ("necrosis", "capsule", "mass_effect") and value is not None:
                 params[key] = value
         params["steps"] = calibration.steps_for_diameter(size_mm, spacing_mm, params)
         return params
@@ -119,6 +209,9 @@ class CAGenerator(Generator):
             raise ConfigError(f"ca spec capacity must be 2..100, got {p['capacity']}")
         if abs(p["delta_hu"]) < 1e-6:
             raise ConfigError("ca spec delta_hu must not be 0")
+        mass = p.get("mass_effect")
+        if mass is not None and not (isinstance(mass, dict) and 0.0 <= float(mass.get("push", -1.0)) <= 0.5):
+            raise ConfigError(f"ca spec mass_effect must be null or {{'push': 0..0.5}}, got {mass!r}")
 
     def extent_mm(self, spec: TumorSpec) -> float:
         return calibration.reach_mm(spec.params["steps"], spec.spacing_mm, spec.params) + 1.5 * spec.params["edge_mm"]
@@ -211,9 +304,17 @@ class CAGenerator(Generator):
         label = self._label(w, delta, spec)
         changed = w > 0
         out = ct_box.astype(np.float32, copy=True)
-        if changed.any():
-            smooth = ndimage.gaussian_filter(ct_box.astype(np.float32), sigma=[_SMOOTH_MM / s for s in spec.spacing_mm],
-                                             mode="nearest", truncate=3.0)
-            target = np.float32(spec.organ_mean_hu) + delta
-            out[changed] += w[changed] * (target[changed] - smooth[changed])
+        if not changed.any():
+            return out, label, changed
+        smooth = ndimage.gaussian_filter(out, sigma=[_SMOOTH_MM / s for s in spec.spacing_mm], mode="nearest",
+                                         truncate=3.0)
+        mass = spec.params.get("mass_effect")
+        if mass:
+            # Push the tissue aside first; the tumour is then drawn over the displaced scan.
+            presence = np.where(pop < 0, np.float32(1.0), np.clip(pop, 0, None) / np.float32(spec.params["capacity"]))
+            field = mass_effect_field(presence, organ_box, spec.spacing_mm, float(mass["push"]))
+            out, smooth, moved = displace(out, smooth, field)
+            changed = changed | moved
+        target = np.float32(spec.organ_mean_hu) + delta
+        out[changed] += w[changed] * (target[changed] - smooth[changed])
         return out, label, changed

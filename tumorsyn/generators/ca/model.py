@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from tumorsyn.organs import get_preset
-from tumorsyn.placement import vessel_mask
+from tumorsyn.placement import vessel_mask, vessel_smoothing
 
 __all__ = ["BARRIER", "SURFACE", "LOW", "MID", "HIGH", "VESSEL", "OUTSIDE", "N_CLASSES", "OFFSETS",
            "direction_weights", "probability_table", "tissue_classes"]
@@ -112,11 +112,11 @@ def tissue_classes(organ_box: np.ndarray, *, spacing_mm, organ: str, organ_mean_
     if ct_box is not None:
         ct = np.asarray(ct_box, dtype=np.float32)
         # The same 1 mm smoothing as vessel_mask: classes follow tissue, not the scan's noise grain.
-        smooth = ndimage.gaussian_filter(ct, sigma=[1.0 / s for s in spacing_mm], truncate=2.5)
+        smooth = vessel_smoothing(ct, spacing_mm)
         tissue[smooth < organ_mean_hu - _LEVEL_SD * organ_std_hu] = LOW
         tissue[smooth > organ_mean_hu + _LEVEL_SD * organ_std_hu] = HIGH
         tissue[vessel_mask(ct, spacing_mm=spacing_mm, organ_mean_hu=organ_mean_hu, organ_std_hu=organ_std_hu,
-                           preset=preset)] = VESSEL
+                           preset=preset, smoothed=smooth)] = VESSEL
     if exophytic:
         outside = ~organ_box
         if ct_box is not None:
