@@ -59,6 +59,10 @@ def register(subparsers) -> None:
                         help="kidney tumours bulging out of the organ (default auto: 30%% of kidney tumours)")
     tumour.add_argument("--allow-smaller", action="store_true",
                         help="where the organ cannot hold the requested size, write a smaller tumour instead of failing")
+    tumour.add_argument("--model", metavar="MODEL_DIR", help="with --method diffusion: the trained model folder "
+                        "(from `tumorsyn train-diffusion`); its path and checksum are recorded in each spec")
+    tumour.add_argument("--steps", type=positive_int, metavar="N",
+                        help="with --method diffusion: sampling steps (default: the model's own)")
     tumour.add_argument("--seed", type=int, default=0, help="master seed; recorded in the manifest (default 0)")
     tumour.add_argument("--from-spec", metavar="JSON", help="replay recorded spec(s): a spec JSON, a manifest record, "
                         "or manifest.jsonl with --spec-id")
@@ -126,6 +130,12 @@ def run_command(args: argparse.Namespace) -> int:
         label_map=args.label_map, preview=args.preview, allow_smaller=args.allow_smaller, appearance=args.appearance,
         exophytic={"auto": None, "yes": True, "no": False}[args.exophytic], device=args.device,
         save_steps=tuple(sorted(set(args.save_steps))) if args.save_steps else None)
+    if options.method == "diffusion" and specs is None and not args.model:
+        raise ConfigError("--method diffusion needs --model MODEL_DIR (a folder from `tumorsyn train-diffusion`)")
+    if args.model or args.steps:
+        if options.method != "diffusion" or specs is not None:
+            raise ConfigError("--model and --steps go with --method diffusion (a replayed spec names its own model)")
+        options.extra = {key: value for key, value in (("model", args.model), ("steps", args.steps)) if value}
     if specs is not None:
         options.extra = {"from_spec": [s.to_dict() for s in specs]}
     summary = run_generate(cases, options, args.out, shard=args.shard, workers=args.workers, quiet=args.quiet,

@@ -8,7 +8,8 @@ from tumorsyn.generators.base import Generator, Rendering
 
 __all__ = ["Generator", "Rendering", "get_generator", "available_generators", "register_generator"]
 
-_BUILTIN = {"rules": "tumorsyn.generators.rules:RulesGenerator", "ca": "tumorsyn.generators.ca:CAGenerator"}
+_BUILTIN = {"rules": "tumorsyn.generators.rules:RulesGenerator", "ca": "tumorsyn.generators.ca:CAGenerator",
+            "diffusion": "tumorsyn.generators.diffusion:DiffusionGenerator"}
 _REGISTRY: dict[str, type[Generator]] = {}
 
 

@@ -1,0 +1,32 @@
+"""Fixtures of the diffusion-training tests: phantom scans with tumours, one tiny trained model."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffusion_helpers import tiny_config, write_phantom_case
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Two shared cores: one thread keeps timings steady and results reproducible.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def phantom_sources(tmp_path_factory):
+    root = tmp_path_factory.mktemp("phantoms")
+    return [write_phantom_case(root / f"case{i}", seed=i) for i in range(2)]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, phantom_sources):
+    """One tiny run (3 + 3 steps) on the phantoms: ``(config, model folder)``."""
+    from train_diffusion.train import train
+
+    torch.set_num_threads(1)
+    config = tiny_config(tmp_path_factory.mktemp("run") / "run", phantom_sources)
+    return config, train(config, quiet=True)

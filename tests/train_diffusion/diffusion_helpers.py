@@ -1,0 +1,47 @@
+"""Phantom tumour scans on disk and tiny training configs for the diffusion tests."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from tests.conftest import REPO, make_phantom
+
+TINY = REPO / "configs" / "diffusion" / "tiny_test.yaml"
+
+
+def write_phantom_case(folder: Path, *, seed: int, sizes_mm=((9.0, 12.0), (10.0, 14.0))) -> dict:
+    """A phantom CT (1 x 1 x 1.5 mm) with rules-generator tumours, as NIfTI files: a source entry."""
+    import tumorsyn
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ct, organ, spacing = make_phantom(shape=(56, 56, 36), radii_mm=(22.0, 20.0, 20.0), seed=seed)
+    rng = np.random.default_rng(seed)
+    specs = [tumorsyn.sample_spec(organ, spacing, organ="liver", size_mm=s, ct_hu=ct, rng=rng) for s in sizes_mm[:1]]
+    out, tumor = tumorsyn.synthesize(ct, organ, spacing, specs)
+    affine = np.diag([*spacing, 1.0])
+    paths = {"ct": folder / "ct.nii.gz", "labels": folder / "liver.nii.gz", "tumor": folder / "tumor.nii.gz"}
+    nib.save(nib.Nifti1Image(np.rint(out).astype(np.int16), affine), paths["ct"])
+    nib.save(nib.Nifti1Image(organ.astype(np.uint8), affine), paths["labels"])
+    nib.save(nib.Nifti1Image(tumor.astype(np.uint8), affine), paths["tumor"])
+    return {"ct": str(paths["ct"]), "labels": str(paths["labels"]), "tumor": [str(paths["tumor"])]}
+
+
+def tiny_config(out: Path, sources: list[dict], *overrides: str, need_data: bool = True) -> dict:
+    """The tiny test config, training into ``out`` on ``sources``."""
+    import yaml
+
+    from train_diffusion.config import load_config
+
+    sets = [f"output_dir={out}", f"data.tumor_sources={yaml.safe_dump(sources, default_flow_style=True).strip()}",
+            *overrides]
+    return load_config(TINY, sets, need_data=need_data)
+
+
+def untrained_model(folder: Path, *overrides: str) -> Path:
+    """A model folder with the tiny architecture and random weights (plumbing tests)."""
+    from train_diffusion.export import export_untrained
+
+    config = tiny_config(folder.parent / "unused_run", [], *overrides, need_data=False)
+    return export_untrained(folder, config, seed=0)

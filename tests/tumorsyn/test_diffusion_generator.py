@@ -1,0 +1,166 @@
+"""The diffusion generator: same spec, same voxels; untouched voxels byte-identical; batches; options; transform."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the diffusion generator needs torch (the diffusion extra)")
+pytest.importorskip("diffusers", reason="the diffusion generator needs diffusers (the diffusion extra)")
+
+import tumorsyn  # noqa: E402
+from tumorsyn.errors import ConfigError, ModelError  # noqa: E402
+from tumorsyn.generators import get_generator  # noqa: E402
+from tumorsyn.generators.diffusion.model_folder import clear_cache  # noqa: E402
+from tumorsyn.spec import TumorSpec  # noqa: E402
+
+from tests.conftest import make_phantom  # noqa: E402
+from tests.train_diffusion.diffusion_helpers import tiny_config, write_phantom_case  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny model trained for 3 + 3 steps on phantom tumours: the save -> load -> sample round trip."""
+    from train_diffusion.train import train
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("diffusion")
+    sources = [write_phantom_case(root / "case0", seed=0)]
+    return train(tiny_config(root / "run", sources, "train.preview_every=0"), quiet=True)
+
+
+@pytest.fixture(scope="module")
+def scan():
+    return make_phantom(shape=(48, 48, 32), radii_mm=(20.0, 18.0, 18.0), seed=3)
+
+
+def _spec(scan, model_dir, rng=0, **options):
+    ct, organ, spacing = scan
+    return tumorsyn.sample_spec(organ, spacing, organ="liver", method="diffusion", size_mm=(8, 11), ct_hu=ct, rng=rng,
+                                model=str(model_dir), **options)
+
+
+def test_spec_records_model_and_same_spec_gives_same_voxels(scan, model_dir):
+    ct, organ, spacing = scan
+    spec = _spec(scan, model_dir)
+    p = spec.params
+    assert p["model"] == str(model_dir.resolve()) and len(p["model_sha256"]) == 64
+    assert p["steps"] == 3 and p["sampler"] == "dpm_solver" and p["satellites"] == []
+    out1, tumor1 = tumorsyn.synthesize(ct, organ, spacing, spec)
+    replay = TumorSpec.from_json(spec.to_json())
+    clear_cache()  # a fresh load gives the same bytes too
+    out2, tumor2 = tumorsyn.synthesize(ct, organ, spacing, replay)
+    np.testing.assert_array_equal(out1, out2)
+    np.testing.assert_array_equal(tumor1, tumor2)
+
+
+def test_only_the_blend_zone_changes_and_the_label_is_inside_it(scan, model_dir):
+    ct, organ, spacing = scan
+    spec = _spec(scan, model_dir, rng=1)
+    local = tumorsyn.synthesize_local(ct, organ, spacing, spec)
+    changed = np.zeros(ct.shape, bool)
+    changed[local.slices] = local.changed_box
+    out, tumor = tumorsyn.synthesize(ct, organ, spacing, spec)
+    np.testing.assert_array_equal(out[~changed], ct[~changed])  # untouched voxels identical
+    assert changed.any() and not (changed & ~organ).any()        # blending stays in the organ
+    assert not (tumor.astype(bool) & ~changed).any()            # the label is only where HU changed
+    # the blend zone is the shape's: within its reach of the centre (mm)
+    idx = np.argwhere(changed)
+    reach = np.sqrt((((idx - np.array(spec.center_vox)) * np.array(spacing)) ** 2).sum(1)).max()
+    assert reach <= get_generator("diffusion")._reach_mm(spec) + 1.0
+
+
+def test_label_is_what_is_visible(scan, model_dir):
+    ct, organ, spacing = scan
+    gen = get_generator("diffusion", device="cpu")
+    spec = _spec(scan, model_dir, rng=2)
+    local = tumorsyn.synthesize_local(ct, organ, spacing, spec)
+    # A generated crop equal to the scan changes nothing visible: no label.
+    origin = tuple(s.start for s in local.slices)
+    model = gen._model(spec)
+    same = gen.crop_for(ct[local.slices], spec, origin, model)[0]
+    from tumorsyn.generators.diffusion.sampler import unit_to_hu
+    box = ct[local.slices]
+    flat = np.full(model.crop_size, float(np.median(box[organ[local.slices]])), np.float32)
+    _, label, _ = gen.compose(box, organ[local.slices], spec, origin, flat, model)
+    assert not label.any() or label.sum() < local.changed_box.sum()  # a flat fill hides only noise
+    dark = flat - 150.0  # a clearly darker fill is visible over the whole shape
+    _, label_dark, changed = gen.compose(box, organ[local.slices], spec, origin, dark, model)
+    shape = gen.render(spec, organ[local.slices], origin).label
+    assert label_dark[shape].mean() > 0.9 and not (label_dark & ~changed).any()
+    assert unit_to_hu(same, model.hu_window).shape == model.crop_size
+
+
+def test_batch_gives_the_same_tumours_as_one_by_one(scan, model_dir):
+    ct, organ, spacing = scan
+    gen = get_generator("diffusion", device="cpu")
+    specs = [_spec(scan, model_dir, rng=k) for k in (4, 5)]
+    jobs = []
+    for spec in specs:
+        local = tumorsyn.synthesize_local(ct, organ, spacing, spec)
+        jobs.append((ct[local.slices], organ[local.slices], spec, tuple(s.start for s in local.slices), local))
+    batch = gen.apply_batch([job[:4] for job in jobs])
+    for (_, _, _, _, local), (ct_box, label, changed) in zip(jobs, batch):
+        np.testing.assert_allclose(ct_box, local.ct_box, atol=0.05)
+        np.testing.assert_array_equal(changed, local.changed_box)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "unipc"])
+def test_steps_and_sampler_options(scan, model_dir, sampler):
+    ct, organ, spacing = scan
+    spec = _spec(scan, model_dir, steps=2, sampler=sampler)
+    assert spec.params["steps"] == 2 and spec.params["sampler"] == sampler
+    out, tumor = tumorsyn.synthesize(ct, organ, spacing, spec)
+    assert np.isfinite(out).all()
+
+
+def test_errors(scan, model_dir, tmp_path):
+    ct, organ, spacing = scan
+    with pytest.raises(ModelError, match="needs a trained model"):
+        tumorsyn.sample_spec(organ, spacing, organ="liver", method="diffusion", size_mm=10, ct_hu=ct, rng=0)
+    with pytest.raises(ModelError, match="model folder not found"):
+        _spec(scan, tmp_path / "nothing")
+    spec = _spec(scan, model_dir)
+    gen = get_generator("diffusion")
+    big = gen.rescale(spec, 4.0).with_params(size_mm=spec.size_mm * 4.0)
+    with pytest.raises(ConfigError, match="does not fit the model's crop"):
+        gen.validate(big)
+    with pytest.raises(ConfigError, match="reaches the border of the model's"):
+        gen.crop_for(ct, gen.rescale(spec, 3.5), (0, 0, 0), gen._model(spec))
+    with pytest.raises(ConfigError, match="trained on liver, not the kidney"):
+        gen.validate(spec.with_params(organ="kidney"))
+    with pytest.raises(ConfigError, match="sampler must be one of"):
+        gen.validate(spec.with_params(params={**spec.params, "sampler": "magic"}))
+    meta = json.loads((model_dir / "config.json").read_text())
+    assert meta["sampling"]["sampler"] == "dpm_solver"
+
+
+def test_transform_in_a_training_pipeline_loads_the_model_once(scan, model_dir, monkeypatch):
+    import safetensors.torch
+
+    from tumorsyn.transforms import RandTumorSynthesisd
+
+    ct, organ, spacing = scan
+    loads = []
+    real = safetensors.torch.load_file
+    monkeypatch.setattr(safetensors.torch, "load_file", lambda *a, **k: (loads.append(a[0]), real(*a, **k))[1])
+    clear_cache()
+    t = RandTumorSynthesisd(keys=("image", "label"), organ="liver", label_preset="binary", method="diffusion",
+                            size_mm=(8, 11), prob=1.0, spacing_mm=spacing, model=str(model_dir))
+    t.set_random_state(seed=0)
+    item = {"image": ct[None].copy(), "label": organ[None].astype(np.uint8)}
+    for epoch in range(3):
+        out = t(item)
+        assert out["image"].shape == item["image"].shape
+        specs = out["tumor_specs"]
+        assert len(specs) == 1 and specs[0]["method"] == "diffusion"
+    assert len(loads) == 2  # autoencoder + UNet, once for every epoch

@@ -1,0 +1,306 @@
+"""Training configs: defaults, YAML + ``--set key=value`` overrides, validation with one-line errors.
+
+Every key is listed in :data:`DEFAULTS` with its unit; a YAML file overrides any subset and an
+unknown key is an error naming it (a typo must not silently train the default).
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import yaml
+
+from tumorsyn.errors import ConfigError
+
+__all__ = ["DEFAULTS", "load_config", "apply_overrides", "validate_config", "dump_config", "REPO_ROOT"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ORGANS = ("liver", "pancreas", "kidney")
+
+DEFAULTS: dict = {
+    "output_dir": "runs/diffusion",
+    "seed": 0,
+    "organ": "liver",                      # liver, pancreas, kidney, or pooled (every source's organ)
+    "data": {
+        # Scans with tumour labels (both stages) and healthy scans (autoencoder only). Each entry is
+        # {dataset: DIR_OR_CSV, organ, label_preset, organ_labels, tumor_labels} (decathlon folder,
+        # imagesTr/labelsTr, or CSV of ct,labels) or {ct, labels, tumor: [masks], organ, label_preset}.
+        "tumor_sources": [],
+        "healthy_sources": [],
+        "spacing_mm": [1.0, 1.0, 1.0],     # crops are resampled to this voxel size
+        "crop_size": [64, 64, 64],         # crop shape in voxels at spacing_mm
+        "hu_window": [-175.0, 250.0],      # HU mapped linearly to [-1, 1] (clipped)
+        "blank_value": 0.0,                # value of the blanked tumour region (in [-1, 1] units)
+        "min_diameter_mm": 0.0,            # tumours used: min <= measured max diameter < max
+        "max_diameter_mm": 20.0,           # 20 = early tumours (< 2 cm); null = every size
+        "mask_dilate_mm": 1.0,             # grow the tumour mask so the model also draws the boundary
+        "jitter_mm": 4.0,                  # random shift of the crop centre (each axis, mm)
+        "flip": True,                      # random flips along each axis
+        "healthy_crops_per_case": 8,       # organ crops drawn per healthy scan (and per tumour scan)
+        "crop_margin_mm": 40.0,            # scans are cut to the organ box + this margin at load time
+    },
+    "autoencoder": {
+        "kind": "kl",                      # kl (MONAI AutoencoderKL) or vq (MONAI VQVAE)
+        "channels": [32, 64, 64],          # per level; downsampling 2^(levels-1)
+        "num_res_blocks": 1,
+        "attention_levels": [False, False, False],
+        "latent_channels": 4,
+        "norm_num_groups": 16,
+        "steps": 2000,                     # optimizer steps
+        "batch_size": 2,
+        "lr": 1.0e-4,
+        "kl_weight": 1.0e-6,               # kind kl
+        "num_embeddings": 1024,            # kind vq: codebook size (latent_channels = code dimension)
+        "vq_weight": 1.0,                  # kind vq: weight of the quantisation (commitment) loss
+        "adv_weight": 0.01,                # patch adversarial loss (least squares), 0 = off
+        "adv_start_step": 500,             # the discriminator joins after this step
+        "disc_channels": 32,
+        "disc_layers": 3,
+        "perceptual_weight": 0.0,          # needs downloaded weights: off by default
+        "healthy_fraction": 0.5,           # share of healthy organ crops in a batch
+    },
+    "ldm": {
+        "channels": [64, 128, 256],
+        "num_res_blocks": 1,
+        "attention_levels": [False, False, True],
+        "num_head_channels": 32,
+        "norm_num_groups": 32,
+        "steps": 5000,
+        "batch_size": 2,
+        "lr": 1.0e-4,
+        "prediction_type": "epsilon",      # epsilon, v_prediction, sample, or flow (rectified flow)
+        "num_train_timesteps": 1000,
+        "beta_schedule": "scaled_linear",  # linear, scaled_linear, squaredcos_cap_v2 (cosine)
+        "loss": "mse",                     # mse or l1
+        "ema_decay": 0.999,                # null = no EMA (the exported UNet is the EMA one when on)
+        "sampler": "dpm_solver",           # ddim, dpm_solver (DPM-Solver++ 2M), unipc; euler for flow
+        "sampling_steps": 10,              # default steps of `tumorsyn generate` (--steps overrides)
+    },
+    "train": {
+        "stage": "all",                    # all, autoencoder, ldm
+        "mixed_precision": "no",           # no, bf16, fp16 (fp16 needs CUDA)
+        "grad_accum": 1,
+        "max_grad_norm": 1.0,
+        "checkpoint_every": 200,           # optimizer steps between resumable checkpoints
+        "keep_checkpoints": 2,
+        "preview_every": 500,              # steps between preview PNGs (0 = only at the end)
+        "log_every": 10,                   # steps between CSV rows
+        "cpu": False,                      # force CPU even with a GPU
+        "threads": 0,                      # torch CPU threads (0 = torch's default)
+    },
+}
+
+_FREE_FORM = {"data.tumor_sources", "data.healthy_sources"}
+_SOURCE_KEYS = {"dataset", "ct", "labels", "tumor", "organ", "label_preset", "organ_labels", "tumor_labels"}
+
+
+def _merge(base: dict, update: Mapping, where: str, path: str) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        dotted = f"{where}.{key}" if where else str(key)
+        if key not in out:
+            raise ConfigError(f"{path}: unknown key {dotted!r}; known keys here: {', '.join(sorted(map(str, out)))}")
+        if isinstance(out[key], dict) and dotted not in _FREE_FORM:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{path}: {dotted} must be a mapping, got {value!r}")
+            out[key] = _merge(out[key], value, dotted, path)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_overrides(config: dict, overrides: Iterable[str], *, path: str = "--set") -> dict:
+    """Apply ``key.sub=value`` strings (values parsed as YAML) to a copy of ``config``."""
+    out = copy.deepcopy(config)
+    for text in overrides or ():
+        if "=" not in text:
+            raise ConfigError(f"{path}: override {text!r} is not key=value (e.g. autoencoder.steps=10)")
+        key, raw = text.split("=", 1)
+        key = key.strip()
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: value of {key} is not valid YAML ({str(exc).splitlines()[0]})") from None
+        parts = key.split(".")
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(f"{path}: unknown key {'.'.join(parts[:i + 1])!r} in override {text!r}")
+            node = node[part]
+        if not isinstance(node, dict) or parts[-1] not in node:
+            raise ConfigError(f"{path}: unknown key {key!r} in override {text!r}")
+        node[parts[-1]] = value
+    return out
+
+
+def _expand(value, base_dir: Path) -> str:
+    text = str(value).replace("${REAL}", str(REPO_ROOT.parent / "shared" / "data" / "real"))
+    text = text.replace("${REPO}", str(REPO_ROOT))
+    path = Path(os.path.expanduser(os.path.expandvars(text)))
+    return str(path if path.is_absolute() else base_dir / path)
+
+
+def _need(cond: bool, path: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{path}: {message}")
+
+
+def _positive_ints(value, n: int) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) == n and all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+
+
+def _number(value, *, low: float | None = None, high: float | None = None, strict_low: bool = False) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if low is not None and (value <= low if strict_low else value < low):
+        return False
+    return high is None or value <= high
+
+
+def _check_sources(config: dict, key: str, path: str, base_dir: Path, check_files: bool) -> None:
+    sources = config["data"][key]
+    _need(isinstance(sources, list), path, f"data.{key} must be a list of sources")
+    for i, src in enumerate(sources):
+        where = f"data.{key}[{i}]"
+        _need(isinstance(src, Mapping), path, f"{where} must be a mapping (dataset: DIR, or ct/labels/tumor)")
+        unknown = sorted(set(src) - _SOURCE_KEYS)
+        _need(not unknown, path, f"{where} has unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_SOURCE_KEYS))}")
+        _need(bool(src.get("dataset")) != bool(src.get("ct")), path, f"{where} needs either dataset or ct (not both)")
+        organ = src.get("organ", config["organ"])
+        _need(organ in ORGANS, path, f"{where}.organ must be one of {', '.join(ORGANS)}, got {organ!r}"
+              + ("; a pooled model names each source's organ" if organ == "pooled" else ""))
+        _need(config["organ"] in ("pooled", organ), path,
+              f"{where} is {organ} but the model's organ is {config['organ']}; set organ: pooled to mix organs")
+        src["organ"] = organ
+        for name in ("dataset", "ct", "labels"):
+            if src.get(name):
+                src[name] = _expand(src[name], base_dir)
+        if src.get("ct"):
+            _need(bool(src.get("labels")), path, f"{where} needs labels (organ mask or label map) beside ct")
+            tumors = src.get("tumor") or []
+            src["tumor"] = [_expand(t, base_dir) for t in (tumors if isinstance(tumors, list) else [tumors])]
+        if check_files:
+            for name in ("dataset", "ct", "labels"):
+                if src.get(name):
+                    _need(Path(src[name]).exists(), path, f"{where}.{name} {src[name]} not found")
+            for t in src.get("tumor") or []:
+                _need(Path(t).exists(), path, f"{where}.tumor {t} not found")
+
+
+def validate_config(config: dict, *, path: str = "config", base_dir: Path | None = None, check_files: bool = True,
+                    need_data: bool = True) -> dict:
+    """Check every value; raise :class:`ConfigError` ``"<file>: <key> <problem>"`` on the first bad one."""
+    base_dir = base_dir or Path.cwd()
+    d, a, l, t = config["data"], config["autoencoder"], config["ldm"], config["train"]
+    _need(isinstance(config["seed"], int) and not isinstance(config["seed"], bool) and config["seed"] >= 0, path,
+          f"seed must be a non-negative integer, got {config['seed']!r}")
+    _need(config["organ"] in (*ORGANS, "pooled"), path, f"organ must be liver, pancreas, kidney or pooled, got {config['organ']!r}")
+    _need(isinstance(d["spacing_mm"], (list, tuple)) and len(d["spacing_mm"]) == 3
+          and all(_number(s, low=0, strict_low=True) for s in d["spacing_mm"]), path,
+          f"data.spacing_mm must be three positive numbers (mm), got {d['spacing_mm']!r}")
+    _need(_positive_ints(d["crop_size"], 3), path, f"data.crop_size must be three positive integers, got {d['crop_size']!r}")
+    _need(isinstance(d["hu_window"], (list, tuple)) and len(d["hu_window"]) == 2
+          and all(_number(v) for v in d["hu_window"]) and d["hu_window"][0] < d["hu_window"][1], path,
+          f"data.hu_window must be [low, high] HU with low < high, got {d['hu_window']!r}")
+    _need(_number(d["blank_value"], low=-1, high=1), path, "data.blank_value must lie in [-1, 1]")
+    _need(_number(d["min_diameter_mm"], low=0), path, "data.min_diameter_mm must be >= 0")
+    _need(d["max_diameter_mm"] is None or (_number(d["max_diameter_mm"], low=0, strict_low=True)
+                                           and d["max_diameter_mm"] > d["min_diameter_mm"]), path,
+          f"data.max_diameter_mm must be null or larger than min_diameter_mm, got {d['max_diameter_mm']!r}")
+    for key in ("mask_dilate_mm", "jitter_mm", "crop_margin_mm"):
+        _need(_number(d[key], low=0), path, f"data.{key} must be >= 0 (mm), got {d[key]!r}")
+    _need(isinstance(d["healthy_crops_per_case"], int) and d["healthy_crops_per_case"] >= 0, path,
+          "data.healthy_crops_per_case must be an integer >= 0")
+
+    _need(a["kind"] in ("kl", "vq"), path, f"autoencoder.kind must be kl (AutoencoderKL) or vq (VQVAE), got {a['kind']!r}")
+    levels = len(a["channels"]) if isinstance(a["channels"], list) else 0
+    _need(levels >= 2 and _positive_ints(a["channels"], levels), path, "autoencoder.channels must list >= 2 positive integers")
+    _need(isinstance(a["attention_levels"], list) and len(a["attention_levels"]) == levels, path,
+          "autoencoder.attention_levels needs one true/false per channel level")
+    factor = 2 ** (levels if a["kind"] == "vq" else levels - 1)
+    _need(all(n % factor == 0 for n in d["crop_size"]), path,
+          f"data.crop_size {d['crop_size']} must be divisible by {factor} (the autoencoder's downsampling)")
+    _need(a["kind"] == "vq" or all(c % a["norm_num_groups"] == 0 for c in a["channels"]), path,
+          f"autoencoder.channels must be multiples of norm_num_groups ({a['norm_num_groups']})")
+    _need(isinstance(a["num_embeddings"], int) and a["num_embeddings"] >= 2, path, "autoencoder.num_embeddings must be >= 2")
+    latent = [n // factor for n in d["crop_size"]]
+    ulevels = len(l["channels"]) if isinstance(l["channels"], list) else 0
+    _need(ulevels >= 1 and _positive_ints(l["channels"], ulevels), path, "ldm.channels must list positive integers")
+    _need(isinstance(l["attention_levels"], list) and len(l["attention_levels"]) == ulevels, path,
+          "ldm.attention_levels needs one true/false per channel level")
+    _need(all(c % l["norm_num_groups"] == 0 for c in l["channels"]), path,
+          f"ldm.channels must be multiples of norm_num_groups ({l['norm_num_groups']})")
+    _need(all(n % 2 ** (ulevels - 1) == 0 for n in latent), path,
+          f"the latent grid {latent} must be divisible by {2 ** (ulevels - 1)} (the UNet's downsampling); "
+          "use a larger data.crop_size or fewer ldm.channels levels")
+    _need(l["prediction_type"] in ("epsilon", "v_prediction", "sample", "flow"), path,
+          f"ldm.prediction_type must be epsilon, v_prediction, sample or flow, got {l['prediction_type']!r}")
+    _need(l["beta_schedule"] in ("linear", "scaled_linear", "squaredcos_cap_v2"), path,
+          f"ldm.beta_schedule must be linear, scaled_linear or squaredcos_cap_v2, got {l['beta_schedule']!r}")
+    flow = l["prediction_type"] == "flow"
+    _need(l["sampler"] in (("euler",) if flow else ("ddim", "dpm_solver", "unipc")), path,
+          f"ldm.sampler {l['sampler']!r} does not fit prediction_type {l['prediction_type']}: "
+          + ("use euler" if flow else "use ddim, dpm_solver or unipc"))
+    _need(l["loss"] in ("mse", "l1"), path, f"ldm.loss must be mse or l1, got {l['loss']!r}")
+    _need(l["ema_decay"] is None or _number(l["ema_decay"], low=0, high=1), path, "ldm.ema_decay must be null or in [0, 1]")
+    for section, name in ((a, "autoencoder"), (l, "ldm")):
+        for key in ("steps", "batch_size"):
+            _need(isinstance(section[key], int) and not isinstance(section[key], bool) and section[key] >= 1, path,
+                  f"{name}.{key} must be a positive integer, got {section[key]!r}")
+        _need(_number(section["lr"], low=0, strict_low=True), path, f"{name}.lr must be > 0")
+    _need(isinstance(l["sampling_steps"], int) and 1 <= l["sampling_steps"] <= l["num_train_timesteps"], path,
+          "ldm.sampling_steps must be an integer in 1..num_train_timesteps")
+    for key in ("kl_weight", "vq_weight", "adv_weight", "perceptual_weight"):
+        _need(_number(a[key], low=0), path, f"autoencoder.{key} must be >= 0")
+    _need(_number(a["healthy_fraction"], low=0, high=1), path, "autoencoder.healthy_fraction must lie in [0, 1]")
+    _need(t["stage"] in ("all", "autoencoder", "ldm"), path, f"train.stage must be all, autoencoder or ldm, got {t['stage']!r}")
+    _need(t["mixed_precision"] in ("no", "bf16", "fp16"), path, "train.mixed_precision must be no, bf16 or fp16")
+    for key in ("grad_accum", "checkpoint_every", "keep_checkpoints", "log_every"):
+        _need(isinstance(t[key], int) and t[key] >= 1, path, f"train.{key} must be a positive integer")
+    _need(isinstance(t["preview_every"], int) and t["preview_every"] >= 0, path, "train.preview_every must be >= 0")
+    _need(isinstance(t["threads"], int) and t["threads"] >= 0, path, "train.threads must be >= 0")
+
+    _check_sources(config, "tumor_sources", path, base_dir, check_files)
+    _check_sources(config, "healthy_sources", path, base_dir, check_files)
+    _need(bool(d["tumor_sources"]) or not need_data, path, "data.tumor_sources is empty: both stages need scans with tumour labels")
+    config["output_dir"] = _expand(config["output_dir"], Path.cwd())
+    return config
+
+
+def load_config(path: str | Path | None, overrides: Iterable[str] = (), *, data: Mapping | None = None,
+                check_files: bool = True, need_data: bool = True) -> dict:
+    """Read a YAML config (or use ``data``), apply ``--set`` overrides, resolve paths, validate.
+
+    Relative data paths are relative to the YAML file's folder (``${REAL}`` is ../shared/data/real,
+    ``${REPO}`` the repository); ``output_dir`` is relative to the current folder. ``need_data=False``
+    accepts a config without tumour sources (an untrained model folder for timing, see
+    :func:`train_diffusion.export.export_untrained`).
+    """
+    name = str(path) if path is not None else "config"
+    if data is None:
+        if path is None:
+            raise ConfigError("no config given; pass a YAML file (see configs/diffusion/)")
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"{file}: config file not found")
+        try:
+            data = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        base_dir = file.resolve().parent
+    else:
+        base_dir = Path.cwd()
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{name}: the top level must be a mapping of keys, got {type(data).__name__}")
+    config = apply_overrides(_merge(DEFAULTS, data, "", name), overrides, path=name)
+    return validate_config(config, path=name, base_dir=base_dir, check_files=check_files, need_data=need_data)
+
+
+def dump_config(config: dict, path: str | Path) -> Path:
+    """Write the resolved config as YAML."""
+    path = Path(path)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path

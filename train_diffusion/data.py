@@ -1,0 +1,208 @@
+"""Training crops: real tumours (and healthy organ tissue) resampled to the model's spacing.
+
+Each scan is read once; around each selected tumour (measured maximum diameter in
+``[min_diameter_mm, max_diameter_mm)``) a crop slightly larger than the model's crop is resampled to
+``data.spacing_mm`` and kept in memory with its tumour mask. A batch is a random window of these
+crops (jitter) with random flips, drawn from ``(seed, stage, micro-step, process)`` only: a resumed
+run sees the same stream as an uninterrupted one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from tumorsyn.errors import ConfigError
+from tumorsyn.generators.diffusion.sampler import hu_to_unit
+from tumorsyn.io import load_labels, load_scan, organ_mask_from_labels
+from tumorsyn.io.labels import label_values, lesion_mask_from_labels
+from tumorsyn.measure import label_lesions, max_diameter_mm
+
+__all__ = ["CropBank", "load_crops", "resample_crop"]
+
+_STAGES = {"autoencoder": 1, "ldm": 2, "preview": 3}
+
+
+@dataclass
+class CropBank:
+    """Crops in [-1, 1] with their tumour masks, each ``crop_size + 2 * jitter`` voxels.
+
+    Attributes
+    ----------
+    tumor_images, tumor_masks : list of ndarray, shape (X, Y, Z)
+        Crops centred on selected tumours (masks: that tumour, dilated by ``mask_dilate_mm``).
+    healthy_images : list of ndarray
+        Crops centred on organ voxels (tumour-free scans, and tumour scans away from no lesion in particular).
+    tumors : list of dict
+        Per tumour: case, organ, measured diameters (mm) — written to the training summary.
+    """
+
+    crop_size: tuple
+    jitter_vox: tuple
+    tumor_images: list = field(default_factory=list)
+    tumor_masks: list = field(default_factory=list)
+    healthy_images: list = field(default_factory=list)
+    tumors: list = field(default_factory=list)
+    cases: list = field(default_factory=list)
+
+    def batch(self, kind: str, size: int, *, seed: int, stage: str, index: int, rank: int = 0, flip: bool = True,
+              healthy_fraction: float = 0.0):
+        """Batch ``index`` of a stage: ``(images, masks)`` as float32 arrays (B, 1, X, Y, Z).
+
+        ``kind`` ``"tumor"`` draws tumour crops only; ``"mixed"`` draws healthy crops with
+        probability ``healthy_fraction`` (their masks are empty).
+        """
+        rng = np.random.default_rng([int(seed), _STAGES[stage], int(index), int(rank)])
+        images, masks = [], []
+        for _ in range(int(size)):
+            healthy = kind == "mixed" and self.healthy_images and rng.random() < healthy_fraction
+            if healthy:
+                image = self.healthy_images[int(rng.integers(len(self.healthy_images)))]
+                mask = None
+            else:
+                k = int(rng.integers(len(self.tumor_images)))
+                image, mask = self.tumor_images[k], self.tumor_masks[k]
+            start = [int(rng.integers(0, 2 * j + 1)) for j in self.jitter_vox]
+            window = tuple(slice(s, s + n) for s, n in zip(start, self.crop_size))
+            img = image[window]
+            msk = np.zeros(self.crop_size, np.float32) if mask is None else mask[window].astype(np.float32)
+            if flip:
+                for axis in range(3):
+                    if rng.random() < 0.5:
+                        img, msk = np.flip(img, axis), np.flip(msk, axis)
+            images.append(np.ascontiguousarray(img, dtype=np.float32))
+            masks.append(np.ascontiguousarray(msk, dtype=np.float32))
+        return np.stack(images)[:, None], np.stack(masks)[:, None]
+
+
+def resample_crop(volume: np.ndarray, center_vox, spacing_mm, *, size, out_spacing_mm, order: int = 1,
+                  cval: float | None = None) -> np.ndarray:
+    """A crop of ``size`` voxels at ``out_spacing_mm`` centred on ``center_vox`` (trilinear or nearest).
+
+    Voxel ``j`` lies ``(j - (n - 1) / 2) * out_spacing_mm`` mm from the centre; beyond the scan the
+    edge value is repeated (or ``cval`` when given).
+    """
+    axes = [(np.arange(n) - 0.5 * (n - 1)) * so / si + c
+            for n, so, si, c in zip(size, out_spacing_mm, spacing_mm, center_vox)]
+    coords = np.stack(np.meshgrid(*axes, indexing="ij"))
+    mode = "nearest" if cval is None else "constant"
+    return ndimage.map_coordinates(volume, coords, order=order, mode=mode, cval=0.0 if cval is None else cval)
+
+
+def _cases(source: dict):
+    """(case_id, ct, organ, tumor-mask-or-None, organ, preset) for one source entry."""
+    from tumorsyn.io.datasets import case_id_from_path, discover_cases
+
+    organ = source["organ"]
+    if source.get("dataset"):
+        preset = source.get("label_preset") or "decathlon"
+        for case in discover_cases(source["dataset"]):
+            yield case.case_id, case.ct, case.labels, None, organ, preset, source
+    else:
+        name = case_id_from_path(source["ct"])
+        if name in ("ct", "image", "img", "scan"):  # 3D-IRCADb style: the folder names the case
+            name = Path(source["ct"]).parent.name
+        yield (name, source["ct"], source["labels"], source.get("tumor") or [], organ,
+               source.get("label_preset") or "binary", source)
+
+
+def _read_case(ct_path, labels_path, tumor_paths, organ, preset, source, margin_mm: float):
+    """Canonical HU, organ mask, tumour mask and spacing of one case (checked for a shared grid)."""
+    from tumorsyn.io.scan import check_same_grid
+
+    scan = load_scan(ct_path)
+    labels_scan = load_labels(labels_path)
+    check_same_grid(scan, labels_scan)
+    labels = label_values(labels_scan)
+    organ_mask = organ_mask_from_labels(labels, organ, preset=preset, organ_labels=source.get("organ_labels"),
+                                        path=labels_path)
+    if tumor_paths is None:
+        tumor = lesion_mask_from_labels(labels, preset=preset, lesion_labels=source.get("tumor_labels"))
+    else:
+        tumor = np.zeros(labels.shape, bool)
+        for path in tumor_paths:
+            t_scan = load_labels(path)
+            check_same_grid(scan, t_scan)
+            tumor |= label_values(t_scan) > 0
+    hu = scan.values()
+    # Only the organ's box (plus a margin) is kept: a full-resolution scan is 30+ MB per array.
+    found = np.argwhere(organ_mask | tumor)
+    if len(found) == 0:
+        raise ConfigError(f"no {organ} voxels in the labels (preset {preset}); set organ_labels for this source",
+                          path=labels_path)
+    spacing = np.asarray(scan.spacing_mm)
+    margin = np.ceil(float(margin_mm) / spacing).astype(int)
+    lo = np.maximum(found.min(0) - margin, 0)
+    hi = np.minimum(found.max(0) + margin + 1, hu.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    return hu[box], organ_mask[box], tumor[box], scan.spacing_mm
+
+
+def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True) -> CropBank:
+    """Read every source of the config into a :class:`CropBank`.
+
+    Raises
+    ------
+    ConfigError
+        When no tumour passes the size selection.
+    TumorsynError
+        A bad scan, naming the file.
+    """
+    d = config["data"]
+    size = tuple(int(n) for n in d["crop_size"])
+    spacing = tuple(float(s) for s in d["spacing_mm"])
+    jitter = tuple(int(round(float(d["jitter_mm"]) / s)) for s in spacing)
+    big = tuple(n + 2 * j for n, j in zip(size, jitter))
+    window = d["hu_window"]
+    dilate_mm = float(d["mask_dilate_mm"])
+    lo_mm, hi_mm = float(d["min_diameter_mm"]), d["max_diameter_mm"]
+    bank = CropBank(crop_size=size, jitter_vox=jitter)
+    rng = np.random.default_rng([int(config["seed"]), 99])
+    for role in ("tumor_sources", "healthy_sources"):
+        for source in d[role]:
+            for case_id, ct_path, labels_path, tumor_paths, organ, preset, src in _cases(source):
+                hu, organ_mask, tumor, scan_spacing = _read_case(ct_path, labels_path,
+                                                                 tumor_paths if role == "tumor_sources" else [],
+                                                                 organ, preset, src, d["crop_margin_mm"])
+                bank.cases.append({"case": case_id, "ct": str(ct_path), "role": role, "organ": organ})
+                if role == "tumor_sources":
+                    _add_tumors(bank, hu, tumor, scan_spacing, case_id, organ, size=big, spacing=spacing,
+                                window=window, dilate_mm=dilate_mm, lo_mm=lo_mm, hi_mm=hi_mm)
+                organ_idx = np.argwhere(organ_mask & ~tumor)
+                for _ in range(int(d["healthy_crops_per_case"]) if len(organ_idx) else 0):
+                    center = organ_idx[int(rng.integers(len(organ_idx)))]
+                    crop = resample_crop(hu, center, scan_spacing, size=big, out_spacing_mm=spacing)
+                    bank.healthy_images.append(hu_to_unit(crop, window))
+                log(f"{case_id}: {sum(t['case'] == case_id for t in bank.tumors)} tumour crop(s)")
+    if need_tumors and not bank.tumor_images:
+        size_text = f"{lo_mm:g}-{hi_mm:g} mm" if hi_mm is not None else f">= {lo_mm:g} mm"
+        raise ConfigError(f"no tumour of {size_text} (measured maximum diameter) in data.tumor_sources; "
+                          "widen data.min_diameter_mm / data.max_diameter_mm or add scans")
+    return bank
+
+
+def _add_tumors(bank: CropBank, hu, tumor, scan_spacing, case_id, organ, *, size, spacing, window, dilate_mm,
+                lo_mm, hi_mm) -> None:
+    components, count = label_lesions(tumor)
+    boxes = ndimage.find_objects(components)
+    for k in range(1, count + 1):
+        box = boxes[k - 1]
+        one = components[box] == k
+        diameter = max_diameter_mm(one, scan_spacing)
+        if diameter < lo_mm or (hi_mm is not None and diameter >= float(hi_mm)):
+            continue
+        center = [c + s.start for c, s in zip(ndimage.center_of_mass(one), box)]
+        image = resample_crop(hu, center, scan_spacing, size=size, out_spacing_mm=spacing)
+        mask = resample_crop((components == k).astype(np.float32), center, scan_spacing, size=size,
+                             out_spacing_mm=spacing, order=1, cval=0.0) >= 0.5
+        if dilate_mm > 0:
+            radius = [max(1, int(round(dilate_mm / s))) for s in spacing]
+            mask = ndimage.binary_dilation(mask, structure=np.ones([2 * r + 1 for r in radius], bool))
+        if not mask.any():
+            continue  # thinner than one model voxel
+        bank.tumor_images.append(hu_to_unit(image, window))
+        bank.tumor_masks.append(mask)
+        bank.tumors.append({"case": case_id, "organ": organ, "max_diameter_mm": round(float(diameter), 2),
+                            "voxels_at_model_spacing": int(mask.sum())})

@@ -1,0 +1,91 @@
+"""The model folder: ``config.json`` + ``autoencoder.safetensors`` + ``unet.safetensors`` + ``scheduler_config.json``.
+
+Written under a temporary name and renamed, so a reader never sees half a model.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+from tumorsyn.generators.diffusion.model_folder import FORMAT, FORMAT_VERSION, SCHEDULER_FILE, WEIGHT_FILES
+
+from train_diffusion.models import autoencoder_spec, unet_spec
+
+__all__ = ["model_config", "export_model", "export_untrained", "pooled_organs"]
+
+
+def pooled_organs(config: dict) -> list[str]:
+    """Organs the model serves: the config's organ, or every source's organ for a pooled model."""
+    if config["organ"] != "pooled":
+        return [config["organ"]]
+    return sorted({s["organ"] for s in config["data"]["tumor_sources"]})
+
+
+def model_config(config: dict, *, scale_factor: float, summary: dict | None = None) -> dict:
+    """``config.json`` of a model folder (also used in memory for previews during training)."""
+    d, l = config["data"], config["ldm"]
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "organs": pooled_organs(config),
+        "autoencoder": {**autoencoder_spec(config), "scale_factor": float(scale_factor), "weights": WEIGHT_FILES["autoencoder"]},
+        "unet": {**unet_spec(config), "weights": WEIGHT_FILES["unet"]},
+        "sampling": {"sampler": l["sampler"], "steps": int(l["sampling_steps"]), "prediction_type": l["prediction_type"],
+                     "known_region": "repaint-latent"},
+        "data": {"spacing_mm": [float(s) for s in d["spacing_mm"]], "crop_size": [int(n) for n in d["crop_size"]],
+                 "hu_window": [float(v) for v in d["hu_window"]], "blank_value": float(d["blank_value"]),
+                 "min_diameter_mm": float(d["min_diameter_mm"]),
+                 "max_diameter_mm": None if d["max_diameter_mm"] is None else float(d["max_diameter_mm"]),
+                 "mask_dilate_mm": float(d["mask_dilate_mm"])},
+        "training": summary or {},
+    }
+
+
+def _state(module) -> dict:
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def export_model(folder: str | Path, config: dict, *, autoencoder, unet, noise_scheduler, scale_factor: float,
+                 summary: dict) -> Path:
+    """Write the model folder ``folder`` (replacing an older one only once the new one is complete)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        save_file(_state(autoencoder), str(tmp / WEIGHT_FILES["autoencoder"]))
+        save_file(_state(unet), str(tmp / WEIGHT_FILES["unet"]))
+        noise_scheduler.save_config(str(tmp))  # diffusers' own format, with _class_name
+        if not (tmp / SCHEDULER_FILE).is_file():
+            raise RuntimeError(f"diffusers wrote no {SCHEDULER_FILE}")
+        # config.json last: a folder with it is complete.
+        (tmp / "config.json").write_text(json.dumps(model_config(config, scale_factor=scale_factor, summary=summary),
+                                                    indent=2))
+        old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
+        if folder.exists():
+            folder.replace(old)
+        tmp.replace(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def export_untrained(folder: str | Path, config: dict, *, seed: int = 0) -> Path:
+    """A model folder with the config's architecture and random weights (benchmarks, tests of the plumbing).
+
+    Its tumours are noise: use it to time sampling or to test loading, never to make data. The
+    training summary says ``"untrained": true``.
+    """
+    import torch
+
+    from train_diffusion.models import build_autoencoder, build_unet
+    from train_diffusion.train_ldm import noise_scheduler
+
+    torch.manual_seed(int(seed))
+    return export_model(folder, config, autoencoder=build_autoencoder(config), unet=build_unet(config),
+                        noise_scheduler=noise_scheduler(config), scale_factor=1.0,
+                        summary={"untrained": True, "seed": int(seed)})

@@ -1,0 +1,119 @@
+"""Run-folder bookkeeping shared by both stages: checkpoints, CSV rows, loss curves, previews."""
+from __future__ import annotations
+
+import csv
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["StageState", "Checkpoints", "read_rows", "write_rows", "plot_curves", "save_preview"]
+
+
+@dataclass
+class StageState:
+    """Progress saved with every checkpoint (accelerate saves models, optimizers and RNG beside it)."""
+
+    step: int = 0
+    scale_factor: float = 1.0
+    extra: dict = field(default_factory=dict)
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+class Checkpoints:
+    """``step_<N>/`` folders written under a temporary name, then renamed; ``LAST`` names the newest."""
+
+    def __init__(self, folder: Path, keep: int = 2) -> None:
+        self.folder, self.keep = Path(folder), int(keep)
+
+    def last(self) -> Path | None:
+        pointer = self.folder / "LAST"
+        if not pointer.is_file():
+            return None
+        path = self.folder / pointer.read_text().strip()
+        return path if path.is_dir() else None
+
+    def save(self, accelerator, step: int) -> Path:
+        final, tmp = self.folder / f"step_{step:07d}", self.folder / f".step_{step:07d}.tmp"
+        if accelerator.is_main_process:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.replace(final)
+            pointer = self.folder / ".LAST.tmp"
+            pointer.write_text(final.name)
+            pointer.replace(self.folder / "LAST")
+            for old in sorted(p for p in self.folder.glob("step_*") if p.is_dir())[:-self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        return final
+
+
+def read_rows(path: Path, max_step: int) -> list[dict]:
+    """Rows of a CSV log up to ``max_step`` (a resumed run drops rows of steps it redoes)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as fh:
+        return [row for row in csv.DictReader(fh) if int(row["step"]) <= max_step]
+
+
+def write_rows(path: Path, fields: list[str], rows: list[dict]) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def plot_curves(path: Path, rows: list[dict], keys: list[str], title: str) -> Path | None:
+    """Loss curves (PNG) of the given CSV columns against the optimizer step; None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for key in keys:
+        pts = [(int(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "", "None", "nan")]
+        if pts:
+            ax.plot(*zip(*pts), lw=0.9, label=key)
+    ax.set(xlabel="optimizer step", ylabel="loss", title=title)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    ax.set_yscale("log")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def save_preview(path: Path, panels: list[np.ndarray], *, mask: np.ndarray | None = None, scale: int = 4) -> Path:
+    """Side-by-side mid-slices (axial, through the mask's centre when given) of crops in [-1, 1], as PNG."""
+    from PIL import Image
+
+    z = int(np.argwhere(mask)[:, 2].mean()) if mask is not None and mask.any() else panels[0].shape[2] // 2
+    tiles = [np.clip((np.asarray(p)[:, :, z].T[::-1] + 1.0) * 127.5, 0, 255).astype(np.uint8) for p in panels]
+    gap = np.full((tiles[0].shape[0], 2), 255, np.uint8)
+    row = np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1)
+    image = Image.fromarray(row).resize((row.shape[1] * scale, row.shape[0] * scale), Image.NEAREST)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    image.save(tmp)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,90 @@
+"""Both stages in order, then the model folder: what ``tumorsyn train-diffusion`` runs.
+
+Run folder (``output_dir``)::
+
+    config.yaml, versions.json      the resolved config and library versions
+    autoencoder/                    stage 1: checkpoints/, autoencoder.safetensors, network.json
+    ldm/                            stage 2: checkpoints/
+    steps_autoencoder.csv, steps_ldm.csv, curves_autoencoder.png, curves_ldm.png
+    previews/                       PNG mid-slices during training
+    model/                          the model folder (what `tumorsyn generate --model` loads)
+
+Killed and started again with the same config, a run continues from its last checkpoint with the
+same weights, optimizer, RNG and data stream; on CPU the result equals an uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from tumorsyn.errors import ConfigError
+
+from train_diffusion.config import dump_config
+from train_diffusion.data import load_crops
+from train_diffusion.export import export_model
+from train_diffusion.runtime import versions
+from train_diffusion.train_autoencoder import done_path, train_autoencoder
+from train_diffusion.train_ldm import train_ldm
+
+__all__ = ["train"]
+
+
+def train(config: dict, *, resume: bool = True, quiet: bool = False, stop_at: tuple[str, int] | None = None) -> Path | None:
+    """Train as the (validated) config says; return the model folder (None when stopped early).
+
+    Parameters
+    ----------
+    config : dict
+        From :func:`train_diffusion.config.load_config`.
+    resume : bool
+        Continue from the last checkpoints (default); ``False`` refuses a run folder that has some.
+    quiet : bool
+        No progress bars and no log lines.
+    stop_at : (stage, step), optional
+        Stop (as if killed) after this optimizer step of ``"autoencoder"`` or ``"ldm"``; a later
+        call resumes.
+    """
+    run_dir = Path(config["output_dir"])
+    stage = config["train"]["stage"]
+    if not resume and any((run_dir / s / "checkpoints" / "LAST").is_file() for s in ("autoencoder", "ldm")):
+        raise ConfigError(f"{run_dir}: run folder already holds checkpoints; resume it or choose another output_dir")
+    from accelerate import PartialState
+
+    # Under accelerate launch / torchrun only rank 0 logs and writes (cpu=True: several CPU processes use gloo).
+    main_process = PartialState(cpu=bool(config["train"]["cpu"])).is_main_process
+    log = (lambda *m: None) if quiet or not main_process else (lambda *m: print(*m, file=sys.stderr, flush=True))
+    started = time.perf_counter()
+    bank = load_crops(config, log=log)
+    log(f"data: {len(bank.tumor_images)} tumour crop(s), {len(bank.healthy_images)} healthy crop(s)")
+    if main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(config, run_dir / "config.yaml")
+        (run_dir / "versions.json").write_text(json.dumps(versions(), indent=2))
+
+    ae_path = done_path(run_dir)
+    if stage in ("all", "autoencoder"):
+        stop = stop_at[1] if stop_at and stop_at[0] == "autoencoder" else None
+        if train_autoencoder(config, bank, resume=resume, quiet=quiet, stop_at_step=stop) is None:
+            return None
+        if stage == "autoencoder":
+            return None
+    stop = stop_at[1] if stop_at and stop_at[0] == "ldm" else None
+    result = train_ldm(config, bank, ae_path, resume=resume, quiet=quiet, stop_at_step=stop)
+    if result is None:
+        return None
+    summary = {
+        "autoencoder_steps": int(config["autoencoder"]["steps"]), "ldm_steps": int(result.steps),
+        "ema": config["ldm"]["ema_decay"] is not None, "seed": int(config["seed"]),
+        "tumour_crops": len(bank.tumor_images), "healthy_crops": len(bank.healthy_images),
+        "tumours": bank.tumors, "cases": bank.cases, "organ": config["organ"],
+        "seconds_this_call": round(time.perf_counter() - started, 1), "versions": versions(),
+    }
+    folder = run_dir / "model"
+    if main_process:
+        export_model(folder, config, autoencoder=result.autoencoder, unet=result.unet,
+                     noise_scheduler=result.noise_scheduler, scale_factor=result.scale_factor, summary=summary)
+        log(f"model folder: {folder}")
+    PartialState().wait_for_everyone()
+    return folder

@@ -1,0 +1,212 @@
+"""``DiffusionGenerator`` (``method="diffusion"``): a trained latent diffusion model inpaints the tumour.
+
+After the idea of DiffTumor, rebuilt from its description (see ``docs/diffusion.md``):
+
+1. the mask comes from the core's shape code (:func:`tumorsyn.shapes.lobulated_distance_mm`,
+   sizes in mm, the same family as the rules generator);
+2. a crop around the tumour is resampled to the model's spacing (locally, never the whole scan);
+3. the model samples the masked region in latent space, keeping the known region (RePaint);
+4. the decoded crop is resampled back to the scan's own grid and blended in with a soft edge::
+
+       w(x)   = sigmoid(-d(x) / tau)     d = signed distance to the shape (mm), tau = edge_mm / 4
+       out(x) = in(x) + w(x) * (gen(x) - in(x))
+
+   voxels with ``w < 1/256`` are untouched (byte-identical on disk).
+
+The label is what is visible: voxels where the 1.5 mm-smoothed change reaches ``visible_hu``
+(holes filled). ``render`` (used to place and size a tumour before sampling) returns the shape
+mask, which is what the model is asked to fill.
+"""
+from __future__ import annotations
+
+
+import numpy as np
+from scipy import ndimage
+from scipy.special import expit
+
+from tumorsyn.errors import ConfigError
+from tumorsyn.generators.base import Generator, Rendering
+from tumorsyn.generators.diffusion.model_folder import SAMPLERS, load_model, model_checksum, read_model_config
+from tumorsyn.generators.rules import RulesGenerator
+from tumorsyn.shapes import box_offsets_mm, fill_holes, lobulated_distance_mm
+from tumorsyn.spec import TumorSpec
+from tumorsyn.texture import lattice_noise, seeded_streams
+
+__all__ = ["DiffusionGenerator"]
+
+_MIN_WEIGHT = 1.0 / 256
+_SMOOTH_MM = 1.5          # the visibility test compares smoothed HU: the scan's noise grain is not a tumour
+_MIN_VISIBLE_HU = 10.0
+_LATTICE_NODES = 12
+_SHAPE_KEYS = ("radii_mm", "rotation", "lobes", "deform_amplitude", "satellites", "edge_mm")
+_MAX_STEPS = 1000
+
+
+class DiffusionGenerator(Generator):
+    """Latent diffusion inpainting with a model folder (``model=DIR``); GPU when present, CPU works."""
+
+    name = "diffusion"
+
+    # --- random side ----------------------------------------------------------------------------
+    def sample_params(self, rng, *, size_mm, preset, organ_mean_hu, organ_std_hu, spacing_mm, options) -> dict:
+        """Shape (mm) from the core's shape family, plus the model, its checksum and the step count.
+
+        Options: ``model`` (folder, required), ``steps`` (sampling steps), ``sampler``
+        (ddim, dpm_solver, unipc; euler for rectified flow), ``visible_hu``.
+        """
+        folder, config = read_model_config(options.get("model"))
+        checksum = model_checksum(folder)
+        shape = RulesGenerator().sample_params(rng, size_mm=size_mm, preset=preset, organ_mean_hu=organ_mean_hu,
+                                               organ_std_hu=organ_std_hu, spacing_mm=spacing_mm, options={})
+        params = {key: shape[key] for key in _SHAPE_KEYS}
+        params["satellites"] = []  # one lesion per mask: the model was trained on single tumours
+        steps = options.get("steps")
+        params.update({
+            "model": str(folder),
+            "model_sha256": checksum,
+            "steps": int(steps) if steps is not None else int(config["sampling"]["steps"]),
+            "sampler": options.get("sampler") or config["sampling"]["sampler"],
+            "visible_hu": float(options.get("visible_hu") or max(_MIN_VISIBLE_HU, 0.75 * float(organ_std_hu))),
+        })
+        return params
+
+    # --- deterministic side ---------------------------------------------------------------------
+    def validate(self, spec: TumorSpec) -> None:
+        p = spec.params
+        missing = [k for k in (*_SHAPE_KEYS, "model", "model_sha256", "steps", "sampler", "visible_hu") if k not in p]
+        if missing:
+            raise ConfigError(f"diffusion spec lacks parameter(s) {', '.join(missing)}")
+        if not (isinstance(p["steps"], int) and 1 <= p["steps"] <= _MAX_STEPS):
+            raise ConfigError(f"diffusion steps must be an integer in 1..{_MAX_STEPS}, got {p['steps']!r}")
+        if p["sampler"] not in SAMPLERS:
+            raise ConfigError(f"diffusion sampler must be one of {', '.join(SAMPLERS)}, got {p['sampler']!r}")
+        if len(p["radii_mm"]) != 3 or min(p["radii_mm"]) <= 0:
+            raise ConfigError(f"diffusion spec radii_mm must be three positive numbers, got {p['radii_mm']}")
+        _, config = read_model_config(p["model"])
+        if spec.organ not in config["organs"]:
+            raise ConfigError(f"model {p['model']} was trained on {', '.join(config['organs'])}, not the {spec.organ}; "
+                              "use a model of this organ (or a pooled one)")
+        crop_mm = min(n * s for n, s in zip(config["data"]["crop_size"], config["data"]["spacing_mm"]))
+        if spec.size_mm > 0.75 * crop_mm:
+            raise ConfigError(f"a {spec.size_mm:.0f} mm tumour does not fit the model's crop ({crop_mm:.0f} mm across) "
+                              "with context around it; ask for a smaller --size-mm or use a model trained on larger crops")
+
+    @staticmethod
+    def _reach_mm(spec: TumorSpec) -> float:
+        p = spec.params
+        reach = max(p["radii_mm"]) * (1.0 + sum(lobe[3] for lobe in p.get("lobes", ())) + 4.0 * p.get("deform_amplitude", 0.0))
+        return reach + 1.5 * p["edge_mm"]
+
+    def extent_mm(self, spec: TumorSpec) -> float:
+        """Half-width of the box: the shape's reach, and the model crop (its context) around it."""
+        _, config = read_model_config(spec.params["model"])
+        half_crop = max(0.5 * (n - 1) * s for n, s in zip(config["data"]["crop_size"], config["data"]["spacing_mm"]))
+        return max(self._reach_mm(spec) + 1.0, half_crop + max(spec.spacing_mm))
+
+    def rescale(self, spec: TumorSpec, factor: float) -> TumorSpec:
+        p = dict(spec.params)
+        p["radii_mm"] = [r * factor for r in p["radii_mm"]]
+        return spec.with_params(params=p)
+
+    def _distance(self, spec: TumorSpec, box_shape, origin, spacing_mm=None, center=None) -> np.ndarray:
+        """Signed distance (mm) to the tumour's shape on a grid (default: the scan's box)."""
+        p = spec.params
+        shape_rng, = seeded_streams(spec.seed, 1)
+        offsets = box_offsets_mm(box_shape, origin, spec.center_vox if center is None else center,
+                                 spec.spacing_mm if spacing_mm is None else spacing_mm)
+        return lobulated_distance_mm(offsets, radii_mm=p["radii_mm"], rotation=p["rotation"], lobes=p.get("lobes", ()),
+                                     deform_lattice=lattice_noise(shape_rng, nodes=_LATTICE_NODES),
+                                     deform_amplitude=p.get("deform_amplitude", 0.0), satellites=p.get("satellites", ()))
+
+    def _weight(self, spec: TumorSpec, distance: np.ndarray, organ_box: np.ndarray) -> np.ndarray:
+        w = expit(-distance / np.float32(spec.params["edge_mm"] / 4.0)).astype(np.float32)
+        w[w < _MIN_WEIGHT] = 0.0
+        return w if spec.exophytic else w * organ_box
+
+    def render(self, spec: TumorSpec, organ_box: np.ndarray, origin) -> Rendering:
+        """The shape mask the model is asked to fill (the sampled label is known only after ``apply``)."""
+        distance = self._distance(spec, organ_box.shape, origin)
+        presence = distance <= 0
+        return Rendering(label=presence if spec.exophytic else presence & organ_box, presence=presence)
+
+    # --- crops at the model's grid ---------------------------------------------------------------
+    def crop_for(self, ct_box: np.ndarray, spec: TumorSpec, origin, model) -> tuple[np.ndarray, np.ndarray]:
+        """The model-grid crop around the tumour: ``(image in [-1, 1], mask)``, each (X, Y, Z) at the model's spacing.
+
+        Voxel ``j`` of the crop lies ``(j - (n - 1) / 2) * model_spacing`` mm from the tumour
+        centre; it reads the scan's box trilinearly (edge values beyond the box).
+        """
+        from tumorsyn.generators.diffusion.sampler import hu_to_unit
+
+        size, step = model.crop_size, model.spacing_mm
+        axes = [(np.arange(n, dtype=np.float64) - 0.5 * (n - 1)) * s / ss + c - o
+                for n, s, ss, c, o in zip(size, step, spec.spacing_mm, spec.center_vox, origin)]
+        coords = np.stack(np.meshgrid(*axes, indexing="ij"))
+        hu = ndimage.map_coordinates(ct_box.astype(np.float32), coords, order=1, mode="nearest")
+        # The crop grid has its own origin: index (n - 1) / 2 is the tumour centre.
+        mask = self._distance(spec, size, (0, 0, 0), spacing_mm=step, center=tuple(0.5 * (n - 1) for n in size)) <= 0
+        border = mask.copy()
+        border[1:-1, 1:-1, 1:-1] = False
+        if border.any():
+            raise ConfigError(f"the {spec.size_mm:.0f} mm tumour's shape reaches the border of the model's "
+                              f"{' x '.join(f'{n * s:.0f}' for n, s in zip(size, step))} mm crop; ask for a smaller "
+                              "--size-mm or use a model trained on larger crops")
+        return hu_to_unit(hu, model.hu_window), mask
+
+    def back_to_box(self, generated: np.ndarray, box_shape, spec: TumorSpec, origin, model) -> np.ndarray:
+        """A model-grid crop (HU) read back on the scan's box grid (trilinear)."""
+        size, step = model.crop_size, model.spacing_mm
+        axes = [((np.arange(n, dtype=np.float64) + o - c) * ss) / s + 0.5 * (m - 1)
+                for n, o, c, ss, s, m in zip(box_shape, origin, spec.center_vox, spec.spacing_mm, step, size)]
+        coords = np.stack(np.meshgrid(*axes, indexing="ij"))
+        return ndimage.map_coordinates(generated, coords, order=1, mode="nearest").astype(np.float32)
+
+    def compose(self, ct_box: np.ndarray, organ_box: np.ndarray, spec: TumorSpec, origin, generated_hu: np.ndarray,
+                model):
+        """Blend a generated crop (HU, model grid) into the box: ``(ct_box_out, label_box, changed_box)``."""
+        w = self._weight(spec, self._distance(spec, ct_box.shape, origin), organ_box)
+        changed = w > 0
+        out = ct_box.astype(np.float32, copy=True)
+        if not changed.any():
+            return out, np.zeros(ct_box.shape, bool), changed
+        gen = self.back_to_box(generated_hu, ct_box.shape, spec, origin, model)
+        out[changed] += w[changed] * (gen[changed] - out[changed])
+        sigma = [_SMOOTH_MM / s for s in spec.spacing_mm]
+        diff = ndimage.gaussian_filter(out - ct_box.astype(np.float32), sigma=sigma, mode="constant", truncate=3.0)
+        visible = (np.abs(diff) >= float(spec.params["visible_hu"])) & changed
+        label = fill_holes(visible) if visible.any() else visible
+        return out, label, changed
+
+    def _model(self, spec: TumorSpec):
+        return load_model(spec.params["model"], device=self.device, checksum=spec.params["model_sha256"])
+
+    def apply(self, ct_box: np.ndarray, organ_box: np.ndarray, spec: TumorSpec, origin):
+        return self.apply_batch([(ct_box, organ_box, spec, origin)])[0]
+
+    def apply_batch(self, jobs):
+        """Sample many tumours in one batch (GPU-friendly); each job is ``(ct_box, organ_box, spec, origin)``.
+
+        Every spec must name the same model and step count. Each tumour's noise comes from its own
+        seed, so a tumour does not depend on the batch it was sampled in (up to float rounding).
+
+        Returns
+        -------
+        list of (ct_box_out, label_box, changed_box)
+        """
+        from tumorsyn.generators.diffusion.sampler import inpaint, unit_to_hu
+
+        if not jobs:
+            return []
+        first = jobs[0][2]
+        for _, _, spec, _ in jobs:
+            self.validate(spec)
+            same = (spec.params["model_sha256"], spec.params["steps"], spec.params["sampler"])
+            if same != (first.params["model_sha256"], first.params["steps"], first.params["sampler"]):
+                raise ConfigError("apply_batch needs one model, step count and sampler for every tumour of a batch")
+        model = self._model(first)
+        crops = [self.crop_for(ct_box, spec, origin, model) for ct_box, _, spec, origin in jobs]
+        generated = inpaint(model, np.stack([c[0] for c in crops]), np.stack([c[1] for c in crops]),
+                            steps=first.params["steps"], seeds=[spec.seed for _, _, spec, _ in jobs],
+                            sampler=first.params["sampler"])
+        return [self.compose(ct_box, organ_box, spec, origin, unit_to_hu(gen, model.hu_window), model)
+                for (ct_box, organ_box, spec, origin), gen in zip(jobs, generated)]

@@ -1,0 +1,237 @@
+"""The model folder of a trained diffusion generator: what it holds, how it is checked and loaded.
+
+A model folder (written by ``tumorsyn train-diffusion``) holds::
+
+    config.json               format marker, networks' constructor arguments, latent scale,
+                              sampler, data settings (spacing, crop, HU window), training summary
+    autoencoder.safetensors   stage 1 weights (MONAI AutoencoderKL or VQVAE)
+    unet.safetensors          stage 2 weights (MONAI DiffusionModelUNet, EMA weights when trained with EMA)
+    scheduler_config.json     the training noise schedule (diffusers format)
+
+This module is the small interface through which ``tumorsyn`` uses a model: it never imports the
+training package and never touches the network. Loaded models are cached per process, keyed by
+folder, checksum and device, so a training pipeline that draws tumours every epoch loads once.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tumorsyn.errors import ModelError
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "DiffusionModel", "build_network", "load_model", "model_checksum",
+           "read_model_config", "resolve_device", "SAMPLERS", "PREDICTION_TYPES"]
+
+FORMAT = "tumorsyn-diffusion"
+FORMAT_VERSION = 1
+WEIGHT_FILES = {"autoencoder": "autoencoder.safetensors", "unet": "unet.safetensors"}
+SCHEDULER_FILE = "scheduler_config.json"
+# Network classes a model folder may name, with the MONAI class that builds each.
+NETWORKS = {"AutoencoderKL": "monai.networks.nets:AutoencoderKL",
+            "VQVAE": "monai.networks.nets:VQVAE",
+            "DiffusionModelUNet": "monai.networks.nets:DiffusionModelUNet"}
+SAMPLERS = ("ddim", "dpm_solver", "unipc", "euler")  # euler: rectified flow
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample", "flow")
+
+_CACHE: dict[tuple, "DiffusionModel"] = {}
+_SUMS: dict[tuple, str] = {}
+_LOCK = threading.Lock()
+
+
+@dataclass
+class DiffusionModel:
+    """A loaded model: networks in eval mode on ``device``, plus the folder's config.
+
+    Attributes
+    ----------
+    path : Path
+        The model folder (resolved).
+    checksum : str
+        SHA-256 of the folder's files (config and weights); recorded in every spec that uses it.
+    config : dict
+        ``config.json``.
+    scheduler_config : dict
+        ``scheduler_config.json`` (diffusers format).
+    autoencoder, unet : torch.nn.Module
+    device : torch.device
+    """
+
+    path: Path
+    checksum: str
+    config: dict
+    scheduler_config: dict
+    autoencoder: Any = field(repr=False)
+    unet: Any = field(repr=False)
+    device: Any = None
+
+    @property
+    def spacing_mm(self) -> tuple[float, float, float]:
+        """Voxel size (mm) of the model's crops."""
+        return tuple(float(s) for s in self.config["data"]["spacing_mm"])
+
+    @property
+    def crop_size(self) -> tuple[int, int, int]:
+        """Crop shape (voxels) at :attr:`spacing_mm`."""
+        return tuple(int(n) for n in self.config["data"]["crop_size"])
+
+    @property
+    def hu_window(self) -> tuple[float, float]:
+        """HU mapped linearly to [-1, 1] (clipped)."""
+        lo, hi = self.config["data"]["hu_window"]
+        return float(lo), float(hi)
+
+
+def _need(cond: bool, folder: Path, message: str) -> None:
+    if not cond:
+        raise ModelError(f"{message}; give a folder written by `tumorsyn train-diffusion` (its model/ folder)",
+                         path=folder)
+
+
+def read_model_config(path: str | Path) -> tuple[Path, dict]:
+    """Check that ``path`` is a tumorsyn diffusion model folder; return ``(folder, config)``.
+
+    Raises
+    ------
+    ModelError
+        Naming the folder and what is wrong (missing, not a folder, no/invalid config.json,
+        another format, missing weights).
+    """
+    if path is None or str(path) == "":
+        raise ModelError("method 'diffusion' needs a trained model: pass model=MODEL_DIR "
+                         "(tumorsyn generate --model MODEL_DIR); train one with `tumorsyn train-diffusion`")
+    folder = Path(path).expanduser().resolve()
+    if not folder.exists():
+        raise ModelError("model folder not found", path=folder)
+    _need(folder.is_dir(), folder, "is a file, not a model folder")
+    config_file = folder / "config.json"
+    _need(config_file.is_file(), folder, "no config.json: not a tumorsyn diffusion model")
+    try:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"config.json is not valid JSON ({exc})", path=folder) from None
+    _need(isinstance(config, dict) and config.get("format") == FORMAT, folder,
+          f"config.json is not a {FORMAT} model (format {config.get('format') if isinstance(config, dict) else None!r})")
+    _need(int(config.get("format_version", -1)) == FORMAT_VERSION, folder,
+          f"model format version {config.get('format_version')!r} is not readable by this tumorsyn "
+          f"(reads {FORMAT_VERSION})")
+    for key in ("autoencoder", "unet", "data", "sampling", "organs"):
+        _need(key in config, folder, f"config.json lacks {key!r}")
+    for part, name in WEIGHT_FILES.items():
+        _need((folder / name).is_file(), folder, f"missing {name}")
+        _need(config[part].get("class") in NETWORKS, folder,
+              f"{part} class {config[part].get('class')!r} is not one of {', '.join(NETWORKS)}")
+    _need((folder / SCHEDULER_FILE).is_file(), folder, f"missing {SCHEDULER_FILE}")
+    sampling = config["sampling"]
+    _need(sampling.get("sampler") in SAMPLERS, folder, f"sampler {sampling.get('sampler')!r} is not one of {', '.join(SAMPLERS)}")
+    _need(sampling.get("prediction_type") in PREDICTION_TYPES, folder,
+          f"prediction_type {sampling.get('prediction_type')!r} is not one of {', '.join(PREDICTION_TYPES)}")
+    data = config["data"]
+    _need(len(data.get("spacing_mm", ())) == 3 and len(data.get("crop_size", ())) == 3
+          and len(data.get("hu_window", ())) == 2, folder, "data needs spacing_mm (3), crop_size (3) and hu_window (2)")
+    return folder, config
+
+
+def model_checksum(path: str | Path) -> str:
+    """SHA-256 of the model folder's files, cached while their sizes and times are unchanged."""
+    from tumorsyn.io.checksums import sha256_file
+
+    folder, _ = read_model_config(path)
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    key = (str(folder), tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    with _LOCK:
+        if key not in _SUMS:
+            _SUMS[key] = sha256_file(folder)
+        return _SUMS[key]
+
+
+def build_network(spec: dict):
+    """Build a MONAI network from ``{"class": name, "kwargs": {...}}`` (constructor arguments only)."""
+    import importlib
+
+    cls_name = spec.get("class")
+    if cls_name not in NETWORKS:
+        raise ModelError(f"network class {cls_name!r} is not one of {', '.join(NETWORKS)}")
+    module, _, attr = NETWORKS[cls_name].partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    try:
+        return cls(**dict(spec.get("kwargs", {})))
+    except (TypeError, ValueError, AssertionError) as exc:
+        raise ModelError(f"cannot build {cls_name} from its config ({exc})") from None
+
+
+def resolve_device(device: str | None):
+    """``auto`` -> CUDA when available, else CPU; anything else as torch understands it."""
+    import torch
+
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ModelError(f"unknown device {device!r} ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} asked for, but no CUDA GPU is available; use --device cpu")
+    return dev
+
+
+def load_model(path: str | Path, *, device: str | None = "auto", checksum: str | None = None) -> DiffusionModel:
+    """Load (or reuse) the model in ``path`` on ``device``; never touches the network.
+
+    Parameters
+    ----------
+    path : str or Path
+        Model folder.
+    device : str
+        ``auto``, ``cpu``, ``cuda``, ``cuda:1`` ...
+    checksum : str, optional
+        Expected SHA-256 (from a spec being replayed): a different folder content is an error.
+
+    Raises
+    ------
+    ModelError
+        Bad folder, checksum mismatch, or weights that do not fit the networks.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder, config = read_model_config(path)
+    actual = model_checksum(folder)
+    if checksum is not None and checksum != actual:
+        raise ModelError(f"model checksum {actual[:12]}... differs from the one recorded in the spec "
+                         f"({checksum[:12]}...): the folder changed since the spec was drawn; use the original model",
+                         path=folder)
+    dev = resolve_device(device)
+    key = (str(folder), actual, str(dev))
+    with _LOCK:
+        cached = _CACHE.get(key)
+        if cached is not None:
+            return cached
+        nets = {}
+        for part, name in WEIGHT_FILES.items():
+            net = build_network(config[part])
+            try:
+                state = load_file(str(folder / name))
+            except (SafetensorError, OSError, ValueError) as exc:
+                raise ModelError(f"{name} is not a readable safetensors file ({exc})", path=folder) from None
+            try:
+                net.load_state_dict(state, strict=True)
+            except RuntimeError as exc:
+                first = str(exc).splitlines()[0] if str(exc) else "mismatch"
+                raise ModelError(f"{name} does not fit the {config[part]['class']} in config.json ({first})",
+                                 path=folder) from None
+            nets[part] = net.to(dev).eval().requires_grad_(False)
+        scheduler_config = json.loads((folder / SCHEDULER_FILE).read_text())
+        model = DiffusionModel(path=folder, checksum=actual, config=config, scheduler_config=scheduler_config,
+                               autoencoder=nets["autoencoder"], unet=nets["unet"], device=dev)
+        _CACHE[key] = model
+        return model
+
+
+def clear_cache() -> None:
+    """Forget every loaded model (tests, or to free GPU memory)."""
+    with _LOCK:
+        _CACHE.clear()
+        _SUMS.clear()
