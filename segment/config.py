@@ -73,7 +73,9 @@ DEFAULTS: dict[str, Any] = {
         "max_grad_norm": 1.0,
         "checkpoint_every": 50,            # optimizer steps between resumable checkpoints (and each epoch end)
         "select_on": "sensitivity",        # best model: validation tumour sensitivity, dice, or last
+        "batch_dice": True,                # Dice of the loss pooled over the batch (nnU-Net) or per patch
         "cpu": False,                      # force CPU even when a GPU is there
+        "threads": None,                   # torch CPU threads of the training process (null: torch's default)
         "progress": True,
     },
     "predict": {
@@ -248,6 +250,10 @@ def validate_config(config: dict, *, path: str = "config", check_files: bool = T
         _need(isinstance(t[key], (int, float)) and t[key] >= 0, path, f"train.{key} must be a number >= 0, got {t[key]!r}")
     _need(t["mixed_precision"] in MIXED_PRECISION, path,
           f"train.mixed_precision {t['mixed_precision']!r} unknown; choose one of {', '.join(MIXED_PRECISION)}")
+    _need(t["threads"] is None or (isinstance(t["threads"], int) and not isinstance(t["threads"], bool)
+                                   and t["threads"] >= 1), path,
+          f"train.threads must be a positive integer or null, got {t['threads']!r}")
+    _need(isinstance(t["batch_dice"], bool), path, f"train.batch_dice must be true or false, got {t['batch_dice']!r}")
     _need(t["select_on"] in SELECT_ON, path, f"train.select_on {t['select_on']!r} unknown; choose one of {', '.join(SELECT_ON)}")
 
     p = c["predict"]

@@ -6,6 +6,12 @@ margin (full-resolution scans are large), resampled to ``data.spacing_mm`` and g
 synthetic tumours (:class:`tumorsyn.transforms.RandTumorSynthesisd`, on HU, for the sources named in
 ``synthesis.apply_to``), patch sampling around background/organ/tumour, HU windowing, flips.
 
+Cost: synthesis must not slow training, so nothing per item scales with the scan when it need
+not. The scans are padded to the patch size once; each scan's per-class voxel indices (patch
+centres) are computed once and only corrected where a synthetic tumour was written; the synthesis
+transform keeps each scan's placement facts per worker (``cache_key``); only the tumour's box is
+synthesised. Workers prefetch, so this work overlaps the training step.
+
 Reproducibility and resuming: sample ``k`` of a run is a pure function of ``(seed, k)`` — which case
 it comes from and every random draw of its transforms — whatever the number of workers or
 processes. A run resumed at optimizer step ``s`` restarts the stream at sample ``s × samples per step``.
@@ -32,6 +38,9 @@ __all__ = ["CaseFiles", "source_cases", "load_case_arrays", "resample_array", "b
            "TrainSamples", "make_train_loader", "load_sources", "scale_hu"]
 
 BACKGROUND, ORGAN, TUMOR = 0, 1, 2
+SCAN_KEY = "scan_key"              # "<source>:<case id>": names a loaded scan (synthesis cache key)
+BASE_INDICES_KEY = "class_indices_base"  # the scan's own per-class voxel indices (before synthesis)
+INDICES_KEY = "class_indices"      # per-class voxel indices of this item (after synthesis)
 
 
 @dataclass(frozen=True)
@@ -209,6 +218,56 @@ class _SynthesisForSources(Randomizable):
         return d
 
 
+def class_indices(label: np.ndarray, num_classes: int = 3) -> list[np.ndarray]:
+    """Flat voxel indices of each class 0 .. num_classes-1 in ``label`` (what patch centres are drawn from)."""
+    flat = np.asarray(label).reshape(-1)
+    return [np.flatnonzero(flat == c) for c in range(num_classes)]
+
+
+def _synthesised(item: dict) -> bool:
+    from tumorsyn.transforms import SPECS_KEY
+
+    specs = item.get(SPECS_KEY)
+    return bool(specs) and specs != "[]"
+
+
+def _without(indices: np.ndarray, drop: np.ndarray) -> np.ndarray:
+    """Sorted ``indices`` minus the (sorted) values in ``drop``; a binary search, no pass over every voxel."""
+    if indices.size == 0 or drop.size == 0:
+        return indices
+    pos = np.minimum(np.searchsorted(indices, drop), indices.size - 1)
+    hit = pos[indices[pos] == drop]
+    return np.delete(indices, hit) if hit.size else indices
+
+
+class _ClassIndicesd:
+    """Per-class voxel indices for ``RandCropByLabelClassesd``: the scan's cached ones, corrected after synthesis.
+
+    Counting them from scratch scans the whole volume for every item, and so does filtering every
+    cached index by the new label. A synthetic tumour only turns voxels of other classes into tumour,
+    so the new tumour indices are read afresh and just those voxels are removed from the other
+    classes' (sorted) index lists. Without cached indices in the item they are counted from the label.
+    """
+
+    def __init__(self, num_classes: int = 3) -> None:
+        self.num_classes = int(num_classes)
+
+    def __call__(self, data):
+        d = dict(data)
+        label = d["label"]
+        flat = (label.as_tensor() if hasattr(label, "as_tensor") else torch.as_tensor(label)).numpy().reshape(-1)
+        base = d.pop(BASE_INDICES_KEY, None)
+        if base is None:
+            d[INDICES_KEY] = class_indices(flat, self.num_classes)
+        elif _synthesised(d):
+            tumour = np.flatnonzero(flat == TUMOR)
+            gained = tumour[~np.isin(tumour, base[TUMOR], assume_unique=True)] if base[TUMOR].size else tumour
+            d[INDICES_KEY] = [tumour if c == TUMOR else _without(idx, gained) for c, idx in enumerate(base)]
+        else:
+            d[INDICES_KEY] = list(base)
+        return d
+
+
 class _ScaleHUd:
     """HU window -> [0, 1] on the image key (the same function inference uses)."""
 
@@ -223,7 +282,7 @@ class _ScaleHUd:
 
 def build_train_transform(config: dict, *, synthesis: bool | None = None):
     """The random part of the pipeline (runs in DataLoader workers): synthesis, patches, scaling, flips."""
-    from monai.transforms import Compose, RandCropByLabelClassesd, RandFlipd, SpatialPadd
+    from monai.transforms import Compose, DeleteItemsd, RandCropByLabelClassesd, RandFlipd, SpatialPadd
 
     from tumorsyn.transforms import RandTumorSynthesisd
 
@@ -235,13 +294,17 @@ def build_train_transform(config: dict, *, synthesis: bool | None = None):
     if use_synthesis:
         synth = RandTumorSynthesisd(keys=("image", "label"), organ=config["organ"], label_preset="decathlon",
                                     tumor_label=TUMOR, method=s["method"], size_mm=_size_bins(s["size_mm"]),
-                                    prob=float(s["prob"]), count=int(s["count"]), specs_as_json=True, **s["options"])
+                                    prob=float(s["prob"]), count=int(s["count"]), specs_as_json=True,
+                                    cache_key=SCAN_KEY, **s["options"])
         transforms.append(_SynthesisForSources(synth, s["apply_to"]))
     transforms += [
+        # A no-op for TrainSamples' items (padded once at load); kept for scans given another way.
         SpatialPadd(keys=("image", "label"), spatial_size=d["roi_size"], mode="constant", value=0),
+        _ClassIndicesd(num_classes=3),
         RandCropByLabelClassesd(keys=("image", "label"), label_key="label", spatial_size=d["roi_size"],
                                 ratios=[float(r) for r in d["crop_ratios"]], num_classes=3,
-                                num_samples=d["samples_per_scan"], warn=False),
+                                num_samples=d["samples_per_scan"], indices_key=INDICES_KEY, warn=False),
+        DeleteItemsd(keys=INDICES_KEY),
         _ScaleHUd(d["hu_window"]),
     ]
     if d["flip_prob"] > 0:
@@ -254,12 +317,19 @@ class TrainSamples(torch.utils.data.Dataset):
 
     Items carry ``tumor_specs`` (JSON text of the applied specs), ``tumor_skip_reason``, ``case_id``,
     ``source`` and ``worker`` (the DataLoader worker id that made them, -1 in the main process).
+
+    The deterministic per-scan work is done here, once: scans are padded to ``roi_size`` (voxels;
+    as the pipeline's own ``SpatialPadd`` would for every item) and each scan's per-class voxel
+    indices are kept for the patch sampler.
     """
 
-    def __init__(self, items: Sequence[dict], transform, *, seed: int, weights: dict | None = None) -> None:
+    def __init__(self, items: Sequence[dict], transform, *, seed: int, weights: dict | None = None,
+                 roi_size: Sequence[int] | None = None) -> None:
         if not items:
             raise ConfigError("empty dataset: no training cases")
-        self.items = list(items)
+        self.items = [_padded(item, roi_size) for item in items]
+        self.indices = [class_indices(item["label"].as_tensor().numpy() if hasattr(item["label"], "as_tensor")
+                                      else np.asarray(item["label"])) for item in self.items]
         self.transform = transform
         self.seed = int(seed)
         weights = weights or {}
@@ -279,6 +349,8 @@ class TrainSamples(torch.utils.data.Dataset):
         index = int(rng.choice(len(self.items), p=self.p))
         self.transform.set_random_state(seed=int(rng.integers(0, 2**31 - 1)))
         item = {key: self.items[index][key] for key in ("image", "label", "case_id", "source")}
+        item[SCAN_KEY] = f"{item['source']}:{item['case_id']}"
+        item[BASE_INDICES_KEY] = self.indices[index]
         info = torch.utils.data.get_worker_info()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -288,13 +360,28 @@ class TrainSamples(torch.utils.data.Dataset):
             o["worker"] = -1 if info is None else int(info.id)
             o["sample"] = int(k)
             o.pop("spacing_mm", None)
+            o.pop(SCAN_KEY, None)
         return out
+
+
+def _padded(item: dict, roi_size: Sequence[int] | None) -> dict:
+    """``item`` with image and label padded (constant 0) to at least ``roi_size``, as ``SpatialPadd`` does."""
+    if roi_size is None or all(n >= r for n, r in zip(item["image"].shape[1:], roi_size)):
+        return item
+    from monai.transforms import SpatialPadd
+
+    pad = SpatialPadd(keys=("image", "label"), spatial_size=list(roi_size), mode="constant", value=0)
+    out = dict(item)
+    out.update(pad({"image": item["image"], "label": item["label"]}))
+    return out
 
 
 def make_train_loader(dataset: TrainSamples, *, start: int, stop: int, batch_size: int, workers: int):
     """A DataLoader over samples ``start .. stop-1`` of ``dataset`` (in order), batched with MONAI's collation."""
     from monai.data import list_data_collate
 
+    # One loader serves the whole run (workers and their caches live until the last step); each
+    # worker keeps two batches ready, so synthesis overlaps the training step.
     kwargs = {"persistent_workers": False, "prefetch_factor": 2} if workers > 0 else {}
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=range(start, stop), num_workers=workers,
                                        collate_fn=list_data_collate, drop_last=False, **kwargs)

@@ -220,7 +220,24 @@ def train(config: dict, *, resume: bool = True, quiet: bool = False, stop_at_ste
         No progress bar and no log lines.
     stop_at_step : int, optional
         Stop (as if killed) after this optimizer step and its checkpoint; a later call resumes.
+
+    Notes
+    -----
+    ``train.threads`` sets torch's CPU threads for the run (restored afterwards). On a small shared
+    CPU, fewer threads than cores leave room for the DataLoader workers and other processes: torch's
+    threads wait for each other at every operation, so one descheduled thread stalls them all.
     """
+    threads = config["train"]["threads"]
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        return _train(config, resume=resume, quiet=quiet, stop_at_step=stop_at_step)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train(config: dict, *, resume: bool, quiet: bool, stop_at_step: int | None) -> Path:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from monai.losses import DiceCELoss
@@ -244,8 +261,10 @@ def train(config: dict, *, resume: bool = True, quiet: bool = False, stop_at_ste
         (lambda *a: print(*a, file=sys.stderr, flush=True))
     set_seed(int(config["seed"]))
 
-    items = load_sources(config, ("real", "healthy"))
-    val_items = load_sources(config, ("validation",))
+    total_steps = int(t["epochs"]) * int(t["steps_per_epoch"])
+    # An untrained arm (0 steps) needs no training data: only the network is built and saved.
+    items = load_sources(config, ("real", "healthy")) if total_steps > 0 else []
+    val_items = load_sources(config, ("validation",)) if total_steps > 0 else []
     if t["select_on"] != "last" and not val_items:
         log(f"no validation cases: the model of the last step is kept (train.select_on={t['select_on']} needs data.validation)")
 
@@ -260,7 +279,6 @@ def train(config: dict, *, resume: bool = True, quiet: bool = False, stop_at_ste
         if accelerator.is_main_process:
             (run_dir / "init_report.json").write_text(json.dumps(report, indent=2))
 
-    total_steps = int(t["epochs"]) * int(t["steps_per_epoch"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(int(t["warmup_steps"]), max(1, total_steps)))
     state = TrainState()
@@ -274,14 +292,17 @@ def train(config: dict, *, resume: bool = True, quiet: bool = False, stop_at_ste
         accelerator.load_state(str(last))
         log(f"resumed from {last} (step {state.step}, epoch {state.epoch})")
 
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    # Batch Dice (nnU-Net's choice): Dice pooled over the batch's patches, so a patch without tumour
+    # does not push tumour predictions to zero as hard as a per-patch Dice would.
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=bool(t["batch_dice"]))
     step_rows = _read_rows(run_dir / "steps.csv", state.step)
     epoch_rows = _read_rows(run_dir / "metrics.csv", state.step)
     world = accelerator.num_processes
     per_step = int(d["batch_size"]) * int(t["grad_accum"]) * world
     if total_steps > state.step:
         dataset = TrainSamples(items, build_train_transform(config), seed=int(config["seed"]),
-                               weights={"real": d["real"]["weight"], "healthy": d["healthy"]["weight"]})
+                               weights={"real": d["real"]["weight"], "healthy": d["healthy"]["weight"]},
+                               roi_size=d["roi_size"])
         loader = make_train_loader(dataset, start=state.step * per_step, stop=total_steps * per_step,
                                    batch_size=int(d["batch_size"]), workers=int(d["workers"]))
         if world > 1:
@@ -298,6 +319,11 @@ def train(config: dict, *, resume: bool = True, quiet: bool = False, stop_at_ste
     return run_dir
 
 
+def _plain(value) -> torch.Tensor:
+    """A batch tensor without MONAI metadata."""
+    return value.as_tensor() if hasattr(value, "as_tensor") else torch.as_tensor(value)
+
+
 def _loop(accelerator, model, optimizer, scheduler, loader, loss_fn, state, config, run_dir, checkpoints, val_items,
           step_rows, epoch_rows, total_steps, log, quiet, stop_at_step) -> None:
     from tumorsyn.cli.common import progress
@@ -311,8 +337,9 @@ def _loop(accelerator, model, optimizer, scheduler, loader, loss_fn, state, conf
     epoch_losses = [float(r["loss"]) for r in step_rows if int(r["epoch"]) == state.epoch]
     for batch in loader:
         with accelerator.accumulate(model):
-            images = torch.as_tensor(batch["image"]).to(device, non_blocking=True).float()
-            labels = torch.as_tensor(batch["label"]).to(device, non_blocking=True).float()
+            # Plain tensors: a MetaTensor would carry its metadata through every layer (slower, no use here).
+            images = _plain(batch["image"]).to(device, non_blocking=True).float()
+            labels = _plain(batch["label"]).to(device, non_blocking=True).float()
             with accelerator.autocast():
                 logits = model(images)
             loss = loss_fn(logits.float(), labels)

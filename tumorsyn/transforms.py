@@ -22,8 +22,10 @@ torch and MONAI.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Hashable, Iterable, Mapping, Sequence
 
@@ -40,7 +42,7 @@ from tumorsyn.generators import get_generator
 from tumorsyn.io.labels import LABEL_PRESETS, ORGANS, organ_label_values, lesion_mask_from_labels, organ_mask_from_labels
 from tumorsyn.placement import PlacementContext
 from tumorsyn.spec import TumorSpec
-from tumorsyn.synthesis import check_range_mm, sample_specs, synthesize_local
+from tumorsyn.synthesis import check_range_mm, render_label, sample_spec, synthesize_local
 
 __all__ = ["RandTumorSynthesisd", "TumorSynthesisd", "collate_tumor_specs", "SPECS_KEY", "REASON_KEY"]
 
@@ -143,6 +145,13 @@ def _with_meta(tensor, updates: dict):
     return out
 
 
+def _fingerprint(values: np.ndarray, samples_per_axis: int = 16) -> str:
+    """A cheap digest of a volume: a regular grid of about ``samples_per_axis``**3 voxels (not every voxel)."""
+    steps = tuple(max(1, n // samples_per_axis) for n in values.shape)
+    sample = np.ascontiguousarray(values[tuple(slice(None, None, k) for k in steps)])
+    return hashlib.blake2b(sample.tobytes(), digest_size=16).hexdigest() + str(values.dtype)
+
+
 def _cast_into(values_f32: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """HU float32 values in ``dtype``: integer images are rounded and clipped to the type's range."""
     if np.issubdtype(dtype, np.integer):
@@ -160,6 +169,7 @@ class _Inputs:
     spacing_mm: tuple
     organ_mask: np.ndarray | None = None
     reason: str = ""           # why this item cannot take a tumour
+    ct_hu: np.ndarray | None = None  # the image as float32 HU, checked (set once placement needs it)
 
 
 class _TumorSynthesisBase(MapTransform):
@@ -256,25 +266,25 @@ class _TumorSynthesisBase(MapTransform):
         """Apply ``specs`` (in order) to image and label of ``data``; record specs and reason."""
         image_key, label_key = self.image_key, self.label_key
         if specs:
-            ct = self._check_hu(inputs.image, type(self).__name__)
-            work = np.array(ct, dtype=np.float32, copy=True)
-            changed = np.zeros(work.shape, dtype=bool)
-            tumor = np.zeros(work.shape, dtype=bool)
-            for spec in specs:
-                result = synthesize_local(work, inputs.organ_mask, inputs.spacing_mm, spec)
-                work[result.slices] = result.ct_box
-                changed[result.slices] |= result.changed_box
-                tumor[result.slices] |= result.label_box.astype(bool)
-            # Only voxels a tumour touched are rewritten: the rest keep their exact input values.
-            image_out = np.array(inputs.image, copy=True)
-            image_out[changed] = _cast_into(work[changed], image_out.dtype)
+            ct = inputs.ct_hu if inputs.ct_hu is not None else self._check_hu(inputs.image, type(self).__name__)
             label_value = self._label_value(inputs.labels)
             original_labels = _spatial(data[label_key], label_key, type(self).__name__)
             if np.issubdtype(original_labels.dtype, np.integer) and label_value > np.iinfo(original_labels.dtype).max:
                 raise ConfigError(f"{type(self).__name__}: tumour label {label_value} does not fit the label map's "
                                   f"{original_labels.dtype}; give tumor_label= or cast the labels (CastToTyped)")
+            # Work on float32 HU; a float32 image is its own work copy. Each tumour touches its box
+            # only, so beyond the two output copies nothing here scales with the scan.
+            image_out = np.array(inputs.image, copy=True)
+            work = image_out if image_out.dtype == np.float32 else np.array(ct, dtype=np.float32, copy=True)
             labels_out = np.array(original_labels, copy=True)
-            labels_out[tumor] = label_value
+            for spec in specs:
+                result = synthesize_local(work, inputs.organ_mask, inputs.spacing_mm, spec)
+                changed = result.changed_box
+                # Only voxels a tumour touched are rewritten: the rest keep their exact input values.
+                work[result.slices][changed] = result.ct_box[changed]
+                if work is not image_out:
+                    image_out[result.slices][changed] = _cast_into(result.ct_box[changed], image_out.dtype)
+                labels_out[result.slices][result.label_box.astype(bool)] = label_value
             data[image_key] = _like(image_out, data[image_key])
             data[label_key] = _like(labels_out, data[label_key])
         records: list | str = [spec.to_dict() for spec in specs]
@@ -337,6 +347,15 @@ class RandTumorSynthesisd(RandomizableTransform, _TumorSynthesisBase):
     **options
         Passed to :func:`tumorsyn.sample_spec` and the generator, e.g. ``appearance="rim"``,
         ``allow_smaller=True``, ``max_tries=50``.
+    cache_key : str, optional
+        Item key whose value names the scan (e.g. ``"case_id"``), for pipelines that draw many items
+        from the same scans held in memory (a dataset of loaded scans, ``CacheDataset``). The per-scan
+        work (organ mask, HU check, organ statistics, depth and vessel maps of
+        :class:`~tumorsyn.placement.PlacementContext`) is then done once per scan and process and
+        reused, with the same result. The value must name the unsynthesised scan: an entry whose
+        grid, spacing or sampled voxels differ is rebuilt.
+    cache_size : int
+        Scans remembered per process (least recently used dropped first) when ``cache_key`` is given.
 
     Notes
     -----
@@ -377,8 +396,11 @@ class RandTumorSynthesisd(RandomizableTransform, _TumorSynthesisBase):
                  organ_labels: Iterable[int] | None = None, label_preset: str | None = "totalsegmentator",
                  tumor_label: int | None = None, method: str = "rules", size_mm=(5.0, 20.0), prob: float = 0.5,
                  count: int = 1, spacing_mm: Sequence[float] | None = None, allow_missing_keys: bool = False,
-                 specs_as_json: bool = False, **options) -> None:
+                 specs_as_json: bool = False, cache_key: Hashable | None = None, cache_size: int = 8,
+                 **options) -> None:
         name = type(self).__name__
+        if isinstance(cache_size, bool) or int(cache_size) != cache_size or int(cache_size) < 1:
+            raise ConfigError(f"{name}: cache_size must be a positive integer, got {cache_size!r}")
         if not (isinstance(prob, (int, float)) and 0.0 <= float(prob) <= 1.0):
             raise ConfigError(f"{name}: prob must be a probability in [0, 1], got {prob!r}")
         if isinstance(count, bool) or int(count) != count or int(count) < 1:
@@ -395,6 +417,52 @@ class RandTumorSynthesisd(RandomizableTransform, _TumorSynthesisBase):
         self._specs: list[TumorSpec] = []
         self._reason = ""
         self._inputs: _Inputs | None = None
+        self.cache_key = cache_key
+        self.cache_size = int(cache_size)
+        self._cache: OrderedDict = OrderedDict()  # per process: each DataLoader worker fills its own copy
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_cache"] = OrderedDict()  # a pickled copy (a new worker) starts empty, not with big arrays
+        return state
+
+    def _prepared(self, data: Mapping) -> tuple[_Inputs, PlacementContext | None]:
+        """The item's inputs and a placement context of its scan (``None`` with ``inputs.reason`` set).
+
+        With ``cache_key`` the per-scan part comes from the cache: the returned context is a copy
+        with its own ``avoid`` mask, so tumours placed for one item never constrain the next.
+        """
+        key = data.get(self.cache_key) if self.cache_key is not None else None
+        if key is None:
+            inputs = self._read(data)
+            return inputs, None if inputs.reason else self._context(inputs)
+        image = _spatial(data[self.image_key], self.image_key, type(self).__name__)
+        labels = _spatial(data[self.label_key], self.label_key, type(self).__name__)
+        spacing = self._spacing(data)
+        stamp = (image.shape, labels.shape, spacing, _fingerprint(image), _fingerprint(labels))
+        entry = self._cache.get(key)
+        if entry is None or entry[0] != stamp:
+            inputs = self._read(data)
+            context = None if inputs.reason else self._context(inputs)
+            entry = (stamp, inputs.organ_mask, inputs.ct_hu, inputs.reason, context)
+            self._cache[key] = entry
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        self._cache.move_to_end(key)
+        _, organ_mask, ct_hu, reason, context = entry
+        inputs = _Inputs(image=image, labels=labels, spacing_mm=spacing, organ_mask=organ_mask, reason=reason,
+                         ct_hu=ct_hu)
+        return inputs, None if context is None else context.with_avoid()
+
+    def _context(self, inputs: _Inputs) -> PlacementContext | None:
+        """The scan's placement context; ``None`` (reason set) when its organ is empty."""
+        inputs.ct_hu = self._check_hu(inputs.image, type(self).__name__)
+        try:
+            return PlacementContext(inputs.organ_mask, inputs.spacing_mm, self.organ, ct_hu=inputs.ct_hu,
+                                    avoid=self._avoid(inputs.labels))
+        except EmptyOrganError as exc:
+            inputs.reason = f"empty organ: {exc}"
+            return None
 
     def randomize(self, data: Mapping) -> None:
         """Draw whether to apply, then the spec(s) for this item, from ``self.R`` only.
@@ -409,29 +477,26 @@ class RandTumorSynthesisd(RandomizableTransform, _TumorSynthesisBase):
             return
         seed = int(self.R.randint(0, 2**32, dtype=np.uint32))
         rng = np.random.default_rng(seed)
-        inputs = self._inputs = self._read(data)
-        if inputs.reason:
+        inputs, context = self._prepared(data)
+        self._inputs = inputs
+        if inputs.reason or context is None:
             self._reason = inputs.reason
             return
-        name = type(self).__name__
-        try:
-            context = PlacementContext(inputs.organ_mask, inputs.spacing_mm, self.organ,
-                                       ct_hu=self._check_hu(inputs.image, name), avoid=self._avoid(inputs.labels))
-        except EmptyOrganError as exc:
-            self._reason = f"empty organ: {exc}"
-            return
         specs: list[TumorSpec] = []
-        for _ in range(self.count):
-            # A bin per tumour, then sample_specs draws the size in it; one range needs no bin draw.
+        for i in range(self.count):
+            # A bin per tumour, then sample_spec draws the size in it; one range needs no bin draw.
             k = 0 if len(self.size_ranges_mm) == 1 else int(rng.choice(len(self.size_ranges_mm), p=self.size_weights))
             try:
-                specs += sample_specs(inputs.organ_mask, inputs.spacing_mm, count=1, organ=self.organ, rng=rng,
-                                      method=self.method, size_mm=self.size_ranges_mm[k], context=context,
-                                      **self.options)
+                spec = sample_spec(inputs.organ_mask, inputs.spacing_mm, organ=self.organ, rng=rng, method=self.method,
+                                   size_mm=self.size_ranges_mm[k], context=context, **self.options)
             except OrganTooSmallError as exc:
                 self._reason = f"organ too small: {exc}" if not specs else \
                     f"placed {len(specs)} of {self.count} tumours; organ too small: {exc}"
                 break
+            specs.append(spec)
+            if i + 1 < self.count:  # later tumours keep clear of this one (the last needs no rendering)
+                slices, rendering = render_label(spec, inputs.organ_mask, ct_hu=context.ct_hu)
+                context.add_avoid(slices, rendering.label)
         self._specs = specs
 
     def __call__(self, data: Mapping) -> dict:

@@ -32,6 +32,8 @@ def test_defaults_and_overrides(tmp_path):
     ({"train": {"mixed_precision": "fp8"}}, ["train.mixed_precision", "bf16"]),
     ({"trian": {}}, ["unknown key 'trian'"]),
     ({"synthesis": {"method": "nope"}}, ["synthesis.method", "rules"]),
+    ({"train": {"batch_dice": "yes"}}, ["train.batch_dice", "true or false"]),
+    ({"train": {"threads": 0}}, ["train.threads", "positive integer"]),
 ])
 def test_bad_config_names_file_and_key(tmp_path, change, words):
     data = tiny_config(tmp_path)

@@ -58,3 +58,61 @@ def test_grad_accumulation_and_bf16_run(tmp_path):
     run = train(load_config(None, data=data), quiet=True)
     rows = (run / "steps.csv").read_text().splitlines()
     assert len(rows) == 2  # one optimizer step from two micro-batches
+
+
+def test_sigkill_then_resume_gives_identical_state(tmp_path):
+    """A `tumorsyn segment train` process killed with SIGKILL after a checkpoint, started again, ends
+    with the weights, optimizer state and step log of a run that was never interrupted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from tests.conftest import REPO
+
+    data = tiny_config(tmp_path / "killed", epochs=4, steps=10)
+    path = tmp_path / "killed.yaml"
+    path.write_text(yaml.safe_dump(data))
+    run = tmp_path / "killed" / "run"
+    command = [sys.executable, "-m", "tumorsyn", "segment", "train", str(path), "--quiet"]
+    log = tmp_path / "killed.log"
+    with log.open("wb") as err:  # a file, not a pipe: a full pipe would stall the child
+        proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (run / "checkpoints" / "LAST").is_file():  # killed right after its first checkpoint
+            assert proc.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "no checkpoint written"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL  # killed mid-run, not finished
+    assert not (run / "model_last").exists()
+    resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    full = train(load_config(None, data=tiny_config(tmp_path / "full", epochs=4, steps=10)), quiet=True)
+    assert _same(_weights(full), _weights(run))
+    full_opt = torch.load(sorted((full / "checkpoints").glob("step_*"))[-1] / "optimizer.bin", weights_only=False)
+    cut_opt = torch.load(sorted((run / "checkpoints").glob("step_*"))[-1] / "optimizer.bin", weights_only=False)
+    assert all(torch.equal(full_opt["state"][k]["exp_avg"], cut_opt["state"][k]["exp_avg"]) for k in full_opt["state"])
+    full_rows = [r.split(",")[:4] for r in (full / "steps.csv").read_text().splitlines()]
+    cut_rows = [r.split(",")[:4] for r in (run / "steps.csv").read_text().splitlines()]
+    assert full_rows == cut_rows and len(full_rows) == 41
+
+
+def test_threads_setting_applies_to_the_run_only(tmp_path, monkeypatch):
+    import segment.train as train_module
+
+    seen = []
+    real_train = train_module._train
+    monkeypatch.setattr(train_module, "_train", lambda *a, **k: (seen.append(torch.get_num_threads()), real_train(*a, **k))[1])
+    before = torch.get_num_threads()
+    data = tiny_config(tmp_path, steps=1)
+    data["train"]["threads"] = 1
+    train(load_config(None, data=data), quiet=True)
+    assert seen == [1] and torch.get_num_threads() == before
