@@ -10,13 +10,14 @@ replaced by ``<repo>/../shared/data/real`` (the shared real scans) and ``${REPO}
 """
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
 
+from tumorsyn.configfile import apply_overrides as _apply_overrides
+from tumorsyn.configfile import merge_config
 from tumorsyn.errors import ConfigError
 from tumorsyn.io.labels import LABEL_PRESETS, ORGANS
 
@@ -94,50 +95,17 @@ DEFAULTS: dict[str, Any] = {
 _SOURCE_KEYS = ("real", "healthy", "validation")
 
 
+_FREE_FORM = ("network.kwargs", "synthesis.options", "experiment.arms")
+
+
 def _merge(base: dict, update: Mapping, where: str, path: str) -> dict:
     """``base`` updated recursively with ``update``; unknown keys are errors (free-form dicts excepted)."""
-    free_form = {"network.kwargs", "synthesis.options", "experiment.arms"}
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        dotted = f"{where}.{key}" if where else str(key)
-        if key not in out:
-            known = ", ".join(sorted(str(k) for k in out))
-            raise ConfigError(f"{path}: unknown key {dotted!r}; known keys here: {known}")
-        if isinstance(out[key], dict) and dotted not in free_form:
-            if value is None:
-                value = {}
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"{path}: {dotted} must be a mapping, got {value!r}")
-            out[key] = _merge(out[key], value, dotted, path)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+    return merge_config(base, update, path=path, free_form=_FREE_FORM, where=where)
 
 
 def apply_overrides(config: dict, overrides: Iterable[str], *, path: str = "--set") -> dict:
     """Apply ``key.sub=value`` strings (value parsed as YAML) to a copy of ``config``."""
-    out = copy.deepcopy(config)
-    for text in overrides or ():
-        if "=" not in text:
-            raise ConfigError(f"{path}: override {text!r} is not key=value (e.g. train.epochs=2)")
-        key, raw = text.split("=", 1)
-        key = key.strip()
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: value of {key} is not valid YAML ({str(exc).splitlines()[0]})") from None
-        parts = key.split(".")
-        node = out
-        for i, part in enumerate(parts[:-1]):
-            if not isinstance(node, dict) or part not in node:
-                raise ConfigError(f"{path}: unknown key {'.'.join(parts[:i + 1])!r} in override {text!r}")
-            node = node[part]
-        free = ".".join(parts[:-1]) in ("network.kwargs", "synthesis.options") or parts[0] == "experiment" and \
-            len(parts) > 2 and parts[1] == "arms"
-        if not isinstance(node, dict) or (parts[-1] not in node and not free):
-            raise ConfigError(f"{path}: unknown key {key!r} in override {text!r}")
-        node[parts[-1]] = value
-    return out
+    return _apply_overrides(config, overrides, path=path, free_form=_FREE_FORM, example="train.epochs=2")
 
 
 def _expand(value: str, base_dir: Path) -> str:

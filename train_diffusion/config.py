@@ -5,13 +5,14 @@ unknown key is an error naming it (a typo must not silently train the default).
 """
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import yaml
 
+from tumorsyn.configfile import apply_overrides as _apply_overrides
+from tumorsyn.configfile import merge_config
 from tumorsyn.errors import ConfigError
 
 __all__ = ["DEFAULTS", "load_config", "apply_overrides", "validate_config", "dump_config", "REPO_ROOT"]
@@ -97,42 +98,12 @@ _SOURCE_KEYS = {"dataset", "ct", "labels", "tumor", "organ", "label_preset", "or
 
 
 def _merge(base: dict, update: Mapping, where: str, path: str) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        dotted = f"{where}.{key}" if where else str(key)
-        if key not in out:
-            raise ConfigError(f"{path}: unknown key {dotted!r}; known keys here: {', '.join(sorted(map(str, out)))}")
-        if isinstance(out[key], dict) and dotted not in _FREE_FORM:
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"{path}: {dotted} must be a mapping, got {value!r}")
-            out[key] = _merge(out[key], value, dotted, path)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+    return merge_config(base, update, path=path, free_form=_FREE_FORM, where=where)
 
 
 def apply_overrides(config: dict, overrides: Iterable[str], *, path: str = "--set") -> dict:
     """Apply ``key.sub=value`` strings (values parsed as YAML) to a copy of ``config``."""
-    out = copy.deepcopy(config)
-    for text in overrides or ():
-        if "=" not in text:
-            raise ConfigError(f"{path}: override {text!r} is not key=value (e.g. autoencoder.steps=10)")
-        key, raw = text.split("=", 1)
-        key = key.strip()
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: value of {key} is not valid YAML ({str(exc).splitlines()[0]})") from None
-        parts = key.split(".")
-        node = out
-        for i, part in enumerate(parts[:-1]):
-            if not isinstance(node, dict) or part not in node:
-                raise ConfigError(f"{path}: unknown key {'.'.join(parts[:i + 1])!r} in override {text!r}")
-            node = node[part]
-        if not isinstance(node, dict) or parts[-1] not in node:
-            raise ConfigError(f"{path}: unknown key {key!r} in override {text!r}")
-        node[parts[-1]] = value
-    return out
+    return _apply_overrides(config, overrides, path=path, free_form=(), example="autoencoder.steps=10")
 
 
 def _expand(value, base_dir: Path) -> str:

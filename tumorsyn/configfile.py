@@ -1,0 +1,79 @@
+"""Nested YAML configs with known keys: merging a file over defaults, and ``--set key=value`` overrides.
+
+Shared by the training pipelines (``segment``, ``train_diffusion``): each keeps its own defaults
+and validation; this module only merges, rejecting unknown keys with the file and the key named.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Iterable, Mapping
+
+import yaml
+
+from tumorsyn.errors import ConfigError
+
+__all__ = ["merge_config", "apply_overrides"]
+
+
+def merge_config(base: dict, update: Mapping, *, path: str, free_form: Iterable[str] = (), where: str = "") -> dict:
+    """``base`` updated recursively with ``update``; unknown keys are errors.
+
+    Parameters
+    ----------
+    base : dict
+        Defaults (every known key).
+    update : mapping
+        Values from a file (or an override mapping).
+    path : str
+        Where ``update`` came from, for error messages.
+    free_form : iterable of str
+        Dotted keys whose mappings take any keys (e.g. ``network.kwargs``).
+    where : str
+        Dotted key of ``base`` within the whole config (recursion).
+    """
+    free = set(free_form)
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        dotted = f"{where}.{key}" if where else str(key)
+        if key not in out:
+            known = ", ".join(sorted(str(k) for k in out))
+            raise ConfigError(f"{path}: unknown key {dotted!r}; known keys here: {known}")
+        if isinstance(out[key], dict) and dotted not in free:
+            if value is None:
+                value = {}
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{path}: {dotted} must be a mapping, got {value!r}")
+            out[key] = merge_config(out[key], value, path=path, free_form=free, where=dotted)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_overrides(config: dict, overrides: Iterable[str] | None, *, path: str = "--set",
+                    free_form: Iterable[str] = (), example: str = "train.epochs=2") -> dict:
+    """Apply ``key.sub=value`` strings (values parsed as YAML) to a copy of ``config``.
+
+    A key must exist, unless it lies inside one of the ``free_form`` mappings.
+    """
+    free = set(free_form)
+    out = copy.deepcopy(config)
+    for text in overrides or ():
+        if "=" not in text:
+            raise ConfigError(f"{path}: override {text!r} is not key=value (e.g. {example})")
+        key, raw = text.split("=", 1)
+        key = key.strip()
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: value of {key} is not valid YAML ({str(exc).splitlines()[0]})") from None
+        parts = key.split(".")
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(f"{path}: unknown key {'.'.join(parts[:i + 1])!r} in override {text!r}")
+            node = node[part]
+        inside_free = any(".".join(parts[:n]) in free for n in range(1, len(parts)))
+        if not isinstance(node, dict) or (parts[-1] not in node and not inside_free):
+            raise ConfigError(f"{path}: unknown key {key!r} in override {text!r}")
+        node[parts[-1]] = value
+    return out
