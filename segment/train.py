@@ -19,11 +19,9 @@ is split between processes).
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 import platform
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -33,6 +31,7 @@ import numpy as np
 import torch
 
 from tumorsyn.errors import ConfigError
+from tumorsyn.runfolder import Checkpoints, read_rows, write_rows
 
 from segment.config import dump_config
 from segment.data import TUMOR, TrainSamples, build_train_transform, load_sources, make_train_loader, scale_hu
@@ -128,22 +127,6 @@ def _score(metrics: dict | None, select_on: str, step: int) -> list:
     return [sens, dice] if select_on == "sensitivity" else [dice, sens]
 
 
-def _read_rows(path: Path, max_step: int) -> list[dict]:
-    if not path.is_file():
-        return []
-    with path.open(newline="") as fh:
-        return [row for row in csv.DictReader(fh) if int(row["step"]) <= max_step]
-
-
-def _write_rows(path: Path, fields: list[str], rows: list[dict]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
-
-
 def _plot(run_dir: Path, step_rows: list[dict], epoch_rows: list[dict]) -> Path | None:
     try:
         import matplotlib
@@ -169,41 +152,6 @@ def _plot(run_dir: Path, step_rows: list[dict], epoch_rows: list[dict]) -> Path 
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-class _Checkpoints:
-    """``checkpoints/step_<N>`` folders written under a temporary name, then renamed; ``LAST`` names the newest."""
-
-    def __init__(self, folder: Path, keep: int = 2) -> None:
-        self.folder, self.keep = folder, keep
-
-    def last(self) -> Path | None:
-        pointer = self.folder / "LAST"
-        if not pointer.is_file():
-            return None
-        path = self.folder / pointer.read_text().strip()
-        return path if path.is_dir() else None
-
-    def save(self, accelerator, step: int) -> Path:
-        final = self.folder / f"step_{step:07d}"
-        tmp = self.folder / f".step_{step:07d}.tmp"
-        if accelerator.is_main_process:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp))
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            shutil.rmtree(final, ignore_errors=True)
-            tmp.replace(final)
-            pointer = self.folder / ".LAST.tmp"
-            pointer.write_text(final.name)
-            pointer.replace(self.folder / "LAST")
-            old = sorted(p for p in self.folder.glob("step_*") if p.is_dir())
-            for path in old[:-self.keep]:
-                shutil.rmtree(path, ignore_errors=True)
-        accelerator.wait_for_everyone()
-        return final
 
 
 def train(config: dict, *, resume: bool = True, quiet: bool = False, stop_at_step: int | None = None) -> Path:
@@ -244,7 +192,7 @@ def _train(config: dict, *, resume: bool, quiet: bool, stop_at_step: int | None)
 
     t, d = config["train"], config["data"]
     run_dir = Path(config["output_dir"])
-    checkpoints = _Checkpoints(run_dir / "checkpoints")
+    checkpoints = Checkpoints(run_dir / "checkpoints")
     if not resume and checkpoints.last() is not None:
         raise ConfigError(f"{run_dir}: run folder already holds checkpoints; resume it or choose another output_dir")
     if t["mixed_precision"] == "fp16" and not torch.cuda.is_available() and not t["cpu"]:
@@ -295,8 +243,8 @@ def _train(config: dict, *, resume: bool, quiet: bool, stop_at_step: int | None)
     # Batch Dice (nnU-Net's choice): Dice pooled over the batch's patches, so a patch without tumour
     # does not push tumour predictions to zero as hard as a per-patch Dice would.
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=bool(t["batch_dice"]))
-    step_rows = _read_rows(run_dir / "steps.csv", state.step)
-    epoch_rows = _read_rows(run_dir / "metrics.csv", state.step)
+    step_rows = read_rows(run_dir / "steps.csv", state.step)
+    epoch_rows = read_rows(run_dir / "metrics.csv", state.step)
     world = accelerator.num_processes
     per_step = int(d["batch_size"]) * int(t["grad_accum"]) * world
     if total_steps > state.step:
@@ -367,8 +315,8 @@ def _loop(accelerator, model, optimizer, scheduler, loader, loss_fn, state, conf
             epoch_losses = []
         if epoch_end or state.step % int(t["checkpoint_every"]) == 0 or state.step == total_steps:
             if accelerator.is_main_process:
-                _write_rows(run_dir / "steps.csv", STEP_FIELDS, step_rows)
-                _write_rows(run_dir / "metrics.csv", EPOCH_FIELDS, epoch_rows)
+                write_rows(run_dir / "steps.csv", STEP_FIELDS, step_rows)
+                write_rows(run_dir / "metrics.csv", EPOCH_FIELDS, epoch_rows)
             checkpoints.save(accelerator, state.step)
         if stop_at_step is not None and state.step >= stop_at_step:
             break

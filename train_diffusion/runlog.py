@@ -1,12 +1,12 @@
 """Run-folder bookkeeping shared by both stages: checkpoints, CSV rows, loss curves, previews."""
 from __future__ import annotations
 
-import csv
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from tumorsyn.runfolder import Checkpoints, read_rows, write_rows
 
 __all__ = ["StageState", "Checkpoints", "read_rows", "write_rows", "plot_curves", "save_preview"]
 
@@ -25,56 +25,6 @@ class StageState:
     def load_state_dict(self, state: dict) -> None:
         for key, value in state.items():
             setattr(self, key, value)
-
-
-class Checkpoints:
-    """``step_<N>/`` folders written under a temporary name, then renamed; ``LAST`` names the newest."""
-
-    def __init__(self, folder: Path, keep: int = 2) -> None:
-        self.folder, self.keep = Path(folder), int(keep)
-
-    def last(self) -> Path | None:
-        pointer = self.folder / "LAST"
-        if not pointer.is_file():
-            return None
-        path = self.folder / pointer.read_text().strip()
-        return path if path.is_dir() else None
-
-    def save(self, accelerator, step: int) -> Path:
-        final, tmp = self.folder / f"step_{step:07d}", self.folder / f".step_{step:07d}.tmp"
-        if accelerator.is_main_process:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp))
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            shutil.rmtree(final, ignore_errors=True)
-            tmp.replace(final)
-            pointer = self.folder / ".LAST.tmp"
-            pointer.write_text(final.name)
-            pointer.replace(self.folder / "LAST")
-            for old in sorted(p for p in self.folder.glob("step_*") if p.is_dir())[:-self.keep]:
-                shutil.rmtree(old, ignore_errors=True)
-        accelerator.wait_for_everyone()
-        return final
-
-
-def read_rows(path: Path, max_step: int) -> list[dict]:
-    """Rows of a CSV log up to ``max_step`` (a resumed run drops rows of steps it redoes)."""
-    if not path.is_file():
-        return []
-    with path.open(newline="") as fh:
-        return [row for row in csv.DictReader(fh) if int(row["step"]) <= max_step]
-
-
-def write_rows(path: Path, fields: list[str], rows: list[dict]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
 
 
 def plot_curves(path: Path, rows: list[dict], keys: list[str], title: str) -> Path | None:
