@@ -22,7 +22,8 @@ from tumorsyn.measure import equivalent_diameter_mm
 from tumorsyn.placement import PlacementContext, box_slices, check_placement
 from tumorsyn.spec import TumorSpec
 
-__all__ = ["check_range_mm", "sample_spec", "sample_specs", "synthesize", "synthesize_local", "render_label", "LocalResult"]
+__all__ = ["check_range_mm", "sample_spec", "sample_specs", "synthesize", "synthesize_local", "synthesize_local_batch",
+           "render_label", "LocalResult"]
 
 _FIT_ITERATIONS = 4
 _FIT_TOLERANCE = 0.03  # relative size error accepted without another rescale
@@ -271,8 +272,59 @@ def synthesize(ct: np.ndarray, organ_mask: np.ndarray, spacing_mm, spec: TumorSp
     ct_out = np.array(ct, dtype=np.float32, copy=True)
     organ_mask = np.asarray(organ_mask, dtype=bool)
     tumor = np.zeros(ct_out.shape, dtype=np.uint8)
-    for one in specs:
-        result = synthesize_local(ct_out, organ_mask, spacing_mm, one, device=device)
-        ct_out[result.slices] = result.ct_box
-        tumor[result.slices] |= result.label_box.astype(np.uint8)
+    for group in _batches(specs, device):
+        for result in synthesize_local_batch(ct_out, organ_mask, spacing_mm, group, device=device):
+            ct_out[result.slices] = result.ct_box
+            tumor[result.slices] |= result.label_box.astype(np.uint8)
     return ct_out, tumor
+
+
+def _overlap(a: tuple[slice, ...], b: tuple[slice, ...]) -> bool:
+    return all(x.start < y.stop and y.start < x.stop for x, y in zip(a, b))
+
+
+def _batches(specs: Sequence[TumorSpec], device: str) -> list[list[TumorSpec]]:
+    """Consecutive specs that may be applied together: one batch key, boxes that do not touch.
+
+    Tumours whose boxes are disjoint do not see each other, so applying them together equals
+    applying them in order; a spec whose box meets an earlier one of its group starts a new group.
+    """
+    groups: list[list[TumorSpec]] = []
+    boxes: list[tuple[slice, ...]] = []
+    key = None
+    for one in specs:
+        generator = get_generator(one.method, device=device)
+        this_key = generator.batch_key(one)
+        box = _box_for(one, generator)
+        if groups and this_key is not None and this_key == key and not any(_overlap(box, b) for b in boxes):
+            groups[-1].append(one)
+            boxes.append(box)
+        else:
+            groups.append([one])
+            boxes, key = [box], this_key
+    return groups
+
+
+def synthesize_local_batch(ct: np.ndarray, organ_mask: np.ndarray, spacing_mm, specs: Sequence[TumorSpec], *,
+                           device: str = "auto") -> list[LocalResult]:
+    """:func:`synthesize_local` for several specs of one generator at once (one GPU batch where it can).
+
+    Every spec is applied to the same ``ct``: give specs whose boxes do not overlap when the
+    results are to be written into one scan.
+    """
+    specs = list(specs)
+    if not specs:
+        return []
+    generator = get_generator(specs[0].method, device=device)
+    jobs, all_slices = [], []
+    for one in specs:
+        _check_inputs(ct, organ_mask, spacing_mm, one)
+        if one.method != specs[0].method:
+            raise ConfigError(f"a batch holds one method, got {specs[0].method!r} and {one.method!r}")
+        generator.validate(one)
+        slices = _box_for(one, generator)
+        all_slices.append(slices)
+        jobs.append((ct[slices], organ_mask[slices], one, tuple(s.start for s in slices)))
+    outputs = generator.apply_batch(jobs) if len(jobs) > 1 else [generator.apply(*jobs[0])]
+    return [LocalResult(slices=slices, ct_box=out[0], label_box=out[1], changed_box=out[2])
+            for slices, out in zip(all_slices, outputs)]

@@ -184,3 +184,41 @@ def test_sample_without_ct_uses_given_statistics():
     assert spec.organ_mean_hu == 100.0
     out, tumor = tumorsyn.synthesize(ct, organ, spacing, spec)
     assert tumor.any()
+
+
+def test_specs_with_a_batch_key_are_applied_together_when_their_boxes_are_apart():
+    """Generators that batch (diffusion on a GPU) get disjoint tumours in one call, same result as in order."""
+    from tumorsyn.generators import register_generator
+    from tumorsyn.generators.rules import RulesGenerator
+    from tumorsyn.synthesis import _batches
+
+    calls = []
+
+    @register_generator
+    class BatchingRules(RulesGenerator):
+        name = "rules_batching_test"
+
+        def batch_key(self, spec):
+            return "one-batch"
+
+        def apply_batch(self, jobs):
+            calls.append(len(jobs))
+            return super().apply_batch(jobs)
+
+    ct, organ, sp = make_phantom(shape=(150, 64, 40), radii_mm=(65.0, 22.0, 20.0))
+    first = tumorsyn.sample_spec(organ, sp, organ="liver", size_mm=(5, 7), ct_hu=ct, rng=3)
+    c = first.center_vox
+    # Three tumours along the long axis, 35 voxels apart: their boxes do not touch.
+    specs = [first.with_params(center_vox=(75.0 + dx, c[1], c[2]), seed=first.seed + i)
+             for i, dx in enumerate((-35.0, 0.0, 35.0))]
+    batching = [s.with_params(method="rules_batching_test") for s in specs]
+    groups = _batches(batching, "cpu")
+    assert sum(len(g) for g in groups) == 3 and max(len(g) for g in groups) > 1
+    out, tumor = tumorsyn.synthesize(ct, organ, sp, batching)
+    ref_out, ref_tumor = tumorsyn.synthesize(ct, organ, sp, specs)
+    assert np.array_equal(out, ref_out) and np.array_equal(tumor, ref_tumor)
+    assert calls == [len(g) for g in groups if len(g) > 1]
+    # A spec whose box meets an earlier one starts a new group; rules (no key) never batch.
+    twin = [batching[0], batching[0]]
+    assert [len(g) for g in _batches(twin, "cpu")] == [1, 1]
+    assert [len(g) for g in _batches(specs, "cpu")] == [1, 1, 1]

@@ -71,5 +71,17 @@ class Generator(ABC):
         """
         return spec
 
+    def batch_key(self, spec: TumorSpec):
+        """A hashable key: specs with the same key may be applied together by :meth:`apply_batch`.
+
+        ``None`` (the default) means one at a time. Generators whose work batches well on a GPU
+        (the diffusion sampler) return e.g. the model and step count.
+        """
+        return None
+
+    def apply_batch(self, jobs) -> list:
+        """:meth:`apply` for many ``(ct_box, organ_box, spec, origin)`` jobs; by default one after another."""
+        return [self.apply(*job) for job in jobs]
+
     def validate(self, spec: TumorSpec) -> None:
         """Raise :class:`~tumorsyn.errors.ConfigError` if ``spec.params`` is not usable."""

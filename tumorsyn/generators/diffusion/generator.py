@@ -183,6 +183,10 @@ class DiffusionGenerator(Generator):
     def apply(self, ct_box: np.ndarray, organ_box: np.ndarray, spec: TumorSpec, origin):
         return self.apply_batch([(ct_box, organ_box, spec, origin)])[0]
 
+    def batch_key(self, spec: TumorSpec):
+        """Tumours of one model, step count and sampler are sampled together (one batch on the GPU)."""
+        return ("diffusion", spec.params.get("model_sha256"), spec.params.get("steps"), spec.params.get("sampler"))
+
     def apply_batch(self, jobs):
         """Sample many tumours in one batch (GPU-friendly); each job is ``(ct_box, organ_box, spec, origin)``.
 
