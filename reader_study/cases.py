@@ -31,6 +31,9 @@ from tumorsyn.measure import CONNECTIVITY_26, max_diameter_mm
 
 __all__ = ["Source", "Lesion", "read_real_sources", "read_synthetic_sources", "find_lesions"]
 
+# Other names users give the lesion-mask column (tumorsyn's own outputs say "tumor").
+_MASK_ALIASES = {"tumor": "mask", "tumour": "mask"}
+
 ORGANS = ("liver", "pancreas", "kidney")
 KINDS = ("real", "synthetic")
 
@@ -79,13 +82,15 @@ def _read_csv(path: Path, default_organ: str) -> list[Source]:
     if not rows:
         raise InputError("the CSV of real cases has no rows; give a header 'ct,mask[,organ,label]' and one row per case",
                          path=path)
-    fields = {f.strip().lower() for f in rows[0].keys() if f}
-    if not {"ct", "mask"} <= fields:
-        raise InputError(f"CSV columns {sorted(fields)} lack 'ct' and 'mask'; expected a header 'ct,mask[,organ,label]'",
-                         path=path)
+    fields = {_MASK_ALIASES.get(f.strip().lower(), f.strip().lower()) for f in rows[0].keys() if f}
+    missing = [name for name in ("ct", "mask") if name not in fields]
+    if missing:
+        raise InputError(f"CSV columns {sorted(fields)} lack {' and '.join(repr(m) for m in missing)}; expected a header "
+                         "'ct,mask[,organ,label]' ('tumor' is accepted for 'mask')", path=path)
     sources = []
     for number, row in enumerate(rows, start=2):
-        row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
+        row = {_MASK_ALIASES.get((k or "").strip().lower(), (k or "").strip().lower()): (v or "").strip()
+               for k, v in row.items()}
         if not row.get("ct") or not row.get("mask"):
             raise InputError(f"row {number}: empty 'ct' or 'mask'", path=path)
         label = None

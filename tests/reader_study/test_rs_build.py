@@ -160,6 +160,10 @@ def test_bad_inputs_leave_nothing(sources, small_settings, tmp_path):
     bad_csv.write_text("image,label\na.nii.gz,b.nii.gz\n")
     with pytest.raises(InputError, match=r"cases\.csv.*lack 'ct' and 'mask'"):
         build_study(bad_csv, synthetic, out, settings=small_settings)
+    no_mask = tmp_path / "no_mask.csv"
+    no_mask.write_text("ct,label\na.nii.gz,1\n")
+    with pytest.raises(InputError, match=r"lack 'mask';"):
+        build_study(no_mask, synthetic, out, settings=small_settings)
     # A synthetic folder without manifest.
     with pytest.raises(InputError, match="no manifest.jsonl"):
         build_study(real, real, out, settings=small_settings)
@@ -267,3 +271,13 @@ def _whole_read_init(self, path):
 
     self.path, self._img, self.scan = Path(path), None, read_image(path)
     self._block, self._origin, self._scale = None, np.zeros(3, dtype=int), (1.0, 0.0)
+
+
+def test_csv_accepts_tumor_for_the_mask_column(tmp_path):
+    from reader_study.cases import read_real_sources
+
+    ct, mask = write_case(tmp_path, "r00", diameter_mm=8.0, seed=1)
+    table = tmp_path / "real.csv"
+    table.write_text(f"ct,tumor\n{ct.name},{mask.name}\n")
+    (source,) = read_real_sources(table)
+    assert source.mask == mask.resolve() and source.kind == "real"
