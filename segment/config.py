@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from tumorsyn.configfile import apply_overrides as _apply_overrides
-from tumorsyn.configfile import merge_config
+from tumorsyn.configfile import merge_config, read_config
 from tumorsyn.errors import ConfigError
 from tumorsyn.io.labels import LABEL_PRESETS, ORGANS
 
@@ -291,22 +291,7 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = (), *, check
     dict
         The full, resolved config (every default filled in).
     """
-    name = str(path) if path is not None else "config"
-    if data is None:
-        if path is None:
-            raise ConfigError("no config given; pass a YAML file")
-        file = Path(path)
-        if not file.is_file():
-            raise ConfigError(f"{file}: config file not found")
-        try:
-            data = yaml.safe_load(file.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{file}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        base_dir = file.resolve().parent
-    else:
-        base_dir = Path.cwd()
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{name}: the top level must be a mapping of keys, got {type(data).__name__}")
+    name, data, base_dir = read_config(path, data)
     config = _merge(DEFAULTS, data, "", name)
     config = apply_overrides(config, overrides, path=name)
     _resolve_paths(config, base_dir)

@@ -12,7 +12,7 @@ from typing import Iterable, Mapping
 import yaml
 
 from tumorsyn.configfile import apply_overrides as _apply_overrides
-from tumorsyn.configfile import merge_config
+from tumorsyn.configfile import merge_config, read_config
 from tumorsyn.errors import ConfigError
 
 __all__ = ["DEFAULTS", "load_config", "apply_overrides", "validate_config", "dump_config", "REPO_ROOT"]
@@ -250,22 +250,7 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = (), *, data:
     accepts a config without tumour sources (an untrained model folder for timing, see
     :func:`train_diffusion.export.export_untrained`).
     """
-    name = str(path) if path is not None else "config"
-    if data is None:
-        if path is None:
-            raise ConfigError("no config given; pass a YAML file (see configs/diffusion/)")
-        file = Path(path)
-        if not file.is_file():
-            raise ConfigError(f"{file}: config file not found")
-        try:
-            data = yaml.safe_load(file.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{file}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        base_dir = file.resolve().parent
-    else:
-        base_dir = Path.cwd()
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{name}: the top level must be a mapping of keys, got {type(data).__name__}")
+    name, data, base_dir = read_config(path, data, hint='see configs/diffusion/')
     config = apply_overrides(_merge(DEFAULTS, data, "", name), overrides, path=name)
     return validate_config(config, path=name, base_dir=base_dir, check_files=check_files, need_data=need_data)
 

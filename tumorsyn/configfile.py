@@ -6,13 +6,39 @@ and validation; this module only merges, rejecting unknown keys with the file an
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Iterable, Mapping
 
 import yaml
 
 from tumorsyn.errors import ConfigError
 
-__all__ = ["merge_config", "apply_overrides"]
+__all__ = ["read_config", "merge_config", "apply_overrides"]
+
+
+def read_config(path, data: Mapping | None = None, *, hint: str = "") -> tuple[str, dict, Path]:
+    """``(name, mapping, base_dir)`` of a YAML config file, or of ``data`` given instead of a file.
+
+    ``name`` names the config in error messages; relative paths in it are relative to ``base_dir``
+    (the file's folder, or the current folder for ``data``). ``hint`` ends the no-config error.
+    """
+    name = str(path) if path is not None else "config"
+    if data is None:
+        if path is None:
+            raise ConfigError("no config given; pass a YAML file" + (f" ({hint})" if hint else ""))
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"{file}: config file not found")
+        try:
+            data = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        base_dir = file.resolve().parent
+    else:
+        base_dir = Path.cwd()
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{name}: the top level must be a mapping of keys, got {type(data).__name__}")
+    return name, dict(data), base_dir
 
 
 def merge_config(base: dict, update: Mapping, *, path: str, free_form: Iterable[str] = (), where: str = "") -> dict:

@@ -28,3 +28,24 @@ def test_overrides_parse_yaml_and_name_bad_keys():
         apply_overrides(DEFAULTS, ["train.lr"])
     with pytest.raises(ConfigError, match="unknown key 'model'"):
         apply_overrides(DEFAULTS, ["model.x=1"])
+
+
+def test_read_config_names_the_file_and_the_problem(tmp_path):
+    from tumorsyn.configfile import read_config
+
+    good = tmp_path / "run.yaml"
+    good.write_text("train: {epochs: 3}\n")
+    name, data, base = read_config(good)
+    assert name == str(good) and data == {"train": {"epochs": 3}} and base == tmp_path
+    with pytest.raises(ConfigError, match="missing.yaml: config file not found"):
+        read_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        read_config(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        read_config(listy)
+    with pytest.raises(ConfigError, match=r"no config given; pass a YAML file \(see here\)"):
+        read_config(None, hint="see here")
