@@ -50,7 +50,7 @@ from scipy import ndimage  # noqa: E402
 import tumorsyn  # noqa: E402
 from tumorsyn.metrics import CasePaths, evaluate_case, evaluate_paths, load_case, sha256_file  # noqa: E402
 
-from benchkit import cpu_model, loadavg, say, stats  # noqa: E402  (this folder)
+from benchkit import cpu_model, loadavg, print_checks, say, stats  # noqa: E402  (this folder)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -494,9 +494,7 @@ def _run(args, tmp: Path, started: float) -> int:
     checks.append((f"dataset of {args.pairs} pairs with {DATASET_WORKERS} worker processes",
                    f"{wall:.1f} s, {wall / args.pairs:.3f} s per pair" if ds_ok else "failed", ds_ok))
     checks.append(("progress bar shown in a terminal", bar_text.split(": ", 1)[-1][:90], bar_ok))
-    for text, value, ok in checks:
-        verdict = "n/a " if ok is None else ("PASS" if ok else "FAIL")
-        say(f"   {verdict}  {text}: {value}")
+    print_checks(checks)
     say()
     say(f"total wall time {time.perf_counter() - started:.0f} s")
     return 0

@@ -48,7 +48,7 @@ from tumorsyn.measure import equivalent_diameter_mm  # noqa: E402
 from tumorsyn.placement import PlacementContext  # noqa: E402
 from tumorsyn.synthesis import sample_spec, synthesize_local  # noqa: E402
 
-from benchkit import MB, PeakRSS, cpu_model, say, stats  # noqa: E402  (this folder)
+from benchkit import MB, PeakRSS, cpu_model, print_checks, say, stats  # noqa: E402  (this folder)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -472,9 +472,7 @@ def main(argv=None) -> int:
                    None if mem_peak != mem_peak else mem_peak < TARGET_MEMORY_MB))
     checks.append((f"per-tumour time flat when the scan doubles (2x/1x <= {FLAT_RATIO})", f"{flat_ratio:.2f}",
                    None if flat_ratio != flat_ratio else flat_ratio <= FLAT_RATIO))
-    for text, value, ok in checks:
-        verdict = "n/a " if ok is None else ("PASS" if ok else "MISS")
-        say(f"   {verdict}  {text}: {value}")
+    print_checks(checks, fail_word="MISS")
     say()
     say(f"total wall time {time.perf_counter() - started:.0f} s")
     return 0

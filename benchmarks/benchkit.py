@@ -9,7 +9,7 @@ import platform
 import resource
 import statistics
 
-__all__ = ["MB", "PeakRSS", "cpu_model", "loadavg", "say", "stats"]
+__all__ = ["MB", "PeakRSS", "cpu_model", "loadavg", "print_checks", "say", "stats"]
 
 MB = 2.0**20
 
@@ -17,6 +17,13 @@ MB = 2.0**20
 def say(text: str = "") -> None:
     """Print one line now (benchmarks are watched while they run)."""
     print(text.rstrip(), flush=True)
+
+
+def print_checks(checks, *, fail_word: str = "FAIL") -> None:
+    """Print ``(text, value, ok)`` target checks as PASS / ``fail_word`` / n/a (``ok`` None: not measured)."""
+    for text, value, ok in checks:
+        verdict = "n/a " if ok is None else ("PASS" if ok else fail_word)
+        say(f"   {verdict}  {text}: {value}")
 
 
 def stats(values) -> tuple[float, float, float]:
