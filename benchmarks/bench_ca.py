@@ -66,6 +66,32 @@ def _baseline_kernel():
     return full_box
 
 
+_COLD = """
+import time, numpy as np
+t0 = time.perf_counter()
+from tumorsyn.generators.ca.grow import grow_ca
+from tumorsyn.generators.ca.model import MID
+tissue = np.full((12, 12, 12), MID, np.int8)
+tissue[[0, -1]] = 0; tissue[:, [0, -1]] = 0; tissue[:, :, [0, -1]] = 0
+prob = np.full((7, 26), 0.5, np.float32)
+for parallel in (False, True):
+    grow_ca(tissue, prob, seed=0, seed_voxel=(6, 6, 6), steps=2, device="cpu", parallel=parallel)
+print(time.perf_counter() - t0)
+"""
+
+
+def cold_compile_s() -> float:
+    """Seconds to compile both CPU kernels from nothing (a fresh process with an empty cache folder)."""
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache, "PYTHONPATH": str(REPO)}
+        out = subprocess.run([sys.executable, "-c", _COLD], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def baseline_tumour(kernel, ct, organ, spec):
     """The ancestor's design: tissue map of the whole organ box, then a full-box scan per step."""
     from tumorsyn.generators.ca.model import OFFSETS, probability_table, tissue_classes
@@ -179,6 +205,7 @@ def main(argv=None):
             device="cpu", parallel=True)
     print(f"kernel compile / cache load (serial + parallel CPU kernels, first tumour): "
           f"{time.perf_counter() - t0:.2f} s")
+    print(f"kernel compile with an empty Numba cache (fresh process, both CPU kernels): {cold_compile_s():.1f} s")
     kernel = _baseline_kernel()
     t0 = time.perf_counter()
     baseline_tumour(kernel, ct0, liver, spec.with_params(params={**spec.params, "steps": 1}))

@@ -73,6 +73,16 @@ def test_serial_and_parallel_kernels_agree():
     assert np.array_equal(a.snapshots[20], b.snapshots[20])
 
 
+def test_serial_and_parallel_kernels_have_their_own_cache_entries():
+    # Numba's disk cache keys a kernel by qualified name and line, not by compile flags: one name
+    # for both builds would make whichever was cached first serve both.
+    from tumorsyn.generators.ca import cpu
+
+    assert cpu._grow_numba.targetoptions.get("parallel") is True
+    assert not cpu._grow_numba_serial.targetoptions.get("parallel")
+    assert cpu._grow_numba.py_func.__qualname__ != cpu._grow_numba_serial.py_func.__qualname__
+
+
 def test_tissue_probabilities_take_effect():
     # Left half loose (LOW, p=0.9), right half dense (HIGH, p=0.2): the dense side is entered less.
     tissue = _homogeneous(41, LOW)

@@ -10,6 +10,8 @@ nothing, so this reads far less memory; counts are sums, so the result is the sa
 """
 from __future__ import annotations
 
+import types
+
 import numpy as np
 from numba import njit, prange
 
@@ -111,8 +113,17 @@ def _grow_impl(pop, age, pressure, arrive, pushed, tissue, prob, offsets, seed, 
     return work
 
 
+def _renamed(fn, name: str):
+    """A copy of ``fn`` under another name: Numba's on-disk cache keys a kernel by the function's
+    qualified name and line, not by its compile flags, so the serial and the parallel build of one
+    function would share (and overwrite) one cache entry."""
+    copy = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = name
+    return copy
+
+
 # The parallel kernel for large boxes, and the same code compiled serially (prange runs as range):
 # on small tumours the per-step cost of waking threads exceeds the work. Both give identical
 # results (each pass is synchronous, so the order of voxels within a pass does not matter).
-_grow_numba = njit(parallel=True, cache=True)(_grow_impl)
-_grow_numba_serial = njit(cache=True)(_grow_impl)
+_grow_numba = njit(parallel=True, cache=True)(_renamed(_grow_impl, "_grow_impl_parallel"))
+_grow_numba_serial = njit(cache=True)(_renamed(_grow_impl, "_grow_impl_serial"))
