@@ -23,7 +23,7 @@ from tumorsyn.placement import PlacementContext, box_slices, check_placement
 from tumorsyn.spec import TumorSpec
 
 __all__ = ["check_range_mm", "sample_spec", "sample_specs", "synthesize", "synthesize_local", "synthesize_local_batch",
-           "render_label", "LocalResult"]
+           "batch_groups", "render_label", "LocalResult"]
 
 _FIT_ITERATIONS = 4
 _FIT_TOLERANCE = 0.03  # relative size error accepted without another rescale
@@ -272,7 +272,7 @@ def synthesize(ct: np.ndarray, organ_mask: np.ndarray, spacing_mm, spec: TumorSp
     ct_out = np.array(ct, dtype=np.float32, copy=True)
     organ_mask = np.asarray(organ_mask, dtype=bool)
     tumor = np.zeros(ct_out.shape, dtype=np.uint8)
-    for group in _batches(specs, device):
+    for group in batch_groups(specs, device):
         for result in synthesize_local_batch(ct_out, organ_mask, spacing_mm, group, device=device):
             ct_out[result.slices] = result.ct_box
             tumor[result.slices] |= result.label_box.astype(np.uint8)
@@ -283,7 +283,7 @@ def _overlap(a: tuple[slice, ...], b: tuple[slice, ...]) -> bool:
     return all(x.start < y.stop and y.start < x.stop for x, y in zip(a, b))
 
 
-def _batches(specs: Sequence[TumorSpec], device: str) -> list[list[TumorSpec]]:
+def batch_groups(specs: Sequence[TumorSpec], device: str = "auto") -> list[list[TumorSpec]]:
     """Consecutive specs that may be applied together: one batch key, boxes that do not touch.
 
     Tumours whose boxes are disjoint do not see each other, so applying them together equals

@@ -190,7 +190,7 @@ def test_specs_with_a_batch_key_are_applied_together_when_their_boxes_are_apart(
     """Generators that batch (diffusion on a GPU) get disjoint tumours in one call, same result as in order."""
     from tumorsyn.generators import register_generator
     from tumorsyn.generators.rules import RulesGenerator
-    from tumorsyn.synthesis import _batches
+    from tumorsyn.synthesis import batch_groups as _batches
 
     calls = []
 

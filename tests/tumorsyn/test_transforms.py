@@ -316,3 +316,33 @@ def test_bundled_totalsegmentator_example_in_compose():
     ct_out, tumour_replay = tumorsyn.synthesize(_np(original["image"])[0], labels_in == LIVER, spec.spacing_mm, spec)
     assert np.array_equal(ct_out, _np(out["image"])[0])
     assert np.array_equal(tumour_replay.astype(bool), tumour)
+
+
+def test_batching_generators_get_disjoint_tumours_of_an_item_in_one_call():
+    from tumorsyn.generators import register_generator
+    from tumorsyn.generators.rules import RulesGenerator
+    from tumorsyn.spec import TumorSpec
+    from tumorsyn.synthesis import batch_groups
+
+    calls = []
+
+    @register_generator
+    class BatchingRulesForTransforms(RulesGenerator):
+        name = "rules_batching_transform_test"
+
+        def batch_key(self, spec):
+            return "one-batch"
+
+        def apply_batch(self, jobs):
+            calls.append(len(jobs))
+            return super().apply_batch(jobs)
+
+    # Seed 1 draws two small tumours whose boxes do not touch (found by trying seeds).
+    out = _transform(count=2, size_mm=(4, 5)).set_random_state(1)(_item())
+    specs = [TumorSpec.from_dict({**s, "method": "rules_batching_transform_test"}) for s in out[SPECS_KEY]]
+    groups = batch_groups(specs)
+    assert [len(g) for g in groups] == [2]
+    again = TumorSynthesisd(keys=("image", "label"), specs=specs, organ="liver")(_item())
+    assert calls == [len(g) for g in groups if len(g) > 1]
+    assert np.array_equal(_np(again["image"]), _np(out["image"]))
+    assert np.array_equal(_np(again["label"]), _np(out["label"]))
