@@ -10,7 +10,6 @@ replaced by ``<repo>/../shared/data/real`` (the shared real scans) and ``${REPO}
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -18,6 +17,9 @@ import yaml
 
 from tumorsyn.configfile import apply_overrides as _apply_overrides
 from tumorsyn.configfile import merge_config, read_config
+from tumorsyn.configfile import expand_path as _expand
+from tumorsyn.configfile import need as _need
+from tumorsyn.configfile import positive_ints as _positive_ints
 from tumorsyn.errors import ConfigError
 from tumorsyn.io.labels import LABEL_PRESETS, ORGANS
 
@@ -26,7 +28,6 @@ __all__ = ["DEFAULTS", "NETWORKS", "load_config", "apply_overrides", "validate_c
 NETWORKS = ("unet", "segresnet", "dynunet", "swinunetr")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 SELECT_ON = ("sensitivity", "dice", "last")
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -108,14 +109,6 @@ def apply_overrides(config: dict, overrides: Iterable[str], *, path: str = "--se
     return _apply_overrides(config, overrides, path=path, free_form=_FREE_FORM, example="train.epochs=2")
 
 
-def _expand(value: str, base_dir: Path) -> str:
-    text = str(value).replace("${REAL}", str(REPO_ROOT.parent / "shared" / "data" / "real"))
-    text = text.replace("${REPO}", str(REPO_ROOT))
-    text = os.path.expanduser(os.path.expandvars(text))
-    path = Path(text)
-    return str(path if path.is_absolute() else (base_dir / path))
-
-
 def _resolve_paths(config: dict, base_dir: Path) -> None:
     sources = [config["data"][k] for k in _SOURCE_KEYS] + [config["experiment"]["test"]]
     for source in sources:
@@ -134,16 +127,6 @@ def _resolve_paths(config: dict, base_dir: Path) -> None:
     if ckpt:
         config["network"]["init_checkpoint"] = _expand(ckpt, base_dir)
     config["output_dir"] = _expand(config["output_dir"], Path.cwd())
-
-
-def _need(cond: bool, path: str, message: str) -> None:
-    if not cond:
-        raise ConfigError(f"{path}: {message}")
-
-
-def _positive_ints(value, n: int) -> bool:
-    return isinstance(value, (list, tuple)) and len(value) == n and all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
 
 
 def validate_config(config: dict, *, path: str = "config", check_files: bool = True) -> dict:

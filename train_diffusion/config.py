@@ -5,19 +5,19 @@ unknown key is an error naming it (a typo must not silently train the default).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import yaml
 
 from tumorsyn.configfile import apply_overrides as _apply_overrides
-from tumorsyn.configfile import merge_config, read_config
-from tumorsyn.errors import ConfigError
+from tumorsyn.configfile import REPO_ROOT, merge_config, read_config
+from tumorsyn.configfile import expand_path as _expand
+from tumorsyn.configfile import need as _need
+from tumorsyn.configfile import positive_ints as _positive_ints
 
 __all__ = ["DEFAULTS", "load_config", "apply_overrides", "validate_config", "dump_config", "REPO_ROOT"]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 ORGANS = ("liver", "pancreas", "kidney")
 
 DEFAULTS: dict = {
@@ -104,23 +104,6 @@ def _merge(base: dict, update: Mapping, where: str, path: str) -> dict:
 def apply_overrides(config: dict, overrides: Iterable[str], *, path: str = "--set") -> dict:
     """Apply ``key.sub=value`` strings (values parsed as YAML) to a copy of ``config``."""
     return _apply_overrides(config, overrides, path=path, free_form=(), example="autoencoder.steps=10")
-
-
-def _expand(value, base_dir: Path) -> str:
-    text = str(value).replace("${REAL}", str(REPO_ROOT.parent / "shared" / "data" / "real"))
-    text = text.replace("${REPO}", str(REPO_ROOT))
-    path = Path(os.path.expanduser(os.path.expandvars(text)))
-    return str(path if path.is_absolute() else base_dir / path)
-
-
-def _need(cond: bool, path: str, message: str) -> None:
-    if not cond:
-        raise ConfigError(f"{path}: {message}")
-
-
-def _positive_ints(value, n: int) -> bool:
-    return isinstance(value, (list, tuple)) and len(value) == n and all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
 
 
 def _number(value, *, low: float | None = None, high: float | None = None, strict_low: bool = False) -> bool:

@@ -6,6 +6,7 @@ and validation; this module only merges, rejecting unknown keys with the file an
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -13,7 +14,11 @@ import yaml
 
 from tumorsyn.errors import ConfigError
 
-__all__ = ["read_config", "merge_config", "apply_overrides"]
+__all__ = ["read_config", "merge_config", "apply_overrides", "expand_path", "need", "positive_ints", "REPO_ROOT"]
+
+# The checkout (or install folder) holding tumorsyn: ``${REPO}`` in configs; ``${REAL}`` is the real
+# scans beside it (../shared/data/real), as the bundled configs use them.
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def read_config(path, data: Mapping | None = None, *, hint: str = "") -> tuple[str, dict, Path]:
@@ -103,3 +108,24 @@ def apply_overrides(config: dict, overrides: Iterable[str] | None, *, path: str 
             raise ConfigError(f"{path}: unknown key {key!r} in override {text!r}")
         node[parts[-1]] = value
     return out
+
+
+def expand_path(value, base_dir: Path) -> str:
+    """A config path made absolute: ``${REAL}``, ``${REPO}``, ``~`` and environment variables expanded,
+    relative paths taken from ``base_dir``."""
+    text = str(value).replace("${REAL}", str(REPO_ROOT.parent / "shared" / "data" / "real"))
+    text = text.replace("${REPO}", str(REPO_ROOT))
+    path = Path(os.path.expanduser(os.path.expandvars(text)))
+    return str(path if path.is_absolute() else base_dir / path)
+
+
+def need(cond: bool, path: str, message: str) -> None:
+    """Raise ``ConfigError("<path>: <message>")`` unless ``cond``."""
+    if not cond:
+        raise ConfigError(f"{path}: {message}")
+
+
+def positive_ints(value, n: int) -> bool:
+    """Whether ``value`` is a list/tuple of ``n`` positive integers (booleans excluded)."""
+    return isinstance(value, (list, tuple)) and len(value) == n and all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)

@@ -4,16 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusion_helpers import tiny_config, write_phantom_case
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two shared cores: one thread keeps timings steady and results reproducible.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from diffusion_helpers import one_torch_thread, tiny_config, write_phantom_case  # noqa: F401 (autouse)
 
 
 @pytest.fixture(scope="session")

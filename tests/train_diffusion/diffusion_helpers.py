@@ -5,6 +5,8 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
+import torch
 
 from tests.conftest import REPO, make_phantom
 
@@ -45,3 +47,13 @@ def untrained_model(folder: Path, *overrides: str) -> Path:
 
     config = tiny_config(folder.parent / "unused_run", [], *overrides, need_data=False)
     return export_untrained(folder, config, seed=0)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One torch thread per test: two shared cores, steady timings, reproducible results (autouse
+    wherever it is imported)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

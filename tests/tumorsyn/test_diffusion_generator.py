@@ -16,15 +16,7 @@ from tumorsyn.generators.diffusion.model_folder import clear_cache  # noqa: E402
 from tumorsyn.spec import TumorSpec  # noqa: E402
 
 from tests.conftest import make_phantom  # noqa: E402
-from tests.train_diffusion.diffusion_helpers import tiny_config, write_phantom_case  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.train_diffusion.diffusion_helpers import one_torch_thread, tiny_config, write_phantom_case  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module")
