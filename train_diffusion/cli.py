@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from tumorsyn.errors import ConfigError
+
 DESCRIPTION = """\
 Train the diffusion generator in two stages as CONFIG says (configs/diffusion/*.yaml): the
 autoencoder (L1 + KL or VQ + patch adversarial loss) on tumour and healthy organ crops resampled to
@@ -10,12 +12,16 @@ data.spacing_mm (mm) in the HU window data.hu_window, then the latent diffusion 
 blanked tumour region. Writes <output_dir>/model/ (config.json + *.safetensors) for
 `tumorsyn generate --method diffusion --model DIR`, with loss curves (CSV + PNG), preview PNGs and
 resumable checkpoints: started again, a run continues from its last checkpoint.
-Under `accelerate launch` the same command trains on several GPUs or nodes."""
+Under `accelerate launch` the same command trains on several GPUs or nodes.
+With data.holdout_sources set, the end of a run (or --evaluate, on an existing model folder) measures
+the autoencoder's mean absolute HU error inside and outside held-out tumours and the HU statistics of
+tumours inpainted into them: <output_dir>/heldout/heldout.json + heldout.png."""
 
 EXAMPLES = """\
 examples:
   tumorsyn train-diffusion configs/diffusion/tiny_cpu.yaml --out runs/tiny
   tumorsyn train-diffusion configs/diffusion/ircadb_liver_early.yaml --set autoencoder.steps=200 --set ldm.steps=400
+  tumorsyn train-diffusion configs/diffusion/ircadb_liver_early.yaml --evaluate --samples 8
   accelerate launch -m tumorsyn train-diffusion configs/diffusion/msd_liver_early.yaml --set train.mixed_precision=bf16
 """
 
@@ -32,6 +38,14 @@ def register(subparsers) -> None:
     parser.add_argument("--stage", choices=["all", "autoencoder", "ldm"], help="train one stage only (overrides train.stage)")
     parser.add_argument("--no-resume", action="store_true", help="refuse to continue a run folder that has checkpoints")
     parser.add_argument("--quiet", action="store_true", help="no progress bars and no log lines")
+    group = parser.add_argument_group("held-out evaluation (no training)")
+    group.add_argument("--evaluate", action="store_true",
+                       help="measure a trained model on data.holdout_sources instead of training")
+    group.add_argument("--model", metavar="DIR", help="model folder to evaluate (default: <output_dir>/model)")
+    group.add_argument("--samples", type=int, default=4, metavar="N",
+                       help="inpainted samples per held-out tumour (default 4; 0 = autoencoder only)")
+    group.add_argument("--steps", type=int, default=None, metavar="N", help="sampling steps (default: the model's)")
+    group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default auto)")
     parser.set_defaults(handler=run_command)
 
 
@@ -47,5 +61,35 @@ def run_command(args: argparse.Namespace) -> int:
     if args.stage:
         overrides.append(f"train.stage={args.stage}")
     config = load_config(args.config, overrides)
+    if args.evaluate:
+        return _evaluate(config, args)
+    if args.model or args.steps is not None:
+        raise ConfigError("--model and --steps belong to --evaluate")
     train(config, resume=not args.no_resume, quiet=args.quiet)
     return 0
+
+
+def _evaluate(config: dict, args: argparse.Namespace) -> int:
+    import sys
+
+    from train_diffusion.evaluate import evaluate_model
+
+    if args.samples < 0 or (args.steps is not None and args.steps < 1):
+        raise ConfigError("--samples must be >= 0 and --steps >= 1")
+    log = (lambda *m: None) if args.quiet else (lambda *m: print(*m, file=sys.stderr, flush=True))
+    result = evaluate_model(config, model_dir=args.model, samples=args.samples, steps=args.steps, device=args.device,
+                            log=log)
+    print(summary_line(result))
+    return 0
+
+
+def summary_line(result: dict) -> str:
+    """One line of held-out figures (HU)."""
+    r = result["reconstruction"]
+    text = (f"held-out {result['crops']} tumour crop(s): autoencoder MAE {r['mae_inside_hu']:.1f} HU inside tumours, "
+            f"{r['mae_outside_hu']:.1f} HU outside")
+    if "inpainting" in result:
+        i = result["inpainting"]
+        text += (f"; tumour-to-rim contrast real {i['contrast_real_mean_hu']:+.1f} HU, generated "
+                 f"{i['contrast_generated_mean_hu']:+.1f} +- {i['contrast_generated_sd_hu']:.1f} HU")
+    return text

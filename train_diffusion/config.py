@@ -30,6 +30,9 @@ DEFAULTS: dict = {
         # imagesTr/labelsTr, or CSV of ct,labels) or {ct, labels, tumor: [masks], organ, label_preset}.
         "tumor_sources": [],
         "healthy_sources": [],
+        # Tumours kept out of training: `tumorsyn train-diffusion --evaluate` (and the end of a run)
+        # measures the autoencoder and the inpainting on them. Same entry format as tumor_sources.
+        "holdout_sources": [],
         "spacing_mm": [1.0, 1.0, 1.0],     # crops are resampled to this voxel size
         "crop_size": [64, 64, 64],         # crop shape in voxels at spacing_mm
         "hu_window": [-175.0, 250.0],      # HU mapped linearly to [-1, 1] (clipped)
@@ -93,8 +96,9 @@ DEFAULTS: dict = {
     },
 }
 
-_FREE_FORM = {"data.tumor_sources", "data.healthy_sources"}
-_SOURCE_KEYS = {"dataset", "ct", "labels", "tumor", "organ", "label_preset", "organ_labels", "tumor_labels"}
+_FREE_FORM = {"data.tumor_sources", "data.healthy_sources", "data.holdout_sources"}
+_SOURCE_KEYS = {"dataset", "ct", "labels", "tumor", "organ", "label_preset", "organ_labels", "tumor_labels",
+                "healthy_crops"}
 
 
 def _merge(base: dict, update: Mapping, where: str, path: str) -> dict:
@@ -129,6 +133,10 @@ def _check_sources(config: dict, key: str, path: str, base_dir: Path, check_file
         _need(config["organ"] in ("pooled", organ), path,
               f"{where} is {organ} but the model's organ is {config['organ']}; set organ: pooled to mix organs")
         src["organ"] = organ
+        if "healthy_crops" in src:
+            n = src["healthy_crops"]
+            _need(isinstance(n, int) and not isinstance(n, bool) and n >= 0, path,
+                  f"{where}.healthy_crops must be an integer >= 0 (organ crops drawn from this source), got {n!r}")
         for name in ("dataset", "ct", "labels"):
             if src.get(name):
                 src[name] = _expand(src[name], base_dir)
@@ -142,6 +150,27 @@ def _check_sources(config: dict, key: str, path: str, base_dir: Path, check_file
                     _need(Path(src[name]).exists(), path, f"{where}.{name} {src[name]} not found")
             for t in src.get("tumor") or []:
                 _need(Path(t).exists(), path, f"{where}.tumor {t} not found")
+
+
+def _source_items(src: Mapping) -> set:
+    """What a source trains on: its dataset, or (ct, tumour mask) pairs (ct alone when lesions come from labels)."""
+    if src.get("dataset"):
+        return {("dataset", str(src["dataset"]))}
+    tumors = src.get("tumor") or []
+    return {("ct", str(src["ct"]), str(t)) for t in tumors} or {("ct", str(src["ct"]), "")}
+
+
+def _check_holdout_apart(d: dict, path: str) -> None:
+    """A held-out tumour must never be trained on (the held-out figures would be flattered)."""
+    trained = set().union(*[_source_items(s) for s in d["tumor_sources"]]) if d["tumor_sources"] else set()
+    trained_cts = {item[1] for item in trained if item[0] == "ct" and item[2] == ""}
+    for i, src in enumerate(d["holdout_sources"]):
+        items = _source_items(src)
+        shared = items & trained or {item for item in items if item[0] == "ct" and item[1] in trained_cts}
+        if shared:
+            item = sorted(shared)[0]
+            _need(False, path, f"data.holdout_sources[{i}] is also in data.tumor_sources ({item[-1] or item[1]}); "
+                  "a held-out tumour must not be trained on")
 
 
 def validate_config(config: dict, *, path: str = "config", base_dir: Path | None = None, check_files: bool = True,
@@ -219,6 +248,8 @@ def validate_config(config: dict, *, path: str = "config", base_dir: Path | None
 
     _check_sources(config, "tumor_sources", path, base_dir, check_files)
     _check_sources(config, "healthy_sources", path, base_dir, check_files)
+    _check_sources(config, "holdout_sources", path, base_dir, check_files)
+    _check_holdout_apart(d, path)
     _need(bool(d["tumor_sources"]) or not need_data, path, "data.tumor_sources is empty: both stages need scans with tumour labels")
     config["output_dir"] = _expand(config["output_dir"], Path.cwd())
     return config

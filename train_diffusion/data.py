@@ -20,7 +20,7 @@ from tumorsyn.io import load_labels, load_scan, organ_mask_from_labels
 from tumorsyn.io.labels import label_values, lesion_mask_from_labels
 from tumorsyn.measure import label_lesions, max_diameter_mm
 
-__all__ = ["CropBank", "load_crops", "resample_crop"]
+__all__ = ["CropBank", "load_crops", "load_holdout", "resample_crop"]
 
 _STAGES = {"autoencoder": 1, "ldm": 2, "preview": 3}
 
@@ -33,6 +33,8 @@ class CropBank:
     ----------
     tumor_images, tumor_masks : list of ndarray, shape (X, Y, Z)
         Crops centred on selected tumours (masks: that tumour, dilated by ``mask_dilate_mm``).
+    tumor_cores : list of ndarray of bool
+        The same tumours undilated (held-out figures are measured inside them).
     healthy_images : list of ndarray
         Crops centred on organ voxels (tumour-free scans, and tumour scans away from no lesion in particular).
     tumors : list of dict
@@ -43,6 +45,7 @@ class CropBank:
     jitter_vox: tuple
     tumor_images: list = field(default_factory=list)
     tumor_masks: list = field(default_factory=list)
+    tumor_cores: list = field(default_factory=list)
     healthy_images: list = field(default_factory=list)
     tumors: list = field(default_factory=list)
     cases: list = field(default_factory=list)
@@ -75,6 +78,13 @@ class CropBank:
             images.append(np.ascontiguousarray(img, dtype=np.float32))
             masks.append(np.ascontiguousarray(msk, dtype=np.float32))
         return np.stack(images)[:, None], np.stack(masks)[:, None]
+
+    def centred(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every tumour crop without jitter or flips: ``(images, masks, cores)``, each (N, X, Y, Z)."""
+        window = tuple(slice(j, j + n) for j, n in zip(self.jitter_vox, self.crop_size))
+        return (np.stack([im[window] for im in self.tumor_images]).astype(np.float32),
+                np.stack([m[window] for m in self.tumor_masks]).astype(np.float32),
+                np.stack([c[window] for c in self.tumor_cores]))
 
 
 def resample_crop(volume: np.ndarray, center_vox, spacing_mm, *, size, out_spacing_mm, order: int = 1,
@@ -140,8 +150,22 @@ def _read_case(ct_path, labels_path, tumor_paths, organ, preset, source, margin_
     return hu[box], organ_mask[box], tumor[box], scan.spacing_mm
 
 
-def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True) -> CropBank:
-    """Read every source of the config into a :class:`CropBank`.
+def load_holdout(config: dict, *, log=lambda *a: None) -> CropBank:
+    """The tumour crops of ``data.holdout_sources`` (no healthy crops): what ``--evaluate`` measures.
+
+    Raises
+    ------
+    ConfigError
+        When the config has no held-out source, or none of its tumours passes the size selection.
+    """
+    if not config["data"]["holdout_sources"]:
+        raise ConfigError("data.holdout_sources is empty: list scans whose tumours are kept out of training")
+    return load_crops(config, log=log, roles=("holdout_sources",))
+
+
+def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True,
+               roles: tuple = ("tumor_sources", "healthy_sources")) -> CropBank:
+    """Read every source of the config (``roles``: which source lists) into a :class:`CropBank`.
 
     Raises
     ------
@@ -160,25 +184,28 @@ def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True) -
     lo_mm, hi_mm = float(d["min_diameter_mm"]), d["max_diameter_mm"]
     bank = CropBank(crop_size=size, jitter_vox=jitter)
     rng = np.random.default_rng([int(config["seed"]), 99])
-    for role in ("tumor_sources", "healthy_sources"):
+    for role in roles:
+        with_tumors = role in ("tumor_sources", "holdout_sources")
         for source in d[role]:
             for case_id, ct_path, labels_path, tumor_paths, organ, preset, src in _cases(source):
                 hu, organ_mask, tumor, scan_spacing = _read_case(ct_path, labels_path,
-                                                                 tumor_paths if role == "tumor_sources" else [],
+                                                                 tumor_paths if with_tumors else [],
                                                                  organ, preset, src, d["crop_margin_mm"])
                 bank.cases.append({"case": case_id, "ct": str(ct_path), "role": role, "organ": organ})
-                if role == "tumor_sources":
+                if with_tumors:
                     _add_tumors(bank, hu, tumor, scan_spacing, case_id, organ, size=big, spacing=spacing,
                                 window=window, dilate_mm=dilate_mm, lo_mm=lo_mm, hi_mm=hi_mm)
+                # Held-out sources give tumour crops only; a source may set its own healthy_crops.
+                healthy = 0 if role == "holdout_sources" else int(src.get("healthy_crops", d["healthy_crops_per_case"]))
                 organ_idx = np.argwhere(organ_mask & ~tumor)
-                for _ in range(int(d["healthy_crops_per_case"]) if len(organ_idx) else 0):
+                for _ in range(healthy if len(organ_idx) else 0):
                     center = organ_idx[int(rng.integers(len(organ_idx)))]
                     crop = resample_crop(hu, center, scan_spacing, size=big, out_spacing_mm=spacing)
                     bank.healthy_images.append(hu_to_unit(crop, window))
                 log(f"{case_id}: {sum(t['case'] == case_id for t in bank.tumors)} tumour crop(s)")
     if need_tumors and not bank.tumor_images:
         size_text = f"{lo_mm:g}-{hi_mm:g} mm" if hi_mm is not None else f">= {lo_mm:g} mm"
-        raise ConfigError(f"no tumour of {size_text} (measured maximum diameter) in data.tumor_sources; "
+        raise ConfigError(f"no tumour of {size_text} (measured maximum diameter) in data.{roles[0]}; "
                           "widen data.min_diameter_mm / data.max_diameter_mm or add scans")
     return bank
 
@@ -197,12 +224,14 @@ def _add_tumors(bank: CropBank, hu, tumor, scan_spacing, case_id, organ, *, size
         image = resample_crop(hu, center, scan_spacing, size=size, out_spacing_mm=spacing)
         mask = resample_crop((components == k).astype(np.float32), center, scan_spacing, size=size,
                              out_spacing_mm=spacing, order=1, cval=0.0) >= 0.5
+        if not mask.any():
+            continue  # thinner than one model voxel
+        core = mask
         if dilate_mm > 0:
             radius = [max(1, int(round(dilate_mm / s))) for s in spacing]
             mask = ndimage.binary_dilation(mask, structure=np.ones([2 * r + 1 for r in radius], bool))
-        if not mask.any():
-            continue  # thinner than one model voxel
         bank.tumor_images.append(hu_to_unit(image, window))
         bank.tumor_masks.append(mask)
+        bank.tumor_cores.append(core)
         bank.tumors.append({"case": case_id, "organ": organ, "max_diameter_mm": round(float(diameter), 2),
                             "voxels_at_model_spacing": int(mask.sum())})

@@ -8,6 +8,7 @@ Run folder (``output_dir``)::
     steps_autoencoder.csv, steps_ldm.csv, curves_autoencoder.png, curves_ldm.png
     previews/                       PNG mid-slices during training
     model/                          the model folder (what `tumorsyn generate --model` loads)
+    heldout/                        with data.holdout_sources: heldout.json + heldout.png (train_diffusion.evaluate)
 
 Killed and started again with the same config, a run continues from its last checkpoint with the
 same weights, optimizer, RNG and data stream; on CPU the result equals an uninterrupted run.
@@ -86,5 +87,11 @@ def train(config: dict, *, resume: bool = True, quiet: bool = False, stop_at: tu
         export_model(folder, config, autoencoder=result.autoencoder, unet=result.unet,
                      noise_scheduler=result.noise_scheduler, scale_factor=result.scale_factor, summary=summary)
         log(f"model folder: {folder}")
+        if config["data"]["holdout_sources"]:
+            from train_diffusion.cli import summary_line
+            from train_diffusion.evaluate import evaluate_model
+
+            device = "cpu" if config["train"]["cpu"] else "auto"
+            log(summary_line(evaluate_model(config, model_dir=folder, samples=2, device=device, log=log)))
     PartialState().wait_for_everyone()
     return folder
