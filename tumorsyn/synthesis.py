@@ -23,7 +23,7 @@ from tumorsyn.placement import PlacementContext, box_slices, check_placement
 from tumorsyn.spec import TumorSpec
 
 __all__ = ["check_range_mm", "sample_spec", "sample_specs", "synthesize", "synthesize_local", "synthesize_local_batch",
-           "batch_groups", "render_label", "LocalResult"]
+           "synthesize_local_groups", "batch_groups", "render_label", "LocalResult"]
 
 _FIT_ITERATIONS = 4
 _FIT_TOLERANCE = 0.03  # relative size error accepted without another rescale
@@ -305,17 +305,8 @@ def batch_groups(specs: Sequence[TumorSpec], device: str = "auto") -> list[list[
     return groups
 
 
-def synthesize_local_batch(ct: np.ndarray, organ_mask: np.ndarray, spacing_mm, specs: Sequence[TumorSpec], *,
-                           device: str = "auto") -> list[LocalResult]:
-    """:func:`synthesize_local` for several specs of one generator at once (one GPU batch where it can).
-
-    Every spec is applied to the same ``ct``: give specs whose boxes do not overlap when the
-    results are to be written into one scan.
-    """
-    specs = list(specs)
-    if not specs:
-        return []
-    generator = get_generator(specs[0].method, device=device)
+def _jobs(ct: np.ndarray, organ_mask: np.ndarray, spacing_mm, specs: Sequence[TumorSpec], generator):
+    """Checked ``(ct_box, organ_box, spec, origin)`` jobs of one scan's specs, with their boxes."""
     jobs, all_slices = [], []
     for one in specs:
         _check_inputs(ct, organ_mask, spacing_mm, one)
@@ -325,6 +316,55 @@ def synthesize_local_batch(ct: np.ndarray, organ_mask: np.ndarray, spacing_mm, s
         slices = _box_for(one, generator)
         all_slices.append(slices)
         jobs.append((ct[slices], organ_mask[slices], one, tuple(s.start for s in slices)))
-    outputs = generator.apply_batch(jobs) if len(jobs) > 1 else [generator.apply(*jobs[0])]
-    return [LocalResult(slices=slices, ct_box=out[0], label_box=out[1], changed_box=out[2])
-            for slices, out in zip(all_slices, outputs)]
+    return jobs, all_slices
+
+
+def synthesize_local_batch(ct: np.ndarray, organ_mask: np.ndarray, spacing_mm, specs: Sequence[TumorSpec], *,
+                           device: str = "auto") -> list[LocalResult]:
+    """:func:`synthesize_local` for several specs of one generator at once (one GPU batch where it can).
+
+    Every spec is applied to the same ``ct``: give specs whose boxes do not overlap when the
+    results are to be written into one scan.
+    """
+    return synthesize_local_groups([(ct, organ_mask, spacing_mm, specs)], device=device)[0]
+
+
+def synthesize_local_groups(tasks: Sequence[tuple], *, device: str = "auto") -> list[list[LocalResult]]:
+    """:func:`synthesize_local_batch` for groups of specs from several scans, batched across them.
+
+    Parameters
+    ----------
+    tasks : sequence of (ct, organ_mask, spacing_mm, specs)
+        One group per scan (e.g. one per item of a training batch), each as :func:`batch_groups`
+        makes them: specs of one batch key whose boxes do not touch.
+    device : {'auto', 'cpu', 'cuda'}
+        Where generators with a GPU kernel run.
+
+    Returns
+    -------
+    list of list of LocalResult
+        Per task, one result per spec, each computed on that task's ``ct``. Groups of different
+        scans that share a batch key (one diffusion model and step count) go to the generator in
+        one :meth:`~tumorsyn.generators.base.Generator.apply_batch` call: one GPU batch for a
+        whole training batch. Groups without a key are applied one spec at a time.
+    """
+    results: list[list[LocalResult] | None] = [None] * len(tasks)
+    buckets: dict = {}
+    for t, (ct, organ_mask, spacing_mm, specs) in enumerate(tasks):
+        specs = list(specs)
+        if not specs:
+            results[t] = []
+            continue
+        generator = get_generator(specs[0].method, device=device)
+        jobs, all_slices = _jobs(ct, organ_mask, spacing_mm, specs, generator)
+        key = generator.batch_key(specs[0])
+        if key is not None and all(generator.batch_key(one) == key for one in specs):
+            buckets.setdefault((specs[0].method, key), (generator, []))[1].append((t, jobs, all_slices))
+        else:
+            results[t] = [LocalResult(slices, *generator.apply(*job)) for job, slices in zip(jobs, all_slices)]
+    for generator, members in buckets.values():
+        jobs = [job for _, task_jobs, _ in members for job in task_jobs]
+        outputs = iter(generator.apply_batch(jobs) if len(jobs) > 1 else [generator.apply(*jobs[0])])
+        for t, task_jobs, all_slices in members:
+            results[t] = [LocalResult(slices, *next(outputs)) for slices in all_slices]
+    return results

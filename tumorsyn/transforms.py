@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Hashable, Iterable, Mapping, Sequence
@@ -42,7 +43,7 @@ from tumorsyn.generators import get_generator
 from tumorsyn.io.labels import LABEL_PRESETS, ORGANS, organ_label_values, lesion_mask_from_labels, organ_mask_from_labels
 from tumorsyn.placement import PlacementContext
 from tumorsyn.spec import TumorSpec
-from tumorsyn.synthesis import batch_groups, check_range_mm, render_label, sample_spec, synthesize_local_batch
+from tumorsyn.synthesis import batch_groups, check_range_mm, render_label, sample_spec, synthesize_local_groups
 
 __all__ = ["RandTumorSynthesisd", "TumorSynthesisd", "collate_tumor_specs", "SPECS_KEY", "REASON_KEY"]
 
@@ -177,8 +178,11 @@ class _TumorSynthesisBase(MapTransform):
 
     def __init__(self, keys: KeysCollection, *, organ: str, organ_labels: Iterable[int] | None,
                  label_preset: str | None, tumor_label: int | None, spacing_mm, allow_missing_keys: bool,
-                 specs_as_json: bool) -> None:
+                 specs_as_json: bool, device: str = "auto") -> None:
         name = type(self).__name__
+        if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+            raise ConfigError(f"{name}: device must be auto, cpu, cuda or cuda:N, got {device!r}")
+        self.device = device
         self.specs_as_json = bool(specs_as_json)
         self.image_key, self.label_key = _parse_keys(keys, name)
         MapTransform.__init__(self, (self.image_key, self.label_key), allow_missing_keys)
@@ -264,32 +268,47 @@ class _TumorSynthesisBase(MapTransform):
     # --- writing ----------------------------------------------------------------------------------
     def _write(self, data: dict, inputs: _Inputs | None, specs: Sequence[TumorSpec], reason: str) -> dict:
         """Apply ``specs`` (in order) to image and label of ``data``; record specs and reason."""
+        return self._write_items([(data, inputs, specs, reason)])[0]
+
+    def _write_items(self, entries: Sequence[tuple]) -> list[dict]:
+        """:meth:`_write` for several ``(data, inputs, specs, reason)`` items at once.
+
+        Round ``r`` applies the ``r``-th batch group of every item (:func:`batch_groups`: tumours of
+        one batch key whose boxes do not touch) through one :func:`synthesize_local_groups` call, so
+        a batching generator (diffusion) samples the tumours of all items in one GPU batch. Each
+        item's later groups see its earlier tumours, as when applied one after another.
+        """
+        states = [self._begin(data, inputs, specs) if specs else None for data, inputs, specs, _ in entries]
+        groups = [batch_groups(specs, self.device) if specs else [] for _, _, specs, _ in entries]
+        for r in range(max((len(g) for g in groups), default=0)):
+            members = [i for i, g in enumerate(groups) if r < len(g)]
+            tasks = [(states[i].work, entries[i][1].organ_mask, entries[i][1].spacing_mm, groups[i][r]) for i in members]
+            for i, results in zip(members, synthesize_local_groups(tasks, device=self.device)):
+                for result in results:
+                    states[i].put(result)
+        return [self._finish(data, state, specs, reason)
+                for (data, _, specs, reason), state in zip(entries, states)]
+
+    def _begin(self, data: dict, inputs: _Inputs, specs: Sequence[TumorSpec]) -> "_Output":
+        """Work copies of one item's image (float32 HU) and label map, ready for its tumours."""
+        ct = inputs.ct_hu if inputs.ct_hu is not None else self._check_hu(inputs.image, type(self).__name__)
+        label_value = self._label_value(inputs.labels)
+        original_labels = _spatial(data[self.label_key], self.label_key, type(self).__name__)
+        if np.issubdtype(original_labels.dtype, np.integer) and label_value > np.iinfo(original_labels.dtype).max:
+            raise ConfigError(f"{type(self).__name__}: tumour label {label_value} does not fit the label map's "
+                              f"{original_labels.dtype}; give tumor_label= or cast the labels (CastToTyped)")
+        # Work on float32 HU; a float32 image is its own work copy. Each tumour touches its box
+        # only, so beyond the two output copies nothing here scales with the scan.
+        image_out = np.array(inputs.image, copy=True)
+        work = image_out if image_out.dtype == np.float32 else np.array(ct, dtype=np.float32, copy=True)
+        return _Output(image=image_out, work=work, labels=np.array(original_labels, copy=True), label_value=label_value)
+
+    def _finish(self, data: dict, output: "_Output | None", specs: Sequence[TumorSpec], reason: str) -> dict:
+        """Store the outputs (keeping each input's type) and record specs and reason."""
         image_key, label_key = self.image_key, self.label_key
-        if specs:
-            ct = inputs.ct_hu if inputs.ct_hu is not None else self._check_hu(inputs.image, type(self).__name__)
-            label_value = self._label_value(inputs.labels)
-            original_labels = _spatial(data[label_key], label_key, type(self).__name__)
-            if np.issubdtype(original_labels.dtype, np.integer) and label_value > np.iinfo(original_labels.dtype).max:
-                raise ConfigError(f"{type(self).__name__}: tumour label {label_value} does not fit the label map's "
-                                  f"{original_labels.dtype}; give tumor_label= or cast the labels (CastToTyped)")
-            # Work on float32 HU; a float32 image is its own work copy. Each tumour touches its box
-            # only, so beyond the two output copies nothing here scales with the scan.
-            image_out = np.array(inputs.image, copy=True)
-            work = image_out if image_out.dtype == np.float32 else np.array(ct, dtype=np.float32, copy=True)
-            labels_out = np.array(original_labels, copy=True)
-            # Tumours that a generator can batch (diffusion on a GPU) and whose boxes do not touch
-            # are applied in one call; the result is the same as one after another.
-            results = (result for group in batch_groups(specs)
-                       for result in synthesize_local_batch(work, inputs.organ_mask, inputs.spacing_mm, group))
-            for result in results:
-                changed = result.changed_box
-                # Only voxels a tumour touched are rewritten: the rest keep their exact input values.
-                work[result.slices][changed] = result.ct_box[changed]
-                if work is not image_out:
-                    image_out[result.slices][changed] = _cast_into(result.ct_box[changed], image_out.dtype)
-                labels_out[result.slices][result.label_box.astype(bool)] = label_value
-            data[image_key] = _like(image_out, data[image_key])
-            data[label_key] = _like(labels_out, data[label_key])
+        if output is not None:
+            data[image_key] = _like(output.image, data[image_key])
+            data[label_key] = _like(output.labels, data[label_key])
         records: list | str = [spec.to_dict() for spec in specs]
         if self.specs_as_json:
             records = json.dumps(records, sort_keys=True)
@@ -299,6 +318,24 @@ class _TumorSynthesisBase(MapTransform):
             if key in data:
                 data[key] = _with_meta(data[key], {SPECS_KEY: records, REASON_KEY: reason})
         return data
+
+
+@dataclass
+class _Output:
+    """One item's outputs while its tumours are written."""
+
+    image: np.ndarray      # the output image, input dtype
+    work: np.ndarray       # float32 HU the generators read (the image itself when it is float32)
+    labels: np.ndarray
+    label_value: int
+
+    def put(self, result) -> None:
+        changed = result.changed_box
+        # Only voxels a tumour touched are rewritten: the rest keep their exact input values.
+        self.work[result.slices][changed] = result.ct_box[changed]
+        if self.work is not self.image:
+            self.image[result.slices][changed] = _cast_into(result.ct_box[changed], self.image.dtype)
+        self.labels[result.slices][result.label_box.astype(bool)] = self.label_value
 
 
 class RandTumorSynthesisd(RandomizableTransform, _TumorSynthesisBase):
@@ -359,6 +396,11 @@ class RandTumorSynthesisd(RandomizableTransform, _TumorSynthesisBase):
         grid, spacing or sampled voxels differ is rebuilt.
     cache_size : int
         Scans remembered per process (least recently used dropped first) when ``cache_key`` is given.
+    device : {'auto', 'cpu', 'cuda', 'cuda:N'}
+        Where generators with a GPU path run (the automaton's kernel, the diffusion model); every
+        device draws the same specs. In DataLoader worker processes keep ``"cpu"`` (a forked worker
+        cannot use CUDA once the training process has); to sample on the training GPU, run
+        :meth:`apply_items` in the training process.
 
     Notes
     -----
@@ -376,7 +418,10 @@ class RandTumorSynthesisd(RandomizableTransform, _TumorSynthesisBase):
     small for the requested size (``OrganTooSmallError``) passes through unchanged with the reason
     recorded, so one odd case does not stop a training run; other errors raise.
 
-    *Batching.* PyTorch's default collation (``monai.data.list_data_collate`` included) cannot
+    *Batching tumours across items.* :meth:`apply_items` transforms a list of items and samples all
+    their tumours in one generator call (one GPU batch for ``method="diffusion"``).
+
+    *Collating.* PyTorch's default collation (``monai.data.list_data_collate`` included) cannot
     batch the spec dicts: their ``None`` parameters and lists of different lengths (items with and
     without tumours) make it fail, even for ``batch_size=1``. Build the DataLoader with
     ``collate_fn=collate_tumor_specs``, or pass ``specs_as_json=True``.
@@ -400,7 +445,7 @@ class RandTumorSynthesisd(RandomizableTransform, _TumorSynthesisBase):
                  tumor_label: int | None = None, method: str = "rules", size_mm=(5.0, 20.0), prob: float = 0.5,
                  count: int = 1, spacing_mm: Sequence[float] | None = None, allow_missing_keys: bool = False,
                  specs_as_json: bool = False, cache_key: Hashable | None = None, cache_size: int = 8,
-                 **options) -> None:
+                 device: str = "auto", **options) -> None:
         name = type(self).__name__
         if isinstance(cache_size, bool) or int(cache_size) != cache_size or int(cache_size) < 1:
             raise ConfigError(f"{name}: cache_size must be a positive integer, got {cache_size!r}")
@@ -411,7 +456,8 @@ class RandTumorSynthesisd(RandomizableTransform, _TumorSynthesisBase):
         RandomizableTransform.__init__(self, prob=float(prob))
         _TumorSynthesisBase.__init__(self, keys, organ=organ, organ_labels=organ_labels, label_preset=label_preset,
                                      tumor_label=tumor_label, spacing_mm=spacing_mm,
-                                     allow_missing_keys=allow_missing_keys, specs_as_json=specs_as_json)
+                                     allow_missing_keys=allow_missing_keys, specs_as_json=specs_as_json,
+                                     device=device)
         get_generator(method)  # unknown method: ConfigError now
         self.method = method
         self.size_ranges_mm, self.size_weights = _parse_size_bins(size_mm)
@@ -498,7 +544,7 @@ class RandTumorSynthesisd(RandomizableTransform, _TumorSynthesisBase):
                 break
             specs.append(spec)
             if i + 1 < self.count:  # later tumours keep clear of this one (the last needs no rendering)
-                slices, rendering = render_label(spec, inputs.organ_mask, ct_hu=context.ct_hu)
+                slices, rendering = render_label(spec, inputs.organ_mask, ct_hu=context.ct_hu, device=self.device)
                 context.add_avoid(slices, rendering.label)
         self._specs = specs
 
@@ -512,6 +558,44 @@ class RandTumorSynthesisd(RandomizableTransform, _TumorSynthesisBase):
         self.randomize(d)
         return self._write(d, self._inputs, self._specs, self._reason)
 
+    def apply_items(self, items: Sequence[Mapping], seeds: Sequence[int] | None = None) -> list[dict]:
+        """Transform several items at once, batching their tumours across items.
+
+        Each item is randomized in turn exactly as ``[self(item) for item in items]`` would (with
+        ``seeds``, ``set_random_state(seed)`` first, per item), then the tumours of all items are
+        written together: generators that batch (``method="diffusion"``) sample every tumour of
+        the batch in one call on ``device``. Use it where the model lives on the training GPU,
+        e.g. on the list of items a ``DataLoader(..., collate_fn=list)`` yields, before collating;
+        the model is loaded once per process and stays on the device.
+
+        Parameters
+        ----------
+        items : sequence of dict
+            Items as the transform takes them one by one.
+        seeds : sequence of int, optional
+            One random-state seed per item (reproducible per item, whatever the batch).
+
+        Returns
+        -------
+        list of dict
+            The transformed items, in order; equal to transforming them one by one (up to the
+            float rounding of a batched network on some devices).
+        """
+        if seeds is not None and len(seeds) != len(items):
+            raise ConfigError(f"{type(self).__name__}.apply_items: {len(seeds)} seeds for {len(items)} items")
+        entries = []
+        for k, data in enumerate(items):
+            if seeds is not None:
+                self.set_random_state(seed=int(seeds[k]))
+            d = dict(data)
+            missing = self._missing_key(d)
+            if missing is not None:
+                entries.append((d, None, [], f"missing key {missing!r}"))
+                continue
+            self.randomize(d)
+            entries.append((d, self._inputs, list(self._specs), self._reason))
+        return self._write_items(entries)
+
 
 class TumorSynthesisd(_TumorSynthesisBase):
     """Apply given tumour specs to image and label map: the deterministic twin of :class:`RandTumorSynthesisd`.
@@ -524,7 +608,7 @@ class TumorSynthesisd(_TumorSynthesisBase):
         The tumours to write, in order, e.g. the ``tumor_specs`` a :class:`RandTumorSynthesisd`
         recorded (or their JSON text). ``None`` replays the specs each item carries in
         ``data["tumor_specs"]``.
-    organ, organ_labels, label_preset, tumor_label, spacing_mm, allow_missing_keys, specs_as_json
+    organ, organ_labels, label_preset, tumor_label, spacing_mm, allow_missing_keys, specs_as_json, device
         As in :class:`RandTumorSynthesisd`. The organ mask must be the one the specs were drawn on
         (the rules generator cuts the tumour at the organ surface).
 
@@ -538,10 +622,10 @@ class TumorSynthesisd(_TumorSynthesisBase):
     def __init__(self, keys: KeysCollection = ("image", "label"), specs=None, organ: str = "liver",
                  organ_labels: Iterable[int] | None = None, label_preset: str | None = "totalsegmentator",
                  tumor_label: int | None = None, spacing_mm: Sequence[float] | None = None,
-                 allow_missing_keys: bool = False, specs_as_json: bool = False) -> None:
+                 allow_missing_keys: bool = False, specs_as_json: bool = False, device: str = "auto") -> None:
         super().__init__(keys, organ=organ, organ_labels=organ_labels, label_preset=label_preset,
                          tumor_label=tumor_label, spacing_mm=spacing_mm, allow_missing_keys=allow_missing_keys,
-                         specs_as_json=specs_as_json)
+                         specs_as_json=specs_as_json, device=device)
         self.specs = None if specs is None else self._as_specs(specs)
 
     @staticmethod
@@ -565,17 +649,25 @@ class TumorSynthesisd(_TumorSynthesisBase):
         return out
 
     def __call__(self, data: Mapping) -> dict:
+        return self.apply_items([data])[0]
+
+    def _entry(self, data: Mapping) -> tuple:
         d = dict(data)
         missing = self._missing_key(d)
         if missing is not None:
-            return self._write(d, None, [], f"missing key {missing!r}")
+            return d, None, [], f"missing key {missing!r}"
         specs = self.specs if self.specs is not None else self._as_specs(d.get(SPECS_KEY, []))
         if not specs:
-            return self._write(d, None, [], "no specs given")
+            return d, None, [], "no specs given"
         inputs = self._read(d)
         if inputs.reason:
-            return self._write(d, None, [], inputs.reason)
-        return self._write(d, inputs, specs, "")
+            return d, None, [], inputs.reason
+        return d, inputs, specs, ""
+
+    def apply_items(self, items: Sequence[Mapping]) -> list[dict]:
+        """Apply the specs to several items at once, batching their tumours across items (see
+        :meth:`RandTumorSynthesisd.apply_items`)."""
+        return self._write_items([self._entry(data) for data in items])
 
 
 def collate_tumor_specs(batch: Sequence) -> Any:

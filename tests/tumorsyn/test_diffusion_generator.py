@@ -156,3 +156,26 @@ def test_transform_in_a_training_pipeline_loads_the_model_once(scan, model_dir, 
         specs = out["tumor_specs"]
         assert len(specs) == 1 and specs[0]["method"] == "diffusion"
     assert len(loads) == 2  # autoencoder + UNet, once for every epoch
+
+
+def test_transform_samples_a_whole_batch_of_items_in_one_network_batch(scan, model_dir, monkeypatch):
+    """``apply_items``: every item's tumour in one inpainting call; the same tumours as one by one."""
+    from tumorsyn.generators.diffusion import sampler
+    from tumorsyn.transforms import RandTumorSynthesisd
+
+    ct, organ, spacing = scan
+    sizes = []
+    original = sampler.inpaint  # the generator imports it at call time, so the patch is seen
+    monkeypatch.setattr(sampler, "inpaint", lambda model, images, *a, **k: (sizes.append(len(images)),
+                                                                          original(model, images, *a, **k))[1])
+    t = RandTumorSynthesisd(keys=("image", "label"), organ="liver", label_preset="binary", method="diffusion",
+                            size_mm=(8, 11), prob=1.0, spacing_mm=spacing, model=str(model_dir), device="cpu")
+    items = [{"image": ct[None].copy(), "label": organ[None].astype(np.uint8)} for _ in range(3)]
+    batched = t.apply_items(items, seeds=[5, 6, 7])
+    assert sizes == [3]
+    for seed, out in zip([5, 6, 7], batched):
+        single = t.set_random_state(seed)(items[0])
+        assert out["tumor_specs"] == single["tumor_specs"]
+        np.testing.assert_allclose(out["image"], single["image"], atol=0.05)
+        np.testing.assert_array_equal(out["label"], single["label"])
+    assert len({json.dumps(o["tumor_specs"]) for o in batched}) == 3  # three different tumours

@@ -346,3 +346,59 @@ def test_batching_generators_get_disjoint_tumours_of_an_item_in_one_call():
     assert calls == [len(g) for g in groups if len(g) > 1]
     assert np.array_equal(_np(again["image"]), _np(out["image"]))
     assert np.array_equal(_np(again["label"]), _np(out["label"]))
+
+
+def test_apply_items_batches_tumours_across_items_and_equals_one_by_one():
+    from tumorsyn.generators import register_generator
+    from tumorsyn.generators.rules import RulesGenerator
+
+    calls = []
+
+    @register_generator
+    class BatchingAcrossItems(RulesGenerator):
+        name = "rules_batching_items_test"
+
+        def batch_key(self, spec):
+            return "one-batch"
+
+        def apply_batch(self, jobs):
+            calls.append(len(jobs))
+            return super().apply_batch(jobs)
+
+    items = [_item(seed=s) for s in range(4)]
+    seeds = [21, 22, 23, 24]
+    t = _transform(method="rules_batching_items_test")
+    batched = t.apply_items(items, seeds=seeds)
+    assert calls == [4]  # one call for the four items' tumours
+    for item, seed, out in zip(items, seeds, batched):
+        single = t.set_random_state(seed)(item)
+        assert out[SPECS_KEY] == single[SPECS_KEY] and len(out[SPECS_KEY]) == 1
+        assert np.array_equal(_np(out["image"]), _np(single["image"]))
+        assert np.array_equal(_np(out["label"]), _np(single["label"]))
+        assert type(out["image"]) is type(item["image"])
+    # Two tumours per item: each item's groups keep their order; the first round is one call.
+    calls.clear()
+    two = _transform(method="rules_batching_items_test", count=2, size_mm=(4, 6)).apply_items(items, seeds=seeds)
+    assert calls and calls[0] >= 4 and sum(calls) <= 8
+    for item, seed, out in zip(items, seeds, two):
+        single = _transform(method="rules_batching_items_test", count=2, size_mm=(4, 6)).set_random_state(seed)(item)
+        assert np.array_equal(_np(out["image"]), _np(single["image"]))
+        assert np.array_equal(_np(out["label"]), _np(single["label"]))
+    # The deterministic twin replays a batch of recorded specs the same way.
+    replay = TumorSynthesisd(keys=("image", "label"), organ="liver").apply_items(
+        [{**item, SPECS_KEY: out[SPECS_KEY]} for item, out in zip(items, batched)])
+    for out, again in zip(batched, replay):
+        assert np.array_equal(_np(out["image"]), _np(again["image"]))
+
+
+def test_apply_items_passes_unselected_and_missing_items_through():
+    items = [_item(seed=0), {"image": _item(seed=1)["image"]}, _item(seed=2)]
+    t = _transform(prob=0.0, allow_missing_keys=True)
+    out = t.apply_items(items, seeds=[1, 2, 3])
+    assert [o[SPECS_KEY] for o in out] == [[], [], []]
+    assert out[1][REASON_KEY] == "missing key 'label'" and out[0][REASON_KEY].startswith("not selected")
+    assert np.array_equal(_np(out[0]["image"]), _np(items[0]["image"]))
+    with pytest.raises(ConfigError, match="2 seeds for 3 items"):
+        t.apply_items(items, seeds=[1, 2])
+    with pytest.raises(ConfigError, match="device must be auto, cpu, cuda"):
+        _transform(device="gpu0")
