@@ -58,6 +58,10 @@ DEFAULTS: dict[str, Any] = {
         "size_mm": [[[5, 10], 0.8], [[10, 20], 0.1], [[20, 40], 0.1]],
         "apply_to": ["healthy"],           # which sources get synthetic tumours
         "options": {"allow_smaller": True},
+        # Draw and write the tumours in the training process on its device, a whole batch in one
+        # generator call (the diffusion model on the training GPU), instead of in DataLoader
+        # workers; patches are then cut in the training process too (data.workers is not used).
+        "batched_on_device": False,
     },
     "network": {
         "name": "unet",
@@ -173,6 +177,8 @@ def validate_config(config: dict, *, path: str = "config", check_files: bool = T
           f"synthesis.apply_to must list 'healthy' and/or 'real', got {s['apply_to']!r}")
     s["apply_to"] = apply_to
     _need(isinstance(s["options"], dict), path, "synthesis.options must be a mapping")
+    _need(isinstance(s["batched_on_device"], bool), path,
+          f"synthesis.batched_on_device must be true or false, got {s['batched_on_device']!r}")
     try:
         from tumorsyn.transforms import _parse_size_bins
 

@@ -208,14 +208,26 @@ class _SynthesisForSources(Randomizable):
         return self
 
     def __call__(self, data):
-        from tumorsyn.transforms import REASON_KEY, SPECS_KEY
-
         if data.get("source") in self.apply_to:
             return self.transform(data)
+        return self._passed(data)
+
+    def _passed(self, data) -> dict:
+        from tumorsyn.transforms import REASON_KEY, SPECS_KEY
+
         d = dict(data)
         d[SPECS_KEY] = "[]" if self.transform.specs_as_json else []
         d[REASON_KEY] = f"source {data.get('source')} not synthesised"
         return d
+
+    def apply_items(self, items: Sequence[dict], seeds: Sequence[int]) -> list[dict]:
+        """Items of the synthesised sources through ``transform.apply_items`` (one batch), the others passed."""
+        chosen = [i for i, item in enumerate(items) if item.get("source") in self.apply_to]
+        out = [self._passed(item) for item in items]
+        done = self.transform.apply_items([items[i] for i in chosen], seeds=[seeds[i] for i in chosen]) if chosen else []
+        for i, item in zip(chosen, done):
+            out[i] = item
+        return out
 
 
 def class_indices(label: np.ndarray, num_classes: int = 3) -> list[np.ndarray]:
@@ -280,23 +292,33 @@ class _ScaleHUd:
         return d
 
 
-def build_train_transform(config: dict, *, synthesis: bool | None = None):
-    """The random part of the pipeline (runs in DataLoader workers): synthesis, patches, scaling, flips."""
-    from monai.transforms import Compose, DeleteItemsd, RandCropByLabelClassesd, RandFlipd, SpatialPadd
-
+def build_synthesis(config: dict, *, device: str = "auto") -> _SynthesisForSources:
+    """``RandTumorSynthesisd`` as the config says, applied to the sources of ``synthesis.apply_to``."""
     from tumorsyn.transforms import RandTumorSynthesisd
 
     from segment.config import _size_bins
+
+    s = config["synthesis"]
+    synth = RandTumorSynthesisd(keys=("image", "label"), organ=config["organ"], label_preset="decathlon",
+                                tumor_label=TUMOR, method=s["method"], size_mm=_size_bins(s["size_mm"]),
+                                prob=float(s["prob"]), count=int(s["count"]), specs_as_json=True,
+                                cache_key=SCAN_KEY, device=device, **s["options"])
+    return _SynthesisForSources(synth, s["apply_to"])
+
+
+def build_train_transform(config: dict, *, synthesis: bool | None = None):
+    """The random part of the pipeline (runs in DataLoader workers): synthesis, patches, scaling, flips.
+
+    ``synthesis=False`` leaves synthesis out (no synthesis, or synthesis batched in the training
+    process by :class:`TrainSamples`).
+    """
+    from monai.transforms import Compose, DeleteItemsd, RandCropByLabelClassesd, RandFlipd, SpatialPadd
 
     d, s = config["data"], config["synthesis"]
     use_synthesis = s["enabled"] if synthesis is None else synthesis
     transforms = []
     if use_synthesis:
-        synth = RandTumorSynthesisd(keys=("image", "label"), organ=config["organ"], label_preset="decathlon",
-                                    tumor_label=TUMOR, method=s["method"], size_mm=_size_bins(s["size_mm"]),
-                                    prob=float(s["prob"]), count=int(s["count"]), specs_as_json=True,
-                                    cache_key=SCAN_KEY, **s["options"])
-        transforms.append(_SynthesisForSources(synth, s["apply_to"]))
+        transforms.append(build_synthesis(config))
     transforms += [
         # A no-op for TrainSamples' items (padded once at load); kept for scans given another way.
         SpatialPadd(keys=("image", "label"), spatial_size=d["roi_size"], mode="constant", value=0),
@@ -321,10 +343,16 @@ class TrainSamples(torch.utils.data.Dataset):
     The deterministic per-scan work is done here, once: scans are padded to ``roi_size`` (voxels;
     as the pipeline's own ``SpatialPadd`` would for every item) and each scan's per-class voxel
     indices are kept for the patch sampler.
+
+    With ``synthesis`` (from :func:`build_synthesis`, on the training device) a batch is made by
+    ``__getitems__``: the tumours of all its samples are written in one generator call (one GPU
+    batch for the diffusion model), then ``transform`` (without synthesis) cuts the patches. Use it
+    with ``workers=0``: it runs in the training process, where the model stays loaded.
     """
 
     def __init__(self, items: Sequence[dict], transform, *, seed: int, weights: dict | None = None,
-                 roi_size: Sequence[int] | None = None) -> None:
+                 roi_size: Sequence[int] | None = None, synthesis: _SynthesisForSources | None = None) -> None:
+        self.synthesis = synthesis
         if not items:
             raise ConfigError("empty dataset: no training cases")
         self.items = [_padded(item, roi_size) for item in items]
@@ -344,17 +372,44 @@ class TrainSamples(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, k: int):
+    def _draw(self, k: int) -> tuple[dict, int]:
+        """Sample ``k``'s scan (an item sharing the scan's arrays) and its transform seed."""
         rng = np.random.default_rng([self.seed, int(k)])
         index = int(rng.choice(len(self.items), p=self.p))
-        self.transform.set_random_state(seed=int(rng.integers(0, 2**31 - 1)))
+        seed = int(rng.integers(0, 2**31 - 1))
         item = {key: self.items[index][key] for key in ("image", "label", "case_id", "source")}
         item[SCAN_KEY] = f"{item['source']}:{item['case_id']}"
         item[BASE_INDICES_KEY] = self.indices[index]
-        info = torch.utils.data.get_worker_info()
+        return item, seed
+
+    def __getitem__(self, k: int):
+        if self.synthesis is not None:
+            return self.__getitems__([k])[0]
+        item, seed = self._draw(k)
+        self.transform.set_random_state(seed=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out = self.transform(item)
+        return self._finish(k, out)
+
+    def __getitems__(self, ks: Sequence[int]) -> list:
+        """Samples ``ks`` (a DataLoader batch); with ``synthesis`` their tumours are written in one call."""
+        if self.synthesis is None:
+            return [self[k] for k in ks]
+        drawn = [self._draw(k) for k in ks]
+        # The synthesis seed is a function of (seed, k) alone: a sample does not depend on its batch.
+        synth_seeds = [int(np.random.default_rng([self.seed, int(k), 1]).integers(0, 2**31 - 1)) for k in ks]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            items = self.synthesis.apply_items([item for item, _ in drawn], seeds=synth_seeds)
+            out = []
+            for k, item, (_, seed) in zip(ks, items, drawn):
+                self.transform.set_random_state(seed=seed)
+                out.append(self._finish(k, self.transform(item)))
+        return out
+
+    def _finish(self, k: int, out) -> list:
+        info = torch.utils.data.get_worker_info()
         out = out if isinstance(out, list) else [out]
         for o in out:
             o["worker"] = -1 if info is None else int(info.id)

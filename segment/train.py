@@ -34,7 +34,8 @@ from tumorsyn.errors import ConfigError
 from tumorsyn.runfolder import Checkpoints, read_rows, write_rows
 
 from segment.config import dump_config
-from segment.data import TUMOR, TrainSamples, build_train_transform, load_sources, make_train_loader, scale_hu
+from segment.data import (TUMOR, TrainSamples, build_synthesis, build_train_transform, load_sources,
+                          make_train_loader, scale_hu)
 from segment.networks import build_network, describe_init, init_from_checkpoint, save_model
 
 __all__ = ["train", "TrainState", "validate", "model_meta", "versions"]
@@ -248,11 +249,18 @@ def _train(config: dict, *, resume: bool, quiet: bool, stop_at_step: int | None)
     world = accelerator.num_processes
     per_step = int(d["batch_size"]) * int(t["grad_accum"]) * world
     if total_steps > state.step:
-        dataset = TrainSamples(items, build_train_transform(config), seed=int(config["seed"]),
+        s = config["synthesis"]
+        on_device = bool(s["enabled"] and s["batched_on_device"])
+        if on_device:
+            log(f"synthesis.batched_on_device: tumours of each batch written on {accelerator.device} in the "
+                "training process (data.workers not used)")
+        dataset = TrainSamples(items, build_train_transform(config, synthesis=False if on_device else None),
+                               seed=int(config["seed"]),
                                weights={"real": d["real"]["weight"], "healthy": d["healthy"]["weight"]},
-                               roi_size=d["roi_size"])
+                               roi_size=d["roi_size"],
+                               synthesis=build_synthesis(config, device=str(accelerator.device)) if on_device else None)
         loader = make_train_loader(dataset, start=state.step * per_step, stop=total_steps * per_step,
-                                   batch_size=int(d["batch_size"]), workers=int(d["workers"]))
+                                   batch_size=int(d["batch_size"]), workers=0 if on_device else int(d["workers"]))
         if world > 1:
             loader = accelerator.prepare(loader)
         _loop(accelerator, model, optimizer, scheduler, loader, loss_fn, state, config, run_dir, checkpoints,

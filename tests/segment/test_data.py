@@ -118,3 +118,48 @@ def test_scans_smaller_than_the_patch_are_padded_once(tmp_path):
     for k in range(3):
         out = dataset[k][0]
         assert tuple(out["image"].shape) == (1, 40, 40, 32) and (np.asarray(out["label"]) == 2).any()
+
+
+def test_batched_on_device_writes_a_batch_of_tumours_in_one_call(tmp_path):
+    """synthesis.batched_on_device: a DataLoader batch's tumours in one generator call, in the training process."""
+    from tumorsyn.generators import register_generator
+    from tumorsyn.generators.rules import RulesGenerator
+
+    from segment.data import build_synthesis
+
+    calls = []
+
+    @register_generator
+    class BatchingForSegment(RulesGenerator):
+        name = "rules_batching_segment_test"
+
+        def batch_key(self, spec):
+            return "one-batch"
+
+        def apply_batch(self, jobs):
+            calls.append(len(jobs))
+            return super().apply_batch(jobs)
+
+    config = load_config(None, data=tiny_config(tmp_path, synthesis__method="rules_batching_segment_test",
+                                                synthesis__batched_on_device=True))
+    items = load_sources(config)
+    dataset = TrainSamples(items, build_train_transform(config, synthesis=False), seed=2,
+                           weights={"real": 0.0, "healthy": 1.0}, synthesis=build_synthesis(config, device="cpu"))
+    batches = list(make_train_loader(dataset, start=0, stop=6, batch_size=3, workers=0))
+    assert calls == [3, 3]
+    for batch in batches:
+        assert all(int(w) == -1 for w in batch["worker"])  # made in the training process
+        assert all(len(json.loads(s)) == 1 for s in batch["tumor_specs"])
+    # A sample depends on (seed, k) only, not on the batch it came in.
+    alone = dataset[4][0]
+    assert np.array_equal(np.asarray(alone["image"]), np.asarray(batches[1]["image"][1]))
+    assert alone["tumor_specs"] == batches[1]["tumor_specs"][1]
+
+
+def test_batched_on_device_config_is_checked(tmp_path):
+    import pytest
+
+    from tumorsyn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="synthesis.batched_on_device must be true or false"):
+        load_config(None, data=tiny_config(tmp_path, synthesis__batched_on_device="yes"))

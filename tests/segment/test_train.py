@@ -116,3 +116,13 @@ def test_threads_setting_applies_to_the_run_only(tmp_path, monkeypatch):
     data["train"]["threads"] = 1
     train(load_config(None, data=data), quiet=True)
     assert seen == [1] and torch.get_num_threads() == before
+
+
+def test_batched_on_device_synthesis_trains_and_repeats(tmp_path):
+    """Synthesis in the training process (a batch at once): runs, logs it, same seed -> same weights."""
+    extra = {"synthesis__batched_on_device": True, "workers": 2}
+    a = train(load_config(None, data=tiny_config(tmp_path / "a", steps=2, **extra)), quiet=True)
+    b = train(load_config(None, data=tiny_config(tmp_path / "b", steps=2, **extra)), quiet=True)
+    assert _same(_weights(a), _weights(b))
+    rows = list(csv.DictReader((a / "steps.csv").open()))
+    assert len(rows) == 2
