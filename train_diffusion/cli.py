@@ -20,8 +20,8 @@ tumours inpainted into them: <output_dir>/heldout/heldout.json + heldout.png."""
 EXAMPLES = """\
 examples:
   tumorsyn train-diffusion configs/diffusion/tiny_cpu.yaml --out runs/tiny
-  tumorsyn train-diffusion configs/diffusion/ircadb_liver_early.yaml --set autoencoder.steps=200 --set ldm.steps=400
-  tumorsyn train-diffusion configs/diffusion/ircadb_liver_early.yaml --evaluate --samples 8
+  tumorsyn train-diffusion configs/diffusion/liver_early_heldout.yaml --set autoencoder.steps=200 --set ldm.steps=400
+  tumorsyn train-diffusion configs/diffusion/liver_early_heldout.yaml --evaluate --samples 8
   accelerate launch -m tumorsyn train-diffusion configs/diffusion/msd_liver_early.yaml --set train.mixed_precision=bf16
 """
 

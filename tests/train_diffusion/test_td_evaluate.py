@@ -144,7 +144,7 @@ def test_ircadb_config_keeps_held_out_tumours_apart(tmp_path):
     from train_diffusion.config import load_config
     from train_diffusion.data import load_holdout
 
-    config = load_config(REPO / "configs" / "diffusion" / "ircadb_liver_early.yaml", [f"output_dir={tmp_path}"])
+    config = load_config(REPO / "configs" / "diffusion" / "liver_early_heldout.yaml", [f"output_dir={tmp_path}"])
     held = load_holdout(config)
     assert len(held.tumor_images) == 2
     assert all(10.0 < t["max_diameter_mm"] < 30.0 for t in held.tumors)
