@@ -306,11 +306,12 @@ def build_synthesis(config: dict, *, device: str = "auto") -> _SynthesisForSourc
     return _SynthesisForSources(synth, s["apply_to"])
 
 
-def build_train_transform(config: dict, *, synthesis: bool | None = None):
+def build_train_transform(config: dict, *, synthesis: bool | None = None, device: str = "cpu"):
     """The random part of the pipeline (runs in DataLoader workers): synthesis, patches, scaling, flips.
 
     ``synthesis=False`` leaves synthesis out (no synthesis, or synthesis batched in the training
-    process by :class:`TrainSamples`).
+    process by :class:`TrainSamples`). ``device`` is where synthesis runs: keep ``"cpu"`` in
+    DataLoader workers (a forked worker cannot use CUDA once the training process has).
     """
     from monai.transforms import Compose, DeleteItemsd, RandCropByLabelClassesd, RandFlipd, SpatialPadd
 
@@ -318,7 +319,7 @@ def build_train_transform(config: dict, *, synthesis: bool | None = None):
     use_synthesis = s["enabled"] if synthesis is None else synthesis
     transforms = []
     if use_synthesis:
-        transforms.append(build_synthesis(config))
+        transforms.append(build_synthesis(config, device=device))
     transforms += [
         # A no-op for TrainSamples' items (padded once at load); kept for scans given another way.
         SpatialPadd(keys=("image", "label"), spatial_size=d["roi_size"], mode="constant", value=0),

@@ -251,16 +251,24 @@ def _train(config: dict, *, resume: bool, quiet: bool, stop_at_step: int | None)
     if total_steps > state.step:
         s = config["synthesis"]
         on_device = bool(s["enabled"] and s["batched_on_device"])
+        workers = 0 if on_device else int(d["workers"])
         if on_device:
             log(f"synthesis.batched_on_device: tumours of each batch written on {accelerator.device} in the "
                 "training process (data.workers not used)")
-        dataset = TrainSamples(items, build_train_transform(config, synthesis=False if on_device else None),
+        elif s["enabled"] and s["method"] == "diffusion" and accelerator.device.type == "cuda" and workers > 0:
+            log("synthesis.method diffusion samples on the CPU in the DataLoader workers (slow); "
+                "--set synthesis.batched_on_device=true samples each batch on the GPU")
+        # Workers synthesise on the CPU (CUDA cannot be used in a forked worker); without workers,
+        # the training process uses its own device.
+        worker_device = "cpu" if workers > 0 else str(accelerator.device)
+        dataset = TrainSamples(items, build_train_transform(config, synthesis=False if on_device else None,
+                                                            device=worker_device),
                                seed=int(config["seed"]),
                                weights={"real": d["real"]["weight"], "healthy": d["healthy"]["weight"]},
                                roi_size=d["roi_size"],
                                synthesis=build_synthesis(config, device=str(accelerator.device)) if on_device else None)
         loader = make_train_loader(dataset, start=state.step * per_step, stop=total_steps * per_step,
-                                   batch_size=int(d["batch_size"]), workers=0 if on_device else int(d["workers"]))
+                                   batch_size=int(d["batch_size"]), workers=workers)
         if world > 1:
             loader = accelerator.prepare(loader)
         _loop(accelerator, model, optimizer, scheduler, loader, loss_fn, state, config, run_dir, checkpoints,

@@ -163,3 +163,13 @@ def test_batched_on_device_config_is_checked(tmp_path):
 
     with pytest.raises(ConfigError, match="synthesis.batched_on_device must be true or false"):
         load_config(None, data=tiny_config(tmp_path, synthesis__batched_on_device="yes"))
+
+
+def test_worker_synthesis_stays_on_the_cpu(tmp_path):
+    """DataLoader workers never get a CUDA device (a forked worker cannot initialise CUDA)."""
+    from segment.data import _SynthesisForSources, build_synthesis
+
+    config = load_config(None, data=tiny_config(tmp_path))
+    synth = [t for t in build_train_transform(config).transforms if isinstance(t, _SynthesisForSources)]
+    assert len(synth) == 1 and synth[0].transform.device == "cpu"
+    assert build_synthesis(config, device="cuda:1").transform.device == "cuda:1"
