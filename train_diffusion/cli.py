@@ -91,5 +91,6 @@ def summary_line(result: dict) -> str:
     if "inpainting" in result:
         i = result["inpainting"]
         text += (f"; tumour-to-rim contrast real {i['contrast_real_mean_hu']:+.1f} HU, generated "
-                 f"{i['contrast_generated_mean_hu']:+.1f} +- {i['contrast_generated_sd_hu']:.1f} HU")
+                 f"{i['contrast_generated_mean_hu']:+.1f} +- {i['contrast_generated_sd_hu']:.1f} HU; HU std inside "
+                 f"tumours real {i['tumour_std_real_hu']:.1f}, generated {i['tumour_std_generated_hu']:.1f}")
     return text

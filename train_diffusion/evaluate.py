@@ -5,9 +5,9 @@ trained on) the way training reads its crops, and measures on each centred crop:
 
 - **reconstruction**: mean absolute HU error of decode(encode(crop)) inside the tumour (undilated
   mask) and outside it, both within the HU window (values beyond it are clipped by the crop);
-- **inpainting**: the tumour region blanked and sampled ``samples`` times; mean and standard
-  deviation of HU inside the tumour, and the mean of a rim 2-5 mm outside the generated region, for
-  the real crop and each sample. A model that learnt tumours gives a tumour-to-rim contrast of the
+- **inpainting**: the tumour region blanked and sampled ``samples`` times; mean, median and
+  standard deviation of HU inside the tumour, the median of a rim 2-5 mm outside the generated
+  region, and the contrast (tumour median - rim median), for the real crop and each sample. A model that learnt tumours gives a tumour-to-rim contrast of the
   real crops' sign and size; an untrained one gives noise around the window's middle.
 
 Writes ``heldout.json`` and ``heldout.png`` (rows: crops; columns: real | blanked | reconstruction |
@@ -57,10 +57,11 @@ def reconstruct(model, images: np.ndarray, *, batch_size: int = 4) -> np.ndarray
 
 
 def _stats(hu: np.ndarray, core: np.ndarray, rim: np.ndarray) -> dict:
-    inside = hu[core]
-    return {"tumour_mean_hu": round(float(inside.mean()), 1), "tumour_std_hu": round(float(inside.std()), 1),
-            "rim_mean_hu": round(float(hu[rim].mean()), 1),
-            "contrast_hu": round(float(inside.mean() - hu[rim].mean()), 1)}
+    # Medians: a rim that touches fat, air or a vessel would pull a mean far from the organ's value.
+    inside, around = hu[core], hu[rim]
+    return {"tumour_mean_hu": round(float(inside.mean()), 1), "tumour_median_hu": round(float(np.median(inside)), 1),
+            "tumour_std_hu": round(float(inside.std()), 1), "rim_median_hu": round(float(np.median(around)), 1),
+            "contrast_hu": round(float(np.median(inside) - np.median(around)), 1)}
 
 
 def evaluate_bank(model, bank: CropBank, *, samples: int = 4, steps: int | None = None, seed: int = 0,

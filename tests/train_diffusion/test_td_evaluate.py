@@ -95,7 +95,8 @@ def test_holdout_evaluation_of_a_tiny_run(tmp_path, phantom_sources, capsys):
     assert result["reconstruction"]["mae_inside_hu"] == pytest.approx(masked_mae(real, recon, cores), abs=0.01)
     assert result["reconstruction"]["mae_outside_hu"] == pytest.approx(masked_mae(real, recon, ~cores), abs=0.01)
     sample = result["inpainting"]["per_crop"][0]["samples"][0]
-    assert set(sample) == {"tumour_mean_hu", "tumour_std_hu", "rim_mean_hu", "contrast_hu"}
+    assert set(sample) == {"tumour_mean_hu", "tumour_median_hu", "tumour_std_hu", "rim_median_hu", "contrast_hu"}
+    assert sample["contrast_hu"] == pytest.approx(sample["tumour_median_hu"] - sample["rim_median_hu"], abs=0.11)
     assert result["inpainting"]["per_crop"][0]["real"]["contrast_hu"] < 0  # the phantom's tumours are hypodense
 
     cfg_path = tmp_path / "config.yaml"
