@@ -191,7 +191,9 @@ def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True,
                 hu, organ_mask, tumor, scan_spacing = _read_case(ct_path, labels_path,
                                                                  tumor_paths if with_tumors else [],
                                                                  organ, preset, src, d["crop_margin_mm"])
-                bank.cases.append({"case": case_id, "ct": str(ct_path), "role": role, "organ": organ})
+                tissue = organ_mask & ~tumor
+                bank.cases.append({"case": case_id, "ct": str(ct_path), "role": role, "organ": organ,
+                                   "organ_median_hu": round(float(np.median(hu[tissue])), 1) if tissue.any() else None})
                 if with_tumors:
                     _add_tumors(bank, hu, tumor, scan_spacing, case_id, organ, size=big, spacing=spacing,
                                 window=window, dilate_mm=dilate_mm, lo_mm=lo_mm, hi_mm=hi_mm)

@@ -16,6 +16,7 @@ same weights, optimizer, RNG and data stream; on CPU the result equals an uninte
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,11 @@ from train_diffusion.train_autoencoder import done_path, train_autoencoder
 from train_diffusion.train_ldm import train_ldm
 
 __all__ = ["train"]
+
+
+def _median(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(float(statistics.median(values)), 1) if values else None
 
 
 def train(config: dict, *, resume: bool = True, quiet: bool = False, stop_at: tuple[str, int] | None = None) -> Path | None:
@@ -80,6 +86,8 @@ def train(config: dict, *, resume: bool = True, quiet: bool = False, stop_at: tu
         "ema": config["ldm"]["ema_decay"] is not None, "seed": int(config["seed"]),
         "tumour_crops": len(bank.tumor_images), "healthy_crops": len(bank.healthy_images),
         "tumours": bank.tumors, "cases": bank.cases, "organ": config["organ"],
+        # What the model learnt the organ to look like (HU): the generator warns on a host far from it.
+        "organ_median_hu": _median([c["organ_median_hu"] for c in bank.cases]),
         "seconds_this_call": round(time.perf_counter() - started, 1), "versions": versions(),
     }
     folder = run_dir / "model"

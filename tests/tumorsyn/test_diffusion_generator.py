@@ -179,3 +179,17 @@ def test_transform_samples_a_whole_batch_of_items_in_one_network_batch(scan, mod
         np.testing.assert_allclose(out["image"], single["image"], atol=0.05)
         np.testing.assert_array_equal(out["label"], single["label"])
     assert len({json.dumps(o["tumor_specs"]) for o in batched}) == 3  # three different tumours
+
+
+def test_warns_when_the_host_organ_is_far_from_what_the_model_learnt(scan, model_dir):
+    import warnings
+
+    ct, organ, spacing = scan
+    learnt = json.loads((model_dir / "config.json").read_text())["training"]["organ_median_hu"]
+    assert abs(learnt - float(np.median(ct[organ]))) < 40  # phantoms of one kind: trained and host alike
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _spec(scan, model_dir)
+    darker = (ct - 120.0, organ, spacing)  # e.g. a non-contrast scan for a venous-phase model
+    with pytest.warns(UserWarning, match=r"learnt organs of about .* HU, this organ is .* \(another contrast phase"):
+        _spec(darker, model_dir)

@@ -19,6 +19,7 @@ mask, which is what the model is asked to fill.
 """
 from __future__ import annotations
 
+import warnings
 
 import numpy as np
 from scipy import ndimage
@@ -40,6 +41,7 @@ _MIN_VISIBLE_HU = 10.0
 _LATTICE_NODES = 12
 _SHAPE_KEYS = ("radii_mm", "rotation", "lobes", "deform_amplitude", "satellites", "edge_mm")
 _MAX_STEPS = 1000
+_HOST_HU_TOLERANCE = 40.0  # host organ this far (HU) from the model's training organs: likely another phase
 
 
 class DiffusionGenerator(Generator):
@@ -56,6 +58,12 @@ class DiffusionGenerator(Generator):
         """
         folder, config = read_model_config(options.get("model"))
         checksum = model_checksum(folder)
+        learnt = (config.get("training") or {}).get("organ_median_hu")
+        if learnt is not None and abs(float(organ_mean_hu) - float(learnt)) > _HOST_HU_TOLERANCE:
+            # The model inpaints the absolute HU it learnt, not a contrast relative to this organ.
+            warnings.warn(f"{folder}: the model learnt organs of about {float(learnt):.0f} HU, this organ is "
+                          f"{float(organ_mean_hu):.0f} HU (another contrast phase?): its tumours may be far too "
+                          "bright or too dark here; see docs/diffusion.md, Known limits", stacklevel=2)
         shape = RulesGenerator().sample_params(rng, size_mm=size_mm, preset=preset, organ_mean_hu=organ_mean_hu,
                                                organ_std_hu=organ_std_hu, spacing_mm=spacing_mm, options={})
         params = {key: shape[key] for key in _SHAPE_KEYS}
