@@ -8,7 +8,7 @@ import numpy as np
 
 from tumorsyn.runfolder import Checkpoints, read_rows, write_rows
 
-__all__ = ["StageState", "Checkpoints", "read_rows", "write_rows", "plot_curves", "save_preview"]
+__all__ = ["StageState", "Checkpoints", "checkpoint_or_stop", "read_rows", "write_rows", "plot_curves", "save_preview"]
 
 
 @dataclass
@@ -67,3 +67,11 @@ def save_preview(path: Path, panels: list[np.ndarray], *, mask: np.ndarray | Non
     image.save(tmp)
     tmp.replace(path)
     return path
+
+
+def checkpoint_or_stop(accelerator, checkpoints: Checkpoints, step: int, total: int, every: int,
+                       stop_at_step: int | None) -> bool:
+    """Save a checkpoint when one is due; True when the run stops here (as if killed) before its last step."""
+    if step % int(every) == 0 or step == total:
+        checkpoints.save(accelerator, step)
+    return stop_at_step is not None and stop_at_step <= step < total

@@ -19,7 +19,8 @@ from tumorsyn.generators.diffusion.sampler import decode, encode
 
 from train_diffusion.data import CropBank
 from train_diffusion.models import autoencoder_spec, build_autoencoder, build_discriminator
-from train_diffusion.runlog import Checkpoints, StageState, plot_curves, read_rows, save_preview, write_rows
+from train_diffusion.runlog import (Checkpoints, StageState, checkpoint_or_stop, plot_curves, read_rows, save_preview,
+                                    write_rows)
 from train_diffusion.runtime import make_accelerator
 
 __all__ = ["train_autoencoder", "kl_loss", "FIELDS"]
@@ -147,9 +148,7 @@ def train_autoencoder(config: dict, bank: CropBank, *, resume: bool = True, quie
                 write_rows(run_dir / "steps_autoencoder.csv", FIELDS, rows)
         if t["preview_every"] and state.step % int(t["preview_every"]) == 0 and accelerator.is_main_process:
             _preview(accelerator.unwrap_model(model), bank, config, run_dir, state.step, device)
-        if state.step % int(t["checkpoint_every"]) == 0 or state.step == total:
-            checkpoints.save(accelerator, state.step)
-        if stop_at_step is not None and state.step >= stop_at_step and state.step < total:
+        if checkpoint_or_stop(accelerator, checkpoints, state.step, total, t["checkpoint_every"], stop_at_step):
             bar.close()
             return None
     bar.close()

@@ -26,7 +26,8 @@ from tumorsyn.generators.diffusion.schedulers import is_flow, training_scheduler
 from train_diffusion.data import CropBank
 from train_diffusion.export import model_config
 from train_diffusion.models import build_autoencoder, build_unet
-from train_diffusion.runlog import Checkpoints, StageState, plot_curves, read_rows, save_preview, write_rows
+from train_diffusion.runlog import (Checkpoints, StageState, checkpoint_or_stop, plot_curves, read_rows, save_preview,
+                                    write_rows)
 from train_diffusion.runtime import make_accelerator, micro_seed
 
 __all__ = ["train_ldm", "noise_scheduler", "FIELDS", "LdmResult"]
@@ -175,9 +176,7 @@ def train_ldm(config: dict, bank: CropBank, autoencoder_path: Path, *, resume: b
         if t["preview_every"] and state.step % int(t["preview_every"]) == 0 and accelerator.is_main_process:
             _preview(ae, _ema_unet(accelerator.unwrap_model(unet), ema, config), sched, bank, config, run_dir,
                      state.step, scale, device)
-        if state.step % int(t["checkpoint_every"]) == 0 or state.step == total:
-            checkpoints.save(accelerator, state.step)
-        if stop_at_step is not None and state.step >= stop_at_step and state.step < total:
+        if checkpoint_or_stop(accelerator, checkpoints, state.step, total, t["checkpoint_every"], stop_at_step):
             bar.close()
             return None
     bar.close()
