@@ -46,3 +46,24 @@ def make_phantom(shape=(64, 64, 40), spacing=(1.0, 1.0, 1.5), *, organ_hu=100.0,
 @pytest.fixture
 def phantom():
     return make_phantom()
+
+
+def register_batching_rules(name: str) -> list:
+    """Register the rules generator as ``name`` with one batch key for every spec; return the list
+    that records the number of jobs of each ``apply_batch`` call."""
+    from tumorsyn.generators import register_generator
+    from tumorsyn.generators.rules import RulesGenerator
+
+    calls: list = []
+
+    class BatchingRules(RulesGenerator):
+        def batch_key(self, spec):
+            return "one-batch"
+
+        def apply_batch(self, jobs):
+            calls.append(len(jobs))
+            return super().apply_batch(jobs)
+
+    BatchingRules.name = name
+    register_generator(BatchingRules)
+    return calls

@@ -122,23 +122,11 @@ def test_scans_smaller_than_the_patch_are_padded_once(tmp_path):
 
 def test_batched_on_device_writes_a_batch_of_tumours_in_one_call(tmp_path):
     """synthesis.batched_on_device: a DataLoader batch's tumours in one generator call, in the training process."""
-    from tumorsyn.generators import register_generator
-    from tumorsyn.generators.rules import RulesGenerator
+    from tests.conftest import register_batching_rules
 
     from segment.data import build_synthesis
 
-    calls = []
-
-    @register_generator
-    class BatchingForSegment(RulesGenerator):
-        name = "rules_batching_segment_test"
-
-        def batch_key(self, spec):
-            return "one-batch"
-
-        def apply_batch(self, jobs):
-            calls.append(len(jobs))
-            return super().apply_batch(jobs)
+    calls = register_batching_rules("rules_batching_segment_test")
 
     config = load_config(None, data=tiny_config(tmp_path, synthesis__method="rules_batching_segment_test",
                                                 synthesis__batched_on_device=True))

@@ -6,7 +6,7 @@ from scipy import ndimage
 import tumorsyn
 from tumorsyn.errors import ConfigError, InputError, OrganTooSmallError
 from tumorsyn.measure import equivalent_diameter_mm, label_lesions
-from tests.conftest import make_phantom
+from tests.conftest import make_phantom, register_batching_rules
 
 
 def test_same_spec_same_voxels_and_input_untouched():
@@ -188,22 +188,9 @@ def test_sample_without_ct_uses_given_statistics():
 
 def test_specs_with_a_batch_key_are_applied_together_when_their_boxes_are_apart():
     """Generators that batch (diffusion on a GPU) get disjoint tumours in one call, same result as in order."""
-    from tumorsyn.generators import register_generator
-    from tumorsyn.generators.rules import RulesGenerator
     from tumorsyn.synthesis import batch_groups as _batches
 
-    calls = []
-
-    @register_generator
-    class BatchingRules(RulesGenerator):
-        name = "rules_batching_test"
-
-        def batch_key(self, spec):
-            return "one-batch"
-
-        def apply_batch(self, jobs):
-            calls.append(len(jobs))
-            return super().apply_batch(jobs)
+    calls = register_batching_rules("rules_batching_test")
 
     ct, organ, sp = make_phantom(shape=(150, 64, 40), radii_mm=(65.0, 22.0, 20.0))
     first = tumorsyn.sample_spec(organ, sp, organ="liver", size_mm=(5, 7), ct_hu=ct, rng=3)

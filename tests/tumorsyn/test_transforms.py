@@ -319,23 +319,11 @@ def test_bundled_totalsegmentator_example_in_compose():
 
 
 def test_batching_generators_get_disjoint_tumours_of_an_item_in_one_call():
-    from tumorsyn.generators import register_generator
-    from tumorsyn.generators.rules import RulesGenerator
+    from tests.conftest import register_batching_rules
     from tumorsyn.spec import TumorSpec
     from tumorsyn.synthesis import batch_groups
 
-    calls = []
-
-    @register_generator
-    class BatchingRulesForTransforms(RulesGenerator):
-        name = "rules_batching_transform_test"
-
-        def batch_key(self, spec):
-            return "one-batch"
-
-        def apply_batch(self, jobs):
-            calls.append(len(jobs))
-            return super().apply_batch(jobs)
+    calls = register_batching_rules("rules_batching_transform_test")
 
     # Seed 1 draws two small tumours whose boxes do not touch (found by trying seeds).
     out = _transform(count=2, size_mm=(4, 5)).set_random_state(1)(_item())
@@ -349,21 +337,9 @@ def test_batching_generators_get_disjoint_tumours_of_an_item_in_one_call():
 
 
 def test_apply_items_batches_tumours_across_items_and_equals_one_by_one():
-    from tumorsyn.generators import register_generator
-    from tumorsyn.generators.rules import RulesGenerator
+    from tests.conftest import register_batching_rules
 
-    calls = []
-
-    @register_generator
-    class BatchingAcrossItems(RulesGenerator):
-        name = "rules_batching_items_test"
-
-        def batch_key(self, spec):
-            return "one-batch"
-
-        def apply_batch(self, jobs):
-            calls.append(len(jobs))
-            return super().apply_batch(jobs)
+    calls = register_batching_rules("rules_batching_items_test")
 
     items = [_item(seed=s) for s in range(4)]
     seeds = [21, 22, 23, 24]
