@@ -1,9 +1,10 @@
 """A CT read only as far as a study's crops need it.
 
-A study reads one compressed scan per case, and decompressing a whole 512x512 CT costs far more than
-cropping and rendering it. A NIfTI file stores its slowest axis last, so the slices a crop needs are
-one contiguous run: :class:`CTVolume` reads that run only (gzip stops after its last byte), in full
-slices, and checks that it holds Hounsfield units. Orientation and spacing come from
+A study reads one compressed scan per case, and converting a whole 512x512 CT to float HU costs far
+more than cropping and rendering it. A NIfTI file stores its slowest axis last, so the slices a crop
+needs are one contiguous run: :class:`CTVolume` converts that run only, in full slices, and checks
+that it holds Hounsfield units. A compressed file is still decompressed whole, so that its gzip
+checksum is verified and a damaged file is refused. Orientation and spacing come from
 :class:`tumorsyn.io.scan.Scan`; anything that is not a plain NIfTI file, or that nibabel cannot slice,
 is read whole by :func:`tumorsyn.io.scan.read_image`, which also gives the one-line errors.
 """
@@ -11,13 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import zlib
-
 import nibabel as nib
 import numpy as np
 
 from tumorsyn.errors import NotHUError
-from tumorsyn.io.scan import Scan, read_image
+from tumorsyn.io.scan import Scan, read_image, read_nifti_bytes
 
 __all__ = ["CTVolume", "check_hu"]
 
@@ -117,8 +116,8 @@ class CTVolume:
         check_hu(self[tuple(slice(o, o + n) for o, n in zip(origin, block.shape))], self.path)
 
     def _gzip_slab(self, file_slices: slice):
-        """Stored values of file slices ``[start, stop)`` of a .nii.gz, decompressed in one call up to the
-        slab's last byte; ``(None, None)`` when the file is not a plain one-member gzip NIfTI."""
+        """Stored values of file slices ``[start, stop)`` of a .nii.gz (decompressed whole, checksum verified);
+        ``(None, None)`` when the stream is too short for them."""
         # The image's header has offset and scaling reset by nibabel; the array proxy keeps the stored ones.
         proxy = self._img.dataobj
         dtype = np.dtype(proxy.dtype)
@@ -126,11 +125,9 @@ class CTVolume:
         slice_bytes = nx * ny * dtype.itemsize
         offset = int(proxy.offset)
         needed = offset + file_slices.stop * slice_bytes
-        try:
-            with open(self.path, "rb") as fh:
-                data = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(fh.read(), needed)
-        except (OSError, zlib.error):
-            return None, None
+        # The whole stream is decompressed so that its gzip checksum is verified: a damaged file is
+        # refused (CorruptFileError naming it), never shown to readers. Only the slab is converted.
+        data = read_nifti_bytes(self.path)
         if len(data) < needed:
             return None, None
         count = (file_slices.stop - file_slices.start) * nx * ny

@@ -7,6 +7,7 @@ all computation uses.
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from nibabel.orientations import apply_orientation, io_orientation, ornt_transfo
 
 from tumorsyn.errors import CorruptFileError, GridMismatchError, InputError, NotHUError
 
-__all__ = ["Scan", "read_image", "load_scan", "load_labels", "check_same_grid"]
+__all__ = ["Scan", "read_image", "read_nifti_bytes", "load_scan", "load_labels", "check_same_grid"]
 
 _RAS = np.array([[0, 1], [1, 1], [2, 1]], dtype=float)
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -107,6 +108,62 @@ class Scan:
         return tuple(float(v) for v in point[:3])
 
 
+def _gunzip_verified(data: bytes | memoryview, path: Path) -> bytes:
+    """Decompress every gzip member of ``data``, checking each member's CRC-32 and length trailer.
+
+    nibabel reads a ``.nii.gz`` only as far as the voxels it needs and never reaches the trailer, so a
+    flipped bit inside the compressed data would be read as plausible voxels. zlib with a gzip
+    wrapper (``wbits=16 + MAX_WBITS``) verifies the trailer itself when the stream ends.
+    """
+    members = []
+    rest = memoryview(data)
+    while True:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            members.append(inflater.decompress(rest))
+        except zlib.error as exc:
+            detail = str(exc).rsplit(": ", 1)[-1]
+            reason = {"incorrect data check": "gzip CRC-32 check failed (the data does not match its checksum); "
+                                              "the file is damaged",
+                      "incorrect length check": "gzip length check failed (the data does not match its recorded "
+                                                "size); the file is damaged",
+                      "incorrect header check": "not gzip data although the name ends in .gz; the file is "
+                                                "truncated, corrupt or not an image",
+                      }.get(detail, f"damaged gzip data ({detail}); the file is truncated or corrupt")
+            raise CorruptFileError(f"cannot be read: {reason}; copy it again from its source", path=path) from None
+        if not inflater.eof:
+            raise CorruptFileError("cannot be read: gzip data ends before its end marker and checksum; the file is "
+                                   "truncated, copy it again from its source", path=path)
+        # Concatenated members are valid gzip; zero padding after the last one is tolerated as gzip does.
+        tail = inflater.unused_data.lstrip(b"\0")
+        if not tail:
+            break
+        rest = memoryview(tail)
+    return members[0] if len(members) == 1 else b"".join(members)
+
+
+def read_nifti_bytes(path: str | Path) -> bytes:
+    """The whole stored NIfTI stream of a file: its bytes, decompressed and verified for ``.nii.gz``.
+
+    The file is read once; for a ``.nii.gz`` every gzip member's CRC-32 and length are checked, so a
+    damaged or truncated file is refused instead of read as wrong voxels. Peak memory is about the
+    compressed plus the decompressed size.
+
+    Raises
+    ------
+    CorruptFileError
+        With a one-line message naming the file.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CorruptFileError(f"cannot be read ({exc.strerror or exc})", path=path) from None
+    if path.name.endswith(".gz"):
+        data = _gunzip_verified(data, path)
+    return data
+
+
 def _read_nifti(path: Path) -> Scan:
     if not path.exists():
         raise CorruptFileError("file not found", path=path)
@@ -114,18 +171,19 @@ def _read_nifti(path: Path) -> Scan:
         raise CorruptFileError("is a folder without DICOM files; expected a .nii/.nii.gz file or a DICOM series folder", path=path)
     if not path.name.endswith(_NIFTI_SUFFIXES):
         raise CorruptFileError("not a NIfTI file (expected .nii or .nii.gz) nor a DICOM folder", path=path)
+    data = read_nifti_bytes(path)
+    # The magic decides NIfTI-1 or -2, as nibabel's loader does (NIfTI-1 first).
+    klass = next((k for k in (nib.Nifti1Image, nib.Nifti2Image) if k.header_class.may_contain_header(data)), None)
+    if klass is None:
+        raise CorruptFileError("not a NIfTI-1 or NIfTI-2 image (no NIfTI header magic); the file is corrupt or "
+                               "not an image", path=path)
     try:
-        img = nib.load(str(path))
-        if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
-            raise CorruptFileError("not a single-file NIfTI image", path=path)
-        raw = np.asanyarray(img.dataobj.get_unscaled()) if hasattr(img.dataobj, "get_unscaled") else np.asanyarray(img.dataobj)
+        img = klass.from_bytes(data)
+        raw = np.asanyarray(img.dataobj.get_unscaled())
         slope, inter = img.dataobj.slope, img.dataobj.inter
         # nibabel's image header has its scaling fields reset; re-read the header as stored so
         # that outputs carry exactly the input's header bytes.
-        with nib.openers.ImageOpener(str(path)) as fh:
-            header = type(img.header).from_fileobj(fh)
-    except CorruptFileError:
-        raise
+        header = klass.header_class.from_fileobj(io.BytesIO(data))
     except _READ_ERRORS as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CorruptFileError(f"cannot be read as NIfTI ({reason}); the file is truncated, corrupt or not an image", path=path) from None
