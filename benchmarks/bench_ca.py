@@ -184,7 +184,7 @@ def main(argv=None):
 
     print(f"tumorsyn {tumorsyn.__version__}, numba {numba.__version__}, numpy {np.__version__}, "
           f"python {platform.python_version()}, {numba.get_num_threads()} threads ({platform.processor() or 'cpu'})")
-    gpu = resolve_device("auto") == "cuda"
+    gpu = resolve_device("auto").kind == "cuda"
     print("GPU:", "present" if gpu else "no GPU here (GPU figures not measured)")
     print(f"load average at start: {loadavg()} (other processes share the cores)")
     # Compile (or load from the cache) apart from the timings.

@@ -137,12 +137,14 @@ def _write_probability(path: Path, scan, probability: np.ndarray) -> None:
     write_raw_nifti(path, data, header)
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: no CUDA GPU is visible; use --device cpu")
-    return torch.device(device)
+def resolve_device(device="auto") -> torch.device:
+    """The ``torch.device`` for ``--device`` (auto, cpu, cuda, cuda:N), read by the core's one resolver."""
+    from tumorsyn.device import resolve_device as resolve
+
+    try:
+        return torch.device(str(resolve(device, backend="torch")))
+    except ConfigError as exc:
+        raise ConfigError(f"--device: {exc}") from None
 
 
 def predict_files(model_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, *,

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tumorsyn.cli.common import int_list, positive_int, range_mm, shard
+from tumorsyn.cli.common import device, int_list, positive_int, range_mm, shard
 
 DESCRIPTION = """\
 Write synthetic tumours into healthy CT. For each output it writes <id>_ct.nii.gz (the input CT,
@@ -75,8 +75,9 @@ def register(subparsers) -> None:
                              "steps (<id>_stepNNN_ct/_tumor.nii.gz), e.g. 10,20,40")
     output.add_argument("--preview", action="store_true", help="also write <id>_preview.png")
     run = parser.add_argument_group("running")
-    run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                     help="where generators with a GPU kernel run (ca); every device writes the same bytes (default auto)")
+    run.add_argument("--device", type=device, default="auto", metavar="{auto,cpu,cuda,cuda:N}",
+                     help="where generators with a GPU kernel run (ca, diffusion); every device writes the same bytes "
+                          "(default auto)")
     run.add_argument("--workers", type=positive_int, default=1, help="worker processes for datasets (default 1)")
     run.add_argument("--shard", type=shard, metavar="I/N", help="work on shard I of N (0-based), or 'auto' "
                      "(RANK/WORLD_SIZE of accelerate/torchrun, or a SLURM array)")
@@ -138,6 +139,15 @@ def run_command(args: argparse.Namespace) -> int:
         options.extra = {key: value for key, value in (("model", args.model), ("steps", args.steps)) if value}
     if specs is not None:
         options.extra = {"from_spec": [s.to_dict() for s in specs]}
+    else:
+        # Once for the run, not once per case: an option the method does not take (--appearance
+        # with --method ca) would otherwise be dropped without a word.
+        from tumorsyn.synthesis import check_options
+
+        check_options(options.method, {**options.extra, "appearance": options.appearance})
+    from tumorsyn.generators import get_generator
+
+    get_generator(options.method, device=options.device)  # a GPU that is not there: refused before any case
     summary = run_generate(cases, options, args.out, shard=args.shard, workers=args.workers, quiet=args.quiet,
                            fail_fast=args.fail_fast, specs=specs)
     if not args.quiet:

@@ -54,7 +54,7 @@ class GenerateOptions:
         Rules generator appearance (``hypodense`` ... or ``mix``).
     exophytic : bool, optional
         Force or forbid exophytic (kidney) tumours.
-    device : {'auto', 'cpu', 'cuda'}
+    device : {'auto', 'cpu', 'cuda', 'cuda:N'}
         Where generators with a GPU kernel run (not recorded: every device writes the same bytes).
     save_steps : tuple of int, optional
         For ``method="ca"``: also write the tumour as grown after each of these automaton steps.
@@ -139,8 +139,8 @@ def load_spec_file(path: str | Path, spec_id: str | None = None) -> list[TumorSp
 
 
 def _measure(spec: TumorSpec, organ: np.ndarray, all_tumors: np.ndarray, before: np.ndarray, after: np.ndarray,
-             scan) -> dict:
-    slices, rendering = render_label(spec, organ, ct_hu=before)
+             scan, device="auto") -> dict:
+    slices, rendering = render_label(spec, organ, ct_hu=before, device=device)
     label = rendering.label
     spacing = spec.spacing_mm
     organ_rest = organ[slices] & ~all_tumors[slices].astype(bool)
@@ -161,11 +161,11 @@ def remove_outputs(paths) -> None:
         Path(path).unlink(missing_ok=True)
 
 
-def _label_centre(spec: TumorSpec, organ: np.ndarray, hu: np.ndarray):
+def _label_centre(spec: TumorSpec, organ: np.ndarray, hu: np.ndarray, device="auto"):
     """Centre of mass of a tumour's label (a grown tumour need not be centred on its seed)."""
     from scipy import ndimage
 
-    slices, rendering = render_label(spec, organ, ct_hu=hu)
+    slices, rendering = render_label(spec, organ, ct_hu=hu, device=device)
     if not rendering.label.any():
         return spec.center_vox
     local = ndimage.center_of_mass(rendering.label)
@@ -182,7 +182,7 @@ def _write_output(paths: dict, output_id: str, options: GenerateOptions, scan, h
         combined[tumor > 0] = 2
         paths["label"] = paths["ct"].parent / f"{output_id}_label.nii.gz"
         write_mask_like(paths["label"], scan, combined)
-    tumors = [{"spec": s.to_dict(), "measured": _measure(s, organ, tumor, hu, ct_out, scan)} for s in drawn]
+    tumors = [{"spec": s.to_dict(), "measured": _measure(s, organ, tumor, hu, ct_out, scan, options.device)} for s in drawn]
     if options.preview:
         from synthesize.preview import write_preview
 
@@ -191,8 +191,8 @@ def _write_output(paths: dict, output_id: str, options: GenerateOptions, scan, h
                  f"{first['equivalent_diameter_mm']:.1f} mm eq. diameter, {first['mean_hu_tumor']} HU vs organ "
                  f"{first['mean_hu_organ_nearby']} HU")
         paths["preview"] = paths["ct"].parent / f"{output_id}_preview.png"
-        write_preview(paths["preview"], hu, ct_out, tumor > 0, scan.spacing_mm, _label_centre(drawn[0], organ, hu),
-                      title=title)
+        centre = _label_centre(drawn[0], organ, hu, options.device)
+        write_preview(paths["preview"], hu, ct_out, tumor > 0, scan.spacing_mm, centre, title=title)
     if options.save_steps:
         from tumorsyn.generators.ca import grow_trajectory
 
@@ -258,7 +258,8 @@ def generate_case(case: Case, options: GenerateOptions, out_dir: str | Path, *, 
             try:
                 drawn = sample_specs(organ, spacing, count=options.count, organ=options.organ, method=options.method,
                                      size_mm=options.size_mm, rng=output_seed, context=context,
-                                     allow_smaller=options.allow_smaller, exophytic=options.exophytic, **extra)
+                                     allow_smaller=options.allow_smaller, exophytic=options.exophytic,
+                                     device=options.device, **extra)
             except InputError as exc:
                 raise type(exc)(str(exc), path=case.ct) from None
         else:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from tumorsyn.cli.common import device
 from tumorsyn.errors import ConfigError
 
 DESCRIPTION = """\
@@ -45,7 +46,7 @@ def register(subparsers) -> None:
     group.add_argument("--samples", type=int, default=4, metavar="N",
                        help="inpainted samples per held-out tumour (default 4; 0 = autoencoder only)")
     group.add_argument("--steps", type=int, default=None, metavar="N", help="sampling steps (default: the model's)")
-    group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default auto)")
+    group.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:1 ... (default auto)")
     parser.set_defaults(handler=run_command)
 
 

@@ -37,6 +37,10 @@ class OrganPreset:
         Range of the hypo/hyperdense contrast in units of the organ's HU standard deviation.
     contrast_hu : tuple of float
         Bounds (HU) on that contrast, whatever the organ's standard deviation.
+    host_hu : tuple of float
+        Plausible range (HU) of the organ's median in a host scan, from unenhanced to late
+        contrast phases, kept generous: outside it the label does not lie on this organ or the
+        scan is not in Hounsfield units (:class:`~tumorsyn.placement.PlacementContext` refuses).
     """
 
     name: str
@@ -51,16 +55,26 @@ class OrganPreset:
     necrosis_probability: float = 0.3
     capsule_probability: float = 0.15
     satellite_probability: float = 0.15
+    host_hu: tuple = (-50.0, 250.0)
 
 
+# host_hu, per organ. Fat is -150..-50 HU, so a label lying on fat (median about -100) falls below
+# every range; the upper bounds sit below bone and contrast-filled vessels (300+ HU in arterial
+# phase). Liver: 40..70 unenhanced, down to about -40 in severe steatosis, 100..150 portal-venous,
+# up to about 200 with iron or amiodarone plus contrast. Pancreas: 30..50 unenhanced, lower with
+# fatty infiltration (the bundled example's label, largely fat, has a median of -7), 100..150 in
+# the pancreatic phase. Kidney: 30..40 unenhanced (10..20 in the bundled 3 mm example, partial
+# volume with the perirenal fat), 150..250 in corticomedullary and nephrographic phases
+# (3D-IRCADb patient 1: 205).
 ORGAN_PRESETS = {
-    "liver": OrganPreset("liver", margin_mm=3.0, min_inside_fraction=1.0),
+    "liver": OrganPreset("liver", margin_mm=3.0, min_inside_fraction=1.0, host_hu=(-50.0, 250.0)),
     # The pancreas is 15-25 mm thick: a tumour of that size reaches its surface, so no margin is
     # kept and part of the shape may be cut by the organ outline.
     "pancreas": OrganPreset("pancreas", margin_mm=0.0, min_inside_fraction=0.7, contrast_sd=(1.0, 3.0),
-                            necrosis_probability=0.1, capsule_probability=0.0),
+                            necrosis_probability=0.1, capsule_probability=0.0, host_hu=(-60.0, 250.0)),
     "kidney": OrganPreset("kidney", margin_mm=1.0, min_inside_fraction=0.9, exophytic_probability=0.3,
-                          vessel_z=3.0, vessel_min_hu=40.0, contrast_sd=(1.0, 3.0), contrast_hu=(20.0, 120.0)),
+                          vessel_z=3.0, vessel_min_hu=40.0, contrast_sd=(1.0, 3.0), contrast_hu=(20.0, 120.0),
+                          host_hu=(-30.0, 300.0)),
 }
 
 

@@ -16,7 +16,16 @@ from tumorsyn.errors import EmptyOrganError, InputError, NotHUError
 from tumorsyn.measure import equivalent_diameter_mm
 from tumorsyn.organs import OrganPreset, get_preset
 
-__all__ = ["bounding_box", "organ_statistics", "PlacementContext", "check_placement", "box_slices", "vessel_mask"]
+__all__ = ["bounding_box", "organ_statistics", "check_host", "PlacementContext", "check_placement", "box_slices",
+           "vessel_mask"]
+
+# Real CT organs vary by at least this much (1.4826 x MAD, HU): quantum noise and texture, even
+# with smooth kernels and thick slices (the scans here: 12..33 HU). Scaled data (a z-score x 100)
+# shrinks every difference about five-fold (2..8 here).
+_MIN_ORGAN_STD_HU = 6.0
+# Any CT in HU that holds air (outside the body, lungs, bowel gas) reaches about -1000 HU;
+# scaled data reaches -100..-300 at most.
+_AIR_HU = -500.0
 
 
 def organ_statistics(ct_hu: np.ndarray, organ_mask: np.ndarray) -> tuple[float, float]:
@@ -30,6 +39,41 @@ def organ_statistics(ct_hu: np.ndarray, organ_mask: np.ndarray) -> tuple[float, 
     median = float(np.median(values))
     mad = float(np.median(np.abs(values - median)))
     return median, max(1.4826 * mad, 1.0)
+
+
+def check_host(organ: str, organ_stats, *, ct_hu: np.ndarray | None = None) -> None:
+    """Refuse a host whose organ HU cannot be this organ in a CT in Hounsfield units, with the figures.
+
+    Parameters
+    ----------
+    organ : str
+    organ_stats : (float, float)
+        The organ's robust mean and standard deviation (HU), :func:`organ_statistics`.
+    ct_hu : ndarray, optional
+        The whole scan; where given, a scan without air whose organ is implausibly smooth is
+        refused as scaled intensities.
+
+    Raises
+    ------
+    NotHUError
+        The organ's median lies outside the organ preset's ``host_hu`` range (the label lies on
+        another tissue, e.g. fat, or the scan is not in HU), or the scan looks scaled.
+    """
+    preset = get_preset(organ)
+    mean, std = float(organ_stats[0]), float(organ_stats[1])
+    lo, hi = preset.host_hu
+    if not lo <= mean <= hi:
+        raise NotHUError(f"{organ} median {mean:.4g} is not a plausible HU value for the {organ} (expected {lo:g}..{hi:g} "
+                         f"HU, unenhanced to late phase): the {organ} label does not lie on the {organ} (check the "
+                         "label values and the grid), or the scan is not in Hounsfield units")
+    if ct_hu is not None and std < _MIN_ORGAN_STD_HU:
+        # Smoothness alone is not enough (a denoised scan is smooth): only with no air anywhere.
+        darkest = float(np.min(ct_hu))
+        if darkest > _AIR_HU:
+            raise NotHUError(f"the intensities look scaled, not Hounsfield units: the scan holds no air (darkest value "
+                             f"{darkest:.4g}; air is about -1000 HU) and the {organ} varies by only {std:.2g} (CT organs "
+                             f"vary by {_MIN_ORGAN_STD_HU:g} HU or more); give the CT in HU (apply tumour synthesis "
+                             "before intensity normalisation)")
 
 
 def _stride_for(spacing_mm, target_mm: float) -> np.ndarray:
@@ -139,10 +183,7 @@ class PlacementContext:
                 self.organ_stats = organ_statistics(ct_box[fine], organ[fine])
         if self.organ_stats is None:
             raise InputError("give ct_hu (the scan in HU) or organ_stats=(mean_hu, std_hu)")
-        mean = self.organ_stats[0]
-        if not -150.0 <= mean <= 350.0:
-            raise NotHUError(f"{self.organ} median {mean:.4g} is not a plausible HU value (expected -150..350); "
-                             "the scan is not in Hounsfield units or the organ label is wrong")
+        check_host(self.organ, self.organ_stats, ct_hu=self.ct_hu)
         if self.avoid is None:
             self.avoid = np.zeros(self.organ_mask.shape, dtype=bool)
         self._build_depth(organ, ct_box)
@@ -221,6 +262,21 @@ class PlacementContext:
         self.avoid[slices] |= label_box
 
 
+def _scan_edge_faces(slices: tuple[slice, ...], grid_shape) -> list[tuple]:
+    """Index tuples of the box's faces that lie on the scan's own edge (box coordinates)."""
+    faces = []
+    for axis, (s, n) in enumerate(zip(slices, grid_shape)):
+        for at, on_edge in ((0, s.start == 0), (-1, s.stop == n)):
+            if on_edge:
+                faces.append(tuple(at if a == axis else slice(None) for a in range(len(slices))))
+    return faces
+
+
+def _padded_face(face: tuple) -> tuple:
+    """The same face in the box padded by one voxel on every side (the padding layer itself)."""
+    return tuple(f if isinstance(f, int) else slice(None) for f in face)
+
+
 def check_placement(label: np.ndarray, presence: np.ndarray, slices: tuple[slice, ...], ctx: PlacementContext,
                     *, size_range_mm: tuple[float, float], exophytic: bool, margin_mm: float) -> str | None:
     """Why a rendered tumour may not stay where it is, or None when it may.
@@ -248,6 +304,10 @@ def check_placement(label: np.ndarray, presence: np.ndarray, slices: tuple[slice
     lo, hi = size_range_mm
     if not lo - 1e-6 <= size <= hi + 1e-6:
         return "written size off the requested range"
+    scan_edge = _scan_edge_faces(slices, ctx.organ_mask.shape)
+    if any(label[face].any() for face in scan_edge):
+        # The scan stops there, not the tumour: what lies beyond is not drawn or measured.
+        return "reaches the edge of the scan"
     organ_box = ctx.organ_mask[slices]
     n_presence = int(np.count_nonzero(presence))
     inside = int(np.count_nonzero(presence & organ_box)) / max(n_presence, 1)
@@ -262,7 +322,11 @@ def check_placement(label: np.ndarray, presence: np.ndarray, slices: tuple[slice
         if margin_mm > 0:
             # Distance to the nearest non-organ voxel; the box reaches beyond the margin, so
             # padding it with organ cannot hide a surface voxel that is near enough to matter.
+            # Where the box meets the scan's edge there is nothing beyond: that is surface too
+            # (an organ cut by the field of view has no known margin there).
             padded = np.pad(organ_box, 1, constant_values=True)
+            for face in scan_edge:
+                padded[_padded_face(face)] = False
             if padded.all():
                 depth = None
             else:

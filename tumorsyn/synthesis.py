@@ -17,16 +17,19 @@ from typing import Sequence
 import numpy as np
 
 from tumorsyn.errors import ConfigError, InputError, OrganTooSmallError
-from tumorsyn.generators import get_generator
+from tumorsyn.generators import generator_class, get_generator
 from tumorsyn.measure import equivalent_diameter_mm
 from tumorsyn.placement import PlacementContext, box_slices, check_placement
 from tumorsyn.spec import TumorSpec
 
-__all__ = ["check_range_mm", "sample_spec", "sample_specs", "synthesize", "synthesize_local", "synthesize_local_batch",
+__all__ = ["check_range_mm", "check_options", "sample_spec", "sample_specs", "synthesize", "synthesize_local", "synthesize_local_batch",
            "synthesize_local_groups", "batch_groups", "render_label", "LocalResult"]
 
 _FIT_ITERATIONS = 4
 _FIT_TOLERANCE = 0.03  # relative size error accepted without another rescale
+# sample_spec's own keywords that callers collecting options for later (RandTumorSynthesisd's
+# ``**options``) may pass along with the generator's options.
+SAMPLING_OPTIONS = ("allow_smaller", "exophytic", "max_tries", "organ_stats")
 
 
 def check_range_mm(size_mm) -> tuple[float, float]:
@@ -40,6 +43,16 @@ def check_range_mm(size_mm) -> tuple[float, float]:
     if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo <= hi):
         raise ConfigError(f"size_mm must satisfy 0 < low <= high, got {size_mm!r}")
     return lo, hi
+
+
+def check_options(method: str, options: dict) -> None:
+    """Refuse options neither ``method``'s generator nor :func:`sample_spec` takes (``None`` values pass).
+
+    A misspelled option, or one another generator has (``appearance`` for ``ca``), would
+    otherwise be dropped without a word and the tumour drawn with defaults.
+    """
+    given = [key for key, value in options.items() if value is not None and key not in SAMPLING_OPTIONS]
+    generator_class(method).check_options(given, also=SAMPLING_OPTIONS)
 
 
 def _box_for(spec: TumorSpec, generator) -> tuple[slice, ...]:
@@ -62,8 +75,8 @@ def render_label(spec: TumorSpec, organ_mask: np.ndarray, *, device: str = "auto
 
 
 def _fit_size(spec: TumorSpec, generator, organ_mask: np.ndarray, target_mm: float, ct_hu: np.ndarray | None = None):
-    """Rescale the spec until its rendered label has the target equivalent diameter."""
-    slices, rendering = render_label(spec, organ_mask, ct_hu=ct_hu)
+    """Rescale the spec until its rendered label has the target equivalent diameter (on ``generator.device``)."""
+    slices, rendering = render_label(spec, organ_mask, ct_hu=ct_hu, device=generator.device)
     for _ in range(_FIT_ITERATIONS):
         size = equivalent_diameter_mm(rendering.label, spec.spacing_mm)
         if size == 0 or abs(size - target_mm) <= _FIT_TOLERANCE * target_mm:
@@ -72,14 +85,36 @@ def _fit_size(spec: TumorSpec, generator, organ_mask: np.ndarray, target_mm: flo
         if rescaled is spec:
             break
         spec = rescaled
-        slices, rendering = render_label(spec, organ_mask, ct_hu=ct_hu)
+        slices, rendering = render_label(spec, organ_mask, ct_hu=ct_hu, device=generator.device)
     return spec, slices, rendering
+
+
+# What helps against each reason check_placement gives (the advice of a failed placement).
+_ADVICE = {
+    "overlaps or touches an existing lesion": "fewer tumours (--count)",
+    "written size off the requested range": "a wider --size-mm range",
+    "empty tumour": "a larger --size-mm or a scan with finer voxels",
+    "exophytic tumour not straddling the organ surface": "--exophytic no",
+    "exophytic part reaches air": "--exophytic no",
+}
+
+
+def _too_thin(organ: str, deepest_mm: float, spacing, preset) -> str:
+    """The message for an organ no tumour fits in, whatever its size: say what would help instead."""
+    least = 2 * max(spacing)
+    margin = f" and a {preset.margin_mm:g} mm margin is kept" if preset.margin_mm > 0 else ""
+    text = (f"the {organ} is too thin for any tumour: its deepest point is {deepest_mm:.1f} mm from its surface"
+            f"{margin}, and a tumour needs at least {least:.1f} mm (2 voxels) across, so a smaller --size-mm cannot "
+            f"help; check that the label marks the {organ} (--organ-label), or use a scan with finer voxels")
+    if preset.exophytic_probability > 0:
+        text += ", or allow tumours that bulge out of it (--exophytic yes)"
+    return text
 
 
 def sample_spec(organ_mask: np.ndarray, spacing_mm, *, organ: str, method: str = "rules", size_mm=(5.0, 20.0),
                 ct_hu: np.ndarray | None = None, rng=None, avoid: np.ndarray | None = None,
                 context: PlacementContext | None = None, exophytic: bool | None = None,
-                allow_smaller: bool = False, max_tries: int = 200, **options) -> TumorSpec:
+                allow_smaller: bool = False, max_tries: int = 200, device="auto", **options) -> TumorSpec:
     """Draw every random choice of one tumour into a :class:`~tumorsyn.spec.TumorSpec`.
 
     Parameters
@@ -108,8 +143,12 @@ def sample_spec(organ_mask: np.ndarray, spacing_mm, *, organ: str, method: str =
         When the organ cannot hold the requested size, shrink the range instead of failing.
     max_tries : int
         Placements tried before giving up.
+    device : {'auto', 'cpu', 'cuda', 'cuda:N'} or torch.device
+        Where generators with a GPU path render the candidate tumours (the automaton grows each
+        one to measure it); every device draws the same spec.
     **options
-        Generator options, e.g. ``appearance="rim"`` for the rules generator.
+        Generator options, e.g. ``appearance="rim"`` for the rules generator (each generator's
+        ``options`` lists its own).
 
     Returns
     -------
@@ -119,6 +158,8 @@ def sample_spec(organ_mask: np.ndarray, spacing_mm, *, organ: str, method: str =
     ------
     OrganTooSmallError
         No place in the organ holds a tumour of the requested size.
+    ConfigError
+        An option the generator does not take (misspelled, or another generator's).
     """
     rng = np.random.default_rng(rng)
     lo, hi = check_range_mm(size_mm)
@@ -127,7 +168,8 @@ def sample_spec(organ_mask: np.ndarray, spacing_mm, *, organ: str, method: str =
         context = PlacementContext(organ_mask, spacing_mm, organ, ct_hu=ct_hu, avoid=avoid, organ_stats=organ_stats)
     elif context.organ != organ:
         raise ConfigError(f"placement context is for {context.organ}, not {organ}")
-    generator = get_generator(method)
+    check_options(method, options)
+    generator = get_generator(method, device=device)
     preset = context.preset
     spacing = context.spacing_mm
     exo_allowed = preset.exophytic_probability > 0
@@ -143,7 +185,9 @@ def sample_spec(organ_mask: np.ndarray, spacing_mm, *, organ: str, method: str =
         deepest = context.max_depth_mm
         if deepest < needed_depth(lo, False):
             fit = max((deepest - preset.margin_mm) / (0.5 * max(preset.min_inside_fraction, 1e-6)), 0.0)
-            if not allow_smaller or fit < 2 * max(spacing):
+            if fit < 2 * max(spacing):
+                raise OrganTooSmallError(_too_thin(organ, deepest, spacing, preset))
+            if not allow_smaller:
                 raise OrganTooSmallError(
                     f"the {organ} is too small for a {lo:g} mm tumour: its deepest point is {deepest:.1f} mm from the "
                     f"surface (a {preset.margin_mm:g} mm margin is kept); ask for --size-mm up to about {fit:.0f}")
@@ -176,13 +220,17 @@ def sample_spec(organ_mask: np.ndarray, spacing_mm, *, organ: str, method: str =
             return spec
         reasons[reason] = reasons.get(reason, 0) + 1
     summary = "; ".join(f"{k} ({v}x)" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    advice = list(dict.fromkeys(_ADVICE.get(k, "a smaller --size-mm") for k in sorted(reasons, key=lambda k: -reasons[k])))
     raise OrganTooSmallError(f"could not place a {lo:g}-{hi:g} mm {organ} tumour in {max_tries} tries: {summary}; "
-                             f"ask for a smaller --size-mm or fewer tumours")
+                             f"try {' or '.join(advice)}")
 
 
 def sample_specs(organ_mask: np.ndarray, spacing_mm, *, count: int, organ: str, rng=None, ct_hu=None,
                  avoid=None, **kwargs) -> list[TumorSpec]:
-    """Draw ``count`` specs for one scan whose tumours never overlap (each avoids the previous ones)."""
+    """Draw ``count`` specs for one scan whose tumours never overlap (each avoids the previous ones).
+
+    ``kwargs`` go to :func:`sample_spec` (``device`` included: every tumour is rendered there).
+    """
     rng = np.random.default_rng(rng)
     context = kwargs.pop("context", None) or PlacementContext(
         organ_mask, spacing_mm, organ, ct_hu=ct_hu, avoid=None if avoid is None else avoid.copy(),
@@ -190,7 +238,7 @@ def sample_specs(organ_mask: np.ndarray, spacing_mm, *, count: int, organ: str, 
     specs = []
     for _ in range(int(count)):
         spec = sample_spec(organ_mask, spacing_mm, organ=organ, rng=rng, context=context, **kwargs)
-        slices, rendering = render_label(spec, organ_mask, ct_hu=context.ct_hu)
+        slices, rendering = render_label(spec, organ_mask, ct_hu=context.ct_hu, device=kwargs.get("device", "auto"))
         context.add_avoid(slices, rendering.label)
         specs.append(spec)
     return specs
@@ -227,7 +275,7 @@ def synthesize_local(ct: np.ndarray, organ_mask: np.ndarray, spacing_mm, spec: T
     organ_mask : ndarray of bool, shape (X, Y, Z)
     spacing_mm : sequence of 3 float
     spec : TumorSpec
-    device : {'auto', 'cpu', 'cuda'}
+    device : {'auto', 'cpu', 'cuda', 'cuda:N'} or torch.device
         Where generators with a GPU kernel run; every device gives the same result.
 
     Returns
@@ -256,7 +304,7 @@ def synthesize(ct: np.ndarray, organ_mask: np.ndarray, spacing_mm, spec: TumorSp
         Voxel size in mm; must match the spec's.
     spec : TumorSpec or sequence of TumorSpec
         One tumour, or several applied in order.
-    device : {'auto', 'cpu', 'cuda'}
+    device : {'auto', 'cpu', 'cuda', 'cuda:N'} or torch.device
         Where generators with a GPU kernel run; every device gives the same result.
 
     Returns
@@ -337,7 +385,7 @@ def synthesize_local_groups(tasks: Sequence[tuple], *, device: str = "auto") -> 
     tasks : sequence of (ct, organ_mask, spacing_mm, specs)
         One group per scan (e.g. one per item of a training batch), each as :func:`batch_groups`
         makes them: specs of one batch key whose boxes do not touch.
-    device : {'auto', 'cpu', 'cuda'}
+    device : {'auto', 'cpu', 'cuda', 'cuda:N'} or torch.device
         Where generators with a GPU kernel run.
 
     Returns

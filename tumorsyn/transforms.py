@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Hashable, Iterable, Mapping, Sequence
@@ -38,12 +37,14 @@ from monai.data.utils import affine_to_spacing
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import convert_to_dst_type
 
+from tumorsyn.device import parse_device
 from tumorsyn.errors import ConfigError, EmptyOrganError, GridMismatchError, NotHUError, OrganTooSmallError
 from tumorsyn.generators import get_generator
 from tumorsyn.io.labels import LABEL_PRESETS, ORGANS, organ_label_values, lesion_mask_from_labels, organ_mask_from_labels
 from tumorsyn.placement import PlacementContext
 from tumorsyn.spec import TumorSpec
-from tumorsyn.synthesis import batch_groups, check_range_mm, render_label, sample_spec, synthesize_local_groups
+from tumorsyn.synthesis import (batch_groups, check_options, check_range_mm, render_label, sample_spec,
+                                synthesize_local_groups)
 
 __all__ = ["RandTumorSynthesisd", "TumorSynthesisd", "collate_tumor_specs", "SPECS_KEY", "REASON_KEY"]
 
@@ -180,9 +181,11 @@ class _TumorSynthesisBase(MapTransform):
                  label_preset: str | None, tumor_label: int | None, spacing_mm, allow_missing_keys: bool,
                  specs_as_json: bool, device: str = "auto") -> None:
         name = type(self).__name__
-        if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
-            raise ConfigError(f"{name}: device must be auto, cpu, cuda or cuda:N, got {device!r}")
-        self.device = device
+        try:
+            # Syntax here; whether the GPU exists is asked by the generators that use one.
+            self.device = parse_device(device)
+        except ConfigError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
         self.specs_as_json = bool(specs_as_json)
         self.image_key, self.label_key = _parse_keys(keys, name)
         MapTransform.__init__(self, (self.image_key, self.label_key), allow_missing_keys)
@@ -458,7 +461,13 @@ class RandTumorSynthesisd(RandomizableTransform, _TumorSynthesisBase):
                                      tumor_label=tumor_label, spacing_mm=spacing_mm,
                                      allow_missing_keys=allow_missing_keys, specs_as_json=specs_as_json,
                                      device=device)
-        get_generator(method)  # unknown method: ConfigError now
+        # Fail now, not in the middle of an epoch: an unknown method, an option it does not take,
+        # or a GPU (device="cuda:N") that is not there.
+        try:
+            get_generator(method, device=self.device)
+            check_options(method, options)
+        except ConfigError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
         self.method = method
         self.size_ranges_mm, self.size_weights = _parse_size_bins(size_mm)
         self.count = int(count)
@@ -537,7 +546,7 @@ class RandTumorSynthesisd(RandomizableTransform, _TumorSynthesisBase):
             k = 0 if len(self.size_ranges_mm) == 1 else int(rng.choice(len(self.size_ranges_mm), p=self.size_weights))
             try:
                 spec = sample_spec(inputs.organ_mask, inputs.spacing_mm, organ=self.organ, rng=rng, method=self.method,
-                                   size_mm=self.size_ranges_mm[k], context=context, **self.options)
+                                   size_mm=self.size_ranges_mm[k], context=context, device=self.device, **self.options)
             except OrganTooSmallError as exc:
                 self._reason = f"organ too small: {exc}" if not specs else \
                     f"placed {len(specs)} of {self.count} tumours; organ too small: {exc}"
@@ -627,6 +636,11 @@ class TumorSynthesisd(_TumorSynthesisBase):
                          tumor_label=tumor_label, spacing_mm=spacing_mm, allow_missing_keys=allow_missing_keys,
                          specs_as_json=specs_as_json, device=device)
         self.specs = None if specs is None else self._as_specs(specs)
+        for method in sorted({spec.method for spec in self.specs or ()}):
+            try:
+                get_generator(method, device=self.device)  # a GPU that is not there: ConfigError now
+            except ConfigError as exc:
+                raise ConfigError(f"{type(self).__name__}: {exc}") from None
 
     @staticmethod
     def _as_specs(specs) -> list[TumorSpec]:

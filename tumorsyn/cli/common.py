@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["range_mm", "shard", "positive_int", "int_list", "progress"]
+__all__ = ["range_mm", "shard", "positive_int", "int_list", "device", "progress"]
 
 
 def range_mm(text: str) -> tuple[float, float]:
@@ -50,6 +50,17 @@ def int_list(text: str) -> tuple[int, ...]:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of label values") from None
+
+
+def device(text: str) -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (syntax; whether that GPU exists is asked where it is used)."""
+    from tumorsyn.device import parse_device
+    from tumorsyn.errors import ConfigError
+
+    try:
+        return parse_device(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def progress(iterable=None, *, total=None, desc=None, quiet=False, unit="it"):

@@ -6,7 +6,8 @@ from importlib.metadata import entry_points
 from tumorsyn.errors import ConfigError
 from tumorsyn.generators.base import Generator, Rendering
 
-__all__ = ["Generator", "Rendering", "get_generator", "available_generators", "register_generator"]
+__all__ = ["Generator", "Rendering", "get_generator", "available_generators", "register_generator",
+           "generator_class", "option_owners"]
 
 _BUILTIN = {"rules": "tumorsyn.generators.rules:RulesGenerator", "ca": "tumorsyn.generators.ca:CAGenerator",
             "diffusion": "tumorsyn.generators.diffusion:DiffusionGenerator"}
@@ -33,8 +34,8 @@ def available_generators() -> list[str]:
     return sorted(set(_targets()) | set(_REGISTRY))
 
 
-def get_generator(name: str, *, device: str = "auto") -> Generator:
-    """An instance of the generator registered as ``name``, running on ``device`` (auto, cpu, cuda)."""
+def generator_class(name: str) -> type[Generator]:
+    """The class registered as ``name`` (loading a built-in or entry-point generator on first use)."""
     if name not in _REGISTRY:
         target = _targets().get(name)
         if target is None:
@@ -47,4 +48,22 @@ def get_generator(name: str, *, device: str = "auto") -> Generator:
         except ImportError as exc:
             raise ConfigError(f"method {name!r} cannot load ({exc}); install its extra") from None
         _REGISTRY[name] = cls
-    return _REGISTRY[name](device=device)
+    return _REGISTRY[name]
+
+
+def get_generator(name: str, *, device="auto") -> Generator:
+    """An instance of the generator registered as ``name``, running on ``device`` (auto, cpu, cuda, cuda:N)."""
+    return generator_class(name)(device=device)
+
+
+def option_owners() -> dict[str, frozenset]:
+    """Declared ``sample_spec`` options of every generator that loads (for error messages)."""
+    owners = {}
+    for name in available_generators():
+        try:
+            options = generator_class(name).options
+        except ConfigError:
+            continue
+        if options is not None:
+            owners[name] = options
+    return owners

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tumorsyn.device import check_device
+from tumorsyn.errors import ConfigError
 from tumorsyn.organs import OrganPreset
 from tumorsyn.spec import TumorSpec
 
@@ -41,11 +43,47 @@ class Generator(ABC):
     # tissue) set this; their ``render`` then also takes the keyword ``ct_box`` (HU, the box's CT),
     # which :func:`tumorsyn.synthesis.render_label` passes whenever a CT is known.
     uses_ct: bool = False
+    # The library that runs this generator's GPU work ("numba", "torch"), asked whether a GPU
+    # asked for exists; None for generators that run on the CPU whatever the device.
+    device_backend: str | None = None
+    # Keyword options ``sample_spec(..., **options)`` hands to :meth:`sample_params`. Anything
+    # else is refused by :meth:`check_options` (a typo or another generator's option would
+    # otherwise be dropped without a word). ``None``: the generator does not declare them.
+    options: frozenset | None = frozenset()
 
-    def __init__(self, device: str = "auto") -> None:
-        # Where the work runs ("auto", "cpu", "cuda"): an execution setting, never part of the
-        # spec, because every device must give the same tumour for one spec.
-        self.device = device
+    def __init__(self, device="auto") -> None:
+        # Where the work runs ("auto", "cpu", "cuda", "cuda:N", a torch.device): an execution
+        # setting, never part of the spec, because every device must give the same tumour for
+        # one spec. A GPU that is not there is refused now, not at the first tumour.
+        self.device = check_device(device, backend=self.device_backend)
+
+    @classmethod
+    def check_options(cls, options, *, also=()) -> None:
+        """Refuse options this generator does not take, naming them and listing the valid ones.
+
+        Parameters
+        ----------
+        options : iterable of str
+            Option names given to ``sample_spec``.
+        also : iterable of str
+            Further names the caller accepts itself (listed in the message).
+        """
+        if cls.options is None:
+            return
+        bad = sorted(set(options) - set(cls.options))
+        if not bad:
+            return
+        from tumorsyn.generators import option_owners
+
+        owners = option_owners()
+        notes = []
+        for name in bad:
+            others = [method for method, names in owners.items() if method != cls.name and name in names]
+            notes.append(f"{name!r} (an option of {' and '.join(others)})" if others else repr(name))
+        valid = sorted(set(cls.options) | set(also))
+        kind = "option" if len(bad) == 1 else "options"
+        raise ConfigError(f"method {cls.name!r} does not take the {kind} {', '.join(notes)}; "
+                          f"it takes: {', '.join(valid) or 'none'}")
 
     @abstractmethod
     def sample_params(self, rng: np.random.Generator, *, size_mm: float, preset: OrganPreset,

@@ -53,6 +53,9 @@ class RulesGenerator(Generator):
     """Rule-based tumours (``method="rules"``): CPU only, numpy and scipy."""
 
     name = "rules"
+    # ``appearance``, and any drawn parameter given a fixed value instead.
+    options = frozenset({"appearance", "radii_mm", "rotation", "lobes", "deform_amplitude", "satellites", "edge_mm",
+                         "texture_scale_mm", "texture_amount", "delta_hu", "rim", "capsule", "necrosis"})
 
     # --- random side ----------------------------------------------------------------------------
     def sample_params(self, rng, *, size_mm, preset, organ_mean_hu, organ_std_hu, spacing_mm, options) -> dict:

@@ -133,6 +133,11 @@ class CAGenerator(Generator):
 
     name = "ca"
     uses_ct = True
+    device_backend = "numba"
+    # ``necrosis``, ``capsule``, ``mass_effect`` (True, False or a dict), and any drawn parameter
+    # given a fixed value instead. Not ``steps``: the step count is always calibrated to the size.
+    options = frozenset({"necrosis", "capsule", "mass_effect", "capacity", "invasion", "p_proliferate",
+                         "yield_pushes", "delta_hu", "edge_mm", "texture_scale_mm", "texture_amount"})
 
     # --- random side ----------------------------------------------------------------------------
     def sample_params(self, rng, *, size_mm, preset: OrganPreset, organ_mean_hu, organ_std_hu, spacing_mm,

@@ -5,11 +5,13 @@ This thin pure-Python layer checks its inputs, sets up the state, and hands the 
 """
 from __future__ import annotations
 
-import os
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from tumorsyn.device import Device, parse_device
+from tumorsyn.device import resolve_device as _resolve
 from tumorsyn.errors import ConfigError
 from tumorsyn.generators.ca.model import N_CLASSES, OFFSETS
 
@@ -44,34 +46,26 @@ class CAResult:
     device: str = "cpu"
 
 
-def _cuda_available() -> bool:
-    try:
-        from numba import cuda
-    except ImportError:
-        return False
-    try:
-        return bool(cuda.is_available())
-    except Exception:  # a broken driver counts as no GPU
-        return False
+def resolve_device(device) -> Device:
+    """The device the automaton runs on for a request (see :func:`tumorsyn.device.resolve_device`).
 
-
-def resolve_device(device: str) -> str:
-    """``"cpu"`` or ``"cuda"`` for a requested ``device`` (``"auto"`` = CUDA when a GPU is usable)."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    ``auto`` takes a GPU when numba-cuda can use one, else the CPU; ``cuda:N`` is GPU number N.
+    """
+    text = parse_device(device)
     try:
         import numba  # noqa: F401
     except ImportError:
         raise ConfigError("the ca generator needs numba; install it with: pip install 'tumorsyn[ca]'") from None
-    if device == "cpu":
-        return "cpu"
-    available = _cuda_available()
-    if device == "cuda" and not available:
-        raise ConfigError("device 'cuda' asked for but no CUDA GPU is usable (install 'tumorsyn[cuda]' on a machine "
-                          "with an NVIDIA driver), or use --device cpu / auto")
-    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" and device == "auto":
-        return "cpu"  # the simulator is for tests; 'auto' never picks it
-    return "cuda" if available else "cpu"
+    return _resolve(text, backend="numba")
+
+
+def _on_gpu(index: int | None):
+    """Make GPU ``index`` numba's current device for the block (plain ``cuda``: the current one)."""
+    if index is None:
+        return contextlib.nullcontext()
+    from numba import cuda
+
+    return cuda.gpus[index]
 
 
 def grow_ca(tissue: np.ndarray, prob: np.ndarray, *, seed: int, seed_voxel, steps: int, capacity: int = 10,
@@ -106,7 +100,8 @@ def grow_ca(tissue: np.ndarray, prob: np.ndarray, *, seed: int, seed_voxel, step
         Probability per step of that death.
     save_steps : sequence of int
         Also return the population after these many steps (may exceed ``steps``).
-    device : {'auto', 'cpu', 'cuda'}
+    device : {'auto', 'cpu', 'cuda', 'cuda:N'} or torch.device
+        Where the kernel runs (``cuda:N``: GPU number N); every device gives the same tumour.
     parallel : bool, optional
         CPU only: use the multi-threaded kernel. Default: when more than one thread is available
         and the box holds at least ``PARALLEL_MIN_VOXELS`` voxels (below that, waking threads
@@ -131,7 +126,8 @@ def grow_ca(tissue: np.ndarray, prob: np.ndarray, *, seed: int, seed_voxel, step
     sv = tuple(int(v) for v in seed_voxel)
     if not all(1 <= v < n - 1 for v, n in zip(sv, tissue.shape)):
         raise ConfigError(f"seed voxel {sv} lies on or outside the border of a box of shape {tissue.shape}")
-    kind = resolve_device(device)
+    where = resolve_device(device)
+    kind = where.kind
 
     pop = np.zeros(tissue.shape, np.int8)
     pop[sv] = (int(capacity) + 1) // 2  # the seed: a clone at half capacity, ready to invade
@@ -166,17 +162,19 @@ def grow_ca(tissue: np.ndarray, prob: np.ndarray, *, seed: int, seed_voxel, step
     else:
         from tumorsyn.generators.ca.cuda import CudaState, _grow_cuda
 
-        state = CudaState(pop, age, pressure, tissue, prob, OFFSETS)
-        start_box = (sv[0], sv[0] + 1, sv[1], sv[1] + 1, sv[2], sv[2] + 1)
-        done = 0
-        for mark in marks:
-            work += _grow_cuda(state, seed=int(seed), first_step=done, last_step=mark, p_proliferate=p_proliferate,
-                               necrosis_rate=necrosis_rate, start_box=start_box, base_step=0, seed_voxel=sv, **common)
-            done = mark
-            host_pop, _, host_pressure = state.copy_to_host()
-            snapshots[mark] = host_pop
-            if mark == int(steps):
-                final = (host_pop.copy(), host_pressure)
+        with _on_gpu(where.index):  # the state's arrays live on, and the kernels run on, that GPU
+            state = CudaState(pop, age, pressure, tissue, prob, OFFSETS)
+            start_box = (sv[0], sv[0] + 1, sv[1], sv[1] + 1, sv[2], sv[2] + 1)
+            done = 0
+            for mark in marks:
+                work += _grow_cuda(state, seed=int(seed), first_step=done, last_step=mark,
+                                   p_proliferate=p_proliferate, necrosis_rate=necrosis_rate, start_box=start_box,
+                                   base_step=0, seed_voxel=sv, **common)
+                done = mark
+                host_pop, _, host_pressure = state.copy_to_host()
+                snapshots[mark] = host_pop
+                if mark == int(steps):
+                    final = (host_pop.copy(), host_pressure)
     wanted = {int(s) for s in save_steps}
     return CAResult(pop=final[0], pressure=final[1], snapshots={s: snapshots[s] for s in sorted(wanted)},
                     work=int(work), device=kind)

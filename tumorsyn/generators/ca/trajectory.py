@@ -54,7 +54,7 @@ def grow_trajectory(ct: np.ndarray, organ_mask: np.ndarray, spacing_mm, spec: Tu
         A spec drawn with ``method="ca"``.
     save_steps : sequence of int
         Step counts to write (positive integers, any order; may exceed the spec's own steps).
-    device : {'auto', 'cpu', 'cuda'}
+    device : {'auto', 'cpu', 'cuda', 'cuda:N'} or torch.device
 
     Returns
     -------

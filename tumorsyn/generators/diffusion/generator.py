@@ -48,6 +48,8 @@ class DiffusionGenerator(Generator):
     """Latent diffusion inpainting with a model folder (``model=DIR``); GPU when present, CPU works."""
 
     name = "diffusion"
+    device_backend = "torch"
+    options = frozenset({"model", "steps", "sampler", "visible_hu"})
 
     # --- random side ----------------------------------------------------------------------------
     def sample_params(self, rng, *, size_mm, preset, organ_mean_hu, organ_std_hu, spacing_mm, options) -> dict:

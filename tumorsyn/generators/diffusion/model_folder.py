@@ -162,19 +162,13 @@ def build_network(spec: dict):
         raise ModelError(f"cannot build {cls_name} from its config ({exc})") from None
 
 
-def resolve_device(device: str | None):
-    """``auto`` -> CUDA when available, else CPU; anything else as torch understands it."""
+def resolve_device(device=None):
+    """The ``torch.device`` for a request (:func:`tumorsyn.device.resolve_device`: auto, cpu, cuda, cuda:N)."""
     import torch
 
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ModelError(f"unknown device {device!r} ({exc})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError(f"device {device!r} asked for, but no CUDA GPU is available; use --device cpu")
-    return dev
+    from tumorsyn.device import resolve_device as resolve
+
+    return torch.device(str(resolve(device, backend="torch")))
 
 
 def load_model(path: str | Path, *, device: str | None = "auto", checksum: str | None = None) -> DiffusionModel:
