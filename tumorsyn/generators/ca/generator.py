@@ -124,6 +124,50 @@ def displace(ct_box: np.ndarray, smooth: np.ndarray, u: np.ndarray):
     return out, smooth_out, moved
 
 
+class _IsotropicGrid:
+    """Nearest-neighbour maps between a box's native voxels and an isotropic grid of its finest spacing.
+
+    Padded arrays (one voxel on each side, as the automaton uses) go both ways; on an isotropic
+    native grid both maps are the identity and arrays pass through untouched.
+    """
+
+    def __init__(self, native_of_iso, iso_of_native, spacing_mm) -> None:
+        self.native_of_iso = native_of_iso   # per axis: the native voxel holding each iso voxel's centre
+        self.iso_of_native = iso_of_native   # per axis: the iso voxel holding each native voxel's centre
+        self.spacing_mm = spacing_mm
+
+    @classmethod
+    def for_box(cls, shape, spacing_mm) -> "_IsotropicGrid":
+        spacing = np.asarray(spacing_mm, dtype=np.float64)
+        finest = float(spacing.min())
+        factors = spacing / finest
+        if np.all(factors < 1.0 + 1e-3):
+            return cls(None, None, tuple(float(s) for s in spacing))
+        native_of_iso, iso_of_native = [], []
+        for n, f in zip(shape, factors):
+            m = max(int(round(n * f)), 1)
+            # Native voxel i spans [i f, (i + 1) f) in iso units; its centre is (i + 0.5) f.
+            native_of_iso.append(np.clip(np.floor((np.arange(m) + 0.5) / f), 0, n - 1).astype(np.intp))
+            iso_of_native.append(np.clip(np.floor((np.arange(n) + 0.5) * f), 0, m - 1).astype(np.intp))
+        return cls(native_of_iso, iso_of_native, (finest,) * 3)
+
+    @staticmethod
+    def _resample(padded: np.ndarray, index) -> np.ndarray:
+        inner = padded[1:-1, 1:-1, 1:-1][np.ix_(*index)]
+        return np.pad(inner, 1, constant_values=padded[0, 0, 0])
+
+    def to_iso(self, padded: np.ndarray) -> np.ndarray:
+        return padded if self.native_of_iso is None else self._resample(padded, self.native_of_iso)
+
+    def to_native(self, padded: np.ndarray) -> np.ndarray:
+        return padded if self.iso_of_native is None else self._resample(padded, self.iso_of_native)
+
+    def iso_index(self, native_index) -> tuple[int, ...]:
+        if self.iso_of_native is None:
+            return tuple(int(i) for i in native_index)
+        return tuple(int(m[i]) for m, i in zip(self.iso_of_native, native_index))
+
+
 class CAGenerator(Generator):
     """Cellular-automaton tumours (``method="ca"``): Numba CPU kernel, CUDA kernel when a GPU is present.
 
@@ -232,7 +276,14 @@ class CAGenerator(Generator):
         return spec.with_params(params=p)
 
     def _grow(self, spec: TumorSpec, organ_box: np.ndarray, origin, ct_box, *, save_steps=()):
-        """Run the automaton for the spec in this box: ``(CAResult, tissue)`` (padded box)."""
+        """Run the automaton for the spec in this box: ``(CAResult, tissue)`` (padded box, native grid).
+
+        On an anisotropic grid the automaton runs on an isotropic grid of the finest spacing (tissue
+        classes sampled there by nearest neighbour) and its populations are sampled back: a front
+        advances about one voxel per few steps whatever the voxel's size, so growing on the native
+        grid would stretch the tumour along the coarse axis (slices of 1.6 mm beside 0.78 mm pixels
+        gave z extents 1.8x the in-plane ones).
+        """
         from tumorsyn.generators.ca.grow import NO_NECROSIS, grow_ca
         from tumorsyn.generators.ca.model import probability_table, tissue_classes
 
@@ -242,17 +293,22 @@ class CAGenerator(Generator):
                                 organ_mean_hu=spec.organ_mean_hu, organ_std_hu=spec.organ_std_hu, ct_box=ct_box,
                                 exophytic=spec.exophytic)
         shape = organ_box.shape
-        seed_voxel = tuple(int(min(max(int(math.floor(c + 0.5)) - o, 0), n - 1)) + 1
+        seed_voxel = tuple(int(min(max(int(math.floor(c + 0.5)) - o, 0), n - 1))
                            for c, o, n in zip(spec.center_vox, origin, shape))
+        grid = _IsotropicGrid.for_box(shape, spec.spacing_mm)
         necrosis = p.get("necrosis") or None
         nec_step, nec_age, nec_rate = NO_NECROSIS, 255, 0.0
         if necrosis:
             nec_step, nec_age = calibration.necrosis_schedule(necrosis, spec.spacing_mm, p)
             nec_rate = float(necrosis["rate"])
-        result = grow_ca(tissue, probability_table(p, spec.spacing_mm), seed=spec.seed, seed_voxel=seed_voxel,
-                         steps=int(p["steps"]), capacity=int(p["capacity"]), yield_pushes=int(p["yield_pushes"]),
+        result = grow_ca(grid.to_iso(tissue), probability_table(p, grid.spacing_mm), seed=spec.seed,
+                         seed_voxel=tuple(v + 1 for v in grid.iso_index(seed_voxel)), steps=int(p["steps"]),
+                         capacity=int(p["capacity"]), yield_pushes=int(p["yield_pushes"]),
                          p_proliferate=float(p["p_proliferate"]), necrosis_step=nec_step, necrosis_age=nec_age,
                          necrosis_rate=nec_rate, save_steps=save_steps, device=self.device)
+        result.pop = grid.to_native(result.pop)
+        result.pressure = grid.to_native(result.pressure)
+        result.snapshots = {step: grid.to_native(pop) for step, pop in result.snapshots.items()}
         return result, tissue
 
     def _fields(self, spec: TumorSpec, pop: np.ndarray, organ_box: np.ndarray):
