@@ -57,7 +57,8 @@ def test_random_bit_flips_are_refused_or_harmless(tmp_path):
     (lambda b: b[:-8] + struct.pack("<I", struct.unpack("<I", b[-8:-4])[0] ^ 1) + b[-4:], "CRC-32 check failed"),
     (lambda b: b[:-4] + struct.pack("<I", struct.unpack("<I", b[-4:])[0] + 1), "length check failed"),
     (lambda b: b[:-6], "truncated"),
-    (lambda b: b + b"trailing junk", "not gzip data"),
+    (lambda b: b + b"trailing junk", "data after the end of the gzip stream"),
+    (lambda b: bytes(10) + b, "not gzip data"),
 ])
 def test_damaged_trailer_is_refused(tmp_path, damage, message):
     good = _ct_file(tmp_path)
