@@ -202,9 +202,9 @@ def fitting_presets(values: Iterable[int], organ: str, *, organ_labels: Iterable
 
 def _describe(roles: dict[int, str], organ: str) -> str:
     names = {"organ": organ, "lesion": "lesion", "other": "another structure"}
-    parts = [f"{format_values(v for v, r in roles.items() if r == role)} {names[role]}"
+    parts = [f"{names[role]} = {format_values(v for v, r in roles.items() if r == role)}"
              for role in ("organ", "lesion", "other") if role in roles.values()]
-    return ", ".join(parts)
+    return "; ".join(parts)
 
 
 def choose_label_preset(values: Iterable[int], organ: str, *, organ_labels: Iterable[int] | None = None,
@@ -248,7 +248,7 @@ def choose_label_preset(values: Iterable[int], organ: str, *, organ_labels: Iter
             f"1-117 with the {organ}'s own labels); give --label-preset or --organ-label K", path=path)
     meanings = {p: label_roles(values, organ, p, organ_labels=organ_labels, lesion_labels=lesion_labels) for p in fits}
     if len({tuple(sorted(m.items())) for m in meanings.values()}) > 1:
-        listed = "; ".join(f"{p} ({_describe(m, organ)})" for p, m in meanings.items())
+        listed = " vs ".join(f"{p} ({_describe(m, organ)})" for p, m in meanings.items())
         raise ConfigError(
             f"label values {format_values(values)} in {where} fit label presets that mean different things: "
             f"{listed}; auto does not guess: give --label-preset {' or --label-preset '.join(fits)}", path=path)
