@@ -75,7 +75,8 @@ def _organ(value: str, where: str, path: Path) -> str:
 
 def _read_csv(path: Path, default_organ: str) -> list[Source]:
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        # utf-8-sig: Excel's byte-order mark must not become part of the first column's name.
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.DictReader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"cannot read the CSV of real cases ({exc})", path=path) from None

@@ -41,8 +41,9 @@ def register(subparsers) -> None:
     labels = parser.add_argument_group("labels")
     labels.add_argument("--label-preset", default="auto",
                         choices=["auto", "totalsegmentator", "decathlon", "kits", "binary"],
-                        help="meaning of the label values (default auto: {0,1} binary, {0,1,2} decathlon, "
-                             "else totalsegmentator)")
+                        help="meaning of the label values (default auto: decided once from the values of all label "
+                             "maps, printed and recorded in the manifest; refused where presets that mean different "
+                             "things fit, e.g. KiTS 1/2/3 vs TotalSegmentator for the kidney)")
     labels.add_argument("--organ-label", type=int_list, metavar="K[,K]", help="organ label value(s); overrides the preset")
     labels.add_argument("--lesion-label", type=int_list, metavar="K[,K]",
                         help="label value(s) of existing lesions to keep clear of; overrides the preset")
@@ -151,8 +152,9 @@ def run_command(args: argparse.Namespace) -> int:
     summary = run_generate(cases, options, args.out, shard=args.shard, workers=args.workers, quiet=args.quiet,
                            fail_fast=args.fail_fast, specs=specs)
     if not args.quiet:
+        note = f"; {summary.label_note}" if summary.label_note else ""
         print(f"wrote {len(summary.written)} output(s), {len(summary.skipped)} already finished, "
-              f"{len(summary.failed)} case(s) failed; manifest: {summary.manifest}", file=sys.stderr)
+              f"{len(summary.failed)} case(s) failed{note}; manifest: {summary.manifest}", file=sys.stderr)
     if summary.failed:
         # Failures are always reported: --quiet only hides the progress bar and the summary.
         for error in summary.failed.values():

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 
 import tumorsyn
-from tumorsyn.errors import ConfigError, InputError
+from tumorsyn.errors import ConfigError, InputError, TumorsynError, with_context
 from tumorsyn.io import load_labels, load_scan, write_ct_like, write_mask_like
 from tumorsyn.io.checksums import sha256_file
 from tumorsyn.io.datasets import Case
-from tumorsyn.io.labels import label_values, lesion_mask_from_labels, organ_mask_from_labels
+from tumorsyn.io.labels import (choose_label_preset, forbidden_mask_from_labels, format_values, label_values,
+                                lesion_mask_from_labels, organ_mask_from_labels)
 from tumorsyn.io.scan import check_same_grid
 from tumorsyn.measure import equivalent_diameter_mm, max_diameter_mm, volume_ml
 from tumorsyn.placement import PlacementContext
@@ -91,16 +92,35 @@ def output_ids(case_id: str, per_scan: int) -> list[str]:
     return [case_id] if per_scan == 1 else [f"{case_id}_{k:03d}" for k in range(per_scan)]
 
 
-def resolve_label_preset(preset: str, labels: np.ndarray) -> str:
-    """``auto``: binary for {0, 1} masks, decathlon for {0, 1, 2}, TotalSegmentator otherwise."""
+def resolve_label_preset(preset: str, labels: np.ndarray, *, organ: str, organ_labels=None, lesion_labels=None,
+                         path=None) -> str:
+    """``auto``: the one preset this label map's values fit (:func:`tumorsyn.io.labels.choose_label_preset`).
+
+    A run over cases decides ``auto`` once from all their label maps (``synthesize/run.py``) and
+    passes the answer down, so this per-map decision only serves a direct call with ``auto``.
+    Any other preset is returned unchanged.
+
+    Raises
+    ------
+    ConfigError
+        When no preset fits, or presets that mean different things fit (naming ``path``).
+    """
     if preset != "auto":
         return preset
-    values = set(int(v) for v in np.unique(labels))
-    if values <= {0, 1}:
-        return "binary"
-    if values <= {0, 1, 2}:
-        return "decathlon"
-    return "totalsegmentator"
+    values = np.unique(labels)
+    return choose_label_preset(values, organ, organ_labels=organ_labels, lesion_labels=lesion_labels,
+                               where="the label map", path=path)
+
+
+def _check_clear_of_labels(tumor: np.ndarray, forbidden: np.ndarray, labels: np.ndarray, *, preset: str,
+                           output_id: str, path) -> None:
+    """Refuse an output whose tumour covers an existing lesion, a cyst or another labelled structure."""
+    hit = (tumor > 0) & forbidden
+    if hit.any():
+        raise InputError(f"output {output_id}: a synthetic tumour would cover {int(hit.sum())} voxel(s) labelled "
+                         f"{format_values(np.unique(labels[hit]))}, which label preset {preset} (or --lesion-label) "
+                         f"marks as a lesion, cyst or another structure; nothing was written for it; check "
+                         f"--label-preset, --organ-label and --lesion-label", path=path)
 
 
 def _output_seed(seed: int, case_id: str, index: int) -> int:
@@ -224,17 +244,32 @@ def generate_case(case: Case, options: GenerateOptions, out_dir: str | Path, *, 
         Output ids already finished (resume).
     specs : list of TumorSpec, optional
         Replay these specs (``--from-spec``) instead of sampling.
+
+    Raises
+    ------
+    TumorsynError
+        One line naming a file first (the case's CT where the failure concerns no other file).
     """
+    try:
+        return _generate_case(case, options, out_dir, skip=skip, specs=specs)
+    except TumorsynError as exc:
+        raise with_context(exc, path=case.ct) from None
+
+
+def _generate_case(case: Case, options: GenerateOptions, out_dir: str | Path, *, skip: set[str],
+                   specs: list[TumorSpec] | None) -> list[dict]:
     out_dir = Path(out_dir)
     scan = load_scan(case.ct)
     labels_scan = load_labels(case.labels)
     check_same_grid(scan, labels_scan)
     labels = label_values(labels_scan)
-    preset = resolve_label_preset(options.label_preset, labels)
     organ_name = specs[0].organ if specs else options.organ
+    preset = resolve_label_preset(options.label_preset, labels, organ=organ_name, organ_labels=options.organ_labels,
+                                  lesion_labels=options.lesion_labels, path=case.labels)
     organ = organ_mask_from_labels(labels, organ_name, preset=preset, organ_labels=options.organ_labels,
                                    path=case.labels)
     lesions = lesion_mask_from_labels(labels, preset=preset, lesion_labels=options.lesion_labels)
+    forbidden = forbidden_mask_from_labels(labels, organ, lesions)
     hu = scan.values()
     spacing = scan.spacing_mm
     inputs = {"ct": str(case.ct), "labels": str(case.labels),
@@ -261,13 +296,16 @@ def generate_case(case: Case, options: GenerateOptions, out_dir: str | Path, *, 
                                      allow_smaller=options.allow_smaller, exophytic=options.exophytic,
                                      device=options.device, **extra)
             except InputError as exc:
-                raise type(exc)(str(exc), path=case.ct) from None
+                raise with_context(exc, path=case.ct) from None
         else:
             drawn = specs
         try:
             ct_out, tumor = synthesize(hu, organ, spacing, drawn, device=options.device)
         except InputError as exc:
-            raise type(exc)(str(exc), path=case.ct) from None
+            raise with_context(exc, path=case.ct) from None
+        # Placement keeps clear of lesions, but a replayed spec or an exophytic bulge is not placed
+        # here: whatever made it, nothing is written over a lesion, cyst or another structure.
+        _check_clear_of_labels(tumor, forbidden, labels, preset=preset, output_id=output_id, path=case.labels)
         paths = {"ct": out_dir / f"{output_id}_ct.nii.gz", "tumor": out_dir / f"{output_id}_tumor.nii.gz"}
         try:
             tumors = _write_output(paths, output_id, options, scan, hu, ct_out, tumor, organ, organ_name, drawn)

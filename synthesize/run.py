@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tumorsyn.errors import ConfigError, InputError, TumorsynError
+from tumorsyn.errors import ConfigError, InputError, TumorsynError, with_context
 from tumorsyn.io.datasets import Case
 from tumorsyn.io.writers import atomic_path, remove_stale_temp_files
 from synthesize.generate import GenerateOptions, generate_case, output_ids, remove_outputs
@@ -29,6 +29,7 @@ class RunSummary:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     manifest: Path | None = None
+    label_note: str = ""  # how ``--label-preset auto`` was decided, for the closing line
 
 
 def resolve_shard(shard) -> tuple[int, int] | None:
@@ -85,12 +86,61 @@ def _finished(out_dir: Path, own_manifest: Manifest) -> set[str]:
     return done
 
 
-def _work(case: Case, options: GenerateOptions, out_dir: str, skip: set[str]):
-    """Worker entry: records, or the one-line error of a bad case."""
+def _work(case: Case, options: GenerateOptions, out_dir: str, skip: set[str], name_case: bool = False):
+    """Worker entry: records, or the one-line error of a bad case (file first, then the case id if ``name_case``)."""
     try:
         return case.case_id, generate_case(case, options, out_dir, skip=skip), None
     except TumorsynError as exc:
-        return case.case_id, [], str(exc)
+        return case.case_id, [], str(with_context(exc, case_id=case.case_id if name_case else None))
+
+
+def decide_label_preset(cases: list[Case], options: GenerateOptions, *, organ: str) -> tuple[str, str]:
+    """What ``--label-preset auto`` means for this dataset, from the label values of ALL its cases.
+
+    Every shard reads every case, so all shards (and every resume) reach the same answer; label maps
+    that cannot be read are left out here and fail in their own case.
+
+    Returns
+    -------
+    (str, str)
+        The preset (``options.label_preset`` itself unless it is ``auto``) and a note for the log.
+
+    Raises
+    ------
+    ConfigError
+        No preset fits, or presets that mean different things fit: one line naming the label map
+        (or the folder holding the label maps) and listing the values found and the presets.
+    """
+    from tumorsyn.io.labels import choose_label_preset, format_values, present_label_values
+    from tumorsyn.io.scan import load_labels
+
+    if options.label_preset != "auto":
+        return options.label_preset, ""
+    values: set[int] = set()
+    read = []
+    for case in cases:
+        try:
+            values |= present_label_values(load_labels(case.labels))
+        except TumorsynError:
+            continue
+        read.append(case.labels)
+    if not read:
+        return "auto", ""
+    where = "the label map" if len(read) == 1 else f"{len(read)} label maps"
+    path = read[0] if len(read) == 1 else os.path.commonpath([str(Path(p).resolve().parent) for p in read])
+    preset = choose_label_preset(values, organ, organ_labels=options.organ_labels, lesion_labels=options.lesion_labels,
+                                 where=where, path=path)
+    return preset, f"label preset auto -> {preset} (label values {format_values(values)} in {where})"
+
+
+def _check_manifest_presets(out_dir: Path, preset: str) -> None:
+    """A resumed ``auto`` run must not mix outputs made under another preset (the label maps changed)."""
+    for path in sorted(out_dir.glob("manifest*.jsonl")):
+        for record in read_records(path):
+            if record.get("label_preset", preset) != preset:
+                raise ConfigError(f"output {record.get('output_id')} in this folder was made with label preset "
+                                  f"{record['label_preset']}, but the label maps now read as {preset}; use another "
+                                  f"--out, or --label-preset {record['label_preset']}", path=out_dir)
 
 
 def run_generate(cases: list[Case], options: GenerateOptions, out_dir: str | Path, *, shard=None, workers: int = 1,
@@ -117,6 +167,8 @@ def run_generate(cases: list[Case], options: GenerateOptions, out_dir: str | Pat
     from tumorsyn.cli.common import progress
 
     out_dir = Path(out_dir)
+    # Decided once, before anything is written, for the whole dataset (not per case, not per shard).
+    preset, note = decide_label_preset(cases, options, organ=specs[0].organ if specs else options.organ)
     created = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -130,8 +182,12 @@ def run_generate(cases: list[Case], options: GenerateOptions, out_dir: str | Pat
     remove_stale_temp_files(out_dir)
     manifest = Manifest(out_dir / manifest_name(shard))
     done = _finished(out_dir, manifest)
+    if options.label_preset == "auto" and preset != "auto":
+        _check_manifest_presets(out_dir, preset)
+    # run.json keeps "auto" (the option given); each manifest record gets the preset decided.
+    options = replace(options, label_preset=preset)
 
-    summary = RunSummary(manifest=manifest.path)
+    summary = RunSummary(manifest=manifest.path, label_note=note)
     todo = []
     per_scan = 1 if specs else options.per_scan
     for case in select_shard(cases, shard):
@@ -166,10 +222,10 @@ def run_generate(cases: list[Case], options: GenerateOptions, out_dir: str | Pat
                 if specs is not None:
                     collect(case.case_id, generate_case(case, options, out_dir, skip=done, specs=specs), None)
                 else:
-                    collect(*_work(case, options, str(out_dir), done))
+                    collect(*_work(case, options, str(out_dir), done, len(cases) > 1))
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(_work, case, options, str(out_dir), done) for case in todo]
+                futures = [pool.submit(_work, case, options, str(out_dir), done, len(cases) > 1) for case in todo]
                 for future in as_completed(futures):
                     collect(*future.result())
     except BaseException:

@@ -17,6 +17,7 @@ __all__ = [
     "CorruptFileError",
     "ModelError",
     "ConfigError",
+    "with_context",
 ]
 
 
@@ -60,3 +61,20 @@ class ModelError(TumorsynError):
 
 class ConfigError(TumorsynError):
     """A bad option value, spec or configuration file."""
+
+
+def with_context(exc: TumorsynError, *, path: str | PathLike | None = None,
+                 case_id: str | None = None) -> TumorsynError:
+    """The same error naming a file first (``path`` where it named none) and, when given, the case after it.
+
+    Examples
+    --------
+    >>> str(with_context(InputError("liver median -949 is not a plausible HU value"), path="a.nii.gz", case_id="a"))
+    'a.nii.gz: case a: liver median -949 is not a plausible HU value'
+    """
+    text = str(exc)
+    prefix = f"{exc.path}: " if exc.path else ""
+    message = text[len(prefix):] if prefix and text.startswith(prefix) else text
+    if case_id is not None and not message.startswith(f"case {case_id}: "):
+        message = f"case {case_id}: {message}"
+    return type(exc)(message, path=exc.path or path)

@@ -57,7 +57,8 @@ def test_random_bit_flips_are_refused_or_harmless(tmp_path):
     (lambda b: b[:-8] + struct.pack("<I", struct.unpack("<I", b[-8:-4])[0] ^ 1) + b[-4:], "CRC-32 check failed"),
     (lambda b: b[:-4] + struct.pack("<I", struct.unpack("<I", b[-4:])[0] + 1), "length check failed"),
     (lambda b: b[:-6], "truncated"),
-    (lambda b: b + b"trailing junk", "not gzip data"),
+    (lambda b: b + b"trailing junk", "data after the end of the gzip stream"),
+    (lambda b: bytes(10) + b, "not gzip data"),
 ])
 def test_damaged_trailer_is_refused(tmp_path, damage, message):
     good = _ct_file(tmp_path)
@@ -156,3 +157,22 @@ def test_evaluate_refuses_a_damaged_prediction(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and not (tmp_path / "report").exists()
     assert err[-1].startswith(f"tumorsyn: error: {target}: case c1: cannot be read: gzip CRC-32 check failed")
+
+
+@pytest.mark.parametrize("cut", [1000, 50000])
+def test_truncated_dicom_slice_is_refused(tmp_path, capsys, cut):
+    """A slice cut short lost its pixel data; it used to be skipped, leaving a series one slice shorter."""
+    pytest.importorskip("pydicom")
+    import shutil
+
+    from tests.conftest import real_path
+
+    series = tmp_path / "series"
+    shutil.copytree(real_path("totalsegmentator_example", "example_ct_dicom"), series)
+    first = sorted(series.iterdir())[0]
+    first.chmod(0o644)
+    first.write_bytes(first.read_bytes()[:cut])
+    with pytest.raises(CorruptFileError, match="no complete pixel data") as info:
+        read_image(series)
+    _one_line_naming(info.value, first)
+    assert capsys.readouterr().err == ""  # no pydicom warning besides the one error line

@@ -76,23 +76,55 @@ def _from_folders(root: Path) -> list[Case]:
     return cases
 
 
+# Columns of a dataset CSV, in the order a header-less file gives them.
+_CSV_COLUMNS = ("ct", "labels", "case_id")
+
+
 def _from_csv(path: Path) -> list[Case]:
+    """Cases of a CSV: a header naming ``ct``, ``labels`` and optionally ``case_id`` in any order (other
+    columns are ignored), or no header and the columns ct,labels[,case_id] in that order.
+
+    Read as UTF-8 with or without a byte-order mark: Excel saves one, and it must not become part
+    of the first column's name.
+    """
     try:
-        rows = list(csv.reader(path.read_text().splitlines()))
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise InputError(f"cannot read CSV ({exc.strerror})", path=path) from None
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["ct", "labels"]:
-        rows = rows[1:]
+    except UnicodeDecodeError as exc:
+        raise InputError(f"CSV is not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV", path=path) from None
+    try:
+        rows = list(csv.reader(text.splitlines()))
+    except csv.Error as exc:
+        raise InputError(f"not a readable CSV ({exc})", path=path) from None
+    first = next((k for k, row in enumerate(rows) if any(c.strip() for c in row)), None)
+    names = [c.strip().lower() for c in rows[first]] if first is not None else []
+    if any(name in _CSV_COLUMNS for name in names):
+        repeated = sorted({n for n in names if n and names.count(n) > 1})
+        if repeated:
+            raise InputError(f"CSV header names column {repeated[0]!r} twice", path=path)
+        missing = [c for c in _CSV_COLUMNS[:2] if c not in names]
+        if missing:
+            raise InputError(f"CSV header {','.join(names)} lacks the column {' and '.join(map(repr, missing))}; "
+                             f"give a header with ct,labels[,case_id] (any order) or no header", path=path)
+        index = {c: names.index(c) for c in _CSV_COLUMNS if c in names}
+        body = list(enumerate(rows, start=1))[first + 1:]
+    else:
+        index = {c: k for k, c in enumerate(_CSV_COLUMNS)}  # header-less: positional, as before
+        body = list(enumerate(rows, start=1))
     cases = []
-    for number, row in enumerate(rows, start=1):
+    for line, row in body:
         if not row or all(not c.strip() for c in row):
             continue
-        if len(row) < 2:
-            raise InputError(f"row {number} needs two columns: ct,labels", path=path)
-        ct, labels = (Path(c.strip()) for c in row[:2])
+        cell = {c: row[k].strip() if k < len(row) else "" for c, k in index.items()}
+        if not cell["ct"] or not cell["labels"]:
+            empty = " and ".join(repr(c) for c in ("ct", "labels") if not cell[c])
+            raise InputError(f"line {line}: no value in column {empty}; each row needs ct,labels[,case_id]",
+                             path=path)
+        ct, labels = Path(cell["ct"]), Path(cell["labels"])
         ct = ct if ct.is_absolute() else (path.parent / ct)
         labels = labels if labels.is_absolute() else (path.parent / labels)
-        case_id = row[2].strip() if len(row) > 2 and row[2].strip() else case_id_from_path(ct)
+        case_id = cell.get("case_id") or case_id_from_path(ct)
         cases.append(Case(case_id, ct, labels))
     return cases
 

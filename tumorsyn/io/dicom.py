@@ -4,6 +4,7 @@ pydicom is an optional dependency (``pip install 'tumorsyn[dicom]'``), imported 
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -28,6 +29,16 @@ def looks_like_dicom_folder(folder: Path) -> bool:
     return any(p.is_file() and _is_dicom_file(p) for p in sorted(folder.iterdir())[:50])
 
 
+def _pixel_array(ds) -> np.ndarray:
+    """One slice's pixels; a slice whose pixel data does not decode is named in the error."""
+    try:
+        return ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - pydicom and its decoders raise many types for damaged data
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CorruptFileError(f"DICOM pixel data cannot be decoded ({reason}); the file is truncated or corrupt",
+                               path=getattr(ds, "filename", None)) from None
+
+
 def read_dicom_series(folder: str | Path):
     """Read the CT slices in ``folder`` (one series) into a Scan with a RAS+ affine.
 
@@ -47,12 +58,21 @@ def read_dicom_series(folder: str | Path):
     slices = []
     for path in files:
         try:
-            ds = pydicom.dcmread(path)
-            if "PixelData" not in ds:
-                continue
-            slices.append(ds)
+            with warnings.catch_warnings():
+                # pydicom warns (on stderr) about a truncated file; the check below turns it into one error line.
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(path)
         except Exception as exc:  # pydicom raises many types for damaged files
             raise CorruptFileError(f"DICOM file cannot be read ({type(exc).__name__}: {exc})", path=path) from None
+        if "PixelData" not in ds:
+            sop_class = getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
+            if "Rows" in ds or "Image Storage" in getattr(sop_class, "name", ""):
+                # An image whose pixel data pydicom could not reach: the file was cut short. Skipping
+                # it would silently make the series shorter (or leave a gap).
+                raise CorruptFileError("DICOM image has no complete pixel data; the file is truncated or corrupt",
+                                       path=path)
+            continue
+        slices.append(ds)
     if len(slices) < 2:
         raise InputError(f"found {len(slices)} DICOM image slice(s); a CT series needs at least 2", path=folder)
     series = {str(getattr(ds, "SeriesInstanceUID", "")) for ds in slices}
@@ -67,7 +87,7 @@ def read_dicom_series(folder: str | Path):
         slices.sort(key=lambda ds: float(np.dot(np.asarray(ds.ImagePositionPatient, dtype=float), normal)))
         positions = np.array([np.asarray(ds.ImagePositionPatient, dtype=float) for ds in slices])
         row_step, col_step = (float(v) for v in first.PixelSpacing)  # (between rows, between columns)
-        pixels = [ds.pixel_array for ds in slices]
+        pixels = [_pixel_array(ds) for ds in slices]
     except (AttributeError, KeyError, ValueError) as exc:
         raise CorruptFileError(f"DICOM series lacks geometry or pixel data ({exc})", path=folder) from None
     if len({p.shape for p in pixels}) != 1:

@@ -124,16 +124,17 @@ def _gunzip_verified(data: bytes | memoryview, path: Path) -> bytes:
         except zlib.error as exc:
             detail = str(exc).rsplit(": ", 1)[-1]
             reason = {"incorrect data check": "gzip CRC-32 check failed (the data does not match its checksum); "
-                                              "the file is damaged",
+                                              "the file is corrupt",
                       "incorrect length check": "gzip length check failed (the data does not match its recorded "
-                                                "size); the file is damaged",
-                      "incorrect header check": "not gzip data although the name ends in .gz; the file is "
-                                                "truncated, corrupt or not an image",
-                      }.get(detail, f"damaged gzip data ({detail}); the file is truncated or corrupt")
+                                                "size); the file is corrupt",
+                      "incorrect header check": "data after the end of the gzip stream; the file is corrupt"
+                                                if members else "not gzip data although the name ends in .gz; "
+                                                "the file is truncated, corrupt or not an image",
+                      }.get(detail, f"corrupt gzip data ({detail}); the file is truncated or corrupt")
             raise CorruptFileError(f"cannot be read: {reason}; copy it again from its source", path=path) from None
         if not inflater.eof:
             raise CorruptFileError("cannot be read: gzip data ends before its end marker and checksum; the file is "
-                                   "truncated, copy it again from its source", path=path)
+                                   "truncated or corrupt, copy it again from its source", path=path)
         # Concatenated members are valid gzip; zero padding after the last one is tolerated as gzip does.
         tail = inflater.unused_data.lstrip(b"\0")
         if not tail:

@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from tumorsyn.errors import (ConfigError, CorruptFileError, EmptyOrganError, GridMismatchError, InputError,
-                             TumorsynError)
+                             TumorsynError, with_context)
 from tumorsyn.io.labels import label_values
 from tumorsyn.io.scan import Scan, check_same_grid, load_labels
 from tumorsyn.metrics.case import CaseResult, evaluate_case
@@ -65,14 +65,23 @@ def case_id_from_name(name: str) -> str:
 
 def _read_csv(path: Path, role: str) -> dict[str, Path]:
     try:
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
+        # utf-8-sig: a CSV saved by Excel starts with a byte-order mark that must not join the first name.
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            header = [(name or "").strip().lower() for name in reader.fieldnames or ()]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise CorruptFileError(f"cannot read the {role} CSV ({exc})", path=path) from None
-    if not rows or not {"case_id", "path"} <= set(rows[0]):
-        raise InputError(f"the {role} CSV needs a header with the columns case_id,path and at least one row", path=path)
+    missing = [name for name in ("case_id", "path") if name not in header]
+    if missing:
+        raise InputError(f"the {role} CSV lacks the column {' and '.join(map(repr, missing))}; it needs a header with "
+                         f"the columns case_id,path (any order) and one row per case", path=path)
+    if not rows:
+        raise InputError(f"the {role} CSV has a header but no rows; give one case_id,path row per case", path=path)
     out: dict[str, Path] = {}
     for line, row in enumerate(rows, start=2):
+        # Columns by header name, whatever their order, case or surrounding spaces.
+        row = {(k or "").strip().lower(): v for k, v in row.items()}
         case_id, file = (row.get("case_id") or "").strip(), (row.get("path") or "").strip()
         if not case_id or not file:
             raise InputError(f"line {line}: empty case_id or path", path=path)
@@ -141,10 +150,7 @@ def pair_cases(reference: str | Path, prediction: str | Path, organ_mask: str | 
 
 def _in_case(case_id: str, exc: TumorsynError) -> TumorsynError:
     """The same error, its message prefixed with the case id (the file stays first)."""
-    text = str(exc)
-    prefix = f"{exc.path}: " if exc.path else ""
-    message = text[len(prefix):] if prefix and text.startswith(prefix) else text
-    return type(exc)(f"case {case_id}: {message}", path=exc.path)
+    return with_context(exc, case_id=case_id)
 
 
 def _mask(values: np.ndarray, labels: Sequence[int] | None) -> np.ndarray:

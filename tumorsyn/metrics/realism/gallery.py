@@ -84,7 +84,7 @@ def gallery_png(real: Sequence[dict], synthetic: Sequence[dict], *, title: str =
                          fontsize=6)
     level, width = WINDOW_HU
     fig.suptitle(f"{title} window W{width:g}/L{level:g}; outline = lesion mask", fontsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.8, wspace=0.05, hspace=0.45)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
