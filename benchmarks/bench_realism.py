@@ -218,6 +218,11 @@ def figures(real: list[dict], syn: list[dict], organ: str, cls: str, seed: int) 
         if d["in_real_range"] is not None:
             shares.append(d["in_real_range"]["value"])
     out.update(in_iqr=inside, of=counted, in_range=float(np.mean(shares)) if shares else None)
+    # Per descriptor, for whoever calibrates a generator: which way each one misses.
+    out["descriptors"] = {name: {"synthetic_median": d["synthetic_median"], "real_median": d["real_median"],
+                                 "real_iqr": d["real_iqr"], "real_p5_p95": d["real_p5_p95"],
+                                 "in_real_range": None if d["in_real_range"] is None else d["in_real_range"]["value"]}
+                          for name, d in stats["descriptors"].items()}
     features = classifier_features() if with_ct else SHAPE_ONLY
     reader = _group(compare_descriptors(with_ct or real, syn, descriptors=features, seed=seed), organ, cls)["ai_reader"]
     out.update(auc=reader["auc"], ci95=reader["ci95"], n_real_ai=reader["n_real"], reason=reader["reason"],
