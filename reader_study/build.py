@@ -25,6 +25,7 @@ import numpy as np
 
 import tumorsyn
 from tumorsyn.errors import ConfigError, GridMismatchError, InputError
+from tumorsyn.io.guard import check_outputs_spare_inputs
 from tumorsyn.metrics.sizes import DEFAULT_BINS_MM, check_bins_mm, size_bin_index, size_bin_labels
 
 from reader_study.cases import Lesion, find_lesions, read_real_sources, read_synthetic_sources
@@ -203,6 +204,10 @@ def build_study(real: str | Path | Sequence[str | Path], synthetic: str | Path |
     sources = [s for path in real for s in read_real_sources(path, organ=real_organ)]
     sources += [s for path in synthetic for s in read_synthetic_sources(path)]
     sources = _unique(sources)
+    tmp = out.parent / f".tumorsyn-tmp-{os.getpid()}-{out.name}"
+    # The study folder and its temporary twin are replaced or deleted whole: neither may hold an input.
+    check_outputs_spare_inputs([], [*real, *synthetic, *(p for s in sources for p in (s.ct, s.mask))],
+                               folders=[out, tmp])
 
     with progress(total=len(sources), desc="reading masks", unit="mask", quiet=quiet) as bar:
         lesions = find_lesions(sources, min_diameter_mm=min_diameter_mm, progress=bar, workers=workers)
@@ -239,7 +244,6 @@ def build_study(real: str | Path | Sequence[str | Path], synthetic: str | Path |
     # One jitter stream per panel, in item order, so that the crop of one case never depends on another's size.
     jitter_seeds = rng.integers(0, 2**63, size=(len(groups), 2))
 
-    tmp = out.parent / f".tumorsyn-tmp-{os.getpid()}-{out.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()

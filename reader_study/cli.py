@@ -190,8 +190,20 @@ def _serve(args) -> int:
 
 
 def _analyze(args) -> int:
-    from reader_study.analyze import analyze_study
+    from pathlib import Path
 
+    from tumorsyn.io.guard import check_out_folder, check_outputs_spare_inputs, output_path_inside
+
+    from reader_study.analyze import analyze_study
+    from reader_study.build import KEY_PATH
+
+    # Before any work: the report may not replace the study's files or the answer key it reads.
+    study = Path(args.study)
+    check_out_folder(args.out)
+    check_outputs_spare_inputs(
+        [output_path_inside(args.out, n) for n in ("report.json", "report.md", "roc.png", "accuracy_by_size.png",
+                                                   "ratings.csv")],
+        [study / "study.json", study / "ratings.sqlite", args.key or study / KEY_PATH])
     report = analyze_study(args.study, args.out, key=args.key, export_csv=args.csv)
     pooled = report["pooled"]
     acc = pooled["accuracy"]

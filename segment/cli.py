@@ -81,10 +81,45 @@ def _load(args) -> dict:
     return load_config(args.config, overrides)
 
 
+# What ``segment train`` writes in output_dir (segment/train.py), and what ``segment experiment`` adds.
+TRAIN_FILES = ("config.yaml", "versions.json", "init_report.json", "steps.csv", "metrics.csv", "curves.png")
+TRAIN_FOLDERS = ("checkpoints", "model", "model_last")
+EXPERIMENT_FILES = ("report.md", "report.json", "versions.json")
+EXPERIMENT_FOLDERS = ("reference", "organ", "arms", "compare")
+
+
+def _check_spares_inputs(config: dict, config_path: str | None, *, experiment: bool = False) -> None:
+    """Before any work: no file the run writes, and no folder it replaces, is the config or a data file it reads."""
+    from pathlib import Path
+
+    from tumorsyn.io.guard import check_out_folder, check_outputs_spare_inputs, safe_case_id
+
+    from segment.config import _SOURCE_KEYS
+    from segment.data import source_cases
+
+    run_dir = check_out_folder(config["output_dir"], option="output_dir (--out)")
+    sources = [(config["data"][k], f"data.{k}") for k in _SOURCE_KEYS]
+    if experiment:
+        sources.append((config["experiment"]["test"], "experiment.test"))
+    inputs = [config_path, config["network"].get("init_checkpoint")]
+    for source, name in sources:
+        if source.get("dataset") and Path(source["dataset"]).is_file():
+            inputs.append(source["dataset"])
+        for case in source_cases(source, name):
+            # Test case ids name the experiment's reference and prediction files.
+            safe_case_id(case.case_id, path=case.ct)
+            inputs += [case.ct, case.labels, case.organ, *case.tumors]
+    files, folders = (EXPERIMENT_FILES, EXPERIMENT_FOLDERS) if experiment else (TRAIN_FILES, TRAIN_FOLDERS)
+    check_outputs_spare_inputs([run_dir / n for n in files], inputs, folders=[run_dir / n for n in folders],
+                               option="output_dir (--out)")
+
+
 def _train(args) -> int:
     from segment.train import train
 
-    run_dir = train(_load(args), resume=not args.no_resume, quiet=args.quiet)
+    config = _load(args)
+    _check_spares_inputs(config, args.config)
+    run_dir = train(config, resume=not args.no_resume, quiet=args.quiet)
     if not args.quiet:
         print(f"run folder: {run_dir} (model: {run_dir / 'model'})")
     return 0
@@ -108,6 +143,8 @@ def _predict(args) -> int:
 def _experiment(args) -> int:
     from segment.experiment import run_experiment
 
-    out = run_experiment(_load(args), quiet=args.quiet, workers=args.workers)
+    config = _load(args)
+    _check_spares_inputs(config, args.config, experiment=True)
+    out = run_experiment(config, quiet=args.quiet, workers=args.workers)
     print((out / "report.md").read_text())
     return 0

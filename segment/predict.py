@@ -137,6 +137,20 @@ def _write_probability(path: Path, scan, probability: np.ndarray) -> None:
     write_raw_nifti(path, data, header)
 
 
+def _check_spares_inputs(out: Path, ids: Sequence[str], cts: Sequence, others: Sequence, probabilities: bool) -> None:
+    """Before any work: valid case ids, and no output over or inside an input (CT, DICOM folder, mask, model)."""
+    from tumorsyn.io.guard import check_out_folder, check_outputs_spare_inputs, output_path_inside, safe_case_id
+
+    check_out_folder(out)
+    outputs = []
+    for case_id, source in zip(ids, cts):
+        names = output_names(safe_case_id(case_id, path=source))
+        outputs += [output_path_inside(out, names[k]) for k in ("tumor", "organ")]
+        if probabilities:
+            outputs.append(output_path_inside(out, names["probability"]))
+    check_outputs_spare_inputs(outputs, [*cts, *others])
+
+
 def resolve_device(device="auto") -> torch.device:
     """The ``torch.device`` for ``--device`` (auto, cpu, cuda, cuda:N), read by the core's one resolver."""
     from tumorsyn.device import resolve_device as resolve
@@ -179,14 +193,18 @@ def predict_files(model_dir: str | Path, inputs: Sequence[str | Path], out_dir: 
 
     if organ_masks is not None and len(organ_masks) != len(inputs):
         raise ConfigError(f"{len(inputs)} inputs but {len(organ_masks)} organ masks; give one per input")
-    dev = resolve_device(device)
-    model, meta = load_model(model_dir, device=dev)
     out = Path(out_dir)
-    (out / "probabilities" if probabilities else out).mkdir(parents=True, exist_ok=True)
     ids = list(case_ids) if case_ids else [case_id_from_path(p) if not Path(p).name.startswith("ct.") else
                                            Path(p).parent.name for p in inputs]
     if len(set(ids)) != len(ids):
         raise ConfigError("two inputs give the same case id; rename them or pass case ids")
+    _check_spares_inputs(out, ids, inputs, [*(organ_masks or ()), _model_folder(model_dir)], probabilities)
+    dev = resolve_device(device)
+    model, meta = load_model(model_dir, device=dev)
+    try:
+        (out / "probabilities" if probabilities else out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the output folder ({exc.strerror or exc})", path=out) from None
     written = []
     for i, path in enumerate(progress(list(inputs), desc="predict", unit="case", quiet=quiet)):
         scan = load_scan(path)

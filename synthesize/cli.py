@@ -91,6 +91,7 @@ def register(subparsers) -> None:
 def run_command(args: argparse.Namespace) -> int:
     from tumorsyn.errors import ConfigError
     from tumorsyn.io.datasets import Case, case_id_from_path, discover_cases, example_case
+    from tumorsyn.io.guard import safe_case_id
     from synthesize.generate import GenerateOptions, load_spec_file
     from synthesize.manifest import merge_manifests
     from synthesize.run import run_generate
@@ -109,6 +110,8 @@ def run_command(args: argparse.Namespace) -> int:
             raise ConfigError("--save-steps needs --method ca and one tumour per output (--count 1)")
         if min(args.save_steps) < 1:
             raise ConfigError("--save-steps takes positive step counts, e.g. 10,20,40")
+    if args.case_id is not None:
+        safe_case_id(args.case_id)
     if specs is None and not args.organ:
         raise ConfigError("--organ is required (liver, pancreas or kidney)")
     if args.example:
@@ -149,8 +152,13 @@ def run_command(args: argparse.Namespace) -> int:
     from tumorsyn.generators import get_generator
 
     get_generator(options.method, device=options.device)  # a GPU that is not there: refused before any case
+    # Files read besides each case's CT and labels: the dataset listing and the replayed spec file.
+    read = [args.from_spec]
+    if args.dataset:
+        root = Path(args.dataset)
+        read += [root] if root.is_file() else [root / "dataset.json", root / "imagesTr", root / "labelsTr"]
     summary = run_generate(cases, options, args.out, shard=args.shard, workers=args.workers, quiet=args.quiet,
-                           fail_fast=args.fail_fast, specs=specs)
+                           fail_fast=args.fail_fast, specs=specs, inputs=[p for p in read if p and Path(p).exists()])
     if not args.quiet:
         note = f"; {summary.label_note}" if summary.label_note else ""
         print(f"wrote {len(summary.written)} output(s), {len(summary.skipped)} already finished, "

@@ -22,7 +22,7 @@ from tumorsyn.placement import PlacementContext
 from tumorsyn.spec import TumorSpec
 from tumorsyn.synthesis import render_label, sample_specs, synthesize
 
-__all__ = ["GenerateOptions", "generate_case", "output_ids", "resolve_label_preset", "load_spec_file"]
+__all__ = ["GenerateOptions", "generate_case", "output_ids", "output_files", "resolve_label_preset", "load_spec_file"]
 
 
 @dataclass
@@ -90,6 +90,18 @@ class GenerateOptions:
 def output_ids(case_id: str, per_scan: int) -> list[str]:
     """Output ids of a case: the case id itself, or ``<case>_NNN`` when several outputs are made."""
     return [case_id] if per_scan == 1 else [f"{case_id}_{k:03d}" for k in range(per_scan)]
+
+
+def output_files(output_id: str, options: GenerateOptions) -> list[str]:
+    """Names of every file one output may write (what ``_write_output`` names; a test keeps them in step)."""
+    names = [f"{output_id}_ct.nii.gz", f"{output_id}_tumor.nii.gz"]
+    if options.label_map:
+        names.append(f"{output_id}_label.nii.gz")
+    if options.preview:
+        names.append(f"{output_id}_preview.png")
+    for step in options.save_steps or ():
+        names += [f"{output_id}_step{step:03d}_ct.nii.gz", f"{output_id}_step{step:03d}_tumor.nii.gz"]
+    return names
 
 
 def resolve_label_preset(preset: str, labels: np.ndarray, *, organ: str, organ_labels=None, lesion_labels=None,

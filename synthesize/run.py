@@ -9,11 +9,12 @@ from pathlib import Path
 
 from tumorsyn.errors import ConfigError, InputError, TumorsynError, with_context
 from tumorsyn.io.datasets import Case
-from tumorsyn.io.writers import atomic_path, remove_stale_temp_files
-from synthesize.generate import GenerateOptions, generate_case, output_ids, remove_outputs
+from tumorsyn.io.guard import check_out_folder, check_outputs_spare_inputs, output_path_inside, safe_case_id
+from tumorsyn.io.writers import TMP_PREFIX, atomic_path, remove_stale_temp_files
+from synthesize.generate import GenerateOptions, generate_case, output_files, output_ids, remove_outputs
 from synthesize.manifest import Manifest, manifest_name, read_records
 
-__all__ = ["RunSummary", "run_generate", "resolve_shard", "select_shard"]
+__all__ = ["RunSummary", "run_generate", "resolve_shard", "select_shard", "check_run_spares_inputs"]
 
 # Options that change what is written: a run folder must not mix outputs made with different ones.
 _RUN_KEYS = ("organ", "method", "size_mm", "count", "per_scan", "seed", "label_preset", "organ_labels",
@@ -86,6 +87,30 @@ def _finished(out_dir: Path, own_manifest: Manifest) -> set[str]:
     return done
 
 
+def check_run_spares_inputs(cases: list[Case], options: GenerateOptions, out_dir: Path, *, shard=None, specs=None,
+                            inputs=()) -> None:
+    """Before any work: every output of every case (all shards) lies in ``out_dir`` and touches no input.
+
+    Outputs are the files of each output id, ``run.json``, the manifests and the temporary files
+    the run may delete; inputs are every case's CT (a DICOM folder counts whole) and labels, the
+    model folder and ``inputs``.
+    """
+    check_out_folder(out_dir)
+    per_scan = 1 if specs else options.per_scan
+    outputs = [out_dir / "run.json", out_dir / manifest_name(shard)]
+    read = [*inputs, options.extra.get("model")]
+    for case in cases:
+        safe_case_id(case.case_id, path=case.ct)
+        read += [case.ct, case.labels]
+        outputs += [output_path_inside(out_dir, name) for oid in output_ids(case.case_id, per_scan)
+                    for name in output_files(oid, options)]
+    # Manifests are rewritten and stale temporary files deleted by name pattern.
+    patterns = [(out_dir, "manifest*.jsonl"), (out_dir, f"{TMP_PREFIX}*.part")]
+    if out_dir.is_dir():
+        outputs += [p for _, pattern in patterns for p in out_dir.glob(pattern)]
+    check_outputs_spare_inputs(outputs, read, patterns=patterns)
+
+
 def _work(case: Case, options: GenerateOptions, out_dir: str, skip: set[str], name_case: bool = False):
     """Worker entry: records, or the one-line error of a bad case (file first, then the case id if ``name_case``)."""
     try:
@@ -144,7 +169,7 @@ def _check_manifest_presets(out_dir: Path, preset: str) -> None:
 
 
 def run_generate(cases: list[Case], options: GenerateOptions, out_dir: str | Path, *, shard=None, workers: int = 1,
-                 quiet: bool = False, fail_fast: bool = False, specs=None) -> RunSummary:
+                 quiet: bool = False, fail_fast: bool = False, specs=None, inputs=()) -> RunSummary:
     """Generate every output of ``cases`` into ``out_dir``, skipping outputs already finished.
 
     Parameters
@@ -163,10 +188,13 @@ def run_generate(cases: list[Case], options: GenerateOptions, out_dir: str | Pat
         Stop at the first bad case instead of going on and reporting it at the end.
     specs : list of TumorSpec, optional
         Replay these specs on the single case (``--from-spec``).
+    inputs : sequence of path
+        Files read besides the cases' CT and labels (dataset CSV, spec file): no output may touch them.
     """
     from tumorsyn.cli.common import progress
 
     out_dir = Path(out_dir)
+    check_run_spares_inputs(cases, options, out_dir, shard=resolve_shard(shard), specs=specs, inputs=inputs)
     # Decided once, before anything is written, for the whole dataset (not per case, not per shard).
     preset, note = decide_label_preset(cases, options, organ=specs[0].organ if specs else options.organ)
     created = not out_dir.exists()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from tumorsyn.cli.common import device
 from tumorsyn.errors import ConfigError
@@ -62,12 +63,58 @@ def run_command(args: argparse.Namespace) -> int:
     if args.stage:
         overrides.append(f"train.stage={args.stage}")
     config = load_config(args.config, overrides)
+    check_run_spares_inputs(config, args.config, evaluate=args.evaluate, model=args.model)
     if args.evaluate:
         return _evaluate(config, args)
     if args.model or args.steps is not None:
         raise ConfigError("--model and --steps belong to --evaluate")
     train(config, resume=not args.no_resume, quiet=args.quiet)
     return 0
+
+
+# What a run writes in output_dir (see train_diffusion/train.py): files replaced, and folders that
+# are replaced or pruned whole (checkpoints, the model folder, previews, held-out figures).
+RUN_FILES = ("config.yaml", "versions.json", "steps_autoencoder.csv", "steps_ldm.csv", "curves_autoencoder.png",
+             "curves_ldm.png")
+RUN_FOLDERS = ("autoencoder", "ldm", "previews", "model", "heldout")
+
+
+def _source_files(config: dict) -> list[Path]:
+    """Every file (or DICOM folder) the config's data sources read, dataset listings included."""
+    from tumorsyn.io.datasets import discover_cases
+
+    paths: list[Path] = []
+    for key in ("tumor_sources", "healthy_sources", "holdout_sources"):
+        for src in config["data"][key]:
+            if src.get("dataset"):
+                root = Path(src["dataset"])
+                paths += [root] if root.is_file() else [root / "dataset.json"]
+                paths += [p for case in discover_cases(root) for p in (case.ct, case.labels)]
+            else:
+                tumors = src.get("tumor") or []
+                paths += [Path(p) for p in (src["ct"], src.get("labels"), *([tumors] if isinstance(tumors, str)
+                                                                           else tumors)) if p]
+    return paths
+
+
+def check_run_spares_inputs(config: dict, config_path: str | None, *, evaluate: bool = False,
+                            model: str | None = None) -> None:
+    """Before any work: nothing the run writes in output_dir may be the config file or a data file it reads.
+
+    A run folder's own ``config.yaml`` given as CONFIG is refused too: the run would rewrite it.
+    """
+    from tumorsyn.io.guard import check_out_folder, check_outputs_spare_inputs
+
+    run_dir = check_out_folder(config["output_dir"], option="output_dir (--out)")
+    inputs = [config_path, *_source_files(config)]
+    if evaluate:
+        heldout = run_dir / "heldout"
+        check_outputs_spare_inputs([heldout / "heldout.json", heldout / "heldout.png"],
+                                   [*inputs, Path(model) if model else run_dir / "model"], folders=[heldout],
+                                   option="output_dir (--out)")
+        return
+    check_outputs_spare_inputs([run_dir / n for n in RUN_FILES], inputs,
+                               folders=[run_dir / n for n in RUN_FOLDERS], option="output_dir (--out)")
 
 
 def _evaluate(config: dict, args: argparse.Namespace) -> int:

@@ -132,6 +132,9 @@ def run(args, parser: argparse.ArgumentParser | None = None) -> int:
     tumour_labels = _tumour_labels(args)
     organ_labels = tuple(args.organ_label) if args.organ_label else None
     cases = metrics.pair_cases(args.ref, args.pred, args.organ_mask)
+    _check_report_spares_inputs(args.out, [args.ref, args.pred, args.organ_mask],
+                                [p for c in cases for p in (c.reference, c.prediction, c.organ_mask)],
+                                names=REPORT_FILES, plots=not args.no_plots)
     bar = partial(_bar, quiet=args.quiet)
     results = metrics.evaluate_dataset(
         cases, workers=args.workers, progress=bar, match=args.match, min_volume_mm3=args.min_volume_mm3,
@@ -148,6 +151,22 @@ def run(args, parser: argparse.ArgumentParser | None = None) -> int:
     if not args.quiet:
         print(_one_screen(report, args.out))
     return 0
+
+
+# Every file a report or a comparison may hold (plots included): none may be an input.
+REPORT_FILES = ("report.json", "report.md", "lesions.csv", "sensitivity_by_size.png", "froc.png")
+COMPARE_FILES = ("compare.json", "compare.md", "compare_sensitivity.png")
+
+
+def _check_report_spares_inputs(out: str, sources, files, *, names, plots: bool) -> None:
+    """Before any work: --out must be a folder, and no report file may be an input (or inside one)."""
+    from tumorsyn.io.guard import check_out_folder, check_outputs_spare_inputs, output_path_inside
+
+    check_out_folder(out)
+    # A source CSV or single file is read too; a source folder is only listed, not read whole.
+    inputs = [p for p in (*sources, *files) if p is not None and not os.path.isdir(p)]
+    names = [n for n in names if plots or not n.endswith(".png")]
+    check_outputs_spare_inputs([output_path_inside(out, n) for n in names], inputs)
 
 
 def _bar(iterable, total, *, quiet: bool):
@@ -173,6 +192,9 @@ def _run_compare(args) -> int:
     from tumorsyn import metrics
 
     a, b = (metrics.load_report(p) for p in args.compare)
+    if args.out:
+        _check_report_spares_inputs(args.out, [a["_path"], b["_path"]], [], names=COMPARE_FILES,
+                                    plots=not args.no_plots)
     comparison = metrics.compare_reports(a, b)
     if args.out:
         metrics.write_comparison(args.out, comparison, plots=not args.no_plots)

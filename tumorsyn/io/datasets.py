@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tumorsyn.errors import InputError
+from tumorsyn.io.guard import safe_case_id
 
 __all__ = ["Case", "case_id_from_path", "discover_cases", "example_case"]
 
@@ -144,6 +145,8 @@ def discover_cases(source: str | Path) -> list[Case]:
         raise InputError("dataset holds no cases", path=source)
     seen: dict[str, Case] = {}
     for case in cases:
+        # An id becomes part of output file names: refuse '../x', 'a/b' and control characters here.
+        safe_case_id(case.case_id, path=source)
         if case.case_id in seen:
             raise InputError(f"case id {case.case_id} appears twice ({seen[case.case_id].ct} and {case.ct})", path=source)
         seen[case.case_id] = case

@@ -17,28 +17,70 @@ from nibabel.volumeutils import array_to_file
 
 from tumorsyn.errors import InputError
 
-__all__ = ["atomic_path", "remove_stale_temp_files", "write_ct_like", "write_mask_like", "write_raw_nifti"]
+__all__ = ["atomic_path", "atomic_group", "remove_stale_temp_files", "write_ct_like", "write_mask_like", "write_raw_nifti"]
 
 TMP_PREFIX = ".tumorsyn-tmp-"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-@contextmanager
-def atomic_path(final: str | Path):
-    """Yield a temporary path beside ``final``; rename it to ``final`` only if the block succeeds."""
-    final = Path(final)
+def _temp_beside(final: Path) -> Path:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", suffix=".part", dir=final.parent)
     except OSError as exc:
         raise InputError(f"cannot write in this folder ({exc.strerror})", path=final.parent) from None
     os.close(fd)
+    return Path(tmp)
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         os.replace(tmp, final)
+    except OSError as exc:
+        # e.g. a folder holds the output's name: one line, not a traceback
+        raise InputError(f"cannot write output ({exc.strerror or exc})", path=final) from None
+
+
+@contextmanager
+def atomic_path(final: str | Path):
+    """Yield a temporary path beside ``final``; rename it to ``final`` only if the block succeeds."""
+    final = Path(final)
+    tmp = _temp_beside(final)
+    try:
+        yield tmp
+        _move_into_place(tmp, final)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_group():
+    """Write several files as one set: all renamed into place at the end, or none (and no temporaries left).
+
+    Yields a function ``stage(final) -> temporary path``; write each file to the path it returns.
+    A failing write (a full disk) leaves the previous files, if any, untouched. An ``OSError`` in
+    the block becomes a one-line :class:`InputError` naming the folder.
+    """
+    staged: list[tuple[Path, Path]] = []
+
+    def stage(final: str | Path) -> Path:
+        final = Path(final)
+        staged.append((_temp_beside(final), final))
+        return staged[-1][0]
+
+    try:
+        try:
+            yield stage
+        except OSError as exc:
+            where = staged[-1][1] if staged else None
+            raise InputError(f"cannot write output ({exc.strerror or exc})", path=where) from None
+        for tmp, final in staged:
+            _move_into_place(tmp, final)
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
         raise
 
 

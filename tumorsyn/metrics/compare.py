@@ -174,17 +174,21 @@ def render_comparison(comparison: dict) -> str:
 
 
 def write_comparison(out_dir: str | Path, comparison: dict, *, plots: bool = True) -> list[Path]:
-    """Write ``compare.json``, ``compare.md`` and ``compare_sensitivity.png`` into ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    if plots:
-        try:
-            from tumorsyn.metrics.plots import plot_comparison
+    """Write ``compare.json``, ``compare.md`` and ``compare_sensitivity.png`` into ``out_dir``, as one set."""
+    from tumorsyn.io.writers import atomic_group
+    from tumorsyn.metrics.report import make_report_folder
 
-            written.append(plot_comparison(comparison, out / "compare_sensitivity.png"))
-        except ImportError as exc:
-            comparison["plots"] = f"skipped: {exc}; install tumorsyn[plots]"
-    written.append(write_text(out / "compare.md", render_comparison(comparison)))
-    written.append(write_json(out / "compare.json", comparison))
-    return written
+    out = make_report_folder(out_dir)
+    written = []
+    with atomic_group() as stage:
+        if plots:
+            try:
+                from tumorsyn.metrics.plots import plot_comparison
+
+                plot_comparison(comparison, stage(out / "compare_sensitivity.png"))
+                written.append(out / "compare_sensitivity.png")
+            except ImportError as exc:
+                comparison["plots"] = f"skipped: {exc}; install tumorsyn[plots]"
+        write_text(stage(out / "compare.md"), render_comparison(comparison))
+        write_json(stage(out / "compare.json"), comparison)
+    return written + [out / "compare.md", out / "compare.json"]

@@ -106,12 +106,19 @@ def plot_comparison(comparison: dict, path: str | Path) -> Path:
     return _save(fig, Path(path), comparison["conventions"])
 
 
-def write_report_plots(out_dir: Path, report: dict) -> list[Path]:
-    """``sensitivity_by_size.png`` and, with probabilities, ``froc.png``; raises ImportError without matplotlib."""
+def write_report_plots(out_dir: Path, report: dict, *, stage=None) -> list[Path]:
+    """``sensitivity_by_size.png`` and, with probabilities, ``froc.png``; raises ImportError without matplotlib.
+
+    ``stage`` (from :func:`tumorsyn.io.writers.atomic_group`) maps each final path to the temporary
+    path to draw into, so that the plots join the report's set; the final paths are returned.
+    """
     import matplotlib  # noqa: F401  (a clear ImportError before any work)
 
+    stage = stage or (lambda path: path)
     conv = report["conventions"]
-    paths = [plot_sensitivity_by_size(report["summary"], out_dir / "sensitivity_by_size.png", conventions=conv)]
+    paths = [out_dir / "sensitivity_by_size.png"]
+    plot_sensitivity_by_size(report["summary"], stage(paths[0]), conventions=conv)
     if report["summary"].get("froc"):
-        paths.append(plot_froc(report["summary"]["froc"], out_dir / "froc.png", conventions=conv))
+        paths.append(out_dir / "froc.png")
+        plot_froc(report["summary"]["froc"], stage(paths[1]), conventions=conv)
     return paths

@@ -16,11 +16,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tumorsyn.io.writers import atomic_path
+from tumorsyn.errors import InputError
+from tumorsyn.io.writers import atomic_group, atomic_path
 from tumorsyn.metrics.case import CaseResult
 
 __all__ = ["REPORT_SCHEMA", "build_report", "to_jsonable", "write_text", "write_json", "lesion_rows",
-           "write_lesions_csv", "render_markdown", "write_report"]
+           "write_lesions_csv", "render_markdown", "write_report", "make_report_folder"]
 
 REPORT_SCHEMA = "tumorsyn.evaluate/1"
 
@@ -188,25 +189,49 @@ def render_markdown(report: dict) -> str:
 
 
 def write_report(out_dir: str | Path, report: dict, *, plots: bool = True) -> list[Path]:
-    """Write ``report.json``, ``report.md``, ``lesions.csv`` and the PNG plots into ``out_dir``.
+    """Write ``report.json``, ``report.md``, ``lesions.csv`` and the PNG plots into ``out_dir``, as one set.
+
+    Every file goes to a temporary name first and all are renamed at the end, so a failure (a full
+    disk) leaves the previous report, or nothing, never ``lesions.csv`` without ``report.json``.
 
     Returns
     -------
     list of Path
         The files written. Plots are skipped (and the fact recorded) when matplotlib is missing.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    if plots:
-        from tumorsyn.metrics import plots as _plots
 
-        try:
-            written += _plots.write_report_plots(out, report)
-            report["plots"] = [p.name for p in written]
-        except ImportError as exc:
-            report["plots"] = f"skipped: {exc}; install tumorsyn[plots]"
-    written.append(write_lesions_csv(out / "lesions.csv", report["lesions"], conventions=report["conventions"]))
-    written.append(write_text(out / "report.md", render_markdown(report)))
-    written.append(write_json(out / "report.json", report))
+    Raises
+    ------
+    InputError
+        ``out_dir`` cannot be created or written (one line).
+    """
+    out = make_report_folder(out_dir)
+    written: list[Path] = []
+    with atomic_group() as stage:
+        if plots:
+            from tumorsyn.metrics import plots as _plots
+
+            try:
+                names = _plots.write_report_plots(out, report, stage=stage)
+                report["plots"] = [p.name for p in names]
+                written += names
+            except ImportError as exc:
+                report["plots"] = f"skipped: {exc}; install tumorsyn[plots]"
+        for name, write in (("lesions.csv", lambda p: write_lesions_csv(p, report["lesions"],
+                                                                        conventions=report["conventions"])),
+                            ("report.md", lambda p: write_text(p, render_markdown(report))),
+                            ("report.json", lambda p: write_json(p, report))):
+            write(stage(out / name))
+            written.append(out / name)
     return written
+
+
+def make_report_folder(out_dir: str | Path) -> Path:
+    """Create the report folder; a path that is a file, or a folder that cannot be made, is a one-line error."""
+    from tumorsyn.io.guard import check_out_folder
+
+    out = check_out_folder(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the report folder ({exc.strerror or exc})", path=out) from None
+    return out
