@@ -284,10 +284,21 @@ def test_growth_is_round_in_mm_on_anisotropic_grids(spacing):
     ratios = []
     for seed in range(4):
         spec = tumorsyn.sample_spec(organ, sp, organ="liver", method="ca", size_mm=(14.0, 18.0), ct_hu=ct, rng=seed,
-                                    mass_effect=False)
+                                    mass_effect=False, stretch=[1.0, 1.0, 1.0])
         _, tumor = tumorsyn.synthesize(ct, organ, sp, spec, device="cpu")
         points = np.argwhere(tumor > 0) * np.asarray(sp)
         extent = points.max(axis=0) - points.min(axis=0) + np.asarray(sp)
         fine = [extent[a] for a in range(3) if a != coarse]
         ratios.append(extent[coarse] / np.mean(fine))
     assert 0.8 <= float(np.median(ratios)) <= 1.25, ratios
+
+
+def test_stretch_elongates_the_tumour_along_its_axes():
+    """``params["stretch"]`` (drawn from the elongation and flatness priors) shapes the automaton's tumour."""
+    ct, organ, sp = _phantom_for((1.0, 1.0, 1.0), noise_hu=4.0)
+    spec = tumorsyn.sample_spec(organ, sp, organ="liver", method="ca", size_mm=(14.0, 18.0), ct_hu=ct, rng=0,
+                                mass_effect=False, stretch=[1.6, 1.0, 0.625])
+    _, tumor = tumorsyn.synthesize(ct, organ, sp, spec, device="cpu")
+    points = np.argwhere(tumor > 0).astype(float)
+    extent = points.max(axis=0) - points.min(axis=0) + 1.0
+    assert extent[0] > 1.6 * extent[2] and extent[0] > extent[1] > extent[2]

@@ -146,7 +146,9 @@ def hypodense_contrast(contrast_hu: float, organ_mean_hu: float, organ: str) -> 
     """
     reachable = max(float(organ_mean_hu) - 5.0, MIN_DELTA_HU)
     if reachable < 0.5 * float(contrast_hu):
-        warnings.warn(f"a hypodense {organ} tumour of {contrast_hu:.0f} HU contrast cannot be drawn in a {organ} of "
-                      f"{organ_mean_hu:.0f} HU without going below water; it gets {reachable:.0f} HU (try "
-                      "appearance='hyperdense' or a contrast-enhanced scan)", stacklevel=3)
+        # One message per host (no per-tumour figures), so Python shows it once per scan, not per tumour.
+        warnings.warn(f"hypodense {organ} tumours cannot reach the contrast real tumours show in this {organ} of "
+                      f"{organ_mean_hu:.0f} HU without going below water: they are drawn at most {reachable:.0f} HU "
+                      "darker (an unenhanced scan? try appearance='hyperdense' or 'isodense', or a contrast-enhanced "
+                      "scan)", stacklevel=3)
     return float(min(float(contrast_hu), reachable))
