@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from tumorsyn.host import FAT_BELOW_HU, OUTLIER_ROBUST_SD, highpass_noise_hu, parenchyma_statistics
 from tumorsyn.errors import EmptyOrganError, InputError, NotHUError
 from tumorsyn.measure import equivalent_diameter_mm
 from tumorsyn.organs import OrganPreset, get_preset
@@ -31,14 +32,26 @@ _AIR_HU = -500.0
 def organ_statistics(ct_hu: np.ndarray, organ_mask: np.ndarray) -> tuple[float, float]:
     """Robust mean and standard deviation (HU) of the organ's parenchyma.
 
-    The median and 1.4826 x MAD of the organ after a one-voxel erosion (to drop partial-volume
-    edges) stand in for mean and standard deviation: vessels and lesions barely move them.
+    The organ after a one-voxel erosion (to drop partial-volume edges), without fat and without
+    outliers (vessels, lesions): see :func:`tumorsyn.host.parenchyma_statistics`. A 3 mm pancreas
+    label that is largely fat gives the pancreas's own level, not the fat's.
     """
     core = ndimage.binary_erosion(organ_mask)
     values = ct_hu[core] if np.count_nonzero(core) >= 50 else ct_hu[organ_mask]
-    median = float(np.median(values))
-    mad = float(np.median(np.abs(values - median)))
-    return median, max(1.4826 * mad, 1.0)
+    median, spread = parenchyma_statistics(values)
+    return median, max(spread, 1.0)
+
+
+def organ_noise(ct_box: np.ndarray, organ_box: np.ndarray, organ_stats) -> float:
+    """Scanner noise (HU) in the organ's parenchyma: the high-pass residual's robust SD.
+
+    Voxels whose 3x3x3 neighbourhood is all parenchyma (organ, no fat, within the outlier range of
+    the organ statistics) are used, as ``tumorsyn realism`` does around a lesion.
+    """
+    median, spread = float(organ_stats[0]), float(organ_stats[1])
+    parenchyma = organ_box & (ct_box >= FAT_BELOW_HU) & (np.abs(ct_box - median) <= OUTLIER_ROBUST_SD * spread)
+    noise = highpass_noise_hu(ct_box, parenchyma, min_voxels=50)
+    return float(noise) if np.isfinite(noise) and noise > 0 else spread
 
 
 def check_host(organ: str, organ_stats, *, ct_hu: np.ndarray | None = None) -> None:
@@ -146,6 +159,7 @@ class PlacementContext:
     ct_hu: np.ndarray | None = None
     avoid: np.ndarray | None = None
     organ_stats: tuple | None = None
+    organ_noise_hu: float | None = None
     preset: OrganPreset = field(init=False)
     _box: tuple = field(init=False, repr=False)
     _depth: np.ndarray = field(init=False, repr=False)
@@ -183,6 +197,10 @@ class PlacementContext:
                 self.organ_stats = organ_statistics(ct_box[fine], organ[fine])
         if self.organ_stats is None:
             raise InputError("give ct_hu (the scan in HU) or organ_stats=(mean_hu, std_hu)")
+        if self.organ_noise_hu is None:
+            # Without the scan the organ's spread stands in for its noise (a larger figure).
+            self.organ_noise_hu = (organ_noise(ct_box, organ, self.organ_stats) if ct_box is not None
+                                   else float(self.organ_stats[1]))
         check_host(self.organ, self.organ_stats, ct_hu=self.ct_hu)
         if self.avoid is None:
             self.avoid = np.zeros(self.organ_mask.shape, dtype=bool)

@@ -208,7 +208,8 @@ def sample_spec(organ_mask: np.ndarray, spacing_mm, *, organ: str, method: str =
             reasons["no centre deep enough"] = reasons.get("no centre deep enough", 0) + 1
             continue
         params = generator.sample_params(rng, size_mm=target, preset=preset, organ_mean_hu=context.organ_stats[0],
-                                         organ_std_hu=context.organ_stats[1], spacing_mm=spacing, options=options)
+                                         organ_std_hu=context.organ_stats[1], organ_noise_hu=context.organ_noise_hu,
+                                         spacing_mm=spacing, options=options)
         spec = TumorSpec(method=method, organ=organ, seed=int(rng.integers(0, 2**63 - 1)), center_vox=center,
                          size_mm=target, spacing_mm=spacing, grid_shape=context.organ_mask.shape,
                          organ_mean_hu=float(context.organ_stats[0]), organ_std_hu=float(context.organ_stats[1]),

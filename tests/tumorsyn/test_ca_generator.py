@@ -273,3 +273,32 @@ def test_transform_runs_the_automaton():
     assert out["tumor_specs"] and out["tumor_specs"][0]["method"] == "ca"
     tumour = out["label"][0] == out["label"].max()
     assert tumour.any() and (out["image"][0][tumour] < ct[tumour]).mean() > 0.8
+
+
+@pytest.mark.parametrize("spacing", [(0.8, 0.8, 2.0), (2.0, 0.7, 0.7)])
+def test_growth_is_round_in_mm_on_anisotropic_grids(spacing):
+    """The coarse axis must not stretch the tumour (a front moves about one voxel per few steps,
+    whatever the voxel's size: grown on the native grid, z extents came out 1.8-2.4x the others)."""
+    ct, organ, sp = _phantom_for(spacing, noise_hu=4.0)
+    coarse = int(np.argmax(sp))
+    ratios = []
+    for seed in range(4):
+        spec = tumorsyn.sample_spec(organ, sp, organ="liver", method="ca", size_mm=(14.0, 18.0), ct_hu=ct, rng=seed,
+                                    mass_effect=False, stretch=[1.0, 1.0, 1.0])
+        _, tumor = tumorsyn.synthesize(ct, organ, sp, spec, device="cpu")
+        points = np.argwhere(tumor > 0) * np.asarray(sp)
+        extent = points.max(axis=0) - points.min(axis=0) + np.asarray(sp)
+        fine = [extent[a] for a in range(3) if a != coarse]
+        ratios.append(extent[coarse] / np.mean(fine))
+    assert 0.8 <= float(np.median(ratios)) <= 1.25, ratios
+
+
+def test_stretch_elongates_the_tumour_along_its_axes():
+    """``params["stretch"]`` (drawn from the elongation and flatness priors) shapes the automaton's tumour."""
+    ct, organ, sp = _phantom_for((1.0, 1.0, 1.0), noise_hu=4.0)
+    spec = tumorsyn.sample_spec(organ, sp, organ="liver", method="ca", size_mm=(14.0, 18.0), ct_hu=ct, rng=0,
+                                mass_effect=False, stretch=[1.6, 1.0, 0.625])
+    _, tumor = tumorsyn.synthesize(ct, organ, sp, spec, device="cpu")
+    points = np.argwhere(tumor > 0).astype(float)
+    extent = points.max(axis=0) - points.min(axis=0) + 1.0
+    assert extent[0] > 1.6 * extent[2] and extent[0] > extent[1] > extent[2]

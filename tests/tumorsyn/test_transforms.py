@@ -101,8 +101,10 @@ def test_prob_one_writes_tumour_only_near_its_label(kind):
     assert np.array_equal(labels_out[~tumour], labels_in[~tumour])   # nothing else relabelled
     changed = image_out != image_in
     assert changed[tumour].mean() > 0.95
-    # Outside the label only the blend rim changes: within a few mm of the tumour.
-    rim = ndimage.binary_dilation(tumour, iterations=6)
+    # Outside the label only the blend rim changes: within the edge's reach (1.4 edge_mm, the sigmoid's
+    # 1/256 point) plus the half-contrast margin of the label, a few mm.
+    reach_mm = 1.5 * out[SPECS_KEY][0]["params"]["edge_mm"] + 3.0
+    rim = ndimage.binary_dilation(tumour, iterations=int(np.ceil(reach_mm / min(SPACING))))
     assert not np.any(changed & ~rim)
     assert abs(float(np.mean(image_out[tumour] - image_in[tumour]))) > 10.0
     # Same container type, dtype and shape as the input.
@@ -325,8 +327,8 @@ def test_batching_generators_get_disjoint_tumours_of_an_item_in_one_call():
 
     calls = register_batching_rules("rules_batching_transform_test")
 
-    # Seed 1 draws two small tumours whose boxes do not touch (found by trying seeds).
-    out = _transform(count=2, size_mm=(4, 5)).set_random_state(1)(_item())
+    # Seed 8 draws two small tumours whose boxes do not touch (found by trying seeds).
+    out = _transform(count=2, size_mm=(4, 5)).set_random_state(8)(_item())
     specs = [TumorSpec.from_dict({**s, "method": "rules_batching_transform_test"}) for s in out[SPECS_KEY]]
     groups = batch_groups(specs)
     assert [len(g) for g in groups] == [2]

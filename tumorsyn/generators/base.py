@@ -6,6 +6,8 @@ tumour's box. It is split in the TorchIO way: ``sample_params`` draws (random), 
 """
 from __future__ import annotations
 
+
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -16,7 +18,7 @@ from tumorsyn.errors import ConfigError
 from tumorsyn.organs import OrganPreset
 from tumorsyn.spec import TumorSpec
 
-__all__ = ["Generator", "Rendering"]
+__all__ = ["Generator", "Rendering", "MIN_DELTA_HU", "hypodense_contrast"]
 
 
 @dataclass
@@ -87,8 +89,14 @@ class Generator(ABC):
 
     @abstractmethod
     def sample_params(self, rng: np.random.Generator, *, size_mm: float, preset: OrganPreset,
-                      organ_mean_hu: float, organ_std_hu: float, spacing_mm, options: dict) -> dict:
-        """Draw the generator's own parameters (JSON values) for a tumour of ``size_mm``."""
+                      organ_mean_hu: float, organ_std_hu: float, spacing_mm, options: dict,
+                      organ_noise_hu: float | None = None) -> dict:
+        """Draw the generator's own parameters (JSON values) for a tumour of ``size_mm``.
+
+        ``organ_mean_hu`` / ``organ_std_hu`` are the host parenchyma's robust level and spread, and
+        ``organ_noise_hu`` its scanner noise (:mod:`tumorsyn.host`); the real-tumour priors
+        (:mod:`tumorsyn.priors`) give contrast and internal spread in units of that noise.
+        """
 
     @abstractmethod
     def extent_mm(self, spec: TumorSpec) -> float:
@@ -123,3 +131,24 @@ class Generator(ABC):
 
     def validate(self, spec: TumorSpec) -> None:
         """Raise :class:`~tumorsyn.errors.ConfigError` if ``spec.params`` is not usable."""
+
+
+# Weaker designed contrast would not be visible on CT (HU).
+MIN_DELTA_HU = 8.0
+
+
+def hypodense_contrast(contrast_hu: float, organ_mean_hu: float, organ: str) -> float:
+    """The darkening (HU, positive) of a solid hypodense tumour: never darker than water.
+
+    A solid tumour is not a cyst, so its level stays above about 5 HU. In an organ that is itself
+    close to water (an unenhanced kidney, a fatty pancreas) that bound eats the drawn contrast: the
+    tumour then cannot look as asked, and a warning says so with the figures.
+    """
+    reachable = max(float(organ_mean_hu) - 5.0, MIN_DELTA_HU)
+    if reachable < 0.5 * float(contrast_hu):
+        # One message per host (no per-tumour figures), so Python shows it once per scan, not per tumour.
+        warnings.warn(f"hypodense {organ} tumours cannot reach the contrast real tumours show in this {organ} of "
+                      f"{organ_mean_hu:.0f} HU without going below water: they are drawn at most {reachable:.0f} HU "
+                      "darker (an unenhanced scan? try appearance='hyperdense' or 'isodense', or a contrast-enhanced "
+                      "scan)", stacklevel=3)
+    return float(min(float(contrast_hu), reachable))

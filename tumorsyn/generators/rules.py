@@ -19,14 +19,17 @@ A voxel is labelled tumour when it carries at least half of the lesion's nominal
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy import ndimage
 from scipy.special import expit
 
+from tumorsyn import priors
 from tumorsyn.errors import ConfigError
-from tumorsyn.generators.base import Generator, Rendering
+from tumorsyn.generators.base import MIN_DELTA_HU, Generator, Rendering, hypodense_contrast
 from tumorsyn.organs import APPEARANCES, OrganPreset
+from tumorsyn.priors import ellipsoid_axes, texture_sd_for_spread
 from tumorsyn.shapes import box_offsets_mm, fill_holes, lobulated_distance_mm
 from tumorsyn.spec import TumorSpec
 from tumorsyn.texture import lattice_noise, seeded_streams, smooth_noise
@@ -35,7 +38,6 @@ __all__ = ["RulesGenerator"]
 
 _SMOOTH_MM = 1.5        # blur that separates the tissue level from the scan's noise grain
 _MIN_WEIGHT = 1.0 / 256  # presence below this leaves a voxel untouched (byte-identical)
-_MIN_DELTA_HU = 8.0      # weaker designed contrast would not be visible on CT
 _LATTICE_NODES = 12
 
 
@@ -49,20 +51,58 @@ def _clip_contrast(value_hu: float, preset: OrganPreset) -> float:
     return float(min(max(value_hu, lo), hi))
 
 
+# Edge width (mm) -> edge sharpness (tumorsyn realism) of rules tumours on the reference host,
+# 3D-IRCADb patient 7's liver (0.78 x 0.78 x 1.6 mm), median of 6 tumours of 8-18 mm per value:
+# the priors give a sharpness, this table turns it into the generator's edge width.
+_EDGE_TABLE_SHARPNESS = (0.37, 0.52, 0.68, 0.88)
+_EDGE_TABLE_MM = (5.0, 3.0, 1.5, 0.5)
+_TEXTURE_AMOUNT = 0.1  # multiplicative texture kept small: the additive texture_sd_hu carries the spread
+# Measured contrast (lesion median vs shell median, realism's contrast_noise) over designed contrast on
+# the reference host: the blurred edge pulls the median about 13 % towards the host.
+_CONTRAST_GAIN = 1.15
+
+
+def edge_mm_for_sharpness(sharpness: float) -> float:
+    """Edge width (mm) whose tumours show ``sharpness`` (realism's edge_sharpness), clamped to the table."""
+    return float(np.interp(float(sharpness), _EDGE_TABLE_SHARPNESS, _EDGE_TABLE_MM))
+
+
+def irregularity_for_solidity(solidity: float) -> float:
+    """Scale of lobulation and surface deformation for a target solidity (1 = the former defaults).
+
+    Measured on 3D-IRCADb patient 7 with the prior's elongated shapes: scale 1 (the former lobes and
+    deformation) gives a solidity of about 0.82, each unit of scale costs about 0.08.
+    """
+    return float(np.clip(1.0 + (_SOLIDITY_AT_UNIT - float(solidity)) / _SOLIDITY_PER_UNIT, 0.3, 5.0))
+
+
+_SOLIDITY_AT_UNIT = 0.82
+_SOLIDITY_PER_UNIT = 0.08
+
+
 class RulesGenerator(Generator):
     """Rule-based tumours (``method="rules"``): CPU only, numpy and scipy."""
 
     name = "rules"
     # ``appearance``, and any drawn parameter given a fixed value instead.
     options = frozenset({"appearance", "radii_mm", "rotation", "lobes", "deform_amplitude", "satellites", "edge_mm",
-                         "texture_scale_mm", "texture_amount", "delta_hu", "rim", "capsule", "necrosis"})
+                         "texture_scale_mm", "texture_amount", "texture_sd_hu", "delta_hu", "rim", "capsule",
+                         "necrosis"})
 
     # --- random side ----------------------------------------------------------------------------
-    def sample_params(self, rng, *, size_mm, preset, organ_mean_hu, organ_std_hu, spacing_mm, options) -> dict:
+    def sample_params(self, rng, *, size_mm, preset, organ_mean_hu, organ_std_hu, spacing_mm, options,
+                      organ_noise_hu: float | None = None) -> dict:
+        """Draw a tumour's parameters; shape, contrast, texture and edge follow the real-tumour priors.
+
+        ``organ_noise_hu`` is the host parenchyma's scanner noise (:func:`tumorsyn.host.highpass_noise_hu`);
+        the priors give contrast and internal spread in units of it. Without it the organ's robust
+        SD stands in.
+        """
         mu, sigma = float(organ_mean_hu), float(organ_std_hu)
+        noise = float(organ_noise_hu) if organ_noise_hu else sigma
+        organ = preset.name
         radius = 0.5 * float(size_mm)
-        radii = radius * rng.uniform(0.75, 1.25, size=3)
-        radii *= radius / float(np.prod(radii)) ** (1 / 3)  # keep the volume of a sphere of `radius`
+        radii = radius * ellipsoid_axes(rng, organ, size_mm)
 
         appearance = options.get("appearance")
         if appearance in (None, "mix"):
@@ -72,42 +112,48 @@ class RulesGenerator(Generator):
         if appearance not in APPEARANCES:
             raise ConfigError(f"unknown appearance {appearance!r}; choose one of {', '.join(APPEARANCES)} or mix")
 
-        contrast = _clip_contrast(rng.uniform(*preset.contrast_sd) * sigma, preset)
-        lobes = [[*map(float, _unit_vector(rng)), float(rng.uniform(0.05, 0.25)), float(rng.uniform(2.0, 6.0))]
-                 for _ in range(int(rng.integers(0, 4)))]
+        # Contrast in units of the host's noise, as real tumours show it (a subtle early lesion in a
+        # noisy scan stays subtle); the preset's HU bounds still hold.
+        contrast = _clip_contrast(_CONTRAST_GAIN * abs(priors.draw(rng, organ, size_mm, "contrast_noise")) * noise, preset)
+        irregularity = irregularity_for_solidity(priors.draw(rng, organ, size_mm, "solidity"))
+        lobes = [[*map(float, _unit_vector(rng)), float(irregularity * rng.uniform(0.05, 0.25)),
+                  float(rng.uniform(2.0, 6.0))] for _ in range(int(rng.integers(0, 4)))]
         params = {
             "appearance": appearance,
             "radii_mm": [float(r) for r in radii],
             "rotation": [float(v) for v in (lambda q: q / np.linalg.norm(q))(rng.standard_normal(4))],
             "lobes": lobes,
-            "deform_amplitude": float(rng.uniform(0.03, 0.12)),
+            "deform_amplitude": float(irregularity * rng.uniform(0.03, 0.12)),
             "satellites": [],
-            "edge_mm": float(rng.uniform(0.5, 2.0)),
-            "texture_scale_mm": float(rng.uniform(1.0, 3.0)),
-            "texture_amount": float(rng.uniform(0.1, 0.3)),
+            "edge_mm": edge_mm_for_sharpness(priors.draw(rng, organ, size_mm, "edge_sharpness")),
+            "texture_scale_mm": float(rng.uniform(0.6, 1.5)),
+            "texture_amount": _TEXTURE_AMOUNT,
+            "texture_sd_hu": texture_sd_for_spread(priors.draw(rng, organ, size_mm, "internal_iqr_noise"), noise),
             "delta_hu": -contrast,
             "rim": None,
             "capsule": None,
             "necrosis": None,
         }
         if appearance == "hypodense":
-            # Never darker than water: a solid tumour is not a cyst.
-            params["delta_hu"] = -min(contrast, max(mu - 5.0, _MIN_DELTA_HU))
+            params["delta_hu"] = -hypodense_contrast(contrast, mu, organ)
         elif appearance == "hyperdense":
             params["delta_hu"] = contrast
         elif appearance == "isodense":
-            params["delta_hu"] = float(rng.choice([-1.0, 1.0]) * max(_MIN_DELTA_HU, rng.uniform(0.3, 0.7) * sigma))
+            params["delta_hu"] = float(rng.choice([-1.0, 1.0]) * max(MIN_DELTA_HU, rng.uniform(0.3, 0.7) * sigma))
             params["texture_amount"] = float(rng.uniform(0.3, 0.5))
         elif appearance == "cystic":
             params["delta_hu"] = float(min(rng.uniform(0.0, 20.0) - mu, -15.0))
             params["texture_amount"] = 0.02
+            params["texture_sd_hu"] = 0.0  # fluid is homogeneous
             params["edge_mm"] = float(rng.uniform(0.3, 0.6))
         elif appearance == "rim":
-            params["delta_hu"] = -min(contrast, max(mu - 5.0, _MIN_DELTA_HU))
+            params["delta_hu"] = -hypodense_contrast(contrast, mu, organ)
             params["rim"] = {"thickness_mm": float(rng.uniform(1.5, 3.0)),
                              "delta_hu": float(abs(params["delta_hu"]) * rng.uniform(0.8, 1.2))}
 
-        if size_mm >= 10.0 and appearance != "cystic" and rng.random() < preset.satellite_probability:
+        # Satellite nodules belong to larger tumours: an early tumour is drawn solitary. A satellite is
+        # its own 26-connected lesion in every lesion-level measure, as in real reference labels.
+        if size_mm >= priors.EARLY_BELOW_MM and appearance != "cystic" and rng.random() < preset.satellite_probability:
             for _ in range(int(rng.integers(1, 3))):
                 direction = _unit_vector(rng) * radius * rng.uniform(1.3, 1.7)
                 params["satellites"].append([*map(float, direction), float(radius * rng.uniform(0.15, 0.3))])
@@ -150,7 +196,12 @@ class RulesGenerator(Generator):
         return spec.with_params(params=p)
 
     def _fields(self, spec: TumorSpec, box_shape, origin):
-        """Presence ``w`` (before the organ cut), designed offset ``delta`` (HU), both float32."""
+        """Presence ``w`` (before the organ cut), designed offset ``delta`` (HU) and the additive texture (HU).
+
+        ``delta`` defines the label (the lesion's nominal contrast, modulated by at most
+        ``texture_amount``); the additive texture (``texture_sd_hu`` x the unit texture field) adds the
+        internal spread real tumours show on top of the host's grain, without punching holes in the label.
+        """
         p = spec.params
         shape_rng, texture_rng, necrosis_rng = seeded_streams(spec.seed, 3)
         offsets = box_offsets_mm(box_shape, origin, spec.center_vox, spec.spacing_mm)
@@ -184,7 +235,8 @@ class RulesGenerator(Generator):
             depth = -(1.0 - nec["fraction"]) * radius
             nec_w = expit((depth + 0.15 * radius * border - distance) / np.float32(1.0))
             delta += nec_w * (np.float32(nec["delta_hu"]) * (1.0 + 0.3 * np.float32(p["texture_amount"]) * texture) - delta)
-        return w, delta.astype(np.float32)
+        texture_hu = np.float32(p.get("texture_sd_hu", 0.0)) * texture
+        return w, delta.astype(np.float32), texture_hu.astype(np.float32)
 
     def _label(self, w: np.ndarray, delta: np.ndarray, spec: TumorSpec) -> np.ndarray:
         visible = w * np.abs(delta) >= 0.5 * abs(spec.params["delta_hu"])
@@ -195,19 +247,19 @@ class RulesGenerator(Generator):
         return visible
 
     def render(self, spec: TumorSpec, organ_box: np.ndarray, origin) -> Rendering:
-        w, delta = self._fields(spec, organ_box.shape, origin)
+        w, delta, _ = self._fields(spec, organ_box.shape, origin)
         presence = self._label(w, delta, spec)
         label = presence if spec.exophytic else self._label(w * organ_box, delta, spec)
         return Rendering(label=label, presence=presence)
 
     def apply(self, ct_box: np.ndarray, organ_box: np.ndarray, spec: TumorSpec, origin):
-        w, delta = self._fields(spec, ct_box.shape, origin)
+        w, delta, texture_hu = self._fields(spec, ct_box.shape, origin)
         if not spec.exophytic:
             w = w * organ_box
         label = self._label(w, delta, spec)
         smooth = ndimage.gaussian_filter(ct_box.astype(np.float32), sigma=[_SMOOTH_MM / s for s in spec.spacing_mm],
                                          mode="nearest", truncate=3.0)
-        target = np.float32(spec.organ_mean_hu) + delta
+        target = np.float32(spec.organ_mean_hu) + delta + texture_hu
         changed = w > 0
         out = ct_box.astype(np.float32, copy=True)
         out[changed] += w[changed] * (target[changed] - smooth[changed])

@@ -130,7 +130,7 @@ def measure_table(max_steps: int = 200, *, seeds=range(8), every: int = 5, devic
         result, _ = generator._grow(spec, organ, (0, 0, 0), None, save_steps=marks)
         row = []
         for mark in marks:
-            w, delta = generator._fields(spec, result.snapshots[mark][1:-1, 1:-1, 1:-1], organ)
+            w, delta, _ = generator._fields(spec, result.snapshots[mark][1:-1, 1:-1, 1:-1], organ)
             row.append(equivalent_diameter_mm(generator._label(w, delta, spec), (1.0, 1.0, 1.0)))
         rows.append(row)
     return np.array([0] + marks, dtype=float), np.concatenate([[0.0], np.median(np.array(rows), axis=0)])

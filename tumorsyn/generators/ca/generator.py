@@ -30,9 +30,11 @@ import numpy as np
 from scipy import ndimage
 
 from tumorsyn.errors import ConfigError
-from tumorsyn.generators.base import Generator, Rendering
+from tumorsyn import priors
+from tumorsyn.generators.base import Generator, Rendering, hypodense_contrast
 from tumorsyn.generators.ca import calibration
 from tumorsyn.organs import OrganPreset
+from tumorsyn.priors import ellipsoid_axes, texture_sd_for_spread
 from tumorsyn.shapes import fill_holes
 from tumorsyn.spec import TumorSpec
 from tumorsyn.texture import seeded_streams, smooth_noise
@@ -41,11 +43,27 @@ __all__ = ["CAGenerator", "mass_effect_field", "displace"]
 
 _SMOOTH_MM = 1.5         # blur separating the tissue level from the scan's noise grain (as in rules)
 _MIN_WEIGHT = 1.0 / 256  # presence below this leaves a voxel untouched (byte-identical)
-_MIN_DELTA_HU = 8.0
 _CAPACITY = 10
 _INVASION_KEYS = ("low", "mid", "high", "vessel", "outside")
 _MASS_EFFECT_PROBABILITY = 0.5
 _MIN_SHIFT_VOX = 0.01    # displacements below this (voxels) leave a voxel untouched (byte-identical)
+
+
+# Edge blur (mm, the presence map's Gaussian sigma) -> edge sharpness (tumorsyn realism) of automaton
+# tumours on the reference host, 3D-IRCADb patient 7's liver (0.78 x 0.78 x 1.6 mm), median of 6 tumours
+# of 8-18 mm per value: the priors give a sharpness, this table turns it into the blur.
+_EDGE_TABLE_SHARPNESS = (0.37, 0.50, 0.69, 0.87)
+_EDGE_TABLE_MM = (1.5, 1.0, 0.6, 0.3)
+# Measured contrast (lesion median vs shell median, realism's contrast_noise) over designed contrast on
+# the same host: the blurred edge and the partly filled front pull the median about 13 % towards the
+# host, so the design asks for this much more.
+_CONTRAST_GAIN = 1.15
+_TEXTURE_AMOUNT = 0.1  # multiplicative texture kept small: the additive texture_sd_hu carries the spread
+
+
+def edge_mm_for_sharpness(sharpness: float) -> float:
+    """Edge blur (mm) whose automaton tumours show ``sharpness`` (realism's edge_sharpness), clamped to the table."""
+    return float(np.interp(float(sharpness), _EDGE_TABLE_SHARPNESS, _EDGE_TABLE_MM))
 
 
 def _ramp(n: int, width: int) -> np.ndarray:
@@ -124,6 +142,54 @@ def displace(ct_box: np.ndarray, smooth: np.ndarray, u: np.ndarray):
     return out, smooth_out, moved
 
 
+class _GrowthGrid:
+    """Nearest-neighbour maps between a box's native voxels and the grid the automaton grows on.
+
+    The growth grid's voxel along axis ``a`` measures ``finest x stretch[a]`` mm, where ``finest`` is
+    the scan's finest spacing and ``stretch`` has a geometric mean of 1. The automaton grows round in
+    growth voxels, so the tumour comes out round in millimetres on any anisotropic scan (stretch 1),
+    or elongated by the stretch (drawn from the real tumours' elongation and flatness). Padded arrays
+    (one voxel on each side, as the automaton uses) go both ways; when the growth grid is the native
+    grid both maps are the identity and arrays pass through untouched.
+    """
+
+    def __init__(self, native_of_grid, grid_of_native) -> None:
+        self.native_of_grid = native_of_grid   # per axis: the native voxel holding each growth voxel's centre
+        self.grid_of_native = grid_of_native   # per axis: the growth voxel holding each native voxel's centre
+
+    @classmethod
+    def for_box(cls, shape, spacing_mm, stretch=(1.0, 1.0, 1.0)) -> "_GrowthGrid":
+        spacing = np.asarray(spacing_mm, dtype=np.float64)
+        stretch = np.asarray(stretch, dtype=np.float64)
+        growth = float(spacing.min()) * stretch / float(np.prod(stretch)) ** (1.0 / 3.0)
+        factors = spacing / growth   # growth voxels per native voxel, per axis
+        if np.all(np.abs(factors - 1.0) < 1e-3):
+            return cls(None, None)
+        native_of_grid, grid_of_native = [], []
+        for n, f in zip(shape, factors):
+            m = max(int(round(n * f)), 1)
+            # Native voxel i spans [i f, (i + 1) f) in growth units; its centre is (i + 0.5) f.
+            native_of_grid.append(np.clip(np.floor((np.arange(m) + 0.5) / f), 0, n - 1).astype(np.intp))
+            grid_of_native.append(np.clip(np.floor((np.arange(n) + 0.5) * f), 0, m - 1).astype(np.intp))
+        return cls(native_of_grid, grid_of_native)
+
+    @staticmethod
+    def _resample(padded: np.ndarray, index) -> np.ndarray:
+        inner = padded[1:-1, 1:-1, 1:-1][np.ix_(*index)]
+        return np.pad(inner, 1, constant_values=padded[0, 0, 0])
+
+    def to_grid(self, padded: np.ndarray) -> np.ndarray:
+        return padded if self.native_of_grid is None else self._resample(padded, self.native_of_grid)
+
+    def to_native(self, padded: np.ndarray) -> np.ndarray:
+        return padded if self.grid_of_native is None else self._resample(padded, self.grid_of_native)
+
+    def grid_index(self, native_index) -> tuple[int, ...]:
+        if self.grid_of_native is None:
+            return tuple(int(i) for i in native_index)
+        return tuple(int(m[i]) for m, i in zip(self.grid_of_native, native_index))
+
+
 class CAGenerator(Generator):
     """Cellular-automaton tumours (``method="ca"``): Numba CPU kernel, CUDA kernel when a GPU is present.
 
@@ -137,12 +203,16 @@ class CAGenerator(Generator):
     # ``necrosis``, ``capsule``, ``mass_effect`` (True, False or a dict), and any drawn parameter
     # given a fixed value instead. Not ``steps``: the step count is always calibrated to the size.
     options = frozenset({"necrosis", "capsule", "mass_effect", "capacity", "invasion", "p_proliferate",
-                         "yield_pushes", "delta_hu", "edge_mm", "texture_scale_mm", "texture_amount"})
+                         "yield_pushes", "delta_hu", "edge_mm", "texture_scale_mm", "texture_amount",
+                         "texture_sd_hu", "stretch"})
 
     # --- random side ----------------------------------------------------------------------------
     def sample_params(self, rng, *, size_mm, preset: OrganPreset, organ_mean_hu, organ_std_hu, spacing_mm,
-                      options) -> dict:
+                      options, organ_noise_hu: float | None = None) -> dict:
+        """Draw the automaton's rates and the tumour's look; contrast, texture and edge follow the real-tumour priors."""
         mu, sigma = float(organ_mean_hu), float(organ_std_hu)
+        noise = float(organ_noise_hu) if organ_noise_hu else sigma
+        organ = preset.name
         mid = float(rng.uniform(0.6, 0.85))
         invasion = {
             "low": min(1.0, mid * float(rng.uniform(1.1, 1.3))),    # looser (darker) tissue: easier
@@ -151,20 +221,25 @@ class CAGenerator(Generator):
             "vessel": float(rng.uniform(0.03, 0.12)),              # a vessel that gave way: still hard
             "outside": mid * float(rng.uniform(0.4, 0.7)),         # beyond the organ (exophytic only)
         }
-        contrast = float(np.clip(rng.uniform(*preset.contrast_sd) * sigma, *preset.contrast_hu))
+        # Contrast in units of the host's noise, as real tumours show it; the preset's HU bounds still hold.
+        contrast = float(np.clip(_CONTRAST_GAIN * abs(priors.draw(rng, organ, size_mm, "contrast_noise")) * noise,
+                                 *preset.contrast_hu))
         params = {
             "capacity": _CAPACITY,
             "invasion": invasion,
             "p_proliferate": float(rng.uniform(0.65, 0.95)),
             "yield_pushes": int(rng.integers(6, 16)),
             "steps": 1,
-            # Never darker than water: a solid tumour is not a cyst.
-            "delta_hu": -min(contrast, max(mu - 5.0, _MIN_DELTA_HU)),
-            "edge_mm": float(rng.uniform(0.4, 0.9)),
-            "texture_scale_mm": float(rng.uniform(1.0, 3.0)),
-            "texture_amount": float(rng.uniform(0.1, 0.3)),
+            "delta_hu": -hypodense_contrast(contrast, mu, organ),
+            "edge_mm": edge_mm_for_sharpness(priors.draw(rng, organ, size_mm, "edge_sharpness")),
+            "texture_scale_mm": float(rng.uniform(0.6, 1.5)),
+            "texture_amount": _TEXTURE_AMOUNT,
+            "texture_sd_hu": texture_sd_for_spread(priors.draw(rng, organ, size_mm, "internal_iqr_noise"), noise),
             "necrosis": None,
             "capsule": None,
+            # The growth grid's stretch along the scan's X, Y, Z (geometric mean 1): the tumour's
+            # elongation and flatness, drawn from the real-tumour priors, on randomly chosen axes.
+            "stretch": [float(v) for v in ellipsoid_axes(rng, organ, size_mm)[rng.permutation(3)]],
         }
         want_necrosis = options.get("necrosis")
         start_mm = float(rng.uniform(15.0, 20.0))
@@ -217,9 +292,16 @@ class CAGenerator(Generator):
         mass = p.get("mass_effect")
         if mass is not None and not (isinstance(mass, dict) and 0.0 <= float(mass.get("push", -1.0)) <= 0.5):
             raise ConfigError(f"ca spec mass_effect must be null or {{'push': 0..0.5}}, got {mass!r}")
+        stretch = p.get("stretch", (1.0, 1.0, 1.0))
+        if not (isinstance(stretch, (list, tuple)) and len(stretch) == 3
+                and all(isinstance(v, (int, float)) and 0.1 <= float(v) <= 10.0 for v in stretch)):
+            raise ConfigError(f"ca spec stretch must be three numbers in 0.1..10, got {stretch!r}")
 
     def extent_mm(self, spec: TumorSpec) -> float:
-        return calibration.reach_mm(spec.params["steps"], spec.spacing_mm, spec.params) + 1.5 * spec.params["edge_mm"]
+        stretch = np.asarray(spec.params.get("stretch", (1.0, 1.0, 1.0)), dtype=np.float64)
+        longest = float(stretch.max() / np.prod(stretch) ** (1.0 / 3.0))  # the long axis reaches this much further
+        reach = calibration.reach_mm(spec.params["steps"], spec.spacing_mm, spec.params) * longest
+        return reach + 1.5 * spec.params["edge_mm"]
 
     def rescale(self, spec: TumorSpec, factor: float) -> TumorSpec:
         """Adjust the step count so the tumour's diameter changes by ``factor`` (at least one step)."""
@@ -232,7 +314,14 @@ class CAGenerator(Generator):
         return spec.with_params(params=p)
 
     def _grow(self, spec: TumorSpec, organ_box: np.ndarray, origin, ct_box, *, save_steps=()):
-        """Run the automaton for the spec in this box: ``(CAResult, tissue)`` (padded box)."""
+        """Run the automaton for the spec in this box: ``(CAResult, tissue)`` (padded box, native grid).
+
+        The automaton runs on a growth grid of the finest spacing, stretched by ``params["stretch"]``
+        (see :class:`_GrowthGrid`; tissue classes sampled there by nearest neighbour) and its
+        populations are sampled back. A front advances about one voxel per few steps whatever the
+        voxel's size, so growing on the native grid stretched the tumour along the coarse axis
+        (slices of 1.6 mm beside 0.78 mm pixels gave z extents 1.8x the in-plane ones).
+        """
         from tumorsyn.generators.ca.grow import NO_NECROSIS, grow_ca
         from tumorsyn.generators.ca.model import probability_table, tissue_classes
 
@@ -242,21 +331,27 @@ class CAGenerator(Generator):
                                 organ_mean_hu=spec.organ_mean_hu, organ_std_hu=spec.organ_std_hu, ct_box=ct_box,
                                 exophytic=spec.exophytic)
         shape = organ_box.shape
-        seed_voxel = tuple(int(min(max(int(math.floor(c + 0.5)) - o, 0), n - 1)) + 1
+        seed_voxel = tuple(int(min(max(int(math.floor(c + 0.5)) - o, 0), n - 1))
                            for c, o, n in zip(spec.center_vox, origin, shape))
+        grid = _GrowthGrid.for_box(shape, spec.spacing_mm, p.get("stretch", (1.0, 1.0, 1.0)))
         necrosis = p.get("necrosis") or None
         nec_step, nec_age, nec_rate = NO_NECROSIS, 255, 0.0
         if necrosis:
             nec_step, nec_age = calibration.necrosis_schedule(necrosis, spec.spacing_mm, p)
             nec_rate = float(necrosis["rate"])
-        result = grow_ca(tissue, probability_table(p, spec.spacing_mm), seed=spec.seed, seed_voxel=seed_voxel,
-                         steps=int(p["steps"]), capacity=int(p["capacity"]), yield_pushes=int(p["yield_pushes"]),
+        # Growth voxels are cubes of one size (anisotropy lives in the grid), hence unit spacing here.
+        result = grow_ca(grid.to_grid(tissue), probability_table(p, (1.0, 1.0, 1.0)), seed=spec.seed,
+                         seed_voxel=tuple(v + 1 for v in grid.grid_index(seed_voxel)), steps=int(p["steps"]),
+                         capacity=int(p["capacity"]), yield_pushes=int(p["yield_pushes"]),
                          p_proliferate=float(p["p_proliferate"]), necrosis_step=nec_step, necrosis_age=nec_age,
                          necrosis_rate=nec_rate, save_steps=save_steps, device=self.device)
+        result.pop = grid.to_native(result.pop)
+        result.pressure = grid.to_native(result.pressure)
+        result.snapshots = {step: grid.to_native(pop) for step, pop in result.snapshots.items()}
         return result, tissue
 
     def _fields(self, spec: TumorSpec, pop: np.ndarray, organ_box: np.ndarray):
-        """Presence weight ``w`` and designed offset ``delta`` (HU) from an unpadded population map."""
+        """Presence weight ``w``, designed offset ``delta`` (HU, defines the label) and additive texture (HU)."""
         p = spec.params
         capacity = float(p["capacity"])
         dead = pop < 0
@@ -285,7 +380,8 @@ class CAGenerator(Generator):
             if np.count_nonzero(interior) >= np.count_nonzero(shell):
                 cap_w = ndimage.gaussian_filter(shell.astype(np.float32), sigma=sigma_vox, mode="constant", truncate=3.0)
                 delta += np.clip(cap_w, 0.0, 1.0) * body * (np.float32(p["capsule"]["delta_hu"]) - delta)
-        return w.astype(np.float32), delta.astype(np.float32)
+        texture_hu = np.float32(p.get("texture_sd_hu", 0.0)) * texture
+        return w.astype(np.float32), delta.astype(np.float32), texture_hu.astype(np.float32)
 
     def _label(self, w: np.ndarray, delta: np.ndarray, spec: TumorSpec) -> np.ndarray:
         visible = w * np.abs(delta) >= 0.5 * abs(spec.params["delta_hu"])
@@ -295,7 +391,7 @@ class CAGenerator(Generator):
     def render(self, spec: TumorSpec, organ_box: np.ndarray, origin, *, ct_box: np.ndarray | None = None) -> Rendering:
         """Label and presence of the grown tumour; ``ct_box`` (HU) gives the tissue classes."""
         result, _ = self._grow(spec, organ_box, origin, ct_box)
-        w, delta = self._fields(spec, result.pop[1:-1, 1:-1, 1:-1], organ_box)
+        w, delta, _ = self._fields(spec, result.pop[1:-1, 1:-1, 1:-1], organ_box)
         label = self._label(w, delta, spec)
         return Rendering(label=label, presence=label)
 
@@ -305,7 +401,7 @@ class CAGenerator(Generator):
 
     def _compose(self, ct_box: np.ndarray, organ_box: np.ndarray, spec: TumorSpec, pop: np.ndarray):
         """``(ct_box_out, label_box, changed_box)`` for a population map (unpadded)."""
-        w, delta = self._fields(spec, pop, organ_box)
+        w, delta, texture_hu = self._fields(spec, pop, organ_box)
         label = self._label(w, delta, spec)
         changed = w > 0
         out = ct_box.astype(np.float32, copy=True)
@@ -320,6 +416,6 @@ class CAGenerator(Generator):
             field = mass_effect_field(presence, organ_box, spec.spacing_mm, float(mass["push"]))
             out, smooth, moved = displace(out, smooth, field)
             changed = changed | moved
-        target = np.float32(spec.organ_mean_hu) + delta
+        target = np.float32(spec.organ_mean_hu) + delta + texture_hu
         out[changed] += w[changed] * (target[changed] - smooth[changed])
         return out, label, changed

@@ -52,7 +52,8 @@ class DiffusionGenerator(Generator):
     options = frozenset({"model", "steps", "sampler", "visible_hu"})
 
     # --- random side ----------------------------------------------------------------------------
-    def sample_params(self, rng, *, size_mm, preset, organ_mean_hu, organ_std_hu, spacing_mm, options) -> dict:
+    def sample_params(self, rng, *, size_mm, preset, organ_mean_hu, organ_std_hu, spacing_mm, options,
+                      organ_noise_hu: float | None = None) -> dict:
         """Shape (mm) from the core's shape family, plus the model, its checksum and the step count.
 
         Options: ``model`` (folder, required), ``steps`` (sampling steps), ``sampler``
@@ -67,7 +68,8 @@ class DiffusionGenerator(Generator):
                           f"{float(organ_mean_hu):.0f} HU (another contrast phase?): its tumours may be far too "
                           "bright or too dark here; see docs/diffusion.md, Known limits", stacklevel=2)
         shape = RulesGenerator().sample_params(rng, size_mm=size_mm, preset=preset, organ_mean_hu=organ_mean_hu,
-                                               organ_std_hu=organ_std_hu, spacing_mm=spacing_mm, options={})
+                                               organ_std_hu=organ_std_hu, spacing_mm=spacing_mm, options={},
+                                               organ_noise_hu=organ_noise_hu)
         params = {key: shape[key] for key in _SHAPE_KEYS}
         params["satellites"] = []  # one lesion per mask: the model was trained on single tumours
         steps = options.get("steps")

@@ -74,6 +74,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from tumorsyn.host import highpass_noise_hu
 from tumorsyn.measure import CONNECTIVITY_26, label_lesions, max_diameter_mm
 from tumorsyn.metrics.sizes import check_bins_mm, size_bin_index, size_bin_labels
 
@@ -262,12 +263,8 @@ def _glcm(hu: np.ndarray, lesion: np.ndarray) -> tuple[float, float]:
 
 def _noise(hu: np.ndarray, shell: np.ndarray, valid: np.ndarray) -> float:
     """Robust SD of the high-pass residual over shell voxels with a full valid 3x3x3 neighbourhood."""
-    # Residual = HU minus the mean of the 26 neighbours; for white noise of SD s its SD is s*sqrt(27/26).
-    box_sum = ndimage.uniform_filter(hu.astype(np.float64), size=3, mode="nearest") * 27.0
-    residual = (hu - (box_sum - hu) / 26.0) * math.sqrt(26.0 / 27.0)
-    inner = shell & ndimage.binary_erosion(valid, structure=CONNECTIVITY_26, border_value=0)
-    use = inner if np.count_nonzero(inner) >= DEFAULTS["min_shell_voxels"] else shell
-    return _robust(residual[use])[1]
+    # The same estimate as the generators' host noise (tumorsyn.host): one definition on both sides.
+    return highpass_noise_hu(hu, shell, valid, min_voxels=int(DEFAULTS["min_shell_voxels"]))
 
 
 def _intensity(hu: np.ndarray, lesion: np.ndarray, organ: np.ndarray, blocked: np.ndarray, d_out: np.ndarray,

@@ -1,0 +1,123 @@
+"""Fit the generators' tumour priors to the CALIBRATION half of the real tumours; write tumour_priors.json.
+
+The priors are quantiles of ``tumorsyn realism`` descriptors (derived statistics, never data) per
+organ and size class, with their provenance. The generators draw each tumour's shape (elongation,
+flatness, solidity), contrast in units of the host's noise, internal spread and edge sharpness from them
+(:mod:`tumorsyn.priors`). Only the calibration half defined in ``realdata.py`` is read: realism is
+reported on the other half (``bench_realism.py``).
+
+Run from the repository root (needs ``../shared/data/real``)::
+
+    .venv/bin/python benchmarks/fit_priors.py                 # prints the priors
+    .venv/bin/python benchmarks/fit_priors.py --write         # writes tumorsyn/data/tumour_priors.json
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import realdata
+import tumorsyn
+from tumorsyn.priors import EARLY_BELOW_MM, QUANTILE_LEVELS
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "tumorsyn" / "data" / "tumour_priors.json"
+
+SHAPE = ("elongation", "flatness", "sphericity", "solidity", "surface_irregularity")
+INTENSITY = ("contrast_noise", "internal_iqr_noise", "edge_sharpness")
+MIN_LESIONS = 4  # fewer lesions than this give no prior of their own: the entry falls back
+
+# Kidney: no real kidney tumour is available here. What the literature says of small renal masses
+# (renal cell carcinoma under 4 cm): mostly round to oval, well circumscribed, often exophytic,
+# enhancing less than the cortex in the nephrographic phase. The kidney therefore borrows the liver
+# priors of its size class (shape and intensity in host-noise units); the kidney preset's exophytic
+# rule and contrast bounds still apply.
+KIDNEY_NOTE = ("no real kidney tumour data here: shapes and intensities fall back to the liver priors of the same "
+               "size class; published facts (small renal cell carcinomas are mostly round to oval, well "
+               "circumscribed, often exophytic, hypoenhancing to the cortex in the nephrographic phase) are "
+               "kept by the kidney preset (exophytic probability, contrast bounds), not fitted")
+
+
+def _quantiles(rows: list[dict], name: str) -> tuple[list[float] | None, int]:
+    values = np.array([r.get(name, math.nan) for r in rows], dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size < MIN_LESIONS:
+        return None, int(values.size)
+    return [round(float(v), 4) for v in np.quantile(values, QUANTILE_LEVELS)], int(values.size)
+
+
+def _entry(rows: list[dict], names, fallback: str | None) -> dict:
+    entry: dict = {"quantiles": {}, "n": {}, "sources": sorted({r["source"] for r in rows})}
+    missing = []
+    for name in names:
+        q, n = _quantiles(rows, name)
+        entry["n"][name] = n
+        if q is None:
+            missing.append(name)
+        else:
+            entry["quantiles"][name] = q
+    if missing and fallback:
+        entry["fallback"] = {name: fallback for name in missing}
+    return entry
+
+
+def fit() -> dict:
+    organs: dict = {}
+    for organ in ("liver", "pancreas"):
+        rows = realdata.real_lesion_rows(organ, "calibration")
+        organs[organ] = {}
+        for cls in ("early", "large"):
+            subset = [r for r in rows if (r["equivalent_diameter_mm"] < EARLY_BELOW_MM) == (cls == "early")]
+            fallback = f"liver/{cls}" if organ != "liver" else ("liver/early" if cls == "large" else None)
+            organs[organ][cls] = _entry(subset, SHAPE + INTENSITY, fallback)
+    organs["kidney"] = {cls: {"quantiles": {}, "n": {}, "sources": [], "fallback": {"*": f"liver/{cls}"},
+                              "note": KIDNEY_NOTE} for cls in ("early", "large")}
+    return {
+        "version": 1,
+        "quantile_levels": list(QUANTILE_LEVELS),
+        "size_classes": {"early": f"equivalent diameter < {EARLY_BELOW_MM:g} mm", "large": f">= {EARLY_BELOW_MM:g} mm"},
+        "descriptors": "tumorsyn realism descriptors (docs/realism.md); contrast and spread in units of the host "
+                       "parenchyma's high-pass noise (tumorsyn.host.highpass_noise_hu)",
+        "provenance": {
+            "script": "benchmarks/fit_priors.py",
+            "split": "calibration half of benchmarks/realdata.py: LiTS-117 lesions with centroid axis-2 index < 64; "
+                     "3D-IRCADb patients 2-6, 8-10 (shapes only); MSD pancreas masks at even sorted positions "
+                     "(shapes only). 3D-IRCADb patient 1 and the other halves are never read here.",
+            "licences": "derived statistics of LiTS (CC BY-NC-SA 4.0), 3D-IRCADb (CC BY-NC-ND 4.0) and MSD "
+                        "(CC BY-SA 4.0) annotations; no voxel of those data is stored",
+            "tumorsyn_version": tumorsyn.__version__,
+            "date": datetime.date.today().isoformat(),
+        },
+        "organs": organs,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write", action="store_true", help=f"write {OUT.relative_to(REPO)}")
+    args = parser.parse_args()
+    missing = realdata.missing_sources()
+    if missing:
+        print(f"fit_priors: real data missing ({', '.join(missing)}); see ../shared/data/README.md", file=sys.stderr)
+        return 1
+    priors = fit()
+    text = json.dumps(priors, indent=1, sort_keys=False) + "\n"
+    for organ, classes in priors["organs"].items():
+        for cls, entry in classes.items():
+            print(f"{organ:9s} {cls:6s} n={entry['n']} fallback={entry.get('fallback')}")
+            for name, q in entry["quantiles"].items():
+                print(f"    {name:22s} {q}")
+    if args.write:
+        OUT.write_text(text)
+        print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
