@@ -8,8 +8,9 @@ and after the change and compare::
 
 It runs the bundled example (liver, pancreas, kidney; rules with several appearances and the cellular
 automaton; several tumours and outputs per scan; label maps) and, where ``../shared/data/real`` is
-present, 3D-IRCADb patient 7's liver. Each output's ``outputs_sha256`` from the manifest is printed
-(the manifest itself holds times and paths, which change from run to run).
+present, 3D-IRCADb patient 7's liver; and the MONAI transform ``RandTumorSynthesisd`` on the example (the
+checksums of its image and label arrays). Each output's ``outputs_sha256`` from the manifest is
+printed (the manifest itself holds times and paths, which change from run to run).
 """
 from __future__ import annotations
 
@@ -47,9 +48,35 @@ def real_runs() -> dict[str, list[str]]:
             "p7_liver_ca": base + ["--method", "ca", "--seed", "22"]}
 
 
+def transform_runs() -> dict[str, dict]:
+    """The MONAI transform on the bundled example (rules and CA, liver and kidney): checksums of image and label."""
+    import hashlib
+
+    import numpy as np
+
+    from tumorsyn.io import load_labels, load_scan
+    from tumorsyn.io.labels import label_values
+    from tumorsyn.transforms import RandTumorSynthesisd
+
+    data = REPO / "tumorsyn" / "data"
+    scan = load_scan(data / "example_ct.nii.gz")
+    labels = label_values(load_labels(data / "example_labels.nii.gz"))
+    results = {}
+    for name, organ, method, seed in (("transform_liver_rules", "liver", "rules", 31), ("transform_liver_ca", "liver", "ca", 32),
+                                      ("transform_kidney_rules", "kidney", "rules", 33)):
+        item = {"image": scan.values()[None], "label": labels[None].astype(np.float32)}
+        synth = RandTumorSynthesisd(keys=("image", "label"), organ=organ, method=method, label_preset="totalsegmentator",
+                                    size_mm=(8, 16), count=2, prob=1.0, spacing_mm=scan.spacing_mm)
+        out = synth.set_random_state(seed)(item)
+        results[name] = {key: hashlib.sha256(np.ascontiguousarray(np.asarray(out[key])).tobytes()).hexdigest()
+                         for key in ("image", "label")}
+        print(f"{name}: done", flush=True)
+    return results
+
+
 def run_all(work: Path) -> dict[str, dict]:
     """Run every fixed run into ``work``; return ``{run: {output_id: outputs_sha256}}``."""
-    results = {}
+    results = transform_runs()
     for name, args in {**EXAMPLE_RUNS, **real_runs()}.items():
         out = work / name
         done = subprocess.run(TUMORSYN + ["generate", *args, "--out", str(out), "--quiet"], capture_output=True, text=True)
