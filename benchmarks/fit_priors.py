@@ -43,6 +43,16 @@ KIDNEY_NOTE = ("no real kidney tumour data here: shapes and intensities fall bac
                "circumscribed, often exophytic, hypoenhancing to the cortex in the nephrographic phase) are "
                "kept by the kidney preset (exophytic probability, contrast bounds), not fitted")
 
+# Spleen: no real splenic tumour is available here either (splenic lesions are rare; no public set
+# with masks is in ../shared/data/real). It borrows the liver priors of its size class the same way;
+# the spleen's registry entry (tumorsyn/organs.py) keeps what is known: no exophytic tumours,
+# hypodense to the enhanced parenchyma, a 2 mm margin.
+SPLEEN_NOTE = ("no real splenic tumour data here: shapes and intensities borrow the liver priors of the same size "
+               "class; what is known of splenic lesions (within the parenchyma, hypodense to the enhanced spleen) "
+               "is kept by the spleen's registry entry (no exophytic tumours, hypodense appearance), not fitted")
+# Organs without real tumours of their own: each class falls back to the liver's, with a note.
+BORROWED = {"kidney": KIDNEY_NOTE, "spleen": SPLEEN_NOTE}
+
 
 def _quantiles(rows: list[dict], name: str) -> tuple[list[float] | None, int]:
     values = np.array([r.get(name, math.nan) for r in rows], dtype=np.float64)
@@ -76,8 +86,9 @@ def fit() -> dict:
             subset = [r for r in rows if (r["equivalent_diameter_mm"] < EARLY_BELOW_MM) == (cls == "early")]
             fallback = f"liver/{cls}" if organ != "liver" else ("liver/early" if cls == "large" else None)
             organs[organ][cls] = _entry(subset, SHAPE + INTENSITY, fallback)
-    organs["kidney"] = {cls: {"quantiles": {}, "n": {}, "sources": [], "fallback": {"*": f"liver/{cls}"},
-                              "note": KIDNEY_NOTE} for cls in ("early", "large")}
+    for organ, note in BORROWED.items():
+        organs[organ] = {cls: {"quantiles": {}, "n": {}, "sources": [], "fallback": {"*": f"liver/{cls}"},
+                               "note": note} for cls in ("early", "large")}
     return {
         "version": 1,
         "quantile_levels": list(QUANTILE_LEVELS),

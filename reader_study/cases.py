@@ -28,13 +28,13 @@ from scipy import ndimage
 from tumorsyn.errors import InputError
 from tumorsyn.io.scan import load_labels
 from tumorsyn.measure import CONNECTIVITY_26, max_diameter_mm
+from tumorsyn.organs import ORGANS
 
 __all__ = ["Source", "Lesion", "read_real_sources", "read_synthetic_sources", "find_lesions"]
 
 # Other names users give the lesion-mask column (tumorsyn's own outputs say "tumor").
 _MASK_ALIASES = {"tumor": "mask", "tumour": "mask"}
 
-ORGANS = ("liver", "pancreas", "kidney")
 KINDS = ("real", "synthetic")
 
 

@@ -59,6 +59,7 @@ def _views(text: str) -> tuple[str, ...]:
 
 def register(subparsers) -> None:
     from tumorsyn.cli.common import positive_int
+    from tumorsyn.organs import ORGANS
 
     parser = subparsers.add_parser("reader-study", help="blinded real-vs-synthetic reader studies: build, serve, analyze",
                                    description=DESCRIPTION, epilog=EXAMPLES,
@@ -86,7 +87,7 @@ def register(subparsers) -> None:
     build.add_argument("--per-organ", type=positive_int, metavar="N",
                        help="real/synthetic pairs per organ, spread over size bins (default: all that balance allows)")
     build.add_argument("--seed", type=int, default=0, help="seed of every random choice; recorded (default 0)")
-    build.add_argument("--real-organ", choices=["liver", "pancreas", "kidney"], default="liver",
+    build.add_argument("--real-organ", choices=ORGANS, default="liver",
                        help="organ of real cases without an organ column (default liver)")
     build.add_argument("--fov-mm", type=_positive_float, default=64.0,
                        help="side of the square in-plane field of view, mm (default 64)")

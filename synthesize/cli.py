@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from tumorsyn.cli.common import device, int_list, positive_int, range_mm, shard
+from tumorsyn.organs import APPEARANCES, LABEL_CONVENTIONS, ORGANS, join_names
 
 DESCRIPTION = """\
 Write synthetic tumours into healthy CT. For each output it writes <id>_ct.nii.gz (the input CT,
@@ -40,7 +41,7 @@ def register(subparsers) -> None:
     source.add_argument("--case-id", help="id used in output names for a single scan (default: from the file name)")
     labels = parser.add_argument_group("labels")
     labels.add_argument("--label-preset", default="auto",
-                        choices=["auto", "totalsegmentator", "decathlon", "kits", "binary"],
+                        choices=["auto", *LABEL_CONVENTIONS],
                         help="meaning of the label values (default auto: decided once from the values of all label "
                              "maps, printed and recorded in the manifest; refused where presets that mean different "
                              "things fit, e.g. KiTS 1/2/3 vs TotalSegmentator for the kidney)")
@@ -48,13 +49,13 @@ def register(subparsers) -> None:
     labels.add_argument("--lesion-label", type=int_list, metavar="K[,K]",
                         help="label value(s) of existing lesions to keep clear of; overrides the preset")
     tumour = parser.add_argument_group("tumours")
-    tumour.add_argument("--organ", choices=["liver", "pancreas", "kidney"], help="host organ")
+    tumour.add_argument("--organ", choices=ORGANS, help="host organ")
     tumour.add_argument("--method", default="rules", help="generator: rules (default), or any registered one")
     tumour.add_argument("--size-mm", type=range_mm, default=(5.0, 20.0), metavar="LOW-HIGH",
                         help="equivalent-sphere diameter range of each written tumour, in mm (default 5-20: early tumours)")
     tumour.add_argument("--count", type=positive_int, default=1, help="tumours per output scan; they never overlap (default 1)")
     tumour.add_argument("--per-scan", type=positive_int, default=1, help="outputs per input scan (default 1)")
-    tumour.add_argument("--appearance", choices=["hypodense", "isodense", "hyperdense", "cystic", "rim", "mix"],
+    tumour.add_argument("--appearance", choices=[*APPEARANCES, "mix"],
                         help="tumour appearance for the rules generator (default: the organ preset, hypodense)")
     tumour.add_argument("--exophytic", choices=["auto", "yes", "no"], default="auto",
                         help="kidney tumours bulging out of the organ (default auto: 30%% of kidney tumours)")
@@ -113,7 +114,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.case_id is not None:
         safe_case_id(args.case_id)
     if specs is None and not args.organ:
-        raise ConfigError("--organ is required (liver, pancreas or kidney)")
+        raise ConfigError(f"--organ is required ({join_names(ORGANS)})")
     if args.example:
         case = example_case()
         if args.label_preset == "auto":

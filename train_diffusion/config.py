@@ -15,15 +15,14 @@ from tumorsyn.configfile import REPO_ROOT, merge_config, read_config
 from tumorsyn.configfile import expand_path as _expand
 from tumorsyn.configfile import need as _need
 from tumorsyn.configfile import positive_ints as _positive_ints
+from tumorsyn.organs import ORGANS, join_names
 
 __all__ = ["DEFAULTS", "load_config", "apply_overrides", "validate_config", "dump_config", "REPO_ROOT"]
-
-ORGANS = ("liver", "pancreas", "kidney")
 
 DEFAULTS: dict = {
     "output_dir": "runs/diffusion",
     "seed": 0,
-    "organ": "liver",                      # liver, pancreas, kidney, or pooled (every source's organ)
+    "organ": "liver",                      # an organ of tumorsyn.organs.ORGANS, or pooled (every source's organ)
     "data": {
         # Scans with tumour labels (both stages) and healthy scans (autoencoder only). Each entry is
         # {dataset: DIR_OR_CSV, organ, label_preset, organ_labels, tumor_labels} (decathlon folder,
@@ -180,7 +179,7 @@ def validate_config(config: dict, *, path: str = "config", base_dir: Path | None
     d, a, l, t = config["data"], config["autoencoder"], config["ldm"], config["train"]
     _need(isinstance(config["seed"], int) and not isinstance(config["seed"], bool) and config["seed"] >= 0, path,
           f"seed must be a non-negative integer, got {config['seed']!r}")
-    _need(config["organ"] in (*ORGANS, "pooled"), path, f"organ must be liver, pancreas, kidney or pooled, got {config['organ']!r}")
+    _need(config["organ"] in (*ORGANS, "pooled"), path, f"organ must be {join_names((*ORGANS, 'pooled'))}, got {config['organ']!r}")
     _need(isinstance(d["spacing_mm"], (list, tuple)) and len(d["spacing_mm"]) == 3
           and all(_number(s, low=0, strict_low=True) for s in d["spacing_mm"]), path,
           f"data.spacing_mm must be three positive numbers (mm), got {d['spacing_mm']!r}")

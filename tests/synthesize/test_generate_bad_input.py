@@ -212,10 +212,10 @@ def test_bad_input_in_a_run_folder_keeps_finished_outputs(cli, tmp_path):
 def test_unknown_organ_is_a_usage_error(cli, tmp_path, capsys):
     ct, labels = _phantom(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
-        cli("generate", ct, "--labels", labels, "--organ", "spleen", "--out", tmp_path / "out")
+        cli("generate", ct, "--labels", labels, "--organ", "lung", "--out", tmp_path / "out")
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "spleen" in err and "--organ" in err
+    assert "lung" in err and "--organ" in err
     assert not (tmp_path / "out").exists()
 
 

@@ -175,7 +175,7 @@ def test_bad_size_and_method_and_organ():
     with pytest.raises(ConfigError, match="unknown method"):
         tumorsyn.sample_spec(organ, spacing, organ="liver", method="magic", ct_hu=ct)
     with pytest.raises(ConfigError, match="unknown organ"):
-        tumorsyn.sample_spec(organ, spacing, organ="spleen", ct_hu=ct)
+        tumorsyn.sample_spec(organ, spacing, organ="lung", ct_hu=ct)  # spleen is a host organ now
 
 
 def test_sample_without_ct_uses_given_statistics():

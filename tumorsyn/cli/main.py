@@ -15,6 +15,7 @@ from importlib.metadata import entry_points
 
 from tumorsyn import __version__
 from tumorsyn.errors import TumorsynError
+from tumorsyn.organs import ORGANS, join_names
 
 EPILOG = ("Cite: tumorsyn (this toolkit); the bundled example CT is from TotalSegmentator "
           "(Wasserthal et al., Radiology: AI 2023, Apache-2.0).")
@@ -23,7 +24,7 @@ EPILOG = ("Cite: tumorsyn (this toolkit); the bundled example CT is from TotalSe
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tumorsyn",
-        description="Write realistic early-stage liver, pancreas and kidney tumours into healthy CT, "
+        description=f"Write realistic early-stage {join_names(ORGANS, 'and')} tumours into healthy CT, "
                     "and measure what that does for tumour detection.",
         epilog=EPILOG,
     )

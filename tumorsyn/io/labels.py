@@ -6,34 +6,15 @@ from typing import Iterable
 import numpy as np
 
 from tumorsyn.errors import ConfigError, EmptyOrganError
+from tumorsyn.organs import LABEL_CONVENTIONS, LABEL_PRESETS, ORGANS, PRESET_VALUES
 
 __all__ = ["ORGANS", "LABEL_PRESETS", "PRESET_VALUES", "AUTO_PRESETS", "EXPLICIT_LABELS", "label_values",
            "present_label_values", "organ_label_values", "organ_mask_from_labels", "lesion_mask_from_labels",
            "forbidden_mask_from_labels", "label_roles", "fitting_presets", "choose_label_preset", "format_values"]
 
-ORGANS = ("liver", "pancreas", "kidney")
+# Organs and label conventions come from the organ registry (:mod:`tumorsyn.organs`); they are
+# re-exported here, where label maps are read.
 
-# Label values per organ in common label conventions. "lesion" lists labels that mark existing
-# tumours: synthetic tumours avoid them, and they belong to the organ for placement.
-LABEL_PRESETS: dict[str, dict[str, tuple[int, ...]]] = {
-    # TotalSegmentator v2 "total" task: 1 spleen, 2 right kidney, 3 left kidney, 5 liver, 7 pancreas.
-    "totalsegmentator": {"liver": (5,), "pancreas": (7,), "kidney": (2, 3), "lesion": ()},
-    # Medical Segmentation Decathlon (Task03 liver, Task07 pancreas): 1 organ, 2 tumour.
-    "decathlon": {"liver": (1, 2), "pancreas": (1, 2), "kidney": (1, 2), "lesion": (2,)},
-    # KiTS19/21/23: 1 kidney, 2 tumour, 3 cyst.
-    "kits": {"kidney": (1, 2, 3), "lesion": (2, 3)},
-    # A binary organ mask: every non-zero voxel is organ.
-    "binary": {"liver": (), "pancreas": (), "kidney": (), "lesion": ()},
-}
-
-# The non-zero values each preset defines (None: binary, exactly one non-zero value). A label map
-# holding a value outside this set was not written in that convention.
-PRESET_VALUES: dict[str, frozenset[int] | None] = {
-    "totalsegmentator": frozenset(range(1, 118)),  # v2 "total": 117 structures
-    "decathlon": frozenset({1, 2}),
-    "kits": frozenset({1, 2, 3}),
-    "binary": None,
-}
 # Order in which ``auto`` reports presets; where several fit with the same meaning, the first is recorded.
 AUTO_PRESETS = ("binary", "decathlon", "kits", "totalsegmentator")
 # What ``auto`` resolves to when --organ-label and --lesion-label both are given: no preset is used.
@@ -107,7 +88,8 @@ def organ_mask_from_labels(labels: np.ndarray, organ: str, *, preset: str | None
     ----------
     labels : ndarray of int, shape (X, Y, Z)
         Label map (or binary mask).
-    organ : {'liver', 'pancreas', 'kidney'}
+    organ : str
+        A key of :data:`tumorsyn.organs.ORGAN_PRESETS`.
     preset : str, optional
         Key of :data:`LABEL_PRESETS`; ignored when ``organ_labels`` is given.
     organ_labels : iterable of int, optional
@@ -180,7 +162,8 @@ def fitting_presets(values: Iterable[int], organ: str, *, organ_labels: Iterable
     """Presets whose convention can have written label maps holding ``values`` (non-zero) for ``organ``.
 
     A preset fits when (1) every value is one it defines (``binary``: exactly one non-zero value;
-    ``decathlon``: 1, 2; ``kits``: 1, 2, 3; ``totalsegmentator``: 1-117) and, unless ``organ_labels``
+    ``decathlon``: 1, 2; ``kits``: 1, 2, 3; ``totalsegmentator``: 1-117; see
+    :data:`tumorsyn.organs.LABEL_CONVENTIONS`) and, unless ``organ_labels``
     is given, (2) it knows ``organ`` and (3) at least one value means the organ itself (not a lesion),
     so that a tumour has a host.
     """
@@ -198,6 +181,11 @@ def fitting_presets(values: Iterable[int], organ: str, *, organ_labels: Iterable
                 continue
         fits.append(preset)
     return fits
+
+
+def _meanings(organ: str) -> str:
+    """``binary: one non-zero value; decathlon: 1 organ, 2 tumour; ...`` in :data:`AUTO_PRESETS` order."""
+    return "; ".join(f"{p}: {LABEL_CONVENTIONS[p].meaning.format(organ=organ)}" for p in AUTO_PRESETS)
 
 
 def _describe(roles: dict[int, str], organ: str) -> str:
@@ -243,9 +231,8 @@ def choose_label_preset(values: Iterable[int], organ: str, *, organ_labels: Iter
     fits = fitting_presets(values, organ, organ_labels=organ_labels, lesion_labels=lesion_labels)
     if not fits:
         raise ConfigError(
-            f"label values {format_values(values)} in {where} fit no label preset for the {organ} (binary: one "
-            f"non-zero value; decathlon: 1 organ, 2 tumour; kits: 1 kidney, 2 tumour, 3 cyst; totalsegmentator: "
-            f"1-117 with the {organ}'s own labels); give --label-preset or --organ-label K", path=path)
+            f"label values {format_values(values)} in {where} fit no label preset for the {organ} "
+            f"({_meanings(organ)}); give --label-preset or --organ-label K", path=path)
     meanings = {p: label_roles(values, organ, p, organ_labels=organ_labels, lesion_labels=lesion_labels) for p in fits}
     if len({tuple(sorted(m.items())) for m in meanings.values()}) > 1:
         listed = " vs ".join(f"{p} ({_describe(m, organ)})" for p, m in meanings.items())
