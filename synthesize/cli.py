@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from tumorsyn.cli.common import device, int_list, positive_int, range_mm, shard
-from tumorsyn.organs import APPEARANCES, LABEL_CONVENTIONS, ORGANS, join_names
+from tumorsyn.organs import APPEARANCES, LABEL_CONVENTIONS, ORGAN_PRESETS, ORGANS, join_names
 
 DESCRIPTION = """\
 Write synthetic tumours into healthy CT. For each output it writes <id>_ct.nii.gz (the input CT,
@@ -25,6 +25,13 @@ examples:
   tumorsyn generate --dataset cases.csv --organ pancreas --shard 0/4 --out enriched/   (then --merge)
   tumorsyn generate ct.nii.gz --labels seg.nii.gz --from-spec out/manifest.jsonl --spec-id ct --out again/
 """
+
+
+def _exophytic_rule() -> str:
+    """Each organ's exophytic rule from the registry, for the --exophytic help (``%`` doubled for argparse)."""
+    rules = [f"{p.exophytic_probability:.0%}% of {name} tumours" for name, p in ORGAN_PRESETS.items()
+             if p.exophytic_probability > 0]
+    return "; ".join(rules + ["none in other organs"])
 
 
 def register(subparsers) -> None:
@@ -58,7 +65,7 @@ def register(subparsers) -> None:
     tumour.add_argument("--appearance", choices=[*APPEARANCES, "mix"],
                         help="tumour appearance for the rules generator (default: the organ preset, hypodense)")
     tumour.add_argument("--exophytic", choices=["auto", "yes", "no"], default="auto",
-                        help="kidney tumours bulging out of the organ (default auto: 30%% of kidney tumours)")
+                        help=f"tumours bulging out of the organ (default auto: {_exophytic_rule()})")
     tumour.add_argument("--allow-smaller", action="store_true",
                         help="where the organ cannot hold the requested size, write a smaller tumour instead of failing")
     tumour.add_argument("--model", metavar="MODEL_DIR", help="with --method diffusion: the trained model folder "

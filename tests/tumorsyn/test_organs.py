@@ -42,6 +42,11 @@ def test_appearance_choices_are_the_registry():
     assert tuple(_option(build_parser(), ("generate",), "--appearance").choices) == (*APPEARANCES, "mix")
 
 
+def test_the_exophytic_help_states_each_organs_rule():
+    help_text = _option(build_parser(), ("generate",), "--exophytic").help % {}
+    assert "30% of kidney tumours; none in other organs" in help_text
+
+
 def test_existing_organs_keep_their_label_values():
     # The values these presets had before the registry (outputs of existing runs depend on them).
     before = {
