@@ -16,7 +16,6 @@ synthetic : manifest or folder
 """
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,9 @@ import numpy as np
 from scipy import ndimage
 
 from tumorsyn.errors import InputError
+from tumorsyn.io.layouts import discover_cases
 from tumorsyn.io.scan import load_labels
+from tumorsyn.io.table import read_table
 from tumorsyn.measure import CONNECTIVITY_26, max_diameter_mm
 from tumorsyn.organs import ORGANS
 
@@ -74,33 +75,24 @@ def _organ(value: str, where: str, path: Path) -> str:
 
 
 def _read_csv(path: Path, default_organ: str) -> list[Source]:
-    try:
-        # utf-8-sig: Excel's byte-order mark must not become part of the first column's name.
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"cannot read the CSV of real cases ({exc})", path=path) from None
+    # The one CSV reader (UTF-8 with or without a byte-order mark, columns by header name in any order).
+    rows, _ = read_table(path, ("ct", "mask", "organ", "label"), required=("ct", "mask"), aliases=_MASK_ALIASES,
+                         header_advice="expected a header 'ct,mask[,organ,label]' ('tumor' is accepted for 'mask')")
     if not rows:
         raise InputError("the CSV of real cases has no rows; give a header 'ct,mask[,organ,label]' and one row per case",
                          path=path)
-    fields = {_MASK_ALIASES.get(f.strip().lower(), f.strip().lower()) for f in rows[0].keys() if f}
-    missing = [name for name in ("ct", "mask") if name not in fields]
-    if missing:
-        raise InputError(f"CSV columns {sorted(fields)} lack {' and '.join(repr(m) for m in missing)}; expected a header "
-                         "'ct,mask[,organ,label]' ('tumor' is accepted for 'mask')", path=path)
     sources = []
-    for number, row in enumerate(rows, start=2):
-        row = {_MASK_ALIASES.get((k or "").strip().lower(), (k or "").strip().lower()): (v or "").strip()
-               for k, v in row.items()}
-        if not row.get("ct") or not row.get("mask"):
+    for row in rows:
+        number = row.line
+        if not row["ct"] or not row["mask"]:
             raise InputError(f"row {number}: empty 'ct' or 'mask'", path=path)
         label = None
-        if row.get("label"):
+        if row["label"]:
             try:
                 label = int(row["label"])
             except ValueError:
                 raise InputError(f"row {number}: label {row['label']!r} is not a whole number", path=path) from None
-        organ = _organ(row.get("organ") or default_organ, f"row {number}", path)
+        organ = _organ(row["organ"] or default_organ, f"row {number}", path)
         ct, mask = (path.parent / row["ct"]).resolve(), (path.parent / row["mask"]).resolve()
         for file in (ct, mask):
             if not file.exists():
@@ -110,19 +102,10 @@ def _read_csv(path: Path, default_organ: str) -> list[Source]:
 
 
 def _read_folder(folder: Path, organ: str) -> list[Source]:
-    sources = []
-    for ct in sorted(folder.glob("*_ct.nii.gz")) + sorted(folder.glob("*_ct.nii")):
-        stem = ct.name[: ct.name.rindex("_ct.nii")]
-        suffix = ct.name[len(stem) + 3:]
-        masks = [folder / f"{stem}_{name}{suffix}" for name in ("tumor", "mask")]
-        mask = next((m for m in masks if m.exists()), None)
-        if mask is None:
-            raise InputError(f"{ct.name} has no {stem}_tumor{suffix} (or {stem}_mask{suffix}) beside it", path=folder)
-        sources.append(Source("real", organ, ct.resolve(), mask.resolve(), None, ct.name))
-    if not sources:
-        raise InputError("no <id>_ct.nii.gz + <id>_tumor.nii.gz pairs in this folder; give such a folder or a CSV "
-                         "with 'ct,mask' columns", path=folder)
-    return sources
+    # tumorsyn's case reader, its "pairs" layout: <id>_ct.nii.gz + <id>_tumor.nii.gz (or <id>_mask.nii.gz).
+    cases = discover_cases(folder, layouts=("pairs",))
+    return [Source("real", organ, case.ct.resolve(), case.tumor_masks[0].resolve(), None, case.ct.name)
+            for case in cases]
 
 
 def read_real_sources(path: str | Path, *, organ: str = "liver") -> list[Source]:

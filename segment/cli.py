@@ -94,11 +94,11 @@ def _check_spares_inputs(config: dict, config_path: str | None, *, experiment: b
 
     from tumorsyn.io.guard import check_out_folder, check_outputs_spare_inputs, safe_case_id
 
-    from segment.config import _SOURCE_KEYS
+    from segment.config import SOURCE_KEYS
     from segment.data import source_cases
 
     run_dir = check_out_folder(config["output_dir"], option="output_dir (--out)")
-    sources = [(config["data"][k], f"data.{k}") for k in _SOURCE_KEYS]
+    sources = [(config["data"][k], f"data.{k}") for k in SOURCE_KEYS]
     if experiment:
         sources.append((config["experiment"]["test"], "experiment.test"))
     inputs = [config_path, config["network"].get("init_checkpoint")]
@@ -108,7 +108,7 @@ def _check_spares_inputs(config: dict, config_path: str | None, *, experiment: b
         for case in source_cases(source, name):
             # Test case ids name the experiment's reference and prediction files.
             safe_case_id(case.case_id, path=case.ct)
-            inputs += [case.ct, case.labels, case.organ, *case.tumors]
+            inputs += case.files
     files, folders = (EXPERIMENT_FILES, EXPERIMENT_FOLDERS) if experiment else (TRAIN_FILES, TRAIN_FOLDERS)
     check_outputs_spare_inputs([run_dir / n for n in files], inputs, folders=[run_dir / n for n in folders],
                                option="output_dir (--out)")

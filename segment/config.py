@@ -23,7 +23,7 @@ from tumorsyn.configfile import positive_ints as _positive_ints
 from tumorsyn.errors import ConfigError
 from tumorsyn.io.labels import LABEL_PRESETS, ORGANS
 
-__all__ = ["DEFAULTS", "NETWORKS", "load_config", "apply_overrides", "validate_config", "dump_config"]
+__all__ = ["DEFAULTS", "NETWORKS", "SOURCE_KEYS", "load_config", "apply_overrides", "validate_config", "dump_config"]
 
 NETWORKS = ("unet", "segresnet", "dynunet", "swinunetr")
 MIXED_PRECISION = ("no", "bf16", "fp16")
@@ -97,7 +97,7 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
-_SOURCE_KEYS = ("real", "healthy", "validation")
+SOURCE_KEYS = ("real", "healthy", "validation")  # the data sources of a config (experiment.test apart)
 
 
 _FREE_FORM = ("network.kwargs", "synthesis.options", "experiment.arms")
@@ -114,7 +114,7 @@ def apply_overrides(config: dict, overrides: Iterable[str], *, path: str = "--se
 
 
 def _resolve_paths(config: dict, base_dir: Path) -> None:
-    sources = [config["data"][k] for k in _SOURCE_KEYS] + [config["experiment"]["test"]]
+    sources = [config["data"][k] for k in SOURCE_KEYS] + [config["experiment"]["test"]]
     for source in sources:
         if source.get("dataset"):
             source["dataset"] = _expand(source["dataset"], base_dir)
@@ -157,7 +157,7 @@ def validate_config(config: dict, *, path: str = "config", check_files: bool = T
           path, f"data.hu_window must be [low_hu, high_hu] with low < high, got {w!r}")
     _need(isinstance(d["flip_prob"], (int, float)) and 0 <= d["flip_prob"] <= 1, path,
           f"data.flip_prob must be in [0, 1], got {d['flip_prob']!r}")
-    for name in _SOURCE_KEYS:
+    for name in SOURCE_KEYS:
         _validate_source(d[name], f"data.{name}", c["organ"], path, check_files)
     _validate_source(c["experiment"]["test"], "experiment.test", c["organ"], path, check_files)
     for name in ("real", "healthy"):

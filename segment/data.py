@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -29,10 +28,9 @@ import torch
 from monai.transforms import Randomizable
 
 from tumorsyn.errors import ConfigError, EmptyOrganError, GridMismatchError, TumorsynError
-from tumorsyn.io import load_labels, load_scan
-from tumorsyn.io.datasets import case_id_from_path, discover_cases
-from tumorsyn.io.labels import label_values, lesion_mask_from_labels, organ_mask_from_labels
-from tumorsyn.io.scan import check_same_grid
+from tumorsyn.io.cases import Case, cases_from_entries
+from tumorsyn.io.cases import read_case_masks as _read_case_masks
+from tumorsyn.io.layouts import discover_cases
 
 __all__ = ["CaseFiles", "source_cases", "load_case_arrays", "resample_array", "build_train_transform",
            "TrainSamples", "make_train_loader", "load_sources", "scale_hu"]
@@ -43,38 +41,24 @@ BASE_INDICES_KEY = "class_indices_base"  # the scan's own per-class voxel indice
 INDICES_KEY = "class_indices"      # per-class voxel indices of this item (after synthesis)
 
 
-@dataclass(frozen=True)
-class CaseFiles:
-    """One scan of a data source: CT plus a label map, or plus an organ mask and tumour masks."""
-
-    case_id: str
-    ct: Path
-    source: str
-    labels: Path | None = None
-    organ: Path | None = None
-    tumors: tuple = ()
-    label_preset: str = "decathlon"
-    organ_labels: tuple | None = None
+# The one case record of tumorsyn (``source`` is the config key, ``data.real`` ...); the old name stays.
+CaseFiles = Case
 
 
-def source_cases(source: dict, name: str) -> list[CaseFiles]:
-    """The cases of one config source (``data.real``, ``data.healthy``, ``data.validation``, ``experiment.test``)."""
+def source_cases(source: dict, name: str) -> list[Case]:
+    """The cases of one config source (``data.real``, ``data.healthy``, ``data.validation``, ``experiment.test``).
+
+    ``dataset`` (any layout of :func:`tumorsyn.io.cases.discover_cases`) and ``cases`` entries
+    (``{ct, labels}`` or ``{ct, organ, tumor: [...]}``, optional ``id``) are read by the core's one
+    case reader and named by its one rule (:func:`tumorsyn.io.cases.case_ids`).
+    """
     preset = source.get("label_preset") or "decathlon"
     organ_labels = tuple(source["organ_labels"]) if source.get("organ_labels") else None
-    cases: list[CaseFiles] = []
+    cases: list[Case] = []
     if source.get("dataset"):
-        for case in discover_cases(source["dataset"]):
-            cases.append(CaseFiles(case.case_id, Path(case.ct), name, labels=Path(case.labels), label_preset=preset,
-                                   organ_labels=organ_labels))
-    for entry in source.get("cases") or []:
-        ct = Path(entry["ct"])
-        case_id = str(entry.get("id") or (ct.parent.name if ct.name.startswith("ct.") else case_id_from_path(ct)))
-        cases.append(CaseFiles(
-            case_id, ct, name, labels=Path(entry["labels"]) if entry.get("labels") else None,
-            organ=Path(entry["organ"]) if entry.get("organ") else None,
-            tumors=tuple(Path(t) for t in (entry.get("tumor") or [])),
-            label_preset=entry.get("label_preset", preset if entry.get("labels") else "binary"),
-            organ_labels=tuple(entry["organ_labels"]) if entry.get("organ_labels") else organ_labels))
+        cases += discover_cases(source["dataset"], label_preset=preset, organ_labels=organ_labels, name=name)
+    cases += cases_from_entries(source.get("cases") or [], source=name, label_preset=preset,
+                                organ_labels=organ_labels)
     seen = set()
     for case in cases:
         if case.case_id in seen:
@@ -83,33 +67,22 @@ def source_cases(source: dict, name: str) -> list[CaseFiles]:
     return cases
 
 
-def read_case_masks(case: CaseFiles, organ: str, scan=None):
-    """(scan, organ mask, tumour mask) of a case, canonical (X, Y, Z) bool, checked to share the CT's grid."""
-    scan = scan if scan is not None else load_scan(case.ct)
-    if case.labels is not None:
-        labels_scan = load_labels(case.labels)
-        check_same_grid(scan, labels_scan)
-        values = label_values(labels_scan)
-        try:
-            organ_mask = organ_mask_from_labels(values, organ, preset=case.label_preset, organ_labels=case.organ_labels,
-                                                path=case.labels)
-        except EmptyOrganError:
-            present = ", ".join(str(v) for v in np.unique(values)[:12])
-            raise ConfigError(f"{case.labels}: label preset {case.label_preset!r} gives no {organ} voxels "
-                              f"(labels present: {present}); label preset mismatch: set label_preset or organ_labels") from None
-        tumor = lesion_mask_from_labels(values, preset=case.label_preset)
-    else:
-        organ_scan = load_labels(case.organ)
-        check_same_grid(scan, organ_scan)
-        organ_mask = label_values(organ_scan) != 0
-        if not organ_mask.any():
-            raise ConfigError(f"{case.organ}: organ mask is empty")
-        tumor = np.zeros(organ_mask.shape, dtype=bool)
-        for path in case.tumors:
-            tumor_scan = load_labels(path)
-            check_same_grid(scan, tumor_scan)
-            tumor |= label_values(tumor_scan) != 0
-    return scan, organ_mask, tumor
+def read_case_masks(case: Case, organ: str, scan=None):
+    """(scan, organ mask, tumour mask) of a case, canonical (X, Y, Z) bool, checked to share the CT's grid.
+
+    :func:`tumorsyn.io.cases.read_case_masks`, with an empty organ reported as a config problem.
+    """
+    try:
+        return _read_case_masks(case, organ, scan=scan)
+    except EmptyOrganError as exc:
+        if case.labels is None:
+            raise ConfigError(str(exc)) from None
+        from tumorsyn.io.labels import label_values
+        from tumorsyn.io.scan import load_labels
+
+        present = ", ".join(str(v) for v in np.unique(label_values(load_labels(case.labels)))[:12])
+        raise ConfigError(f"{case.labels}: label preset {case.label_preset!r} gives no {organ} voxels "
+                          f"(labels present: {present}); label preset mismatch: set label_preset or organ_labels") from None
 
 
 def resample_array(array: np.ndarray | torch.Tensor, shape: Sequence[int], *, mode: str) -> torch.Tensor:
@@ -138,7 +111,7 @@ def organ_box(mask: np.ndarray, spacing_mm: Sequence[float], margin_mm: float) -
     return tuple(box)
 
 
-def load_case_arrays(case: CaseFiles, *, organ: str, spacing_mm: Sequence[float] | None, margin_mm: float) -> dict:
+def load_case_arrays(case: Case, *, organ: str, spacing_mm: Sequence[float] | None, margin_mm: float) -> dict:
     """One case ready for training: organ crop, resampled; image in HU, label 0/1/2.
 
     Returns

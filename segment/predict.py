@@ -186,7 +186,7 @@ def predict_files(model_dir: str | Path, inputs: Sequence[str | Path], out_dir: 
     """
     from tumorsyn.cli.common import progress
     from tumorsyn.io import load_labels, load_scan
-    from tumorsyn.io.datasets import case_id_from_path
+    from tumorsyn.io.cases import case_ids as name_cases
     from tumorsyn.io.labels import label_values
     from tumorsyn.io.scan import check_same_grid
     from tumorsyn.io.writers import write_mask_like
@@ -194,8 +194,7 @@ def predict_files(model_dir: str | Path, inputs: Sequence[str | Path], out_dir: 
     if organ_masks is not None and len(organ_masks) != len(inputs):
         raise ConfigError(f"{len(inputs)} inputs but {len(organ_masks)} organ masks; give one per input")
     out = Path(out_dir)
-    ids = list(case_ids) if case_ids else [case_id_from_path(p) if not Path(p).name.startswith("ct.") else
-                                           Path(p).parent.name for p in inputs]
+    ids = list(case_ids) if case_ids else name_cases(list(inputs))
     if len(set(ids)) != len(ids):
         raise ConfigError("two inputs give the same case id; rename them or pass case ids")
     _check_spares_inputs(out, ids, inputs, [*(organ_masks or ()), _model_folder(model_dir)], probabilities)

@@ -98,7 +98,8 @@ def register(subparsers) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     from tumorsyn.errors import ConfigError
-    from tumorsyn.io.datasets import Case, case_id_from_path, discover_cases, example_case
+    from tumorsyn.io.cases import Case, case_id_from_path, example_case, require_label_maps
+    from tumorsyn.io.layouts import discover_cases
     from tumorsyn.io.guard import safe_case_id
     from synthesize.generate import GenerateOptions, load_spec_file
     from synthesize.manifest import merge_manifests
@@ -131,6 +132,7 @@ def run_command(args: argparse.Namespace) -> int:
         if specs is not None:
             raise ConfigError("--from-spec replays one scan; give a CT and --labels, not --dataset")
         cases = discover_cases(args.dataset)
+        require_label_maps(cases, command="tumorsyn generate")
     else:
         if not args.labels:
             raise ConfigError("--labels is required with a CT (a label map or a binary organ mask)")

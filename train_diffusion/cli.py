@@ -81,7 +81,7 @@ RUN_FOLDERS = ("autoencoder", "ldm", "previews", "model", "heldout")
 
 def _source_files(config: dict) -> list[Path]:
     """Every file (or DICOM folder) the config's data sources read, dataset listings included."""
-    from tumorsyn.io.datasets import discover_cases
+    from tumorsyn.io.layouts import discover_cases
 
     paths: list[Path] = []
     for key in ("tumor_sources", "healthy_sources", "holdout_sources"):
@@ -89,7 +89,7 @@ def _source_files(config: dict) -> list[Path]:
             if src.get("dataset"):
                 root = Path(src["dataset"])
                 paths += [root] if root.is_file() else [root / "dataset.json"]
-                paths += [p for case in discover_cases(root) for p in (case.ct, case.labels)]
+                paths += [p for case in discover_cases(root) for p in case.files]
             else:
                 tumors = src.get("tumor") or []
                 paths += [Path(p) for p in (src["ct"], src.get("labels"), *([tumors] if isinstance(tumors, str)

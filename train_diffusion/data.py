@@ -9,15 +9,12 @@ run sees the same stream as an uninterrupted one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from tumorsyn.errors import ConfigError
 from tumorsyn.generators.diffusion.sampler import hu_to_unit
-from tumorsyn.io import load_labels, load_scan, organ_mask_from_labels
-from tumorsyn.io.labels import label_values, lesion_mask_from_labels
 from tumorsyn.measure import label_lesions, max_diameter_mm
 
 __all__ = ["CropBank", "load_crops", "load_holdout", "resample_crop"]
@@ -101,47 +98,30 @@ def resample_crop(volume: np.ndarray, center_vox, spacing_mm, *, size, out_spaci
     return ndimage.map_coordinates(volume, coords, order=order, mode=mode, cval=0.0 if cval is None else cval)
 
 
-def _cases(source: dict):
-    """(case_id, ct, organ, tumor-mask-or-None, organ, preset) for one source entry."""
-    from tumorsyn.io.datasets import case_id_from_path, discover_cases
+def _cases(source: dict) -> list:
+    """The cases of one source: its dataset (any layout tumorsyn reads), or its one ``ct`` entry."""
+    from tumorsyn.io.cases import cases_from_entries
+    from tumorsyn.io.layouts import discover_cases
 
-    organ = source["organ"]
     if source.get("dataset"):
-        preset = source.get("label_preset") or "decathlon"
-        for case in discover_cases(source["dataset"]):
-            yield case.case_id, case.ct, case.labels, None, organ, preset, source
-    else:
-        name = case_id_from_path(source["ct"])
-        if name in ("ct", "image", "img", "scan"):  # 3D-IRCADb style: the folder names the case
-            name = Path(source["ct"]).parent.name
-        yield (name, source["ct"], source["labels"], source.get("tumor") or [], organ,
-               source.get("label_preset") or "binary", source)
+        return discover_cases(source["dataset"], label_preset=source.get("label_preset") or "decathlon",
+                              organ_labels=source.get("organ_labels"), tumor_labels=source.get("tumor_labels"))
+    # Here "organ" names the organ, not a mask file; the ids follow tumorsyn's one rule (3D-IRCADb's
+    # <patient>/ct.nii.gz is named by its folder).
+    return cases_from_entries([source], organ_mask_key=None)
 
 
-def _read_case(ct_path, labels_path, tumor_paths, organ, preset, source, margin_mm: float):
-    """Canonical HU, organ mask, tumour mask and spacing of one case (checked for a shared grid)."""
-    from tumorsyn.io.scan import check_same_grid
+def _read_case(case, organ: str, margin_mm: float, *, lesions: bool):
+    """Canonical HU, organ mask, tumour mask and spacing of one case, cropped to the organ's box plus a margin."""
+    from tumorsyn.io.cases import read_case_masks
 
-    scan = load_scan(ct_path)
-    labels_scan = load_labels(labels_path)
-    check_same_grid(scan, labels_scan)
-    labels = label_values(labels_scan)
-    organ_mask = organ_mask_from_labels(labels, organ, preset=preset, organ_labels=source.get("organ_labels"),
-                                        path=labels_path)
-    if tumor_paths is None:
-        tumor = lesion_mask_from_labels(labels, preset=preset, lesion_labels=source.get("tumor_labels"))
-    else:
-        tumor = np.zeros(labels.shape, bool)
-        for path in tumor_paths:
-            t_scan = load_labels(path)
-            check_same_grid(scan, t_scan)
-            tumor |= label_values(t_scan) > 0
+    scan, organ_mask, tumor = read_case_masks(case, organ, lesions=lesions)
     hu = scan.values()
     # Only the organ's box (plus a margin) is kept: a full-resolution scan is 30+ MB per array.
     found = np.argwhere(organ_mask | tumor)
     if len(found) == 0:
-        raise ConfigError(f"no {organ} voxels in the labels (preset {preset}); set organ_labels for this source",
-                          path=labels_path)
+        raise ConfigError(f"no {organ} voxels in the labels (preset {case.label_preset}); set organ_labels for this "
+                          "source", path=case.labels or case.ct)
     spacing = np.asarray(scan.spacing_mm)
     margin = np.ceil(float(margin_mm) / spacing).astype(int)
     lo = np.maximum(found.min(0) - margin, 0)
@@ -186,13 +166,13 @@ def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True,
     rng = np.random.default_rng([int(config["seed"]), 99])
     for role in roles:
         with_tumors = role in ("tumor_sources", "holdout_sources")
-        for source in d[role]:
-            for case_id, ct_path, labels_path, tumor_paths, organ, preset, src in _cases(source):
-                hu, organ_mask, tumor, scan_spacing = _read_case(ct_path, labels_path,
-                                                                 tumor_paths if with_tumors else [],
-                                                                 organ, preset, src, d["crop_margin_mm"])
+        for src in d[role]:
+            organ = src["organ"]
+            for case in _cases(src):
+                case_id = case.case_id
+                hu, organ_mask, tumor, scan_spacing = _read_case(case, organ, d["crop_margin_mm"], lesions=with_tumors)
                 tissue = organ_mask & ~tumor
-                bank.cases.append({"case": case_id, "ct": str(ct_path), "role": role, "organ": organ,
+                bank.cases.append({"case": case_id, "ct": str(case.ct), "role": role, "organ": organ,
                                    "organ_median_hu": round(float(np.median(hu[tissue])), 1) if tissue.any() else None})
                 if with_tumors:
                     _add_tumors(bank, hu, tumor, scan_spacing, case_id, organ, size=big, spacing=spacing,

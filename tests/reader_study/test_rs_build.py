@@ -158,11 +158,11 @@ def test_bad_inputs_leave_nothing(sources, small_settings, tmp_path):
     # A CSV without the needed columns.
     bad_csv = tmp_path / "cases.csv"
     bad_csv.write_text("image,label\na.nii.gz,b.nii.gz\n")
-    with pytest.raises(InputError, match=r"cases\.csv.*lack 'ct' and 'mask'"):
+    with pytest.raises(InputError, match=r"cases\.csv.*lacks the column 'ct' and 'mask'"):
         build_study(bad_csv, synthetic, out, settings=small_settings)
     no_mask = tmp_path / "no_mask.csv"
     no_mask.write_text("ct,label\na.nii.gz,1\n")
-    with pytest.raises(InputError, match=r"lack 'mask';"):
+    with pytest.raises(InputError, match=r"lacks the column 'mask';"):
         build_study(no_mask, synthetic, out, settings=small_settings)
     # A synthetic folder without manifest.
     with pytest.raises(InputError, match="no manifest.jsonl"):

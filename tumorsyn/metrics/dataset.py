@@ -6,7 +6,6 @@ Inputs are NIfTI files (``.nii``/``.nii.gz``) in a folder, a single file, or a C
 """
 from __future__ import annotations
 
-import csv
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -22,7 +21,8 @@ from tumorsyn.io.scan import Scan, check_same_grid, load_labels
 from tumorsyn.metrics.case import CaseResult, evaluate_case
 from tumorsyn.metrics.conventions import CASE_ID_SUFFIXES
 from tumorsyn.io.checksums import sha256_file
-from tumorsyn.io.datasets import case_id_from_path
+from tumorsyn.io.cases import case_id_from_path
+from tumorsyn.io.table import read_table
 from tumorsyn.io.scan import read_image
 from tumorsyn.metrics.segmentation import SURFACE_TOLERANCE_MM
 from tumorsyn.metrics.sizes import DEFAULT_BINS_MM
@@ -64,29 +64,18 @@ def case_id_from_name(name: str) -> str:
 
 
 def _read_csv(path: Path, role: str) -> dict[str, Path]:
-    try:
-        # utf-8-sig: a CSV saved by Excel starts with a byte-order mark that must not join the first name.
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            rows = list(reader)
-            header = [(name or "").strip().lower() for name in reader.fieldnames or ()]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise CorruptFileError(f"cannot read the {role} CSV ({exc})", path=path) from None
-    missing = [name for name in ("case_id", "path") if name not in header]
-    if missing:
-        raise InputError(f"the {role} CSV lacks the column {' and '.join(map(repr, missing))}; it needs a header with "
-                         f"the columns case_id,path (any order) and one row per case", path=path)
+    """``case_id,path`` rows (header required, any column order) by the one CSV reader, :mod:`tumorsyn.io.table`."""
+    rows, _ = read_table(path, ("case_id", "path"), required=("case_id", "path"),
+                         header_advice="it needs a header with the columns case_id,path (any order) and one row per case")
     if not rows:
         raise InputError(f"the {role} CSV has a header but no rows; give one case_id,path row per case", path=path)
     out: dict[str, Path] = {}
-    for line, row in enumerate(rows, start=2):
-        # Columns by header name, whatever their order, case or surrounding spaces.
-        row = {(k or "").strip().lower(): v for k, v in row.items()}
-        case_id, file = (row.get("case_id") or "").strip(), (row.get("path") or "").strip()
+    for row in rows:
+        case_id, file = row["case_id"], row["path"]
         if not case_id or not file:
-            raise InputError(f"line {line}: empty case_id or path", path=path)
+            raise InputError(f"line {row.line}: empty case_id or path", path=path)
         if case_id in out:
-            raise InputError(f"line {line}: case {case_id} is listed twice", path=path)
+            raise InputError(f"line {row.line}: case {case_id} is listed twice", path=path)
         target = Path(file)
         out[case_id] = target if target.is_absolute() else path.parent / target
     return out

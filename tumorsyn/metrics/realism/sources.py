@@ -27,7 +27,8 @@ from typing import Sequence
 import numpy as np
 
 from tumorsyn.errors import ConfigError, EmptyOrganError, InputError, TumorsynError
-from tumorsyn.io.datasets import case_id_from_path, discover_cases
+from tumorsyn.io.cases import case_id_from_path, require_label_maps
+from tumorsyn.io.layouts import discover_cases
 from tumorsyn.io.labels import LABEL_PRESETS, ORGANS, label_values, organ_label_values
 from tumorsyn.io.scan import check_same_grid, load_labels, load_scan
 
@@ -188,9 +189,11 @@ def find_sources(path: str | Path, *, cohort: str, organ: str | None = None, pre
             raise InputError("a single file is not a dataset; give a folder, a ct,labels CSV or a ct,lesion CSV",
                              path=path)
         organ_name = _check_organ(organ, path)
+        cases = discover_cases(path)
+        require_label_maps(cases, command="tumorsyn realism")
         sources = [LesionSource(cohort=cohort, origin=str(path), case_id=c.case_id, organ=organ_name, ct=c.ct,
                                 lesion_file=c.labels, organ_file=c.labels, preset=preset)
-                   for c in discover_cases(path)]
+                   for c in cases]
     explicit = {}
     if organ_labels is not None:
         explicit["organ_values"] = tuple(int(v) for v in organ_labels)
@@ -231,7 +234,7 @@ def load_source(source: LesionSource) -> dict:
     InputError
         One line naming the case and the file: unreadable file, grid mismatch, empty organ.
     """
-    from tumorsyn.metrics.dataset import _in_case
+    from tumorsyn.errors import with_context
 
     try:
         scan = load_scan(source.ct)
@@ -258,6 +261,6 @@ def load_source(source: LesionSource) -> dict:
             raise EmptyOrganError(f"no {source.organ} voxel ({wanted}); check --label-preset or --organ-label",
                                   path=source.organ_file)
     except TumorsynError as exc:
-        raise _in_case(source.case_id, exc) from None
+        raise with_context(exc, case_id=source.case_id) from None
     return {"ct_hu": scan.values(), "lesions": lesions, "organ": organ, "exclude": exclude & ~lesions,
             "spacing_mm": scan.spacing_mm}
