@@ -157,8 +157,8 @@ def run_case(name, ct, organ, spacing, *, n, device, baseline_n, kernel):
 
         gen = CAGenerator(device=device)
         for spec in specs[:3]:
-            slices = tumorsyn.synthesis._box_for(spec, gen)
-            res, _ = gen._grow(spec, organ[slices], tuple(s.start for s in slices), ct[slices])
+            slices = gen.box(spec)
+            res, _ = gen.grow(spec, organ[slices], tuple(s.start for s in slices), ct_box=ct[slices])
             work.append(res.work)
         btimes = []
         for spec in specs[:baseline_n]:

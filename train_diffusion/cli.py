@@ -120,7 +120,7 @@ def check_run_spares_inputs(config: dict, config_path: str | None, *, evaluate: 
 def _evaluate(config: dict, args: argparse.Namespace) -> int:
     import sys
 
-    from train_diffusion.evaluate import evaluate_model
+    from train_diffusion.evaluate import evaluate_model, summary_line
 
     if args.samples < 0 or (args.steps is not None and args.steps < 1):
         raise ConfigError("--samples must be >= 0 and --steps >= 1")
@@ -129,16 +129,3 @@ def _evaluate(config: dict, args: argparse.Namespace) -> int:
                             log=log)
     print(summary_line(result))
     return 0
-
-
-def summary_line(result: dict) -> str:
-    """One line of held-out figures (HU)."""
-    r = result["reconstruction"]
-    text = (f"held-out {result['crops']} tumour crop(s): autoencoder MAE {r['mae_inside_hu']:.1f} HU inside tumours, "
-            f"{r['mae_outside_hu']:.1f} HU outside")
-    if "inpainting" in result:
-        i = result["inpainting"]
-        text += (f"; tumour-to-rim contrast real {i['contrast_real_mean_hu']:+.1f} HU, generated "
-                 f"{i['contrast_generated_mean_hu']:+.1f} +- {i['contrast_generated_sd_hu']:.1f} HU; HU std inside "
-                 f"tumours real {i['tumour_std_real_hu']:.1f}, generated {i['tumour_std_generated_hu']:.1f}")
-    return text

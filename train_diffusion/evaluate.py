@@ -26,7 +26,7 @@ from tumorsyn.generators.diffusion.sampler import blank_crop, decode, encode, in
 
 from train_diffusion.data import CropBank, load_holdout
 
-__all__ = ["masked_mae", "rim_mask", "reconstruct", "evaluate_bank", "evaluate_model"]
+__all__ = ["masked_mae", "rim_mask", "reconstruct", "evaluate_bank", "evaluate_model", "summary_line"]
 
 
 def masked_mae(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float | None:
@@ -194,3 +194,16 @@ def evaluate_model(config: dict, *, model_dir: str | Path | None = None, out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "heldout.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def summary_line(result: dict) -> str:
+    """One line of held-out figures (HU)."""
+    r = result["reconstruction"]
+    text = (f"held-out {result['crops']} tumour crop(s): autoencoder MAE {r['mae_inside_hu']:.1f} HU inside tumours, "
+            f"{r['mae_outside_hu']:.1f} HU outside")
+    if "inpainting" in result:
+        i = result["inpainting"]
+        text += (f"; tumour-to-rim contrast real {i['contrast_real_mean_hu']:+.1f} HU, generated "
+                 f"{i['contrast_generated_mean_hu']:+.1f} +- {i['contrast_generated_sd_hu']:.1f} HU; HU std inside "
+                 f"tumours real {i['tumour_std_real_hu']:.1f}, generated {i['tumour_std_generated_hu']:.1f}")
+    return text

@@ -82,8 +82,7 @@ def export_untrained(folder: str | Path, config: dict, *, seed: int = 0) -> Path
     """
     import torch
 
-    from train_diffusion.models import build_autoencoder, build_unet
-    from train_diffusion.train_ldm import noise_scheduler
+    from train_diffusion.models import build_autoencoder, build_unet, noise_scheduler
 
     torch.manual_seed(int(seed))
     return export_model(folder, config, autoencoder=build_autoencoder(config), unet=build_unet(config),

@@ -6,8 +6,10 @@ rebuilds the network from it at sampling time: constructor arguments are the con
 from __future__ import annotations
 
 from tumorsyn.generators.diffusion.model_folder import build_network
+from tumorsyn.generators.diffusion.schedulers import training_scheduler
 
-__all__ = ["downsampling", "autoencoder_spec", "unet_spec", "build_autoencoder", "build_unet", "build_discriminator", "latent_shape"]
+__all__ = ["downsampling", "autoencoder_spec", "unet_spec", "build_autoencoder", "build_unet", "build_discriminator", "latent_shape",
+           "noise_scheduler"]
 
 
 def downsampling(config: dict) -> int:
@@ -66,3 +68,10 @@ def build_discriminator(config: dict):
     a = config["autoencoder"]
     return PatchDiscriminator(spatial_dims=3, num_layers_d=int(a["disc_layers"]), channels=int(a["disc_channels"]),
                               in_channels=1, out_channels=1, norm="INSTANCE")
+
+
+def noise_scheduler(config: dict):
+    """The training noise scheduler of ``config["ldm"]`` (diffusers), saved with the model folder."""
+    l = config["ldm"]
+    return training_scheduler(prediction_type=l["prediction_type"], num_train_timesteps=l["num_train_timesteps"],
+                              beta_schedule=l["beta_schedule"])

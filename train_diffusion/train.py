@@ -96,8 +96,7 @@ def train(config: dict, *, resume: bool = True, quiet: bool = False, stop_at: tu
                      noise_scheduler=result.noise_scheduler, scale_factor=result.scale_factor, summary=summary)
         log(f"model folder: {folder}")
         if config["data"]["holdout_sources"]:
-            from train_diffusion.cli import summary_line
-            from train_diffusion.evaluate import evaluate_model
+            from train_diffusion.evaluate import evaluate_model, summary_line
 
             device = "cpu" if config["train"]["cpu"] else "auto"
             log(summary_line(evaluate_model(config, model_dir=folder, samples=2, device=device, log=log)))

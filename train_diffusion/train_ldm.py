@@ -21,11 +21,11 @@ import torch.nn.functional as F
 
 from tumorsyn.errors import ConfigError
 from tumorsyn.generators.diffusion.sampler import blank_crop, encode, inpaint, latent_mask
-from tumorsyn.generators.diffusion.schedulers import is_flow, training_scheduler
+from tumorsyn.generators.diffusion.schedulers import is_flow
 
 from train_diffusion.data import CropBank
 from train_diffusion.export import model_config
-from train_diffusion.models import build_autoencoder, build_unet
+from train_diffusion.models import build_autoencoder, build_unet, noise_scheduler
 from train_diffusion.runlog import (Checkpoints, StageState, checkpoint_or_stop, plot_curves, read_rows, save_preview,
                                     write_rows)
 from train_diffusion.runtime import make_accelerator, micro_seed
@@ -55,12 +55,6 @@ class _InMemoryModel:
     autoencoder: Any
     unet: Any
     device: Any
-
-
-def noise_scheduler(config: dict):
-    l = config["ldm"]
-    return training_scheduler(prediction_type=l["prediction_type"], num_train_timesteps=l["num_train_timesteps"],
-                              beta_schedule=l["beta_schedule"])
 
 
 def load_frozen_autoencoder(config: dict, path: Path, device):

@@ -7,21 +7,36 @@ blending and labels can be defined in millimetres on any voxel grid: no voxel-ja
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import ndimage
 
-from tumorsyn.texture import sample_lattice
+from tumorsyn import priors
+from tumorsyn.blend import edge_mm_for_sharpness
+from tumorsyn.texture import lattice_noise, sample_lattice, seeded_streams
 
 __all__ = [
     "box_offsets_mm",
     "random_rotation",
+    "random_direction",
     "rotation_matrix",
     "lobulated_distance_mm",
     "smooth_min",
     "fill_holes",
+    "irregularity_for_solidity",
+    "sample_radii_mm",
+    "sample_outline",
+    "shape_distance_mm",
+    "shape_reach_mm",
 ]
 
 DEFORM_EXTENT = 1.0  # the deformation lattice spans [-1, 1]^3: it is sampled on the unit sphere
+LATTICE_NODES = 12   # nodes per axis of a shape's deformation lattice
+# Solidity (realism) of shapes drawn with irregularity 1 (the former lobes and deformation), and what each
+# unit of irregularity costs: measured on 3D-IRCADb patient 7 with the prior's elongated shapes.
+_SOLIDITY_AT_UNIT = 0.82
+_SOLIDITY_PER_UNIT = 0.08
 _TABLE_THETA, _TABLE_PHI = 48, 96  # direction table resolution (polar x azimuth)
 
 
@@ -49,6 +64,12 @@ def random_rotation(rng: np.random.Generator) -> list[float]:
     q = rng.standard_normal(4)
     q /= np.linalg.norm(q)
     return [float(v) for v in q]
+
+
+def random_direction(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random unit vector, shape (3,)."""
+    v = rng.standard_normal(3)
+    return v / np.linalg.norm(v)
 
 
 def rotation_matrix(quaternion) -> np.ndarray:
@@ -153,3 +174,71 @@ def lobulated_distance_mm(offsets_mm: np.ndarray, *, radii_mm, rotation, lobes=(
         d = np.sqrt((local[0] - dx) ** 2 + (local[1] - dy) ** 2 + (local[2] - dz) ** 2) - np.float32(radius)
         distance = smooth_min(distance, d, 0.5 * float(radius))
     return distance.astype(np.float32)
+
+
+# --- shapes drawn from the real-tumour priors (rules and diffusion share them) ------------------------
+def irregularity_for_solidity(solidity: float) -> float:
+    """Scale of lobulation and surface deformation for a target solidity (1 = the former defaults).
+
+    Scale 1 gives a solidity of about 0.82, each unit of scale costs about 0.08 (clamped to 0.3..5).
+    """
+    return float(np.clip(1.0 + (_SOLIDITY_AT_UNIT - float(solidity)) / _SOLIDITY_PER_UNIT, 0.3, 5.0))
+
+
+def sample_radii_mm(rng: np.random.Generator, *, organ: str, size_mm: float) -> list[float]:
+    """Semi-axes (mm) of a tumour of equivalent diameter ``size_mm``: elongation and flatness from the priors."""
+    return [float(r) for r in 0.5 * float(size_mm) * priors.ellipsoid_axes(rng, organ, size_mm)]
+
+
+def sample_outline(rng: np.random.Generator, *, organ: str, size_mm: float) -> dict:
+    """Lobes, rotation, surface deformation and sigmoid edge width of a tumour, drawn from the priors.
+
+    The less solid the drawn solidity, the more lobulated and deformed the surface; the edge width
+    follows the edge-sharpness prior (:func:`tumorsyn.blend.edge_mm_for_sharpness`). Drawn apart from
+    :func:`sample_radii_mm` because the rules generator draws its appearance and contrast in between
+    (the order of draws is what makes a seed replay the same tumour).
+
+    Returns
+    -------
+    dict
+        ``lobes`` (list of [nx, ny, nz, amplitude, sharpness]), ``rotation`` (unit quaternion),
+        ``deform_amplitude``, ``edge_mm``: parameters of :func:`shape_distance_mm`.
+    """
+    irregularity = irregularity_for_solidity(priors.draw(rng, organ, size_mm, "solidity"))
+    lobes = [[*map(float, random_direction(rng)), float(irregularity * rng.uniform(0.05, 0.25)),
+              float(rng.uniform(2.0, 6.0))] for _ in range(int(rng.integers(0, 4)))]
+    rotation = random_rotation(rng)
+    deform = float(irregularity * rng.uniform(0.03, 0.12))
+    edge_mm = edge_mm_for_sharpness(priors.draw(rng, organ, size_mm, "edge_sharpness"))
+    return {"rotation": rotation, "lobes": lobes, "deform_amplitude": deform, "edge_mm": edge_mm}
+
+
+def shape_distance_mm(params: dict, *, seed: int, offsets_mm: np.ndarray) -> np.ndarray:
+    """Signed distance (mm) to the shape of ``params`` (``radii_mm``, ``rotation``, ``lobes``, ...).
+
+    The deformation lattice comes from the first stream of ``seed`` (:func:`tumorsyn.texture.seeded_streams`),
+    so a spec gives the same shape in every generator and on every grid.
+
+    Parameters
+    ----------
+    params : dict
+        ``radii_mm``, ``rotation`` and optionally ``lobes``, ``deform_amplitude``, ``satellites``.
+    seed : int
+        The spec's seed.
+    offsets_mm : ndarray, shape (3, X, Y, Z)
+        Voxel offsets from the tumour centre (:func:`box_offsets_mm`).
+    """
+    shape_rng, = seeded_streams(seed, 1)
+    return lobulated_distance_mm(
+        offsets_mm, radii_mm=params["radii_mm"], rotation=params["rotation"], lobes=params.get("lobes", ()),
+        deform_lattice=lattice_noise(shape_rng, nodes=LATTICE_NODES),
+        deform_amplitude=params.get("deform_amplitude", 0.0), satellites=params.get("satellites", ()))
+
+
+def shape_reach_mm(params: dict) -> float:
+    """Largest distance (mm) from the centre to the surface of the shape of ``params`` (generous)."""
+    reach = max(params["radii_mm"]) * (1.0 + sum(lobe[3] for lobe in params.get("lobes", ()))
+                                       + 4.0 * params.get("deform_amplitude", 0.0))
+    for dx, dy, dz, r in params.get("satellites", ()):
+        reach = max(reach, math.sqrt(dx * dx + dy * dy + dz * dz) + r)
+    return reach

@@ -11,9 +11,9 @@ import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
-from tumorsyn.errors import ConfigError
+from tumorsyn.errors import ConfigError, InputError
 
-__all__ = ["TumorSpec", "SPEC_VERSION"]
+__all__ = ["TumorSpec", "SPEC_VERSION", "check_scan"]
 
 SPEC_VERSION = 1
 
@@ -129,3 +129,27 @@ class TumorSpec:
         data = self.to_dict()
         data.update(changes)
         return TumorSpec.from_dict(data)
+
+
+def check_scan(spec: TumorSpec, ct, organ_mask, spacing_mm) -> None:
+    """Refuse a scan the spec was not drawn for (grid shape, spacing) or a mask off the CT's grid.
+
+    Parameters
+    ----------
+    spec : TumorSpec
+    ct, organ_mask : array, shape (X, Y, Z)
+    spacing_mm : sequence of 3 float
+
+    Raises
+    ------
+    InputError
+    """
+    import numpy as np
+
+    if ct.shape != organ_mask.shape:
+        raise InputError(f"CT shape {ct.shape} differs from organ mask shape {organ_mask.shape}")
+    if tuple(ct.shape) != tuple(spec.grid_shape):
+        raise InputError(f"spec was drawn for a grid of shape {tuple(spec.grid_shape)}, this scan is {tuple(ct.shape)}; "
+                         "specs replay only on the scan (grid) they were drawn for")
+    if not np.allclose(spacing_mm, spec.spacing_mm, rtol=1e-4, atol=1e-6):
+        raise InputError(f"spec was drawn for spacing {tuple(spec.spacing_mm)} mm, this scan has {tuple(spacing_mm)} mm")

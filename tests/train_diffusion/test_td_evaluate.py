@@ -75,7 +75,7 @@ def test_reconstruction_error_inside_and_outside_tumours():
 
 def test_holdout_evaluation_of_a_tiny_run(tmp_path, phantom_sources, capsys):
     """Trained on phantom 0, evaluated on phantom 1's tumour: figures, JSON, PNG, the command line."""
-    from train_diffusion.cli import summary_line
+    from train_diffusion.evaluate import summary_line
     from train_diffusion.evaluate import masked_mae, reconstruct
     from train_diffusion.train import train
     from tumorsyn.cli.main import main

@@ -107,7 +107,7 @@ def test_mass_effect_pushes_nearby_vessels_away_and_keeps_the_label():
     # Far from the tumour (beyond its box) nothing moves.
     changed = pushed != with_vessel
     far = np.ones(ct.shape, bool)
-    box = tumorsyn.synthesis._box_for(pushed_spec, get_generator("ca"))
+    box = get_generator("ca").box(pushed_spec)
     far[box] = False
     assert not (changed & far).any()
 
@@ -138,7 +138,7 @@ def test_necrotic_core_is_labelled_tumour():
     spec = tumorsyn.sample_spec(organ, sp, organ="liver", method="ca", size_mm=(22, 24), ct_hu=ct, rng=1,
                                 necrosis=True)
     gen = get_generator("ca", device="cpu")
-    result, _ = gen._grow(spec, organ, (0, 0, 0), ct)
+    result, _ = gen.grow(spec, organ, (0, 0, 0), ct_box=ct)
     dead = result.pop[1:-1, 1:-1, 1:-1] < 0
     assert dead.sum() > 20
     out, tumor = tumorsyn.synthesize(ct, organ, sp, spec, device="cpu")
@@ -146,7 +146,7 @@ def test_necrotic_core_is_labelled_tumour():
     assert out[dead].mean() < out[tumor.astype(bool) & ~dead].mean()  # and darker than the viable rim
     small = tumorsyn.sample_spec(organ, sp, organ="liver", method="ca", size_mm=(8, 10), ct_hu=ct, rng=1,
                                  necrosis=True)
-    result_small, _ = gen._grow(small, organ, (0, 0, 0), ct)
+    result_small, _ = gen.grow(small, organ, (0, 0, 0), ct_box=ct)
     assert (result_small.pop < 0).sum() == 0                   # no necrosis below its size
 
 

@@ -11,8 +11,10 @@ pytest.importorskip("diffusers", reason="the diffusion generator needs diffusers
 
 import tumorsyn  # noqa: E402
 from tumorsyn.errors import ConfigError, ModelError  # noqa: E402
+from tumorsyn.blend import edge_reach_mm  # noqa: E402
 from tumorsyn.generators import get_generator  # noqa: E402
 from tumorsyn.generators.diffusion.model_folder import clear_cache  # noqa: E402
+from tumorsyn.shapes import shape_reach_mm  # noqa: E402
 from tumorsyn.spec import TumorSpec  # noqa: E402
 
 from tests.conftest import make_phantom  # noqa: E402
@@ -68,7 +70,22 @@ def test_only_the_blend_zone_changes_and_the_label_is_inside_it(scan, model_dir)
     # the blend zone is the shape's: within its reach of the centre (mm)
     idx = np.argwhere(changed)
     reach = np.sqrt((((idx - np.array(spec.center_vox)) * np.array(spacing)) ** 2).sum(1)).max()
-    assert reach <= get_generator("diffusion")._reach_mm(spec) + 1.0
+    assert reach <= shape_reach_mm(spec.params) + edge_reach_mm(spec.params["edge_mm"]) + 1.0
+
+
+def test_shape_draw_is_the_rules_generators(scan, model_dir):
+    """Diffusion draws its shape with the core's shape functions, as the rules generator does for one seed."""
+    from tumorsyn.organs import get_preset
+
+    kwargs = dict(size_mm=10.0, preset=get_preset("liver"), organ_mean_hu=100.0, organ_std_hu=15.0,
+                  spacing_mm=(1.0, 1.0, 1.0), organ_noise_hu=12.0)
+    for seed in range(5):
+        rules = get_generator("rules").sample_params(np.random.default_rng(seed), options={}, **kwargs)
+        diffusion = get_generator("diffusion").sample_params(np.random.default_rng(seed),
+                                                             options={"model": str(model_dir)}, **kwargs)
+        for key in ("radii_mm", "rotation", "lobes", "deform_amplitude", "edge_mm"):
+            assert diffusion[key] == rules[key], key
+        assert diffusion["satellites"] == []
 
 
 def test_label_is_what_is_visible(scan, model_dir):

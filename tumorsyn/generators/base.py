@@ -16,6 +16,7 @@ import numpy as np
 from tumorsyn.device import check_device
 from tumorsyn.errors import ConfigError
 from tumorsyn.organs import OrganPreset
+from tumorsyn.placement import box_slices
 from tumorsyn.spec import TumorSpec
 
 __all__ = ["Generator", "Rendering", "MIN_DELTA_HU", "hypodense_contrast"]
@@ -41,9 +42,9 @@ class Generator(ABC):
     """Base class of tumour generators (registered under ``name``)."""
 
     name: str = ""
-    # Generators whose tumour depends on the scan's HU (the cellular automaton grows through the
-    # tissue) set this; their ``render`` then also takes the keyword ``ct_box`` (HU, the box's CT),
-    # which :func:`tumorsyn.synthesis.render_label` passes whenever a CT is known.
+    # Whether the tumour depends on the scan's HU (the cellular automaton grows through the tissue).
+    # Every ``render`` takes the keyword ``ct_box``; generators that do not use it ignore it, so
+    # callers may always pass the box's CT. This flag only says whether it matters (e.g. for caching).
     uses_ct: bool = False
     # The library that runs this generator's GPU work ("numba", "torch"), asked whether a GPU
     # asked for exists; None for generators that run on the CPU whatever the device.
@@ -54,10 +55,37 @@ class Generator(ABC):
     options: frozenset | None = frozenset()
 
     def __init__(self, device="auto") -> None:
-        # Where the work runs ("auto", "cpu", "cuda", "cuda:N", a torch.device): an execution
-        # setting, never part of the spec, because every device must give the same tumour for
-        # one spec. A GPU that is not there is refused now, not at the first tumour.
-        self.device = check_device(device, backend=self.device_backend)
+        self._device = "auto"
+        self.to(device)
+
+    @property
+    def device(self) -> str:
+        """Where this generator's work runs: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (canonical text).
+
+        An execution setting held by the instance, never part of the spec: every device gives
+        the same tumour for one spec. Change it with :meth:`to`.
+        """
+        return self._device
+
+    def to(self, device) -> "Generator":
+        """Run this generator's work on ``device`` from now on; returns the generator (diffusers' ``pipe.to``).
+
+        ``device`` is ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``. A GPU
+        that is not there is refused now (:class:`~tumorsyn.errors.ConfigError`), not at the first tumour.
+
+        Examples
+        --------
+        >>> from tumorsyn.generators import get_generator
+        >>> get_generator("rules").to("cpu").device
+        'cpu'
+        """
+        self._device = check_device(device, backend=self.device_backend)
+        return self
+
+    def box(self, spec: TumorSpec) -> tuple[slice, ...]:
+        """The box (slices of the scan) holding every voxel this generator may change for ``spec``, clipped to the grid."""
+        half = [self.extent_mm(spec) / s + 1.0 for s in spec.spacing_mm]
+        return box_slices(spec.center_vox, half, spec.grid_shape)
 
     @classmethod
     def check_options(cls, options, *, also=()) -> None:
@@ -75,7 +103,7 @@ class Generator(ABC):
         bad = sorted(set(options) - set(cls.options))
         if not bad:
             return
-        from tumorsyn.generators import option_owners
+        from tumorsyn.generators.registry import option_owners
 
         owners = option_owners()
         notes = []
@@ -103,8 +131,12 @@ class Generator(ABC):
         """Half-width (mm) of the box around the centre that holds every voxel the tumour changes."""
 
     @abstractmethod
-    def render(self, spec: TumorSpec, organ_box: np.ndarray, origin) -> Rendering:
-        """Label and presence of the tumour in the box starting at ``origin`` (voxel index)."""
+    def render(self, spec: TumorSpec, organ_box: np.ndarray, origin, *, ct_box: np.ndarray | None = None) -> Rendering:
+        """Label and presence of the tumour in the box starting at ``origin`` (voxel index), without writing a CT.
+
+        ``ct_box`` (HU, the box's CT) is used by generators whose tumour depends on the scan
+        (``uses_ct``) and ignored by the others.
+        """
 
     @abstractmethod
     def apply(self, ct_box: np.ndarray, organ_box: np.ndarray, spec: TumorSpec, origin):

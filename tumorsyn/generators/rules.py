@@ -5,45 +5,33 @@ millimetres: the shape is a smooth signed-distance field (no nearest-neighbour j
 contrast is relative to the scan's own organ statistics, texture is made in the tumour's box only,
 and the label is what is visible.
 
-Intensity model (per voxel x of the box)::
+Intensity model (per voxel x of the box; the blend is :mod:`tumorsyn.blend`'s)::
 
     w(x)     = sigmoid(-d(x) / tau)              presence; d = signed distance (mm), tau = edge/4
     delta(x) = designed HU offset from the organ mean (texture, rim, capsule, necrosis)
-    out(x)   = in(x) + w(x) * (mu + delta(x) - smooth(in)(x))
+    out(x)   = in(x) + w(x) * (mu + delta(x) + texture(x) - smooth(in)(x))
 
-``smooth(in)`` is the input blurred by 1.5 mm: the tumour replaces the local tissue level (so a
-vessel inside the blend zone does not shine through) while the scan's own noise grain is kept.
-A voxel is labelled tumour when it carries at least half of the lesion's nominal contrast,
+The shape (:func:`tumorsyn.shapes.shape_distance_mm`) is drawn by the core's shape functions,
+which the diffusion generator shares. A voxel is labelled tumour when it carries at least half of the lesion's nominal contrast,
 ``w(x) * |delta(x)| >= |delta_0| / 2`` (holes filled): the lesion's half-maximum edge.
 """
 from __future__ import annotations
 
-import math
-import warnings
-
 import numpy as np
-from scipy import ndimage
 from scipy.special import expit
 
 from tumorsyn import priors
+from tumorsyn.blend import blend, edge_reach_mm, sigmoid_weight, tissue_level, visible_contrast
 from tumorsyn.errors import ConfigError
 from tumorsyn.generators.base import MIN_DELTA_HU, Generator, Rendering, hypodense_contrast
 from tumorsyn.organs import APPEARANCES, OrganPreset
-from tumorsyn.priors import ellipsoid_axes, texture_sd_for_spread
-from tumorsyn.shapes import box_offsets_mm, fill_holes, lobulated_distance_mm
+from tumorsyn.priors import texture_sd_for_spread
+from tumorsyn.shapes import (box_offsets_mm, fill_holes, random_direction, sample_outline, sample_radii_mm,
+                             shape_distance_mm, shape_reach_mm)
 from tumorsyn.spec import TumorSpec
-from tumorsyn.texture import lattice_noise, seeded_streams, smooth_noise
+from tumorsyn.texture import seeded_streams, smooth_noise
 
 __all__ = ["RulesGenerator"]
-
-_SMOOTH_MM = 1.5        # blur that separates the tissue level from the scan's noise grain
-_MIN_WEIGHT = 1.0 / 256  # presence below this leaves a voxel untouched (byte-identical)
-_LATTICE_NODES = 12
-
-
-def _unit_vector(rng: np.random.Generator) -> np.ndarray:
-    v = rng.standard_normal(3)
-    return v / np.linalg.norm(v)
 
 
 def _clip_contrast(value_hu: float, preset: OrganPreset) -> float:
@@ -51,33 +39,11 @@ def _clip_contrast(value_hu: float, preset: OrganPreset) -> float:
     return float(min(max(value_hu, lo), hi))
 
 
-# Edge width (mm) -> edge sharpness (tumorsyn realism) of rules tumours on the reference host,
-# 3D-IRCADb patient 7's liver (0.78 x 0.78 x 1.6 mm), median of 6 tumours of 8-18 mm per value:
-# the priors give a sharpness, this table turns it into the generator's edge width.
-_EDGE_TABLE_SHARPNESS = (0.37, 0.52, 0.68, 0.88)
-_EDGE_TABLE_MM = (5.0, 3.0, 1.5, 0.5)
 _TEXTURE_AMOUNT = 0.1  # multiplicative texture kept small: the additive texture_sd_hu carries the spread
 # Measured contrast (lesion median vs shell median, realism's contrast_noise) over designed contrast on
 # the reference host: the blurred edge pulls the median about 13 % towards the host.
 _CONTRAST_GAIN = 1.15
 
-
-def edge_mm_for_sharpness(sharpness: float) -> float:
-    """Edge width (mm) whose tumours show ``sharpness`` (realism's edge_sharpness), clamped to the table."""
-    return float(np.interp(float(sharpness), _EDGE_TABLE_SHARPNESS, _EDGE_TABLE_MM))
-
-
-def irregularity_for_solidity(solidity: float) -> float:
-    """Scale of lobulation and surface deformation for a target solidity (1 = the former defaults).
-
-    Measured on 3D-IRCADb patient 7 with the prior's elongated shapes: scale 1 (the former lobes and
-    deformation) gives a solidity of about 0.82, each unit of scale costs about 0.08.
-    """
-    return float(np.clip(1.0 + (_SOLIDITY_AT_UNIT - float(solidity)) / _SOLIDITY_PER_UNIT, 0.3, 5.0))
-
-
-_SOLIDITY_AT_UNIT = 0.82
-_SOLIDITY_PER_UNIT = 0.08
 
 
 class RulesGenerator(Generator):
@@ -102,7 +68,7 @@ class RulesGenerator(Generator):
         noise = float(organ_noise_hu) if organ_noise_hu else sigma
         organ = preset.name
         radius = 0.5 * float(size_mm)
-        radii = radius * ellipsoid_axes(rng, organ, size_mm)
+        radii = sample_radii_mm(rng, organ=organ, size_mm=size_mm)
 
         appearance = options.get("appearance")
         if appearance in (None, "mix"):
@@ -115,17 +81,15 @@ class RulesGenerator(Generator):
         # Contrast in units of the host's noise, as real tumours show it (a subtle early lesion in a
         # noisy scan stays subtle); the preset's HU bounds still hold.
         contrast = _clip_contrast(_CONTRAST_GAIN * abs(priors.draw(rng, organ, size_mm, "contrast_noise")) * noise, preset)
-        irregularity = irregularity_for_solidity(priors.draw(rng, organ, size_mm, "solidity"))
-        lobes = [[*map(float, _unit_vector(rng)), float(irregularity * rng.uniform(0.05, 0.25)),
-                  float(rng.uniform(2.0, 6.0))] for _ in range(int(rng.integers(0, 4)))]
+        outline = sample_outline(rng, organ=organ, size_mm=size_mm)
         params = {
             "appearance": appearance,
-            "radii_mm": [float(r) for r in radii],
-            "rotation": [float(v) for v in (lambda q: q / np.linalg.norm(q))(rng.standard_normal(4))],
-            "lobes": lobes,
-            "deform_amplitude": float(irregularity * rng.uniform(0.03, 0.12)),
+            "radii_mm": radii,
+            "rotation": outline["rotation"],
+            "lobes": outline["lobes"],
+            "deform_amplitude": outline["deform_amplitude"],
             "satellites": [],
-            "edge_mm": edge_mm_for_sharpness(priors.draw(rng, organ, size_mm, "edge_sharpness")),
+            "edge_mm": outline["edge_mm"],
             "texture_scale_mm": float(rng.uniform(0.6, 1.5)),
             "texture_amount": _TEXTURE_AMOUNT,
             "texture_sd_hu": texture_sd_for_spread(priors.draw(rng, organ, size_mm, "internal_iqr_noise"), noise),
@@ -155,7 +119,7 @@ class RulesGenerator(Generator):
         # its own 26-connected lesion in every lesion-level measure, as in real reference labels.
         if size_mm >= priors.EARLY_BELOW_MM and appearance != "cystic" and rng.random() < preset.satellite_probability:
             for _ in range(int(rng.integers(1, 3))):
-                direction = _unit_vector(rng) * radius * rng.uniform(1.3, 1.7)
+                direction = random_direction(rng) * radius * rng.uniform(1.3, 1.7)
                 params["satellites"].append([*map(float, direction), float(radius * rng.uniform(0.15, 0.3))])
         if appearance in ("hypodense", "isodense") and rng.random() < preset.capsule_probability:
             params["capsule"] = {"thickness_mm": float(rng.uniform(0.6, 1.2)),
@@ -182,12 +146,7 @@ class RulesGenerator(Generator):
             raise ConfigError("rules spec delta_hu must not be 0")
 
     def extent_mm(self, spec: TumorSpec) -> float:
-        p = spec.params
-        reach = max(p["radii_mm"]) * (1.0 + sum(lobe[3] for lobe in p.get("lobes", ())) + 4.0 * p.get("deform_amplitude", 0.0))
-        for dx, dy, dz, r in p.get("satellites", ()):
-            reach = max(reach, math.sqrt(dx * dx + dy * dy + dz * dz) + r)
-        # sigmoid(-d/tau) falls below 1/256 at d = 5.6 tau = 1.4 edge_mm.
-        return reach + 1.5 * p["edge_mm"] + 1.0
+        return shape_reach_mm(spec.params) + edge_reach_mm(spec.params["edge_mm"]) + 1.0
 
     def rescale(self, spec: TumorSpec, factor: float) -> TumorSpec:
         p = dict(spec.params)
@@ -203,15 +162,10 @@ class RulesGenerator(Generator):
         internal spread real tumours show on top of the host's grain, without punching holes in the label.
         """
         p = spec.params
-        shape_rng, texture_rng, necrosis_rng = seeded_streams(spec.seed, 3)
-        offsets = box_offsets_mm(box_shape, origin, spec.center_vox, spec.spacing_mm)
-        distance = lobulated_distance_mm(
-            offsets, radii_mm=p["radii_mm"], rotation=p["rotation"], lobes=p.get("lobes", ()),
-            deform_lattice=lattice_noise(shape_rng, nodes=_LATTICE_NODES), deform_amplitude=p.get("deform_amplitude", 0.0),
-            satellites=p.get("satellites", ()))
-        tau = p["edge_mm"] / 4.0
-        w = expit(-distance / np.float32(tau)).astype(np.float32)
-        w[w < _MIN_WEIGHT] = 0.0
+        _, texture_rng, necrosis_rng = seeded_streams(spec.seed, 3)  # stream 0 draws the shape
+        distance = shape_distance_mm(p, seed=spec.seed,
+                                     offsets_mm=box_offsets_mm(box_shape, origin, spec.center_vox, spec.spacing_mm))
+        w = sigmoid_weight(distance, p["edge_mm"])
 
         delta0 = float(p["delta_hu"])
         texture = np.clip(smooth_noise(box_shape, sigma_mm=p["texture_scale_mm"], spacing_mm=spec.spacing_mm,
@@ -239,14 +193,15 @@ class RulesGenerator(Generator):
         return w, delta.astype(np.float32), texture_hu.astype(np.float32)
 
     def _label(self, w: np.ndarray, delta: np.ndarray, spec: TumorSpec) -> np.ndarray:
-        visible = w * np.abs(delta) >= 0.5 * abs(spec.params["delta_hu"])
+        visible = visible_contrast(w, delta, spec.params["delta_hu"])
         # A rim or capsule of opposite sign to the core passes through zero contrast on its way:
         # that ring is inside the lesion, so enclosed gaps belong to the label.
         if spec.params.get("rim") or spec.params.get("capsule"):
             visible = fill_holes(visible)
         return visible
 
-    def render(self, spec: TumorSpec, organ_box: np.ndarray, origin) -> Rendering:
+    def render(self, spec: TumorSpec, organ_box: np.ndarray, origin, *, ct_box: np.ndarray | None = None) -> Rendering:
+        """Label and presence of the tumour in the box (``ct_box`` is not needed: the shape ignores the scan)."""
         w, delta, _ = self._fields(spec, organ_box.shape, origin)
         presence = self._label(w, delta, spec)
         label = presence if spec.exophytic else self._label(w * organ_box, delta, spec)
@@ -257,10 +212,6 @@ class RulesGenerator(Generator):
         if not spec.exophytic:
             w = w * organ_box
         label = self._label(w, delta, spec)
-        smooth = ndimage.gaussian_filter(ct_box.astype(np.float32), sigma=[_SMOOTH_MM / s for s in spec.spacing_mm],
-                                         mode="nearest", truncate=3.0)
         target = np.float32(spec.organ_mean_hu) + delta + texture_hu
-        changed = w > 0
-        out = ct_box.astype(np.float32, copy=True)
-        out[changed] += w[changed] * (target[changed] - smooth[changed])
+        out, changed = blend(ct_box, w, target, tissue_level(ct_box, spec.spacing_mm))
         return out, label, changed

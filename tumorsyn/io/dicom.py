@@ -12,7 +12,7 @@ import numpy as np
 
 from tumorsyn.errors import CorruptFileError, InputError
 
-__all__ = ["read_dicom_series", "looks_like_dicom_folder"]
+__all__ = ["read_dicom_volume", "looks_like_dicom_folder"]
 
 
 def _is_dicom_file(path: Path) -> bool:
@@ -39,15 +39,16 @@ def _pixel_array(ds) -> np.ndarray:
                                path=getattr(ds, "filename", None)) from None
 
 
-def read_dicom_series(folder: str | Path):
-    """Read the CT slices in ``folder`` (one series) into a Scan with a RAS+ affine.
+def read_dicom_volume(folder: str | Path) -> dict:
+    """Read the CT slices in ``folder`` (one series): the fields of a :class:`~tumorsyn.io.scan.Scan`, RAS+ affine.
+
+    Returns a dict (``path``, ``raw``, ``affine``, ``header``, ``slope``, ``inter``), not the Scan
+    itself, so that this module need not import ``scan`` (which reads DICOM folders through it).
 
     Slices are ordered by their position along the slice normal, not by file name or instance
     number, and the stored values keep the series' rescale slope and intercept so that a writer can
     reproduce them exactly.
     """
-    from tumorsyn.io.scan import Scan
-
     folder = Path(folder)
     try:
         import pydicom
@@ -120,4 +121,4 @@ def read_dicom_series(folder: str | Path):
     header.set_xyzt_units("mm")
     header.set_slope_inter(slope, inter)
     header.set_data_offset(352)
-    return Scan(path=folder, raw=raw, affine=affine, header=header, slope=slope, inter=inter)
+    return {"path": folder, "raw": raw, "affine": affine, "header": header, "slope": slope, "inter": inter}

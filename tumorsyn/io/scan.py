@@ -80,10 +80,6 @@ class Scan:
         """Canonical array shape (X, Y, Z)."""
         return tuple(int(s) for s in self.to_canonical(self.raw).shape)
 
-    @property
-    def is_canonical(self) -> bool:
-        return bool(np.array_equal(self._ornt, _RAS))
-
     def values(self) -> np.ndarray:
         """Physical values (HU for a CT) in canonical order, float32."""
         data = self.to_canonical(self.raw).astype(np.float32)
@@ -195,10 +191,10 @@ def _read_nifti(path: Path) -> Scan:
 def _read_any(path: str | Path) -> Scan:
     path = Path(path)
     if path.is_dir():
-        from tumorsyn.io.dicom import read_dicom_series, looks_like_dicom_folder
+        from tumorsyn.io.dicom import looks_like_dicom_folder, read_dicom_volume
 
         if looks_like_dicom_folder(path):
-            return read_dicom_series(path)
+            return Scan(**read_dicom_volume(path))
     return _read_nifti(path)
 
 

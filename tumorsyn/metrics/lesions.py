@@ -106,10 +106,6 @@ class LesionMatch(LesionCounts):
     reference: list[Lesion]
     predicted: list[Lesion]
 
-    @property
-    def n_counted(self) -> int:
-        return sum(c.counted for c in self.predicted)
-
 
 def _overlaps(ref_labels: np.ndarray, pred_labels: np.ndarray, n_pred: int) -> dict[tuple[int, int], int]:
     """Shared voxel count of every overlapping (lesion, component) pair."""

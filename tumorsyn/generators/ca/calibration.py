@@ -4,7 +4,8 @@ Growth is measured in voxels of the grid's finest spacing: the direction weights
 :func:`~tumorsyn.generators.ca.model.direction_weights` make a cell advance the same mean distance
 in millimetres along every direction, scaled to ``min(spacing_mm)``. So one table serves every
 grid: ``diameter_mm(steps) = min(spacing_mm) * D(steps * speed)``, where ``D`` is the visible
-label's equivalent-sphere diameter in finest voxels, measured by :func:`measure_table` on a
+label's equivalent-sphere diameter in finest voxels, measured by
+:func:`~tumorsyn.generators.ca.trajectory.measure_table` (a growth trajectory) on a
 homogeneous isotropic organ with the reference parameters, averaged over seeds, and ``speed``
 corrects for a spec's own invasion and proliferation probabilities. The table gives the first
 guess; :func:`tumorsyn.sample_spec` then refines the step count on the real organ (``rescale``)
@@ -15,14 +16,14 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["TABLE_STEPS", "TABLE_DIAMETER_VOX", "MAX_STEPS", "REFERENCE", "diameter_vox", "steps_for_diameter",
-           "rescale_steps", "reach_mm", "necrosis_schedule", "measure_table"]
+           "rescale_steps", "reach_mm", "necrosis_schedule"]
 
 MAX_STEPS = 600
 
 # Reference parameters of the measurement (mid-range draws of CAGenerator.sample_params).
 REFERENCE = {"mid": 0.725, "p_proliferate": 0.8}
 
-# Measured by measure_table(): steps -> equivalent diameter of the label, in finest voxels
+# Measured by trajectory.measure_table(): steps -> equivalent diameter of the label, in finest voxels
 # (median over seeds 0-3, 1 mm isotropic, homogeneous MID tissue, REFERENCE parameters):
 # measure_table(200, seeds=range(4), every=10). About 0.3 finest voxels of diameter per step
 # once the clone has filled its first voxels (~15 steps).
@@ -99,38 +100,3 @@ def necrosis_schedule(necrosis: dict, spacing_mm, params: dict) -> tuple[int, in
     front_mm_per_step = 0.5 * float(min(spacing_mm)) * max(_extrapolate_slope(), 1e-3) * _speed(params)
     age = int(min(max(round(float(necrosis["rim_mm"]) / front_mm_per_step), 1), 255))
     return start, age
-
-
-def measure_table(max_steps: int = 200, *, seeds=range(8), every: int = 5, device: str = "cpu"):
-    """Measure the steps -> diameter table (finest voxels) with the generator's own label rule.
-
-    Grows reference tumours in a homogeneous 1 mm organ and measures the label's equivalent
-    diameter every ``every`` steps. Returns ``(steps, median_diameter_vox)``; the numbers stored
-    in this module came from ``measure_table()``.
-    """
-    from tumorsyn.generators.ca.generator import CAGenerator
-    from tumorsyn.measure import equivalent_diameter_mm
-    from tumorsyn.spec import TumorSpec
-
-    marks = list(range(0, max_steps + 1, every))[1:]
-    half = int(0.5 * diameter_vox(max_steps) * 1.4) + 8 if TABLE_STEPS[-1] >= max_steps else max_steps // 2 + 8
-    n = 2 * half + 1
-    organ = np.ones((n, n, n), bool)
-    generator = CAGenerator(device=device)
-    rows = []
-    for seed in seeds:
-        params = {"capacity": 10, "invasion": {"low": 0.9, "mid": REFERENCE["mid"], "high": 0.5, "vessel": 0.08,
-                                               "outside": 0.4},
-                  "p_proliferate": REFERENCE["p_proliferate"], "yield_pushes": 10, "steps": max_steps,
-                  "delta_hu": -40.0, "edge_mm": 0.65, "texture_scale_mm": 2.0, "texture_amount": 0.2,
-                  "necrosis": None, "capsule": None}
-        spec = TumorSpec(method="ca", organ="liver", seed=int(seed), center_vox=(half, half, half), size_mm=10.0,
-                         spacing_mm=(1.0, 1.0, 1.0), grid_shape=organ.shape, organ_mean_hu=100.0, organ_std_hu=15.0,
-                         params=params)
-        result, _ = generator._grow(spec, organ, (0, 0, 0), None, save_steps=marks)
-        row = []
-        for mark in marks:
-            w, delta, _ = generator._fields(spec, result.snapshots[mark][1:-1, 1:-1, 1:-1], organ)
-            row.append(equivalent_diameter_mm(generator._label(w, delta, spec), (1.0, 1.0, 1.0)))
-        rows.append(row)
-    return np.array([0] + marks, dtype=float), np.concatenate([[0.0], np.median(np.array(rows), axis=0)])

@@ -10,14 +10,15 @@ Intensity model (per voxel x of the box)::
 
     f(x)     = population / capacity (1 where necrotic), blurred by edge_mm
     delta(x) = delta_hu * clip(1 + texture_amount * texture(x), 0.6, 1.6)   (necrotic core, capsule: own values)
-    out(x)   = in(x) + f(x) * (mu + delta(x) - smooth(in)(x))
+    out(x)   = in(x) + f(x) * (mu + delta(x) + texture(x) - smooth(in)(x))     (tumorsyn.blend)
 
 so the darkening is proportional to population x texture x a contrast relative to the organ's
 own standard deviation. A voxel is labelled tumour when it carries at least half of the nominal
 contrast, ``f |delta| >= |delta_hu| / 2`` (holes filled): the label is what is visible.
 
 Optional mass effect (``params["mass_effect"] = {"push": p}``): before the tumour is drawn, the
-surrounding tissue is pushed outward by a smooth displacement field (see :func:`mass_effect_field`)
+surrounding tissue is pushed outward by a smooth displacement field (see
+:func:`~tumorsyn.generators.ca.mass_effect.mass_effect_field`)
 whose largest shift is ``p`` times the tumour's equivalent radius; vessels near the tumour bow away
 from it. The field fades to zero at the organ surface and at the box border, so nothing outside the
 box and no organ boundary moves.
@@ -29,24 +30,23 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from tumorsyn.errors import ConfigError
 from tumorsyn import priors
+from tumorsyn.blend import blend, drop_faint, tissue_level, visible_contrast
+from tumorsyn.errors import ConfigError
 from tumorsyn.generators.base import Generator, Rendering, hypodense_contrast
 from tumorsyn.generators.ca import calibration
+from tumorsyn.generators.ca.mass_effect import displace, mass_effect_field
 from tumorsyn.organs import OrganPreset
 from tumorsyn.priors import ellipsoid_axes, texture_sd_for_spread
 from tumorsyn.shapes import fill_holes
 from tumorsyn.spec import TumorSpec
 from tumorsyn.texture import seeded_streams, smooth_noise
 
-__all__ = ["CAGenerator", "mass_effect_field", "displace"]
+__all__ = ["CAGenerator"]
 
-_SMOOTH_MM = 1.5         # blur separating the tissue level from the scan's noise grain (as in rules)
-_MIN_WEIGHT = 1.0 / 256  # presence below this leaves a voxel untouched (byte-identical)
 _CAPACITY = 10
 _INVASION_KEYS = ("low", "mid", "high", "vessel", "outside")
 _MASS_EFFECT_PROBABILITY = 0.5
-_MIN_SHIFT_VOX = 0.01    # displacements below this (voxels) leave a voxel untouched (byte-identical)
 
 
 # Edge blur (mm, the presence map's Gaussian sigma) -> edge sharpness (tumorsyn realism) of automaton
@@ -64,82 +64,6 @@ _TEXTURE_AMOUNT = 0.1  # multiplicative texture kept small: the additive texture
 def edge_mm_for_sharpness(sharpness: float) -> float:
     """Edge blur (mm) whose automaton tumours show ``sharpness`` (realism's edge_sharpness), clamped to the table."""
     return float(np.interp(float(sharpness), _EDGE_TABLE_SHARPNESS, _EDGE_TABLE_MM))
-
-
-def _ramp(n: int, width: int) -> np.ndarray:
-    """1 in the middle of an axis of ``n`` voxels, falling smoothly to 0 over ``width`` voxels at each end."""
-    t = np.ones(n, np.float32)
-    if width > 0:
-        r = np.sin(0.5 * np.pi * np.clip(np.arange(n, dtype=np.float32) / width, 0.0, 1.0)) ** 2
-        t = np.minimum(r, r[::-1])
-    return t
-
-
-def mass_effect_field(presence: np.ndarray, organ_box: np.ndarray, spacing_mm, push: float) -> np.ndarray:
-    """Outward displacement (voxels) that a tumour's mass imposes on the tissue around it.
-
-    Parameters
-    ----------
-    presence : ndarray of float, shape (X, Y, Z)
-        Tumour presence in [0, 1] (population / capacity) in the box.
-    organ_box : ndarray of bool, shape (X, Y, Z)
-        The organ in the box: the field fades to zero at its surface (the organ outline stays put).
-    spacing_mm : sequence of 3 float
-        Voxel size in mm.
-    push : float
-        Largest shift as a fraction of the tumour's equivalent radius (e.g. 0.15).
-
-    Returns
-    -------
-    ndarray of float32, shape (3, X, Y, Z)
-        Per-axis displacement in voxels: the tissue found at ``x`` after the push came from
-        ``x - u(x)``. Zero at the box border.
-    """
-    spacing = np.asarray(spacing_mm, dtype=np.float64)
-    body = presence >= 0.5
-    volume_mm3 = float(np.count_nonzero(body)) * float(np.prod(spacing))
-    radius_mm = (0.75 * volume_mm3 / np.pi) ** (1.0 / 3.0)
-    u = np.zeros((3,) + presence.shape, np.float32)
-    if radius_mm <= 0.0 or push <= 0.0:
-        return u
-    # The gradient of the blurred presence points into the tumour; its negative pushes outward,
-    # strongest just outside the edge and fading over about one radius.
-    blurred = ndimage.gaussian_filter(presence.astype(np.float32), sigma=0.5 * radius_mm / spacing, mode="constant",
-                                      truncate=2.5)
-    grad = np.gradient(blurred, *spacing)
-    magnitude = np.sqrt(sum(g * g for g in grad))
-    peak = float(magnitude.max())
-    if peak <= 0.0:
-        return u
-    scale = float(push) * radius_mm / peak  # mm of shift per unit gradient
-    # Fade to zero at the organ surface (smooth inside, zero outside) and over the outer fifth of the box.
-    inside = ndimage.gaussian_filter(organ_box.astype(np.float32), sigma=1.5 / spacing, mode="nearest", truncate=2.0)
-    fade = np.clip(2.0 * inside - 1.0, 0.0, 1.0)
-    ramps = [_ramp(n, max(n // 5, 1)) for n in presence.shape]
-    fade *= ramps[0][:, None, None] * ramps[1][None, :, None] * ramps[2][None, None, :]
-    for axis in range(3):
-        u[axis] = -grad[axis] * scale * fade / spacing[axis]
-    return u
-
-
-def displace(ct_box: np.ndarray, smooth: np.ndarray, u: np.ndarray):
-    """``(ct_out, smooth_out, moved)``: the box resampled at ``x - u(x)`` where the shift is noticeable.
-
-    The tissue (``smooth``, the CT blurred a little) moves with linear interpolation; the scan's
-    noise grain (the rest) moves with nearest-neighbour sampling, so the displaced region keeps the
-    noise level of the scan (interpolating the noise would smooth it: a tell).
-    """
-    ct = ct_box.astype(np.float32)
-    out, smooth_out = ct.copy(), smooth.astype(np.float32, copy=True)
-    moved = np.sqrt((u * u).sum(axis=0)) > _MIN_SHIFT_VOX
-    if moved.any():
-        where = np.nonzero(moved)
-        coords = np.stack([w - u[a][where] for a, w in enumerate(where)])
-        tissue = ndimage.map_coordinates(smooth_out, coords, order=1, mode="nearest")
-        grain = ndimage.map_coordinates(ct - smooth_out, coords, order=0, mode="nearest")
-        smooth_out[where] = tissue
-        out[where] = tissue + grain
-    return out, smooth_out, moved
 
 
 class _GrowthGrid:
@@ -194,7 +118,8 @@ class CAGenerator(Generator):
     """Cellular-automaton tumours (``method="ca"``): Numba CPU kernel, CUDA kernel when a GPU is present.
 
     ``render`` and ``apply`` read the CT of the box (``uses_ct``): tissue classes come from its HU
-    relative to the spec's organ statistics.
+    relative to the spec's organ statistics. :meth:`grow`, :meth:`label` and :meth:`compose` are
+    the steps of :meth:`apply`, public for growth trajectories and the step calibration.
     """
 
     name = "ca"
@@ -313,8 +238,21 @@ class CAGenerator(Generator):
         p["steps"] = new
         return spec.with_params(params=p)
 
-    def _grow(self, spec: TumorSpec, organ_box: np.ndarray, origin, ct_box, *, save_steps=()):
+    def grow(self, spec: TumorSpec, organ_box: np.ndarray, origin, *, ct_box: np.ndarray | None = None,
+             save_steps=()):
         """Run the automaton for the spec in this box: ``(CAResult, tissue)`` (padded box, native grid).
+
+        Parameters
+        ----------
+        spec : TumorSpec
+            A ``method="ca"`` spec (validated here).
+        organ_box : ndarray of bool, shape (X, Y, Z)
+        origin : tuple of int
+            Index of the box's first voxel in the scan.
+        ct_box : ndarray of float, shape (X, Y, Z), optional
+            The box's CT (HU): tissue classes; without it the organ is homogeneous tissue.
+        save_steps : sequence of int
+            Steps whose population maps are kept in ``result.snapshots`` (padded, native grid).
 
         The automaton runs on a growth grid of the finest spacing, stretched by ``params["stretch"]``
         (see :class:`_GrowthGrid`; tissue classes sampled there by nearest neighbour) and its
@@ -358,7 +296,7 @@ class CAGenerator(Generator):
         frac = np.where(dead, np.float32(1.0), np.clip(pop, 0, None).astype(np.float32) / np.float32(capacity))
         sigma_vox = [p["edge_mm"] / s for s in spec.spacing_mm]
         w = ndimage.gaussian_filter(frac, sigma=sigma_vox, mode="constant", truncate=3.0)
-        w[w < _MIN_WEIGHT] = 0.0
+        drop_faint(w)
         if not spec.exophytic:
             w *= organ_box
         texture_rng, = seeded_streams(spec.seed, 1)
@@ -384,38 +322,40 @@ class CAGenerator(Generator):
         return w.astype(np.float32), delta.astype(np.float32), texture_hu.astype(np.float32)
 
     def _label(self, w: np.ndarray, delta: np.ndarray, spec: TumorSpec) -> np.ndarray:
-        visible = w * np.abs(delta) >= 0.5 * abs(spec.params["delta_hu"])
+        visible = visible_contrast(w, delta, spec.params["delta_hu"])
         # A capsule of opposite sign crosses zero contrast; the necrotic core is inside: fill both.
         return fill_holes(visible) if visible.any() else visible
 
     def render(self, spec: TumorSpec, organ_box: np.ndarray, origin, *, ct_box: np.ndarray | None = None) -> Rendering:
         """Label and presence of the grown tumour; ``ct_box`` (HU) gives the tissue classes."""
-        result, _ = self._grow(spec, organ_box, origin, ct_box)
-        w, delta, _ = self._fields(spec, result.pop[1:-1, 1:-1, 1:-1], organ_box)
-        label = self._label(w, delta, spec)
+        result, _ = self.grow(spec, organ_box, origin, ct_box=ct_box)
+        label = self.label(spec, result.pop[1:-1, 1:-1, 1:-1], organ_box)
         return Rendering(label=label, presence=label)
 
     def apply(self, ct_box: np.ndarray, organ_box: np.ndarray, spec: TumorSpec, origin):
-        result, _ = self._grow(spec, organ_box, origin, ct_box)
-        return self._compose(ct_box, organ_box, spec, result.pop[1:-1, 1:-1, 1:-1])
+        result, _ = self.grow(spec, organ_box, origin, ct_box=ct_box)
+        return self.compose(ct_box, organ_box, spec, result.pop[1:-1, 1:-1, 1:-1])
 
-    def _compose(self, ct_box: np.ndarray, organ_box: np.ndarray, spec: TumorSpec, pop: np.ndarray):
-        """``(ct_box_out, label_box, changed_box)`` for a population map (unpadded)."""
+    def label(self, spec: TumorSpec, pop: np.ndarray, organ_box: np.ndarray) -> np.ndarray:
+        """The visible label (bool, box) of a population map (unpadded, e.g. a ``result.snapshots`` step)."""
+        w, delta, _ = self._fields(spec, pop, organ_box)
+        return self._label(w, delta, spec)
+
+    def compose(self, ct_box: np.ndarray, organ_box: np.ndarray, spec: TumorSpec, pop: np.ndarray):
+        """``(ct_box_out, label_box, changed_box)``: the tumour of a population map (unpadded) written into the box."""
         w, delta, texture_hu = self._fields(spec, pop, organ_box)
         label = self._label(w, delta, spec)
         changed = w > 0
-        out = ct_box.astype(np.float32, copy=True)
         if not changed.any():
-            return out, label, changed
-        smooth = ndimage.gaussian_filter(out, sigma=[_SMOOTH_MM / s for s in spec.spacing_mm], mode="nearest",
-                                         truncate=3.0)
+            return ct_box.astype(np.float32, copy=True), label, changed
+        start, level = ct_box, tissue_level(ct_box, spec.spacing_mm)
         mass = spec.params.get("mass_effect")
         if mass:
             # Push the tissue aside first; the tumour is then drawn over the displaced scan.
             presence = np.where(pop < 0, np.float32(1.0), np.clip(pop, 0, None) / np.float32(spec.params["capacity"]))
             field = mass_effect_field(presence, organ_box, spec.spacing_mm, float(mass["push"]))
-            out, smooth, moved = displace(out, smooth, field)
+            start, level, moved = displace(ct_box, level, field)
             changed = changed | moved
         target = np.float32(spec.organ_mean_hu) + delta + texture_hu
-        out[changed] += w[changed] * (target[changed] - smooth[changed])
+        out, changed = blend(start, w, target, level, changed)
         return out, label, changed

@@ -2,11 +2,12 @@
 
 After the idea of DiffTumor, rebuilt from its description (see ``docs/diffusion.md``):
 
-1. the mask comes from the core's shape code (:func:`tumorsyn.shapes.lobulated_distance_mm`,
-   sizes in mm, the same family as the rules generator);
+1. the mask comes from the core's shape code (:func:`tumorsyn.shapes.sample_outline`,
+   :func:`tumorsyn.shapes.shape_distance_mm`: sizes in mm, the same family as the rules generator);
 2. a crop around the tumour is resampled to the model's spacing (locally, never the whole scan);
 3. the model samples the masked region in latent space, keeping the known region (RePaint);
-4. the decoded crop is resampled back to the scan's own grid and blended in with a soft edge::
+4. the decoded crop is resampled back to the scan's own grid and blended in with a soft edge
+   (:mod:`tumorsyn.blend`)::
 
        w(x)   = sigmoid(-d(x) / tau)     d = signed distance to the shape (mm), tau = edge_mm / 4
        out(x) = in(x) + w(x) * (gen(x) - in(x))
@@ -23,22 +24,17 @@ import warnings
 
 import numpy as np
 from scipy import ndimage
-from scipy.special import expit
 
+from tumorsyn.blend import SMOOTH_MM, blend, edge_reach_mm, sigmoid_weight
 from tumorsyn.errors import ConfigError
 from tumorsyn.generators.base import Generator, Rendering
 from tumorsyn.generators.diffusion.model_folder import SAMPLERS, load_model, model_checksum, read_model_config
-from tumorsyn.generators.rules import RulesGenerator
-from tumorsyn.shapes import box_offsets_mm, fill_holes, lobulated_distance_mm
+from tumorsyn.shapes import box_offsets_mm, fill_holes, sample_outline, sample_radii_mm, shape_distance_mm, shape_reach_mm
 from tumorsyn.spec import TumorSpec
-from tumorsyn.texture import lattice_noise, seeded_streams
 
 __all__ = ["DiffusionGenerator"]
 
-_MIN_WEIGHT = 1.0 / 256
-_SMOOTH_MM = 1.5          # the visibility test compares smoothed HU: the scan's noise grain is not a tumour
 _MIN_VISIBLE_HU = 10.0
-_LATTICE_NODES = 12
 _SHAPE_KEYS = ("radii_mm", "rotation", "lobes", "deform_amplitude", "satellites", "edge_mm")
 _MAX_STEPS = 1000
 _HOST_HU_TOLERANCE = 40.0  # host organ this far (HU) from the model's training organs: likely another phase
@@ -67,11 +63,13 @@ class DiffusionGenerator(Generator):
             warnings.warn(f"{folder}: the model learnt organs of about {float(learnt):.0f} HU, this organ is "
                           f"{float(organ_mean_hu):.0f} HU (another contrast phase?): its tumours may be far too "
                           "bright or too dark here; see docs/diffusion.md, Known limits", stacklevel=2)
-        shape = RulesGenerator().sample_params(rng, size_mm=size_mm, preset=preset, organ_mean_hu=organ_mean_hu,
-                                               organ_std_hu=organ_std_hu, spacing_mm=spacing_mm, options={},
-                                               organ_noise_hu=organ_noise_hu)
-        params = {key: shape[key] for key in _SHAPE_KEYS}
+        radii = sample_radii_mm(rng, organ=preset.name, size_mm=size_mm)
+        # The two draws the rules generator makes here (appearance, contrast), so that one seed draws
+        # the same shape in both generators (and the same diffusion specs as before they shared code).
+        rng.random(2)
+        params = {"radii_mm": radii, **sample_outline(rng, organ=preset.name, size_mm=size_mm)}
         params["satellites"] = []  # one lesion per mask: the model was trained on single tumours
+        params = {key: params[key] for key in _SHAPE_KEYS}
         steps = options.get("steps")
         params.update({
             "model": str(folder),
@@ -103,17 +101,11 @@ class DiffusionGenerator(Generator):
             raise ConfigError(f"a {spec.size_mm:.0f} mm tumour does not fit the model's crop ({crop_mm:.0f} mm across) "
                               "with context around it; ask for a smaller --size-mm or use a model trained on larger crops")
 
-    @staticmethod
-    def _reach_mm(spec: TumorSpec) -> float:
-        p = spec.params
-        reach = max(p["radii_mm"]) * (1.0 + sum(lobe[3] for lobe in p.get("lobes", ())) + 4.0 * p.get("deform_amplitude", 0.0))
-        return reach + 1.5 * p["edge_mm"]
-
     def extent_mm(self, spec: TumorSpec) -> float:
         """Half-width of the box: the shape's reach, and the model crop (its context) around it."""
         _, config = read_model_config(spec.params["model"])
         half_crop = max(0.5 * (n - 1) * s for n, s in zip(config["data"]["crop_size"], config["data"]["spacing_mm"]))
-        return max(self._reach_mm(spec) + 1.0, half_crop + max(spec.spacing_mm))
+        return max(shape_reach_mm(spec.params) + edge_reach_mm(spec.params["edge_mm"]) + 1.0, half_crop + max(spec.spacing_mm))
 
     def rescale(self, spec: TumorSpec, factor: float) -> TumorSpec:
         p = dict(spec.params)
@@ -122,21 +114,16 @@ class DiffusionGenerator(Generator):
 
     def _distance(self, spec: TumorSpec, box_shape, origin, spacing_mm=None, center=None) -> np.ndarray:
         """Signed distance (mm) to the tumour's shape on a grid (default: the scan's box)."""
-        p = spec.params
-        shape_rng, = seeded_streams(spec.seed, 1)
         offsets = box_offsets_mm(box_shape, origin, spec.center_vox if center is None else center,
                                  spec.spacing_mm if spacing_mm is None else spacing_mm)
-        return lobulated_distance_mm(offsets, radii_mm=p["radii_mm"], rotation=p["rotation"], lobes=p.get("lobes", ()),
-                                     deform_lattice=lattice_noise(shape_rng, nodes=_LATTICE_NODES),
-                                     deform_amplitude=p.get("deform_amplitude", 0.0), satellites=p.get("satellites", ()))
+        return shape_distance_mm(spec.params, seed=spec.seed, offsets_mm=offsets)
 
     def _weight(self, spec: TumorSpec, distance: np.ndarray, organ_box: np.ndarray) -> np.ndarray:
-        w = expit(-distance / np.float32(spec.params["edge_mm"] / 4.0)).astype(np.float32)
-        w[w < _MIN_WEIGHT] = 0.0
+        w = sigmoid_weight(distance, spec.params["edge_mm"])
         return w if spec.exophytic else w * organ_box
 
-    def render(self, spec: TumorSpec, organ_box: np.ndarray, origin) -> Rendering:
-        """The shape mask the model is asked to fill (the sampled label is known only after ``apply``)."""
+    def render(self, spec: TumorSpec, organ_box: np.ndarray, origin, *, ct_box: np.ndarray | None = None) -> Rendering:
+        """The shape mask the model is asked to fill (the sampled label is known only after ``apply``; ``ct_box`` unused)."""
         distance = self._distance(spec, organ_box.shape, origin)
         presence = distance <= 0
         return Rendering(label=presence if spec.exophytic else presence & organ_box, presence=presence)
@@ -178,12 +165,13 @@ class DiffusionGenerator(Generator):
         """Blend a generated crop (HU, model grid) into the box: ``(ct_box_out, label_box, changed_box)``."""
         w = self._weight(spec, self._distance(spec, ct_box.shape, origin), organ_box)
         changed = w > 0
-        out = ct_box.astype(np.float32, copy=True)
         if not changed.any():
-            return out, np.zeros(ct_box.shape, bool), changed
+            return ct_box.astype(np.float32, copy=True), np.zeros(ct_box.shape, bool), changed
         gen = self.back_to_box(generated_hu, ct_box.shape, spec, origin, model)
-        out[changed] += w[changed] * (gen[changed] - out[changed])
-        sigma = [_SMOOTH_MM / s for s in spec.spacing_mm]
+        # The model's HU replace the scan's own (noise grain included): the level blended from is the input.
+        out, changed = blend(ct_box, w, gen, ct_box.astype(np.float32), changed)
+        # The visibility test compares smoothed HU: the scan's noise grain is not a tumour.
+        sigma = [SMOOTH_MM / s for s in spec.spacing_mm]
         diff = ndimage.gaussian_filter(out - ct_box.astype(np.float32), sigma=sigma, mode="constant", truncate=3.0)
         visible = (np.abs(diff) >= float(spec.params["visible_hu"])) & changed
         label = fill_holes(visible) if visible.any() else visible
