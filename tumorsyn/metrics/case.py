@@ -1,14 +1,15 @@
-"""All figures of one case: lesions and their matches, false positives, Dice and surface Dice."""
+"""All figures of one case: lesions and their matches, false positives, and the per-case metrics
+(:data:`tumorsyn.metrics.case_metrics.CASE_METRICS`: Dice, surface Dice, ...)."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
+from tumorsyn.metrics.case_metrics import case_metric_values
 from tumorsyn.metrics.lesions import Lesion, LesionCounts, match_lesions
-from tumorsyn.metrics.segmentation import SURFACE_TOLERANCE_MM, dice, surface_dice
+from tumorsyn.metrics.segmentation import SURFACE_TOLERANCE_MM
 from tumorsyn.metrics.sizes import DEFAULT_BINS_MM
 
 __all__ = ["PROBABILITY_THRESHOLD", "CaseResult", "evaluate_case"]
@@ -27,8 +28,10 @@ class CaseResult(LesionCounts):
     has_tumour : bool
         The (organ-restricted) reference holds at least one lesion.
     reference, predicted : list of Lesion
-    dice, surface_dice : float or None
-        Only for tumour-positive cases (None otherwise).
+    metrics : dict of str to float or None
+        Every registered per-case metric by name, in registry order (``dice``, ``surface_dice``, ...);
+        None where it does not apply (a tumour-free case, for tumour-positive-only metrics) or is
+        undefined. ``dice`` and ``surface_dice`` are also attributes.
     ref_voxels, pred_voxels, overlap_voxels : int
         Voxel counts for the pooled (global) Dice.
     probabilistic : bool
@@ -44,8 +47,7 @@ class CaseResult(LesionCounts):
     has_tumour: bool
     reference: list[Lesion]
     predicted: list[Lesion]
-    dice: float | None
-    surface_dice: float | None
+    metrics: dict[str, float | None]
     ref_voxels: int
     pred_voxels: int
     overlap_voxels: int
@@ -54,6 +56,14 @@ class CaseResult(LesionCounts):
     pred_voxels_outside_organ: int = 0
     spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
     inputs: dict = field(default_factory=dict)
+
+    @property
+    def dice(self) -> float | None:
+        return self.metrics.get("dice")
+
+    @property
+    def surface_dice(self) -> float | None:
+        return self.metrics.get("surface_dice")
 
     @property
     def has_counted_prediction(self) -> bool:
@@ -68,8 +78,7 @@ class CaseResult(LesionCounts):
             "n_detected": self.n_detected,
             "n_predicted_components": sum(c.counted for c in self.predicted),
             "n_false_positives": self.n_false_positives,
-            "dice": self.dice,
-            "surface_dice": self.surface_dice,
+            **self.metrics,
             "ref_voxels": self.ref_voxels,
             "pred_voxels": self.pred_voxels,
             "overlap_voxels": self.overlap_voxels,
@@ -139,13 +148,11 @@ def evaluate_case(reference: np.ndarray, prediction: np.ndarray, *, spacing_mm: 
     ref_voxels = int(np.count_nonzero(reference))
     pred_voxels = int(np.count_nonzero(prediction))
     overlap = int(np.count_nonzero(reference & prediction))
-    # Dice is undefined-or-trivial on a tumour-free reference, so those cases never enter it.
-    case_dice = dice(reference, prediction) if has_tumour else None
-    case_nsd = surface_dice(reference, prediction, spacing_mm=spacing_mm, tolerance_mm=tolerance_mm) if has_tumour else None
-    if case_nsd is not None and math.isnan(case_nsd):
-        case_nsd = None
+    # Dice is undefined-or-trivial on a tumour-free reference, so tumour-positive-only metrics skip those cases.
+    values = case_metric_values(reference, prediction, spacing_mm=spacing_mm, has_tumour=has_tumour,
+                                overrides={"surface_dice_tolerance_mm": tolerance_mm})
     return CaseResult(case_id=case_id, has_tumour=has_tumour, reference=matched.reference,
-                      predicted=matched.predicted, dice=case_dice, surface_dice=case_nsd,
+                      predicted=matched.predicted, metrics=values,
                       ref_voxels=ref_voxels, pred_voxels=pred_voxels, overlap_voxels=overlap,
                       probabilistic=probability is not None, ref_voxels_outside_organ=ref_out,
                       pred_voxels_outside_organ=pred_out,

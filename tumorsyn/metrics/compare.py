@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from tumorsyn.errors import ConfigError, CorruptFileError, InputError
+from tumorsyn.metrics.case_metrics import metric_parameters
 from tumorsyn.metrics.report import REPORT_SCHEMA, to_jsonable, write_json, write_text
 from tumorsyn.metrics.sizes import EARLY_MAX_DIAMETER_MM
 from tumorsyn.metrics.stats import mcnemar_test, proportion
@@ -20,7 +21,7 @@ __all__ = ["load_report", "compare_reports", "render_comparison", "write_compari
 
 # Conventions that change which lesions exist or count as found: they must agree to compare.
 _MUST_AGREE = ("connectivity", "size_bins_mm", "match", "min_volume_mm3", "organ_restricted", "organ_labels",
-               "tumour_labels", "surface_dice_tolerance_mm", "probability_threshold")
+               "tumour_labels", "probability_threshold")
 
 
 def load_report(path: str | Path) -> dict:
@@ -45,7 +46,9 @@ def _reference_lesions(report: dict) -> dict[tuple[str, int], dict]:
 
 
 def _check_comparable(a: dict, b: dict) -> None:
-    differ = [k for k in _MUST_AGREE if a["conventions"].get(k) != b["conventions"].get(k)]
+    # Every parameter of a per-case metric (e.g. surface_dice_tolerance_mm) must agree too.
+    metric_keys = [f"{name}_{p}" for name, params in metric_parameters().items() for p in params]
+    differ = [k for k in (*_MUST_AGREE, *metric_keys) if a["conventions"].get(k) != b["conventions"].get(k)]
     if differ:
         detail = "; ".join(f"{k}: {a['conventions'].get(k)} vs {b['conventions'].get(k)}" for k in differ)
         raise ConfigError(f"the reports used different conventions ({detail}); evaluate both with the same options",

@@ -6,6 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Sequence
 
 from tumorsyn.metrics.case import PROBABILITY_THRESHOLD
+from tumorsyn.metrics.case_metrics import CASE_METRICS, metric_parameters
 from tumorsyn.metrics.lesions import MATCH_CRITERIA
 from tumorsyn.metrics.segmentation import SURFACE_TOLERANCE_MM
 from tumorsyn.metrics.sizes import DEFAULT_BINS_MM, EARLY_MAX_DIAMETER_MM, check_bins_mm, size_bin_labels
@@ -22,8 +23,17 @@ CASE_ID_RULE = ("file name without .nii.gz/.nii, then trailing suffixes among "
 def conventions(*, match: str = "any", min_volume_mm3: float = 0.0, bins_mm: Sequence[float] = DEFAULT_BINS_MM,
                 tolerance_mm: float = SURFACE_TOLERANCE_MM, organ_restricted: bool = False,
                 tumour_labels: Sequence[int] | None = None, organ_labels: Sequence[int] | None = None) -> dict:
-    """Every choice behind the figures, as a JSON-able dict (numbers plus a sentence each)."""
+    """Every choice behind the figures, as a JSON-able dict (numbers plus a sentence each).
+
+    Each per-case metric of :data:`~tumorsyn.metrics.case_metrics.CASE_METRICS` adds its parameters
+    (``<name>_<parameter>``) and its definition (``<name>_rule``), in registry order.
+    """
     edges = check_bins_mm(bins_mm)
+    params = metric_parameters({"surface_dice_tolerance_mm": tolerance_mm})
+    per_case_metrics: dict = {}
+    for name, metric in CASE_METRICS.items():
+        per_case_metrics.update({f"{name}_{p}": v for p, v in params[name].items()})
+        per_case_metrics[f"{name}_rule"] = metric.definition
     return {
         "lesion": "26-connected component of the reference tumour mask",
         "connectivity": 26,
@@ -51,12 +61,7 @@ def conventions(*, match: str = "any", min_volume_mm3: float = 0.0, bins_mm: Seq
                             "prediction = p >= 0.5; FROC score of a component = its maximum probability",
         "froc_rule": "at each score threshold t, components with score >= t count; sensitivity = lesions "
                      "matched by such a component / all lesions; FP rate = such false positives / scans",
-        "dice_rule": "per-case Dice and surface Dice on tumour-positive scans only; global Dice pools "
-                     "voxel counts of tumour-positive scans; tumour-free scans never enter Dice",
-        "surface_dice_tolerance_mm": float(tolerance_mm),
-        "surface_dice_rule": "normalised surface Dice (Nikolov et al. 2021): boundary = mask voxels removed "
-                             "by a 6-connected erosion; Euclidean distance between voxel centres in mm; "
-                             "correct when <= tolerance (as MONAI compute_surface_dice, use_subvoxels=False)",
+        **per_case_metrics,
         "organ_restricted": bool(organ_restricted),
         "organ_rule": ("reference and prediction are both cut to the organ mask before components are "
                        "found: lesions and predicted components outside the organ vanish (no miss, no "

@@ -20,8 +20,8 @@ from typing import Sequence
 import numpy as np
 
 from tumorsyn.measure import label_lesions
-from tumorsyn.metrics.segmentation import _bounding_box
 from tumorsyn.metrics.sizes import DEFAULT_BINS_MM, component_sizes, size_bin_index, size_bin_labels
+from tumorsyn.placement import bounding_box
 
 __all__ = ["MATCH_CRITERIA", "Lesion", "LesionMatch", "match_lesions"]
 
@@ -160,7 +160,7 @@ def match_lesions(reference: np.ndarray, prediction: np.ndarray, *, spacing_mm: 
     if min_volume_mm3 < 0:
         raise ValueError(f"min_volume_mm3 must be >= 0, got {min_volume_mm3}")
     labels = size_bin_labels(bins_mm)
-    box = _bounding_box(reference | prediction)
+    box = bounding_box(reference | prediction)
     if box is None:
         return LesionMatch(reference=[], predicted=[])
     # Work inside the box holding every lesion and component: labelling a whole scan costs seconds.

@@ -19,6 +19,7 @@ import numpy as np
 from tumorsyn.errors import InputError
 from tumorsyn.io.writers import atomic_group, atomic_path
 from tumorsyn.metrics.case import CaseResult
+from tumorsyn.metrics.case_metrics import CASE_METRICS
 
 __all__ = ["REPORT_SCHEMA", "build_report", "to_jsonable", "write_text", "write_json", "lesion_rows",
            "write_lesions_csv", "render_markdown", "write_report", "make_report_folder"]
@@ -161,11 +162,15 @@ def render_markdown(report: dict) -> str:
               f"- Specificity (no predicted component in a tumour-free scan): {_pct(pt['specificity'])} of {pt['specificity']['n']} tumour-free scans",
               f"- False positives: {fp['total']} in all, {_num(fp['per_scan'], 2)} per scan "
               f"({_num(fp['per_tumour_free_scan'], 2)} per tumour-free scan)",
-              "", "## Segmentation (tumour-positive scans)", "",
-              f"- Dice per case: mean {_num(seg['dice_per_case']['mean'])}, median {_num(seg['dice_per_case']['median'])} (n = {seg['dice_per_case']['n']})",
-              f"- Surface Dice at {conv['surface_dice_tolerance_mm']:g} mm per case: mean {_num(seg['surface_dice_per_case']['mean'])}, "
-              f"median {_num(seg['surface_dice_per_case']['median'])}",
-              f"- Global Dice (pooled voxels): {_num(seg['global_dice'])}"]
+              "", "## Segmentation (tumour-positive scans)", ""]
+    # Metrics the report holds (one registered after the run, or dropped since, is not printed).
+    shown = [m for m in CASE_METRICS.values() if f"{m.name}_per_case" in seg]
+    for metric in shown:
+        stats = seg[f"{metric.name}_per_case"]
+        params = {p: conv.get(f"{metric.name}_{p}", v) for p, v in metric.parameters.items()}
+        lines.append("- " + metric.report_line({"mean": _num(stats["mean"]), "median": _num(stats["median"]),
+                                                "n": stats["n"]}, params))
+    lines.append(f"- Global Dice (pooled voxels): {_num(seg['global_dice'])}")
     froc = s.get("froc")
     lines += ["", "## FROC", ""]
     if froc:
@@ -176,10 +181,12 @@ def render_markdown(report: dict) -> str:
     else:
         lines.append("Not computed: the predictions are binary (an FROC needs probability maps in [0, 1]).")
     lines += ["", "## Per case", "",
-              "| case | lesions | detected | FP | Dice | surface Dice |", "|---|---:|---:|---:|---:|---:|"]
+              "| " + " | ".join(["case", "lesions", "detected", "FP", *(m.column for m in shown)]) + " |",
+              "|---|---:|---:|---:|" + "---:|" * len(shown)]
     for c in report["cases"]:
-        lines.append(f"| {c['case_id']} | {c['n_lesions']} | {c['n_detected']} | {c['n_false_positives']} | "
-                     f"{_num(c['dice'])} | {_num(c['surface_dice'])} |")
+        cells = [c["case_id"], c["n_lesions"], c["n_detected"], c["n_false_positives"],
+                 *(_num(c.get(m.name)) for m in shown)]
+        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     lines += ["", "## Conventions", ""]
     lines += [f"- **{key}**: {value}" for key, value in conv.items()]
     lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in report["versions"].items()), ""]

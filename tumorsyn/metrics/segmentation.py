@@ -14,6 +14,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from tumorsyn.placement import bounding_box
+
 __all__ = ["SURFACE_TOLERANCE_MM", "dice", "surface_dice", "boundary_points_mm"]
 
 SURFACE_TOLERANCE_MM = 2.0
@@ -58,17 +60,6 @@ def dice(reference: np.ndarray, prediction: np.ndarray) -> float:
     return 2.0 * int(np.count_nonzero(ref & pred)) / total
 
 
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    slices = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        hit = np.flatnonzero(mask.any(axis=other))
-        if hit.size == 0:
-            return None
-        slices.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(slices)
-
-
 def boundary_points_mm(mask: np.ndarray, *, spacing_mm: Sequence[float]) -> np.ndarray:
     """Centres of the boundary voxels of ``mask``, in mm from voxel (0, 0, 0).
 
@@ -86,7 +77,7 @@ def boundary_points_mm(mask: np.ndarray, *, spacing_mm: Sequence[float]) -> np.n
     """
     mask = _as_bool(mask, "mask")
     spacing = _check_spacing(spacing_mm)
-    box = _bounding_box(mask)
+    box = bounding_box(mask)
     if box is None:
         return np.zeros((0, 3))
     # Erode only the lesion's box (padded by one background voxel): cost follows the mask, not the scan.

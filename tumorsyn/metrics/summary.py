@@ -1,12 +1,12 @@
-"""Dataset figures from per-case results: per-lesion, per-patient, false positives, Dice, FROC."""
+"""Dataset figures from per-case results: per-lesion, per-patient, false positives, per-case metrics, FROC."""
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
 
 from tumorsyn.metrics.case import CaseResult
+from tumorsyn.metrics.case_metrics import CASE_METRICS, metric_applies
 from tumorsyn.metrics.froc import froc_curve, sensitivity_at_fp_rates
 from tumorsyn.metrics.sizes import DEFAULT_BINS_MM, is_early, size_bin_labels
 from tumorsyn.metrics.stats import proportion
@@ -36,7 +36,8 @@ def summarize(results: Sequence[CaseResult], *, bins_mm: Sequence[float] = DEFAU
     dict
         ``lesion_sensitivity`` (overall, by size bin, early < 20 mm; each a proportion with its Wilson
         95 % interval), ``false_positives``, ``patient`` (sensitivity, specificity),
-        ``segmentation`` (per-case Dice and surface Dice statistics, global Dice) and ``froc``
+        ``segmentation`` (``<name>_per_case`` statistics of every metric of
+        :data:`~tumorsyn.metrics.case_metrics.CASE_METRICS`, then the global Dice) and ``froc``
         (None unless every prediction carried probabilities).
     """
     if not results:
@@ -53,8 +54,10 @@ def summarize(results: Sequence[CaseResult], *, bins_mm: Sequence[float] = DEFAU
     negatives = [r for r in results if not r.has_tumour]
     total_fp = sum(r.n_false_positives for r in results)
 
-    dices = [r.dice for r in positives if r.dice is not None and not math.isnan(r.dice)]
-    nsds = [r.surface_dice for r in positives if r.surface_dice is not None]
+    # Each metric over the cases it applies to, undefined values (None) left out.
+    per_case = {f"{name}_per_case": _stats([r.metrics[name] for r in results
+                                            if metric_applies(metric, r.has_tumour) and r.metrics.get(name) is not None])
+                for name, metric in CASE_METRICS.items()}
     pooled = sum(r.ref_voxels + r.pred_voxels for r in positives)
     global_dice = 2.0 * sum(r.overlap_voxels for r in positives) / pooled if pooled else None
 
@@ -86,8 +89,7 @@ def summarize(results: Sequence[CaseResult], *, bins_mm: Sequence[float] = DEFAU
             "specificity": proportion(sum(not r.has_counted_prediction for r in negatives), len(negatives)),
         },
         "segmentation": {
-            "dice_per_case": _stats(dices),
-            "surface_dice_per_case": _stats(nsds),
+            **per_case,
             "global_dice": global_dice,
         },
         "froc": froc,
