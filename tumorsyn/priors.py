@@ -28,6 +28,7 @@ __all__ = ["QUANTILE_LEVELS", "EARLY_BELOW_MM", "load_priors", "size_class", "pr
 
 QUANTILE_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
 EARLY_BELOW_MM = 20.0  # early (small) tumours: equivalent diameter below 2 cm
+BORROW_FROM = "liver"   # the organ with real tumour data whose priors an organ without any borrows
 
 
 @lru_cache(maxsize=1)
@@ -45,10 +46,12 @@ def size_class(size_mm: float) -> str:
 def prior_quantiles(organ: str, size_mm: float, name: str) -> list[float]:
     """Quantiles (at :data:`QUANTILE_LEVELS`) of descriptor ``name`` for this organ and size.
 
-    Follows ``fallback`` entries (``"liver/early"``) when the organ or class has no such prior.
+    Follows ``fallback`` entries (``"liver/early"``) when the organ or class has no such prior. An
+    organ the file does not name at all (one just added to the organ registry) borrows the liver's
+    priors of its size class, as the kidney and spleen entries say explicitly.
     """
     organs = load_priors()["organs"]
-    key = f"{organ}/{size_class(size_mm)}"
+    key = f"{organ if organ in organs else BORROW_FROM}/{size_class(size_mm)}"
     seen = set()
     while key not in seen:
         seen.add(key)

@@ -96,3 +96,9 @@ def test_rules_shapes_follow_the_elongation_prior():
     q = priors.prior_quantiles("liver", 12.0, "elongation")
     assert q[0] - 0.05 <= float(np.median(ratios)) <= q[4]
     assert float(np.median(ratios)) < 0.93   # the former draws (axes 0.75-1.25 x r) were rounder
+
+
+def test_an_organ_the_priors_do_not_name_borrows_the_livers():
+    for size in (10.0, 30.0):
+        assert priors.prior_quantiles("gallbladder", size, "elongation") == priors.prior_quantiles("liver", size,
+                                                                                                   "elongation")
