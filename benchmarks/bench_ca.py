@@ -2,7 +2,7 @@
 
 Per-tumour seconds (median / mean / max) for 10, 20 and 40 mm liver tumours on the bundled
 TotalSegmentator example (3 mm) and, when present, the 3D-IRCADb patient 7 liver
-(0.78 x 0.78 x 1.6 mm, cropped to the liver at load time). Timed: ``synthesize_local`` (tissue
+(0.78 x 0.78 x 1.6 mm, cropped to the liver at load time). Timed: ``apply_specs`` (tissue
 map, growth, HU) per spec; specs are drawn untimed. Kernel compile time is reported apart, and
 the peak resident memory above the loaded scan (and its placement context) per size.
 
@@ -140,7 +140,7 @@ def run_case(name, ct, organ, spacing, *, n, device, baseline_n, kernel):
         gauge.reset()
         for spec in specs:
             t0 = time.perf_counter()
-            tumorsyn.synthesize_local(ct, organ, spacing, spec, device=device)
+            tumorsyn.apply_specs(ct, organ, spacing, spec, device=device).tumors[0]
             times.append(time.perf_counter() - t0)
         peak_mb = (gauge.peak() - rss_before) / MB
         # Resident growth stays near zero when freed heap is reused; the traced peak of the arrays
@@ -150,7 +150,7 @@ def run_case(name, ct, organ, spacing, *, n, device, baseline_n, kernel):
         for spec in specs:
             tracemalloc.reset_peak()
             base = tracemalloc.get_traced_memory()[0]
-            tumorsyn.synthesize_local(ct, organ, spacing, spec, device=device)
+            tumorsyn.apply_specs(ct, organ, spacing, spec, device=device).tumors[0]
             traced.append((tracemalloc.get_traced_memory()[1] - base) / MB)
         tracemalloc.stop()
         from tumorsyn.generators.ca.generator import CAGenerator
@@ -240,14 +240,14 @@ def gpu_throughput(ct0, liver0, sp0, batch: int = 64) -> None:
     rng = np.random.default_rng(64)
     specs = [tumorsyn.sample_spec(organ, spacing, organ="liver", method="ca", size_mm=(18.0, 22.0), ct_hu=ct, rng=rng,
                                   context=context, max_tries=50) for _ in range(batch)]
-    tumorsyn.synthesize_local(ct, organ, spacing, specs[0], device="cuda")  # compile / warm up
+    tumorsyn.apply_specs(ct, organ, spacing, specs[0], device="cuda").tumors[0]  # compile / warm up
     rates = {}
     for device in ("cuda", "cpu"):
         t0 = time.perf_counter()
         for spec in specs:
-            tumorsyn.synthesize_local(ct, organ, spacing, spec, device=device)
+            tumorsyn.apply_specs(ct, organ, spacing, spec, device=device).tumors[0]
         rates[device] = batch / (time.perf_counter() - t0)
-    print(f"\nGPU throughput, {batch} specs of 20 mm on {name} (synthesize_local per spec, one after another):")
+    print(f"\nGPU throughput, {batch} specs of 20 mm on {name} (apply_specs per spec, one after another):")
     print(f"  cuda {rates['cuda']:.1f} tumours/s, cpu {rates['cpu']:.1f} tumours/s, ratio {rates['cuda'] / rates['cpu']:.1f}x")
 
 

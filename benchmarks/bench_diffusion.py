@@ -7,7 +7,7 @@
 Sampling uses a model folder with the config's architecture and RANDOM weights (timing only; the
 tumours are noise): default config = 64^3 crops at 1 mm, x4 AutoencoderKL (32-64-64), UNet 64-128-256
 with attention at 4^3, 10 DPM-Solver++ steps. Early tumours (10-20 mm) are placed in the liver of the
-bundled TotalSegmentator example (3 mm). Per tumour the timed part is ``synthesize_local``: crop
+bundled TotalSegmentator example (3 mm). Per tumour the timed part is ``apply_specs``: crop
 resampling, encoding, N sampling steps, decoding, blending and the label (the model is loaded and
 warmed up before timing). Batch throughput samples ``--batch`` tumours in one ``apply_batch``.
 Training throughput runs each stage for ``--train-steps`` steps (batch size of the config) in a
@@ -66,13 +66,13 @@ def bench_sampling(model_dir: Path, *, device: str, tumours: int, batch: int, st
     specs = tumorsyn.sample_specs(organ, spacing, count=tumours, organ="liver", method="diffusion", size_mm=(10, 20),
                                   ct_hu=ct, rng=0, **options)
     load_model(model_dir, device=device)                                       # untimed: load
-    tumorsyn.synthesize_local(ct, organ, spacing, specs[0], device=device)     # untimed: warm-up
+    tumorsyn.apply_specs(ct, organ, spacing, specs[0], device=device).tumors[0]     # untimed: warm-up
     times, cpu, touched = [], [], []
     for spec in specs:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         t0, c0 = time.perf_counter(), time.process_time()
-        local = tumorsyn.synthesize_local(ct, organ, spacing, spec, device=device)
+        local = tumorsyn.apply_specs(ct, organ, spacing, spec, device=device).tumors[0]
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
@@ -82,9 +82,7 @@ def bench_sampling(model_dir: Path, *, device: str, tumours: int, batch: int, st
     jobs = []
     batch_specs = (specs * ((batch + len(specs) - 1) // len(specs)))[:batch]
     for spec in batch_specs:
-        from tumorsyn.synthesis import _box_for
-
-        slices = _box_for(spec, gen)
+        slices = gen.box(spec)
         jobs.append((ct[slices], organ[slices], spec, tuple(s.start for s in slices)))
     t0, c0 = time.perf_counter(), time.process_time()
     gen.apply_batch(jobs)
@@ -226,7 +224,7 @@ def main(argv=None) -> int:
               f"UNet {l['channels']} attention {l['attention_levels']}, random weights")
         r = bench_sampling(model_dir, device=device, tumours=args.tumours, batch=args.batch, steps=args.steps)
         t = r["times"]
-        print("\n## sampling per early tumour (synthesize_local: crop, encode, sample, decode, blend)")
+        print("\n## sampling per early tumour (apply_specs: crop, encode, sample, decode, blend)")
         print("| sizes mm | steps | sampler | median s | mean s | max s | CPU s (median, all threads) | voxels touched (median) | target |")
         print("|---|---|---|---|---|---|---|---|---|")
         print(f"| {min(r['sizes']):.1f}-{max(r['sizes']):.1f} | {r['steps']} | {r['sampler']} | {statistics.median(t):.2f} | "

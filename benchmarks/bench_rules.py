@@ -10,7 +10,7 @@ What is measured (``benchmarks/README.md`` explains every figure):
 
 * per tumour, for 10, 20 and 40 mm tumours (``size_mm = (0.9 s, 1.1 s)``): the time of
   :func:`tumorsyn.sample_spec` (with a prebuilt :class:`~tumorsyn.placement.PlacementContext`)
-  and of :func:`tumorsyn.synthesize_local`, on 3D-IRCADb patient 7 and on the bundled example;
+  and of :func:`tumorsyn.apply_specs`, on 3D-IRCADb patient 7 and on the bundled example;
   the context build is timed once per scan as a per-scan cost;
 * the clean-room SyntheticTumors baseline (``baseline_synthetictumors.py``) on the same liver,
   in a fresh process, with its texture bank timed apart (measured here and published);
@@ -46,7 +46,8 @@ from tumorsyn.io.labels import label_values  # noqa: E402
 from tumorsyn.io.scan import check_same_grid  # noqa: E402
 from tumorsyn.measure import equivalent_diameter_mm  # noqa: E402
 from tumorsyn.placement import PlacementContext  # noqa: E402
-from tumorsyn.synthesis import sample_spec, synthesize_local  # noqa: E402
+from tumorsyn.apply import apply_specs  # noqa: E402
+from tumorsyn.sampling import sample_spec  # noqa: E402
 
 from benchkit import MB, PeakRSS, cpu_model, print_checks, say, stats  # noqa: E402  (this folder)
 
@@ -130,7 +131,7 @@ def doubled(case: Case) -> Case:
 # --- measurement helpers -----------------------------------------------------------------------
 
 def run_ours(case: Case, context: PlacementContext, size: float, n: int, seed: int) -> dict:
-    """Time ``n`` tumours of nominal diameter ``size`` mm: sample_spec and synthesize_local apart."""
+    """Time ``n`` tumours of nominal diameter ``size`` mm: sample_spec and apply_specs apart."""
     rng = np.random.default_rng(seed)
     sample_s, apply_s, box, changed, diam, centres, failures = [], [], [], [], [], [], []
     for _ in range(n):
@@ -142,7 +143,7 @@ def run_ours(case: Case, context: PlacementContext, size: float, n: int, seed: i
             failures.append(str(exc))
             continue
         t1 = time.perf_counter()
-        result = synthesize_local(case.hu, case.organ, case.spacing_mm, spec)
+        result = apply_specs(case.hu, case.organ, case.spacing_mm, spec).tumors[0]
         t2 = time.perf_counter()
         sample_s.append(t1 - t0)
         apply_s.append(t2 - t1)
@@ -441,7 +442,7 @@ def main(argv=None) -> int:
     primary_ours = ours[primary.key]["results"]
     ratios = {}
     if base:
-        say(f"== side by side on [{primary.key}]: median seconds per tumour (ours = sample_spec + synthesize_local)")
+        say(f"== side by side on [{primary.key}]: median seconds per tumour (ours = sample_spec + apply_specs)")
         say(f"{'size':>6}  {'ours s':>8}  {'baseline s':>10}  {'baseline/ours':>13}  "
             f"{'ours + context s':>16}  {'baseline/(ours + context)':>25}")
         ctx_s = ours[primary.key]["context_s"]

@@ -180,9 +180,9 @@ def validate_config(config: dict, *, path: str = "config", check_files: bool = T
     _need(isinstance(s["batched_on_device"], bool), path,
           f"synthesis.batched_on_device must be true or false, got {s['batched_on_device']!r}")
     try:
-        from tumorsyn.transforms import _parse_size_bins
+        from tumorsyn.sampling import parse_size_bins
 
-        _parse_size_bins(_size_bins(s["size_mm"]))
+        parse_size_bins(s["size_mm"])
     except ConfigError as exc:
         raise ConfigError(f"{path}: synthesis.size_mm: {exc}") from None
 
@@ -229,13 +229,6 @@ def validate_config(config: dict, *, path: str = "config", check_files: bool = T
     _need(c["experiment"]["match"] in ("any", "iou0.5", "dice0.1", "centroid"), path,
           f"experiment.match {c['experiment']['match']!r} unknown; choose any, iou0.5, dice0.1 or centroid")
     return c
-
-
-def _size_bins(size_mm):
-    """YAML lists -> what RandTumorSynthesisd takes: a (low, high) pair or [((low, high), weight), ...]."""
-    if isinstance(size_mm, list) and size_mm and isinstance(size_mm[0], list):
-        return [(tuple(span), weight) for span, weight in size_mm]
-    return size_mm
 
 
 def _validate_source(source: dict, name: str, organ: str, path: str, check_files: bool) -> None:

@@ -269,11 +269,9 @@ def build_synthesis(config: dict, *, device: str = "auto") -> _SynthesisForSourc
     """``RandTumorSynthesisd`` as the config says, applied to the sources of ``synthesis.apply_to``."""
     from tumorsyn.transforms import RandTumorSynthesisd
 
-    from segment.config import _size_bins
-
     s = config["synthesis"]
     synth = RandTumorSynthesisd(keys=("image", "label"), organ=config["organ"], label_preset="decathlon",
-                                tumor_label=TUMOR, method=s["method"], size_mm=_size_bins(s["size_mm"]),
+                                tumor_label=TUMOR, method=s["method"], size_mm=s["size_mm"],
                                 prob=float(s["prob"]), count=int(s["count"]), specs_as_json=True,
                                 cache_key=SCAN_KEY, device=device, **s["options"])
     return _SynthesisForSources(synth, s["apply_to"])

@@ -156,7 +156,7 @@ def run_command(args: argparse.Namespace) -> int:
     else:
         # Once for the run, not once per case: an option the method does not take (--appearance
         # with --method ca) would otherwise be dropped without a word.
-        from tumorsyn.synthesis import check_options
+        from tumorsyn.sampling import check_options
 
         check_options(options.method, {**options.extra, "appearance": options.appearance})
     from tumorsyn.generators import get_generator

@@ -1,4 +1,4 @@
-"""Write tumours into one scan: load, sample specs, synthesize, write outputs, return manifest records."""
+"""Write tumours into one scan: load, sample specs, apply them, write outputs, return manifest records."""
 from __future__ import annotations
 
 import json
@@ -20,7 +20,8 @@ from tumorsyn.io.scan import check_same_grid
 from tumorsyn.measure import equivalent_diameter_mm, max_diameter_mm, volume_ml
 from tumorsyn.placement import PlacementContext
 from tumorsyn.spec import TumorSpec
-from tumorsyn.synthesis import render_label, sample_specs, synthesize
+from tumorsyn.apply import Applied, TumorResult, apply_specs
+from tumorsyn.sampling import sample_specs
 
 __all__ = ["GenerateOptions", "generate_case", "output_ids", "output_files", "resolve_label_preset", "load_spec_file"]
 
@@ -170,10 +171,10 @@ def load_spec_file(path: str | Path, spec_id: str | None = None) -> list[TumorSp
         raise ConfigError(str(exc), path=path) from None
 
 
-def _measure(spec: TumorSpec, organ: np.ndarray, all_tumors: np.ndarray, before: np.ndarray, after: np.ndarray,
-             scan, device="auto") -> dict:
-    slices, rendering = render_label(spec, organ, ct_hu=before, device=device)
-    label = rendering.label
+def _measure(result: TumorResult, organ: np.ndarray, all_tumors: np.ndarray, before: np.ndarray, after: np.ndarray,
+             scan) -> dict:
+    """Size and HU of one written tumour, from the label its generator returned."""
+    spec, slices, label = result.spec, result.slices, result.label_box
     spacing = spec.spacing_mm
     organ_rest = organ[slices] & ~all_tumors[slices].astype(bool)
     return {
@@ -193,28 +194,31 @@ def remove_outputs(paths) -> None:
         Path(path).unlink(missing_ok=True)
 
 
-def _label_centre(spec: TumorSpec, organ: np.ndarray, hu: np.ndarray, device="auto"):
+def _label_centre(result: TumorResult):
     """Centre of mass of a tumour's label (a grown tumour need not be centred on its seed)."""
     from scipy import ndimage
 
-    slices, rendering = render_label(spec, organ, ct_hu=hu, device=device)
-    if not rendering.label.any():
-        return spec.center_vox
-    local = ndimage.center_of_mass(rendering.label)
-    return tuple(s.start + c for s, c in zip(slices, local))
+    if not result.label_box.any():
+        return result.spec.center_vox
+    local = ndimage.center_of_mass(result.label_box)
+    return tuple(s.start + c for s, c in zip(result.slices, local))
 
 
-def _write_output(paths: dict, output_id: str, options: GenerateOptions, scan, hu, ct_out, tumor, organ, organ_name,
-                  drawn) -> list[dict]:
+def _write_output(paths: dict, output_id: str, options: GenerateOptions, scan, applied: Applied, tumor, organ,
+                  organ_name) -> list[dict]:
     """Write the files of one output into ``paths`` (filled in as files are added); return tumour records."""
-    write_ct_like(paths["ct"], scan, ct_out, ct_out != hu)
+    hu, ct_out = applied.source, applied.ct
+    drawn = [one.spec for one in applied.tumors]
+    # Only voxels whose HU changed are re-encoded: the file keeps every other stored value.
+    write_ct_like(paths["ct"], scan, ct_out, applied.written_mask())
     write_mask_like(paths["tumor"], scan, tumor)
     if options.label_map:
         combined = organ.astype(np.uint8)
         combined[tumor > 0] = 2
         paths["label"] = paths["ct"].parent / f"{output_id}_label.nii.gz"
         write_mask_like(paths["label"], scan, combined)
-    tumors = [{"spec": s.to_dict(), "measured": _measure(s, organ, tumor, hu, ct_out, scan, options.device)} for s in drawn]
+    tumors = [{"spec": one.spec.to_dict(), "measured": _measure(one, organ, tumor, hu, ct_out, scan)}
+              for one in applied.tumors]
     if options.preview:
         from synthesize.preview import write_preview
 
@@ -223,7 +227,7 @@ def _write_output(paths: dict, output_id: str, options: GenerateOptions, scan, h
                  f"{first['equivalent_diameter_mm']:.1f} mm eq. diameter, {first['mean_hu_tumor']} HU vs organ "
                  f"{first['mean_hu_organ_nearby']} HU")
         paths["preview"] = paths["ct"].parent / f"{output_id}_preview.png"
-        centre = _label_centre(drawn[0], organ, hu, options.device)
+        centre = _label_centre(applied.tumors[0])
         write_preview(paths["preview"], hu, ct_out, tumor > 0, scan.spacing_mm, centre, title=title)
     if options.save_steps:
         from tumorsyn.generators.ca import grow_trajectory
@@ -312,7 +316,8 @@ def _generate_case(case: Case, options: GenerateOptions, out_dir: str | Path, *,
         else:
             drawn = specs
         try:
-            ct_out, tumor = synthesize(hu, organ, spacing, drawn, device=options.device)
+            applied = apply_specs(hu, organ, spacing, drawn, device=options.device)
+            tumor = applied.tumor_mask()
         except InputError as exc:
             raise with_context(exc, path=case.ct) from None
         # Placement keeps clear of lesions, but a replayed spec or an exophytic bulge is not placed
@@ -320,7 +325,7 @@ def _generate_case(case: Case, options: GenerateOptions, out_dir: str | Path, *,
         _check_clear_of_labels(tumor, forbidden, labels, preset=preset, output_id=output_id, path=case.labels)
         paths = {"ct": out_dir / f"{output_id}_ct.nii.gz", "tumor": out_dir / f"{output_id}_tumor.nii.gz"}
         try:
-            tumors = _write_output(paths, output_id, options, scan, hu, ct_out, tumor, organ, organ_name, drawn)
+            tumors = _write_output(paths, output_id, options, scan, applied, tumor, organ, organ_name)
         except BaseException:
             # An output is whole or absent: remove what this output already wrote.
             remove_outputs(paths.values())

@@ -15,10 +15,10 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "TumorSpec": "tumorsyn.spec",
-    "sample_spec": "tumorsyn.synthesis",
-    "sample_specs": "tumorsyn.synthesis",
-    "synthesize": "tumorsyn.synthesis",
-    "synthesize_local": "tumorsyn.synthesis",
+    "sample_spec": "tumorsyn.sampling",
+    "sample_specs": "tumorsyn.sampling",
+    "synthesize": "tumorsyn.apply",
+    "apply_specs": "tumorsyn.apply",
     "PlacementContext": "tumorsyn.placement",
     "get_generator": "tumorsyn.generators",
     "available_generators": "tumorsyn.generators",

@@ -89,6 +89,26 @@ def check_host(organ: str, organ_stats, *, ct_hu: np.ndarray | None = None) -> N
                              "before intensity normalisation)")
 
 
+def check_hu_span(ct_box: np.ndarray, organ: str) -> None:
+    """Refuse normalised intensities: around any abdominal organ HU spans fat to vessels (hundreds of HU).
+
+    Parameters
+    ----------
+    ct_box : ndarray of float
+        The scan around the organ (its bounding box), in what should be HU.
+    organ : str
+
+    Raises
+    ------
+    NotHUError
+        When the values span less than 100 units (or are not finite).
+    """
+    spread = float(ct_box.max() - ct_box.min())
+    if not np.isfinite(spread) or spread < 100.0:
+        raise NotHUError(f"intensities around the {organ} span only {spread:.3g} units; give the CT in "
+                         "Hounsfield units (apply tumour synthesis before intensity normalisation)")
+
+
 def _stride_for(spacing_mm, target_mm: float) -> np.ndarray:
     """Per-axis subsampling step giving voxels of about ``target_mm`` (at least 1)."""
     return np.maximum(1, np.floor(target_mm / np.asarray(spacing_mm, dtype=float))).astype(int)
@@ -184,12 +204,7 @@ class PlacementContext:
             if self.ct_hu.shape != self.organ_mask.shape:
                 raise InputError(f"CT shape {self.ct_hu.shape} differs from organ mask shape {self.organ_mask.shape}")
             ct_box = self.ct_hu[self._box]
-            spread = float(ct_box.max() - ct_box.min())
-            if not np.isfinite(spread) or spread < 100.0:
-                # Around any abdominal organ HU spans fat to vessels (hundreds of HU); a narrow
-                # span means normalised intensities.
-                raise NotHUError(f"intensities around the {self.organ} span only {spread:.3g} units; give the CT in "
-                                 "Hounsfield units (apply tumour synthesis before intensity normalisation)")
+            check_hu_span(ct_box, self.organ)
             if self.organ_stats is None:
                 # A ~1.5 mm sample of the organ is plenty for a median and a MAD, at a fraction
                 # of the cost on thin-slice scans.

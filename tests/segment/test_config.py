@@ -32,6 +32,8 @@ def test_defaults_and_overrides(tmp_path):
     ({"train": {"mixed_precision": "fp8"}}, ["train.mixed_precision", "bf16"]),
     ({"trian": {}}, ["unknown key 'trian'"]),
     ({"synthesis": {"method": "nope"}}, ["synthesis.method", "rules"]),
+    # A bin that is not ((low, high), weight) is a one-line config error, not a traceback.
+    ({"synthesis": {"size_mm": [[5, 10, 3]]}}, ["synthesis.size_mm", "is not ((low_mm, high_mm), weight)"]),
     ({"train": {"batch_dice": "yes"}}, ["train.batch_dice", "true or false"]),
     ({"train": {"threads": 0}}, ["train.threads", "positive integer"]),
 ])

@@ -153,7 +153,7 @@ def test_library_paths_hand_the_device_to_the_kernel(grown, liver, where):
     tumorsyn.sample_specs(organ, spacing, count=2, organ="liver", method="ca", size_mm=(6, 8), ct_hu=ct, rng=2,
                           device=where)
     tumorsyn.synthesize(ct, organ, spacing, spec, device=where)
-    tumorsyn.synthesis.render_label(spec, organ, ct_hu=ct, device=where)
+    tumorsyn.apply.render_label(spec, organ, ct_hu=ct, device=where)
     grow_trajectory(ct, organ, spacing, spec, save_steps=(2, 4), device=where)
     assert len(grown) >= 5 and set(grown) == {where}
 

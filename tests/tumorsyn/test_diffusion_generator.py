@@ -60,7 +60,7 @@ def test_spec_records_model_and_same_spec_gives_same_voxels(scan, model_dir):
 def test_only_the_blend_zone_changes_and_the_label_is_inside_it(scan, model_dir):
     ct, organ, spacing = scan
     spec = _spec(scan, model_dir, rng=1)
-    local = tumorsyn.synthesize_local(ct, organ, spacing, spec)
+    local = tumorsyn.apply_specs(ct, organ, spacing, spec).tumors[0]
     changed = np.zeros(ct.shape, bool)
     changed[local.slices] = local.changed_box
     out, tumor = tumorsyn.synthesize(ct, organ, spacing, spec)
@@ -92,7 +92,7 @@ def test_label_is_what_is_visible(scan, model_dir):
     ct, organ, spacing = scan
     gen = get_generator("diffusion", device="cpu")
     spec = _spec(scan, model_dir, rng=2)
-    local = tumorsyn.synthesize_local(ct, organ, spacing, spec)
+    local = tumorsyn.apply_specs(ct, organ, spacing, spec).tumors[0]
     # A generated crop equal to the scan changes nothing visible: no label.
     origin = tuple(s.start for s in local.slices)
     model = gen._model(spec)
@@ -115,7 +115,7 @@ def test_batch_gives_the_same_tumours_as_one_by_one(scan, model_dir):
     specs = [_spec(scan, model_dir, rng=k) for k in (4, 5)]
     jobs = []
     for spec in specs:
-        local = tumorsyn.synthesize_local(ct, organ, spacing, spec)
+        local = tumorsyn.apply_specs(ct, organ, spacing, spec).tumors[0]
         jobs.append((ct[local.slices], organ[local.slices], spec, tuple(s.start for s in local.slices), local))
     batch = gen.apply_batch([job[:4] for job in jobs])
     for (_, _, _, _, local), (ct_box, label, changed) in zip(jobs, batch):

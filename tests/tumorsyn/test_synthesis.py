@@ -43,7 +43,7 @@ def test_hypodense_by_default_and_relative_to_organ():
 def test_changes_stay_in_the_tumour_box_and_label_is_inside_organ():
     ct, organ, spacing = make_phantom()
     spec = tumorsyn.sample_spec(organ, spacing, organ="liver", size_mm=(10, 14), ct_hu=ct, rng=2)
-    local = tumorsyn.synthesize_local(ct, organ, spacing, spec)
+    local = tumorsyn.apply_specs(ct, organ, spacing, spec).tumors[0]
     out, tumor = tumorsyn.synthesize(ct, organ, spacing, spec)
     changed = out != ct
     outside_box = np.ones(ct.shape, bool)
@@ -188,7 +188,7 @@ def test_sample_without_ct_uses_given_statistics():
 
 def test_specs_with_a_batch_key_are_applied_together_when_their_boxes_are_apart():
     """Generators that batch (diffusion on a GPU) get disjoint tumours in one call, same result as in order."""
-    from tumorsyn.synthesis import batch_groups as _batches
+    from tumorsyn.apply import _batch_groups as _batches
 
     calls = register_batching_rules("rules_batching_test")
 

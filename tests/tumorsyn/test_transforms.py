@@ -237,8 +237,19 @@ def test_missing_key_allowed_passes_through():
 def test_normalised_image_is_refused():
     item = _item()
     item["image"] = MetaTensor((_np(item["image"]) + 1000.0) / 2000.0, affine=_affine())
-    with pytest.raises(NotHUError, match="before intensity scaling"):
+    # The core's rule (placement), the same message as for `tumorsyn generate`.
+    with pytest.raises(NotHUError, match="give the CT in Hounsfield units"):
         _transform().set_random_state(0)(item)
+
+
+def test_the_twin_refuses_a_normalised_image_by_the_cores_rule():
+    """TumorSynthesisd checks the intensities around the organ as placement does (no rule of its own)."""
+    item = _item()
+    out = _transform().set_random_state(0)(dict(item))
+    image = _np(item["image"])
+    item["image"] = MetaTensor((image + 1000.0) / 2000.0, affine=_affine())
+    with pytest.raises(NotHUError, match="intensities around the liver span only .*give the CT in Hounsfield units"):
+        TumorSynthesisd(keys=("image", "label"), specs=out[SPECS_KEY], organ="liver")(item)
 
 
 def test_grid_mismatch_and_missing_spacing_raise():
@@ -323,14 +334,14 @@ def test_bundled_totalsegmentator_example_in_compose():
 def test_batching_generators_get_disjoint_tumours_of_an_item_in_one_call():
     from tests.conftest import register_batching_rules
     from tumorsyn.spec import TumorSpec
-    from tumorsyn.synthesis import batch_groups
+    from tumorsyn.apply import _batch_groups
 
     calls = register_batching_rules("rules_batching_transform_test")
 
     # Seed 8 draws two small tumours whose boxes do not touch (found by trying seeds).
     out = _transform(count=2, size_mm=(4, 5)).set_random_state(8)(_item())
     specs = [TumorSpec.from_dict({**s, "method": "rules_batching_transform_test"}) for s in out[SPECS_KEY]]
-    groups = batch_groups(specs)
+    groups = _batch_groups(specs, "auto")
     assert [len(g) for g in groups] == [2]
     again = TumorSynthesisd(keys=("image", "label"), specs=specs, organ="liver")(_item())
     assert calls == [len(g) for g in groups if len(g) > 1]
