@@ -23,7 +23,8 @@ from tumorsyn.configfile import positive_ints as _positive_ints
 from tumorsyn.errors import ConfigError
 from tumorsyn.io.labels import LABEL_PRESETS, ORGANS
 
-__all__ = ["DEFAULTS", "NETWORKS", "SOURCE_KEYS", "load_config", "apply_overrides", "validate_config", "dump_config"]
+__all__ = ["DEFAULTS", "NETWORKS", "SOURCE_KEYS", "load_config", "apply_overrides", "merge_overrides", "validate_config",
+           "dump_config"]
 
 NETWORKS = ("unet", "segresnet", "dynunet", "swinunetr")
 MIXED_PRECISION = ("no", "bf16", "fp16")
@@ -103,7 +104,7 @@ SOURCE_KEYS = ("real", "healthy", "validation")  # the data sources of a config 
 _FREE_FORM = ("network.kwargs", "synthesis.options", "experiment.arms")
 
 
-def _merge(base: dict, update: Mapping, where: str, path: str) -> dict:
+def merge_overrides(base: dict, update: Mapping, where: str, path: str) -> dict:
     """``base`` updated recursively with ``update``; unknown keys are errors (free-form dicts excepted)."""
     return merge_config(base, update, path=path, free_form=_FREE_FORM, where=where)
 
@@ -274,7 +275,7 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = (), *, check
         The full, resolved config (every default filled in).
     """
     name, data, base_dir = read_config(path, data)
-    config = _merge(DEFAULTS, data, "", name)
+    config = merge_overrides(DEFAULTS, data, "", name)
     config = apply_overrides(config, overrides, path=name)
     _resolve_paths(config, base_dir)
     return validate_config(config, path=name, check_files=check_files)

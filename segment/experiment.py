@@ -28,7 +28,7 @@ from pathlib import Path
 
 from tumorsyn.errors import ConfigError
 
-from segment.config import _merge, validate_config
+from segment.config import merge_overrides, validate_config
 from segment.data import read_case_masks, source_cases
 
 __all__ = ["run_experiment", "arm_config"]
@@ -37,7 +37,7 @@ __all__ = ["run_experiment", "arm_config"]
 def arm_config(config: dict, name: str, arm: dict) -> dict:
     """The full config of one arm: the experiment's config with the arm's overrides, its own run folder."""
     overrides = copy.deepcopy((arm or {}).get("overrides") or {})
-    merged = _merge(config, overrides, "", f"experiment.arms.{name}.overrides")
+    merged = merge_overrides(config, overrides, "", f"experiment.arms.{name}.overrides")
     merged["output_dir"] = str(Path(config["output_dir"]) / "arms" / name / "run")
     merged["experiment"] = copy.deepcopy(config["experiment"])
     merged["experiment"]["arms"] = {}

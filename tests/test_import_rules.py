@@ -28,13 +28,6 @@ KNOWN_PRIVATE_IMPORTS: dict[tuple[str, str], str] = {
     ("tumorsyn/generators/ca/grow.py", "_grow_cuda"):
         "the compiled kernels stay private to the ca package (STYLE.md, scikit-image's habit): grow_ca is "
         "their one public wrapper, as for cpu._grow_numba",
-    # Not yet fixed when this test was written (issue 15: other parts); remove each entry with its fix.
-    ("tumorsyn/cli/realism.py", "_bins"): "to fix: a public size-bin helper shared by evaluate and realism",
-    ("tumorsyn/metrics/realism/sources.py", "_in_case"): "to fix: being made public with the case reader",
-    ("segment/cli.py", "_SOURCE_KEYS"): "to fix: a public name in segment.config",
-    ("segment/experiment.py", "_merge"): "to fix: a public name in segment.config",
-    ("segment/config.py", "_parse_size_bins"): "to fix: being moved with the transforms",
-    ("segment/data.py", "_size_bins"): "to fix: being made public in segment.config",
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["range_mm", "shard", "positive_int", "int_list", "device", "progress"]
+__all__ = ["range_mm", "shard", "positive_int", "int_list", "device", "progress", "bin_edges_mm"]
 
 
 def range_mm(text: str) -> tuple[float, float]:
@@ -69,3 +69,17 @@ def progress(iterable=None, *, total=None, desc=None, quiet=False, unit="it"):
 
     return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr,
                 disable=quiet or not sys.stderr.isatty())
+
+
+def bin_edges_mm(text: str) -> tuple[float, ...]:
+    """``"10,20"`` -> (10.0, 20.0): increasing positive bin edges in mm."""
+    from tumorsyn.metrics.sizes import check_bins_mm
+
+    try:
+        edges = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of sizes in mm like 10,20") from None
+    try:
+        return check_bins_mm(edges)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None

@@ -10,7 +10,7 @@ import shlex
 import sys
 from functools import partial
 
-from tumorsyn.cli.common import int_list, positive_int, progress
+from tumorsyn.cli.common import bin_edges_mm, int_list, positive_int, progress
 from tumorsyn.errors import ConfigError
 
 __all__ = ["register", "run"]
@@ -29,20 +29,6 @@ components outside it are not false positives. See docs/evaluate.md."""
 
 # Presets with a tumour label; "binary" means any non-zero voxel is tumour.
 _PRESETS_WITH_TUMOUR = ("binary", "decathlon", "kits")
-
-
-def _bins(text: str) -> tuple[float, ...]:
-    """``"10,20"`` -> (10.0, 20.0): increasing positive bin edges in mm."""
-    from tumorsyn.metrics.sizes import check_bins_mm
-
-    try:
-        edges = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of sizes in mm like 10,20") from None
-    try:
-        return check_bins_mm(edges)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
 def _non_negative(text: str) -> float:
@@ -81,7 +67,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help="detection criterion (default any overlap; iou0.5: IoU > 0.5 with one predicted component)")
     parser.add_argument("--min-volume-mm3", type=_non_negative, default=0.0, metavar="V",
                         help="ignore predicted components smaller than V mm^3 (default 0: every component counts)")
-    parser.add_argument("--bins", type=_bins, default=None, metavar="MM[,MM]",
+    parser.add_argument("--bins", type=bin_edges_mm, default=None, metavar="MM[,MM]",
                         help="size bin edges in mm of maximum 3D diameter (default 10,20: <10, 10-20, >20 mm)")
     parser.add_argument("--surface-tolerance-mm", type=_non_negative, default=None, metavar="MM",
                         help="surface Dice tolerance in mm (default 2)")

@@ -11,7 +11,7 @@ import shlex
 import sys
 from functools import partial
 
-from tumorsyn.cli.common import int_list, positive_int, progress
+from tumorsyn.cli.common import bin_edges_mm, int_list, positive_int, progress
 
 __all__ = ["register", "run", "OUTPUT_FILES"]
 
@@ -28,12 +28,6 @@ label maps as 1 organ, 2 tumour) or a CSV with the columns ct,lesion[,organ_mask
 Lesions are 26-connected components; classes by equivalent diameter (default <20 / >=20 mm).
 The AI reader is a cross-validated logistic regression telling real from synthetic lesions (AUC 0.5 =
 indistinguishable); size descriptors are left out unless --classifier-size. See docs/realism.md."""
-
-
-def _bins(text: str) -> tuple[float, ...]:
-    from tumorsyn.cli.evaluate import _bins as evaluate_bins  # one parser of bin edges
-
-    return evaluate_bins(text)
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -61,7 +55,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help="meaning of dataset label values (default auto: {0,1,2} = organ 1, tumour 2)")
     parser.add_argument("--organ-label", type=int_list, metavar="K[,K]", help="organ label value(s) in dataset label maps")
     parser.add_argument("--lesion-label", type=int_list, metavar="K[,K]", help="lesion label value(s) in dataset label maps")
-    parser.add_argument("--bins-mm", type=_bins, default=None, metavar="MM[,MM]",
+    parser.add_argument("--bins-mm", type=bin_edges_mm, default=None, metavar="MM[,MM]",
                         help="size class edges, equivalent diameter in mm (default 20: <20 and >=20 mm)")
     parser.add_argument("--min-voxels", type=positive_int, default=3, metavar="N",
                         help="lesions with fewer voxels are listed but not described (default 3)")

@@ -19,12 +19,13 @@ Place these transforms after ``LoadImaged`` + ``EnsureChannelFirstd`` (and any r
 ... ])
 
 This package is the MONAI adapter: ``import tumorsyn`` never imports it, so the core runs without
-torch and MONAI. ``monai.py`` holds the transforms and ``collate_tumor_specs``; ``_tensors.py``
-converts between MONAI items and the core's arrays.
+torch and MONAI. ``fixed.py`` holds the deterministic twin, ``monai.py`` the random transform,
+``collate.py`` ``collate_tumor_specs``; ``_tensors.py`` converts between MONAI items and the core's arrays.
 """
 from __future__ import annotations
 
-from tumorsyn.transforms.monai import (REASON_KEY, SPECS_KEY, RandTumorSynthesisd, TumorSynthesisd,
-                                       collate_tumor_specs)
+from tumorsyn.transforms.collate import collate_tumor_specs
+from tumorsyn.transforms.fixed import REASON_KEY, SPECS_KEY, TumorSynthesisd
+from tumorsyn.transforms.monai import RandTumorSynthesisd
 
 __all__ = ["RandTumorSynthesisd", "TumorSynthesisd", "collate_tumor_specs", "SPECS_KEY", "REASON_KEY"]
