@@ -38,7 +38,7 @@ from tumorsyn.errors import TumorsynError  # noqa: E402
 from tumorsyn.io import load_labels, load_scan, organ_mask_from_labels  # noqa: E402
 from tumorsyn.io.labels import label_values  # noqa: E402
 from tumorsyn.io.scan import check_same_grid  # noqa: E402
-from tumorsyn.measure import equivalent_diameter_mm  # noqa: E402
+from tumorsyn.lesion_size import equivalent_diameter_mm  # noqa: E402
 from tumorsyn.metrics.realism import DESCRIPTORS, descriptor_names, lesion_descriptors, organ_depth_mm  # noqa: E402
 from tumorsyn.metrics.realism.compare import classifier_features, compare_descriptors  # noqa: E402
 from tumorsyn.placement import PlacementContext  # noqa: E402

@@ -2,7 +2,7 @@
 
 A candidate is one 26-connected lesion of a tumour mask, with its centre (canonical voxel index) and
 its maximum 3D diameter in mm. Real and synthetic lesions are measured by the same function
-(:func:`tumorsyn.measure.max_diameter_mm`), so that their size bins mean the same thing.
+(:func:`tumorsyn.lesion_size.max_diameter_mm`), so that their size bins mean the same thing.
 
 Inputs
 ------
@@ -28,7 +28,7 @@ from tumorsyn.errors import InputError
 from tumorsyn.io.layouts import discover_cases
 from tumorsyn.io.scan import load_labels
 from tumorsyn.io.table import read_table
-from tumorsyn.measure import CONNECTIVITY_26, max_diameter_mm
+from tumorsyn.lesion_size import CONNECTIVITY_26, max_diameter_mm
 from tumorsyn.organs import ORGANS
 
 __all__ = ["Source", "Lesion", "read_real_sources", "read_synthetic_sources", "find_lesions"]

@@ -17,7 +17,7 @@ from tumorsyn.io.datasets import Case
 from tumorsyn.io.labels import (choose_label_preset, forbidden_mask_from_labels, format_values, label_values,
                                 lesion_mask_from_labels, organ_mask_from_labels)
 from tumorsyn.io.scan import check_same_grid
-from tumorsyn.measure import equivalent_diameter_mm, max_diameter_mm, volume_ml
+from tumorsyn.lesion_size import equivalent_diameter_mm, max_diameter_mm, volume_ml
 from tumorsyn.placement import PlacementContext
 from tumorsyn.spec import TumorSpec
 from tumorsyn.apply import Applied, TumorResult, apply_specs

@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from tumorsyn.errors import ConfigError
 from tumorsyn.generators.diffusion.sampler import hu_to_unit
-from tumorsyn.measure import label_lesions, max_diameter_mm
+from tumorsyn.lesion_size import label_lesions, max_diameter_mm
 
 __all__ = ["CropBank", "load_crops", "load_holdout", "resample_crop"]
 

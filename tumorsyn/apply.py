@@ -12,7 +12,7 @@ it changed. :func:`paste` writes those results back into an image of any dtype, 
 >>> ct[organ] = 60.0 + np.random.default_rng(0).normal(0, 10, organ.sum())
 >>> spec = tumorsyn.sample_spec(organ, (1.0, 1.0, 1.5), organ="liver", size_mm=(8, 12), ct_hu=ct, rng=0)
 >>> out, tumor = tumorsyn.synthesize(ct, organ, (1.0, 1.0, 1.5), spec)
->>> 8 <= tumorsyn.measure.equivalent_diameter_mm(tumor, (1.0, 1.0, 1.5)) <= 12
+>>> 8 <= tumorsyn.lesion_size.equivalent_diameter_mm(tumor, (1.0, 1.0, 1.5)) <= 12
 True
 """
 from __future__ import annotations

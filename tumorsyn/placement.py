@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from tumorsyn.host import FAT_BELOW_HU, OUTLIER_ROBUST_SD, highpass_noise_hu, parenchyma_statistics
 from tumorsyn.errors import EmptyOrganError, InputError, NotHUError
-from tumorsyn.measure import equivalent_diameter_mm
+from tumorsyn.lesion_size import equivalent_diameter_mm
 from tumorsyn.organs import OrganPreset, get_preset
 
 __all__ = ["bounding_box", "organ_statistics", "check_host", "PlacementContext", "check_placement", "box_slices",

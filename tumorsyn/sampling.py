@@ -15,7 +15,7 @@ import numpy as np
 from tumorsyn.apply import render_label
 from tumorsyn.errors import ConfigError, OrganTooSmallError
 from tumorsyn.generators import generator_class, get_generator
-from tumorsyn.measure import equivalent_diameter_mm
+from tumorsyn.lesion_size import equivalent_diameter_mm
 from tumorsyn.placement import PlacementContext, check_placement
 from tumorsyn.spec import TumorSpec
 

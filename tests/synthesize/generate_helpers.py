@@ -196,6 +196,6 @@ def save_raw_nifti(path: Path, raw: np.ndarray, affine: np.ndarray | None = None
 
 
 def equivalent_diameter(mask: np.ndarray, spacing) -> float:
-    """Equivalent-sphere diameter in mm, computed here independently of tumorsyn.measure."""
+    """Equivalent-sphere diameter in mm, computed here independently of tumorsyn.lesion_size."""
     volume = float(np.count_nonzero(mask)) * float(np.prod(spacing))
     return 2.0 * (3.0 * volume / (4.0 * np.pi)) ** (1.0 / 3.0)

@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import nibabel as nib
@@ -214,3 +215,25 @@ def test_rerun_with_other_options_fails_clearly(cli, dataset, clean_run, tmp_pat
     assert len(lines) == 1
     assert str(out) in lines[0] and key in lines[0] and "other options" in lines[0]
     assert tree_digest(out) == before
+
+
+def test_temp_files_of_a_zombie_worker_are_stale(tmp_path):
+    """A worker killed with its run stays a zombie until reaped; its temporary files are still stale."""
+    from tumorsyn.io.writers import TMP_PREFIX, remove_stale_temp_files
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # exited but not reaped: a zombie
+        with open(f"/proc/{child.pid}/stat", "rb") as fh:
+            if fh.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                break
+        time.sleep(0.01)
+    try:
+        stale = tmp_path / f"{TMP_PREFIX}{child.pid}-abc.part"
+        stale.write_bytes(b"partial")
+        live = tmp_path / f"{TMP_PREFIX}{os.getppid()}-def.part"  # the test runner's parent: alive
+        live.write_bytes(b"in progress")
+        assert remove_stale_temp_files(tmp_path) == 1
+        assert not stale.exists() and live.exists()
+    finally:
+        child.wait()

@@ -12,7 +12,7 @@ from tests.conftest import EXAMPLE_CT, EXAMPLE_LABELS, REPO, make_phantom, real_
 from tumorsyn.errors import ConfigError  # noqa: E402
 from tumorsyn.generators import get_generator  # noqa: E402
 from tumorsyn.generators.ca import grow_trajectory  # noqa: E402
-from tumorsyn.measure import equivalent_diameter_mm  # noqa: E402
+from tumorsyn.lesion_size import equivalent_diameter_mm  # noqa: E402
 from tumorsyn.placement import vessel_mask  # noqa: E402
 from tumorsyn.spec import TumorSpec  # noqa: E402
 

@@ -74,7 +74,7 @@ def test_the_scan_edge_counts_as_surface(z0, reason):
     slices = (slice(10, 30), slice(10, 30), slice(0, 12))  # the box starts at the scan's edge
     label = np.zeros((20, 20, 12), bool)
     label[6:14, 6:14, z0:z0 + 8] = True  # 8 mm across, deep in the organ sideways
-    size = tumorsyn.measure.equivalent_diameter_mm(label, (1.0, 1.0, 1.0))
+    size = tumorsyn.lesion_size.equivalent_diameter_mm(label, (1.0, 1.0, 1.0))
     assert check_placement(label, label, slices, ctx, size_range_mm=(size - 1, size + 1), exophytic=False,
                            margin_mm=3.0) == reason
     label = np.zeros((20, 20, 12), bool)

@@ -8,7 +8,7 @@ import pytest
 from scipy import ndimage
 
 from tumorsyn.io.scan import load_labels
-from tumorsyn.measure import CONNECTIVITY_26, max_diameter_mm
+from tumorsyn.lesion_size import CONNECTIVITY_26, max_diameter_mm
 from tumorsyn.metrics import evaluate_case, size_bin_index, size_bin_labels, summarize
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tumorsyn.measure import max_diameter_mm
+from tumorsyn.lesion_size import max_diameter_mm
 from tumorsyn.metrics import match_lesions
 from tumorsyn.metrics.sizes import check_bins_mm, component_sizes, is_early, size_bin_index, size_bin_labels
 

@@ -5,7 +5,7 @@ import pytest
 import tumorsyn
 from tumorsyn.io import load_labels, load_scan
 from tumorsyn.io.labels import label_values, organ_mask_from_labels
-from tumorsyn.measure import equivalent_diameter_mm
+from tumorsyn.lesion_size import equivalent_diameter_mm
 from tests.conftest import EXAMPLE_CT, EXAMPLE_LABELS, real_path
 
 

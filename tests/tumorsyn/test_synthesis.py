@@ -5,7 +5,7 @@ from scipy import ndimage
 
 import tumorsyn
 from tumorsyn.errors import ConfigError, InputError, OrganTooSmallError
-from tumorsyn.measure import equivalent_diameter_mm, label_lesions
+from tumorsyn.lesion_size import equivalent_diameter_mm, label_lesions
 from tests.conftest import make_phantom, register_batching_rules
 
 

@@ -84,19 +84,35 @@ def atomic_group():
         raise
 
 
+def _process_running(pid: int) -> bool:
+    """Whether process ``pid`` still runs: it exists and is not a zombie.
+
+    A worker killed with its run (kill -9 of the process group) stays a zombie until someone reaps
+    it; in a container whose init does not reap, that can last. ``os.kill(pid, 0)`` succeeds on a
+    zombie, so the state is read from ``/proc`` where there is one.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            # "pid (comm) state ...": the state follows the last ')' (comm may hold spaces or parentheses).
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in (b"Z", b"X")
+
+
 def remove_stale_temp_files(folder: str | Path) -> int:
     """Delete temporary files left by killed tumorsyn processes (their pid is gone); return the count."""
     removed = 0
     for path in Path(folder).glob(f"{TMP_PREFIX}*.part"):
         pid = path.name[len(TMP_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid():
-            try:
-                os.kill(int(pid), 0)
-                continue  # still running (another shard or worker): not ours to delete
-            except ProcessLookupError:
-                pass
-            except PermissionError:
-                continue
+        if pid.isdigit() and int(pid) != os.getpid() and _process_running(int(pid)):
+            continue  # still running (another shard or worker): not ours to delete
         path.unlink(missing_ok=True)
         removed += 1
     return removed

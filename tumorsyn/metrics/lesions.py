@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tumorsyn.measure import label_lesions
+from tumorsyn.lesion_size import label_lesions
 from tumorsyn.metrics.sizes import DEFAULT_BINS_MM, component_sizes, size_bin_index, size_bin_labels
 from tumorsyn.placement import bounding_box
 

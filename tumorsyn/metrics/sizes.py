@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from tumorsyn.measure import equivalent_diameter_mm, max_diameter_mm
+from tumorsyn.lesion_size import equivalent_diameter_mm, max_diameter_mm
 
 __all__ = [
     "DEFAULT_BINS_MM",

@@ -12,7 +12,7 @@ import numpy as np
 from tumorsyn.errors import ConfigError
 from tumorsyn.generators.ca.calibration import REFERENCE, TABLE_STEPS, diameter_vox
 from tumorsyn.generators.ca.generator import CAGenerator
-from tumorsyn.measure import equivalent_diameter_mm
+from tumorsyn.lesion_size import equivalent_diameter_mm
 from tumorsyn.spec import TumorSpec, check_scan
 
 __all__ = ["TrajectoryFrame", "grow_trajectory", "measure_table"]
