@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
 from importlib.metadata import entry_points
 
 from tumorsyn import __version__
@@ -47,6 +50,37 @@ def _unavailable(name: str, exc: Exception) -> int:
     return 1
 
 
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def _one_line_warnings(enabled: bool = True):
+    """Show tumorsyn's own warnings as ``tumorsyn: warning: <message>``, one line each, without a source line.
+
+    Python's default display adds the file, line number and the line of code that warned: noise for a
+    user of the command. Warnings raised by other libraries keep Python's own display.
+    """
+    if not enabled:
+        yield
+        return
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        try:
+            ours = Path(filename).resolve().is_relative_to(_PACKAGE_ROOT)
+        except (OSError, ValueError):
+            ours = False
+        if not ours:
+            return default(message, category, filename, lineno, file, line)
+        print(f"tumorsyn: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = default
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -54,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return int(args.handler(args) or 0)
+        with _one_line_warnings(enabled=not args.debug):
+            return int(args.handler(args) or 0)
     except TumorsynError as exc:
         if args.debug:
             raise
