@@ -22,7 +22,7 @@ examples:
   tumorsyn generate ct.nii.gz --labels seg.nii.gz --organ kidney --size-mm 10-20 --seed 3 --out out/
   tumorsyn generate dicom_series/ --labels seg.nii.gz --label-preset totalsegmentator --organ liver --out out/
   tumorsyn generate --dataset Task03_Liver/ --organ liver --per-scan 4 --workers 2 --out enriched/
-  tumorsyn generate --dataset cases.csv --organ pancreas --shard 0/4 --out enriched/   (then --merge)
+  tumorsyn generate --dataset cases.csv --organ pancreas --shard 0/4 --out enriched_pancreas/   (then --merge)
   tumorsyn generate ct.nii.gz --labels seg.nii.gz --from-spec out/manifest.jsonl --spec-id ct --out again/
 """
 
