@@ -67,3 +67,15 @@ def register_batching_rules(name: str) -> list:
     BatchingRules.name = name
     register_generator(BatchingRules)
     return calls
+
+
+@pytest.fixture(autouse=True)
+def _generator_registry_restored():
+    """Generators a test registers (register_batching_rules, plug-in tests) leave with it: error messages
+    that list generators must not depend on which tests ran before."""
+    from tumorsyn.generators import registry
+
+    before = dict(registry._REGISTRY)
+    yield
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(before)

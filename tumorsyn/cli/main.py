@@ -50,7 +50,7 @@ def _unavailable(name: str, exc: Exception) -> int:
     return 1
 
 
-_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # tumorsyn/
 
 
 @contextmanager
@@ -67,7 +67,10 @@ def _one_line_warnings(enabled: bool = True):
 
     def show(message, category, filename, lineno, file=None, line=None):
         try:
-            ours = Path(filename).resolve().is_relative_to(_PACKAGE_ROOT)
+            # tumorsyn's own advice: a UserWarning raised in the package (library deprecation notices,
+            # which can point at our calling line, keep Python's display and filters).
+            ours = (issubclass(category, UserWarning) and not issubclass(category, DeprecationWarning)
+                    and Path(filename).resolve().is_relative_to(_PACKAGE_ROOT))
         except (OSError, ValueError):
             ours = False
         if not ours:
