@@ -1,7 +1,8 @@
 """A PNG that shows the tumour in context: before, after and outlined, in three planes.
 
 Images follow the radiological convention (patient right on the image's left, anterior up on
-axial slices) at a fixed abdominal window, with pixels scaled to millimetres.
+axial slices) at a fixed abdominal window (W400/L40, stated on the sheet), with pixels scaled to
+millimetres and a 10 mm scale bar on every zoomed view.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from tumorsyn.figures import draw_scale_bar, label_font, text_size
 from tumorsyn.io.writers import atomic_path
 
 __all__ = ["write_preview"]
@@ -18,9 +20,12 @@ __all__ = ["write_preview"]
 _CELL_PX = 220
 _RED = (230, 40, 40)
 _YELLOW = (250, 210, 60)
+_WINDOW = (400.0, 40.0)  # (width, level) in HU: soft-tissue abdomen
+_WINDOW_TEXT = f"W{_WINDOW[0]:g}/L{_WINDOW[1]:g}"
+_SCALE_BAR_MM = 10.0
 
 
-def _window(hu: np.ndarray, width: float = 400.0, level: float = 40.0) -> np.ndarray:
+def _window(hu: np.ndarray, width: float = _WINDOW[0], level: float = _WINDOW[1]) -> np.ndarray:
     low = level - width / 2.0
     return (np.clip((hu - low) / width, 0.0, 1.0) * 255.0).astype(np.uint8)
 
@@ -37,7 +42,9 @@ def _planes(volume: np.ndarray, center) -> list[np.ndarray]:
 _PLANE_SPACING = [(1, 0), (2, 0), (2, 1)]  # (row axis, column axis) of each plane in (X, Y, Z)
 
 
-def _to_image(gray: np.ndarray, mask: np.ndarray | None, row_mm: float, col_mm: float, size: int) -> Image.Image:
+def _to_image(gray: np.ndarray, mask: np.ndarray | None, row_mm: float, col_mm: float,
+              size: int) -> tuple[Image.Image, float]:
+    """``gray`` scaled to fit a ``size`` px square at equal mm per pixel in both directions; also px per mm."""
     height_mm, width_mm = gray.shape[0] * row_mm, gray.shape[1] * col_mm
     scale = size / max(height_mm, width_mm)
     out_size = (max(int(round(width_mm * scale)), 1), max(int(round(height_mm * scale)), 1))
@@ -50,7 +57,7 @@ def _to_image(gray: np.ndarray, mask: np.ndarray | None, row_mm: float, col_mm: 
         image = Image.fromarray(pixels)
     canvas = Image.new("RGB", (size, size), (0, 0, 0))
     canvas.paste(image, ((size - out_size[0]) // 2, (size - out_size[1]) // 2))
-    return canvas
+    return canvas, scale
 
 
 def write_preview(path: str | Path, before_hu: np.ndarray, after_hu: np.ndarray, tumor: np.ndarray,
@@ -90,13 +97,14 @@ def write_preview(path: str | Path, before_hu: np.ndarray, after_hu: np.ndarray,
         slices = _planes(_window(volume[zoom]), local_center)
         masks = _planes(tumor[zoom], local_center) if outline else [None] * 3
         for plane, mask, (r_ax, c_ax) in zip(slices, masks, _PLANE_SPACING):
-            cells.append(_to_image(plane, mask, spacing[r_ax], spacing[c_ax], _CELL_PX))
+            cell, px_per_mm = _to_image(plane, mask, spacing[r_ax], spacing[c_ax], _CELL_PX)
+            draw_scale_bar(cell, px_per_mm, _SCALE_BAR_MM)
+            cells.append(cell)
         rows.append((name, cells))
 
     full = _planes(_window(after_hu), c)[0]
-    context = _to_image(full, None, spacing[1], spacing[0], 3 * _CELL_PX)
+    context, scale = _to_image(full, None, spacing[1], spacing[0], 3 * _CELL_PX)
     # Mark the zoomed field of view on the full axial slice (display flips X and Y).
-    scale = 3 * _CELL_PX / max(full.shape[0] * spacing[1], full.shape[1] * spacing[0])
     off_x = (3 * _CELL_PX - full.shape[1] * spacing[0] * scale) / 2
     off_y = (3 * _CELL_PX - full.shape[0] * spacing[1] * scale) / 2
     nx, ny = after_hu.shape[0], after_hu.shape[1]
@@ -106,20 +114,36 @@ def write_preview(path: str | Path, before_hu: np.ndarray, after_hu: np.ndarray,
     y1 = off_y + (ny - zoom[1].start) * spacing[1] * scale
     ImageDraw.Draw(context).rectangle([x0, y0, x1, y1], outline=_YELLOW, width=2)
 
-    header = 34
-    label_w = 80
-    sheet = Image.new("RGB", (label_w + 3 * _CELL_PX + 3 * _CELL_PX + 10, header + 3 * _CELL_PX), (20, 20, 20))
-    draw = ImageDraw.Draw(sheet)
-    draw.text((8, 8), title, fill=(255, 255, 255))
-    for j, name in enumerate(("axial", "coronal", "sagittal")):
-        draw.text((label_w + j * _CELL_PX + 4, header - 14), name, fill=(200, 200, 200))
-    draw.text((label_w + 3 * _CELL_PX + 14, header - 14), "full axial slice (W400/L40, patient right on the left)",
-              fill=(200, 200, 200))
-    for i, (name, cells) in enumerate(rows):
-        draw.text((8, header + i * _CELL_PX + _CELL_PX // 2), name, fill=(255, 255, 255))
-        for j, cell in enumerate(cells):
-            sheet.paste(cell, (label_w + j * _CELL_PX, header + i * _CELL_PX))
-    sheet.paste(context, (label_w + 3 * _CELL_PX + 10, header))
+    sheet = _layout(title, rows, context)
     path = Path(path)
     with atomic_path(path) as tmp:
         sheet.save(tmp, format="PNG")
+
+
+def _layout(title: str, rows: list[tuple[str, list[Image.Image]]], context: Image.Image) -> Image.Image:
+    """The sheet: title, window note, column labels, labelled rows of zoomed cells, then the full slice on the right."""
+    font = label_font()
+    line = text_size(font, "Ag")[1] + 6
+    pad = 10
+    label_w = 2 * pad + max(text_size(font, name)[0] for name, _ in rows)
+    crops_w = len(rows[0][1]) * _CELL_PX
+    context_label = f"full axial slice ({_WINDOW_TEXT}, patient right on the left; yellow: zoomed field)"
+    notes = [title, f"zoomed views: {_WINDOW_TEXT}, equal mm per pixel, bar = {_SCALE_BAR_MM:g} mm; "
+                    "red: tumour outline"]
+    header = pad + line * (len(notes) + 1)
+    width = max(label_w + crops_w + pad + context.width,
+                max(text_size(font, t)[0] for t in notes) + 2 * pad,
+                label_w + crops_w + pad + text_size(font, context_label)[0] + pad)
+    sheet = Image.new("RGB", (width, header + max(len(rows) * _CELL_PX, context.height)), (20, 20, 20))
+    draw = ImageDraw.Draw(sheet)
+    for k, text in enumerate(notes):
+        draw.text((pad, pad + k * line), text, fill=(255, 255, 255) if k == 0 else (200, 200, 200), font=font)
+    for j, name in enumerate(("axial", "coronal", "sagittal")):
+        draw.text((label_w + j * _CELL_PX + 4, header - line), name, fill=(200, 200, 200), font=font)
+    draw.text((label_w + crops_w + pad, header - line), context_label, fill=(200, 200, 200), font=font)
+    for i, (name, cells) in enumerate(rows):
+        draw.text((pad, header + i * _CELL_PX + (_CELL_PX - line) // 2), name, fill=(255, 255, 255), font=font)
+        for j, cell in enumerate(cells):
+            sheet.paste(cell, (label_w + j * _CELL_PX, header + i * _CELL_PX))
+    sheet.paste(context, (label_w + crops_w + pad, header))
+    return sheet

@@ -134,29 +134,16 @@ def evaluate_bank(model, bank: CropBank, *, samples: int = 4, steps: int | None 
 
 
 def _preview(path: Path, images, masks, recon, generated, blank: float) -> Path:
-    """One row per crop: real | blanked | reconstruction | samples (axial slice through the tumour)."""
-    from train_diffusion.runlog import save_preview
+    """One row per crop: real | blanked | reconstruction | samples (axial slice through the tumour), all labelled."""
+    from train_diffusion.runlog import preview_tiles, save_sheet
 
+    samples = len(generated[0]) if len(generated) else 0
+    columns = ["real", "blanked", "reconstruction", *(f"sample {s + 1}" for s in range(samples))]
     rows = []
     for k in range(len(images)):
-        panels = [images[k], blank_crop(images[k], masks[k], blank), recon[k], *(list(generated[k]) if len(generated) else [])]
-        tmp = path.with_name(f".{path.stem}.row{k}.png")
-        save_preview(tmp, panels, mask=masks[k] > 0.5, scale=3)
-        rows.append(tmp)
-    from PIL import Image
-
-    pictures = [Image.open(p) for p in rows]
-    width = max(p.width for p in pictures)
-    sheet = Image.new("L", (width, sum(p.height + 6 for p in pictures)), 255)
-    y = 0
-    for p in pictures:
-        sheet.paste(p, (0, y))
-        y += p.height + 6
-    for p in rows:
-        p.unlink()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
-    return path
+        panels = [images[k], blank_crop(images[k], masks[k], blank), recon[k], *(list(generated[k]) if samples else [])]
+        rows.append(preview_tiles(panels, mask=masks[k] > 0.5, scale=3))
+    return save_sheet(path, rows, columns, [f"crop {k + 1}" for k in range(len(images))])
 
 
 def evaluate_model(config: dict, *, model_dir: str | Path | None = None, out_dir: str | Path | None = None,

@@ -8,7 +8,8 @@ import numpy as np
 
 from tumorsyn.runfolder import Checkpoints, read_rows, write_rows
 
-__all__ = ["StageState", "Checkpoints", "checkpoint_or_stop", "read_rows", "write_rows", "plot_curves", "save_preview"]
+__all__ = ["StageState", "Checkpoints", "checkpoint_or_stop", "read_rows", "write_rows", "plot_curves", "save_preview",
+           "preview_tiles", "save_sheet"]
 
 
 @dataclass
@@ -53,20 +54,36 @@ def plot_curves(path: Path, rows: list[dict], keys: list[str], title: str) -> Pa
     return path
 
 
-def save_preview(path: Path, panels: list[np.ndarray], *, mask: np.ndarray | None = None, scale: int = 4) -> Path:
-    """Side-by-side mid-slices (axial, through the mask's centre when given) of crops in [-1, 1], as PNG."""
+def preview_tiles(panels: list[np.ndarray], *, mask: np.ndarray | None = None, scale: int = 4) -> list:
+    """Mid-slices (axial, through the mask's centre when given) of crops in [-1, 1], as PIL images.
+
+    Each tile is ``scale`` times enlarged (nearest neighbour, so voxels stay visible).
+    """
     from PIL import Image
 
     z = int(np.argwhere(mask)[:, 2].mean()) if mask is not None and mask.any() else panels[0].shape[2] // 2
     tiles = [np.clip((np.asarray(p)[:, :, z].T[::-1] + 1.0) * 127.5, 0, 255).astype(np.uint8) for p in panels]
-    gap = np.full((tiles[0].shape[0], 2), 255, np.uint8)
-    row = np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1)
-    image = Image.fromarray(row).resize((row.shape[1] * scale, row.shape[0] * scale), Image.NEAREST)
+    return [Image.fromarray(t).resize((t.shape[1] * scale, t.shape[0] * scale), Image.NEAREST) for t in tiles]
+
+
+def save_sheet(path: Path, rows: list[list], column_labels: list[str], row_labels: list[str] | None = None) -> Path:
+    """Rows of preview tiles with their column (and row) labels, written as PNG (temporary name, then renamed)."""
+    from tumorsyn.figures import labelled_grid
+
+    sheet = labelled_grid(rows, column_labels, row_labels)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")
-    image.save(tmp)
+    sheet.save(tmp, format="PNG")
     tmp.replace(path)
     return path
+
+
+def save_preview(path: Path, panels: list[np.ndarray], labels: list[str], *, mask: np.ndarray | None = None,
+                 scale: int = 4) -> Path:
+    """Side-by-side mid-slices of crops in [-1, 1], each under its label (``labels[k]`` names ``panels[k]``), as PNG."""
+    if len(labels) != len(panels):
+        raise ValueError(f"{len(panels)} panels but {len(labels)} labels")
+    return save_sheet(path, [preview_tiles(panels, mask=mask, scale=scale)], labels)
 
 
 def checkpoint_or_stop(accelerator, checkpoints: Checkpoints, step: int, total: int, every: int,

@@ -173,4 +173,5 @@ def _preview(model, bank: CropBank, config: dict, run_dir: Path, step: int, devi
     with torch.inference_mode():
         recon = decode(model, encode(model, torch.from_numpy(x).to(device))).float().cpu().numpy()
     model.train(was)
-    save_preview(run_dir / "previews" / f"autoencoder_step{step:07d}.png", [x[0, 0], recon[0, 0]], mask=m[0, 0])
+    save_preview(run_dir / "previews" / f"autoencoder_step{step:07d}.png", [x[0, 0], recon[0, 0]],
+                 ["input", "reconstruction"], mask=m[0, 0])

@@ -212,4 +212,5 @@ def _preview(ae, unet, sched, bank: CropBank, config: dict, run_dir: Path, step:
     out = inpaint(model, x[:, 0], m[:, 0], seeds=[int(config["seed"])])
     unet.train(was)
     blanked = blank_crop(x[0, 0], m[0, 0], float(config["data"]["blank_value"]))
-    save_preview(run_dir / "previews" / f"ldm_step{step:07d}.png", [x[0, 0], blanked, out[0]], mask=m[0, 0])
+    save_preview(run_dir / "previews" / f"ldm_step{step:07d}.png", [x[0, 0], blanked, out[0]],
+                 ["real", "blanked", f"sample (seed {int(config['seed'])})"], mask=m[0, 0])
