@@ -17,7 +17,12 @@ from tumorsyn.metrics.report import REPORT_SCHEMA, to_jsonable, write_json, writ
 from tumorsyn.metrics.sizes import EARLY_MAX_DIAMETER_MM
 from tumorsyn.metrics.stats import mcnemar_test, proportion
 
-__all__ = ["load_report", "compare_reports", "render_comparison", "write_comparison"]
+__all__ = ["load_report", "compare_reports", "render_comparison", "write_comparison", "WILCOXON_MIN_PAIRS"]
+
+# Fewest paired cases for which the Wilcoxon signed-rank p is reported. With n non-zero differences
+# the smallest exact two-sided p is 2 / 2**n: 0.0625 for n = 5, above 0.05 whatever the data, so a
+# smaller sample can never show a difference and its p would only look like evidence of none.
+WILCOXON_MIN_PAIRS = 6
 
 # Conventions that change which lesions exist or count as found: they must agree to compare.
 _MUST_AGREE = ("connectivity", "size_bins_mm", "match", "min_volume_mm3", "organ_restricted", "organ_labels",
@@ -74,18 +79,32 @@ def _paired(a_rows: dict, b_rows: dict, keys: Sequence) -> dict:
     only_b = sum(y and not x for x, y in zip(hit_a, hit_b))
     pa, pb = proportion(sum(hit_a), len(keys)), proportion(sum(hit_b), len(keys))
     diff = pb["value"] - pa["value"] if keys else None
-    return {"a": pa, "b": pb, "difference_b_minus_a": diff, "mcnemar": mcnemar_test(only_a, only_b)}
+    return {"a": pa, "b": pb, "difference_b_minus_a": diff, "mcnemar": _mcnemar(only_a, only_b, "lesions")}
 
 
-def _wilcoxon(a: list[float], b: list[float]) -> float | None:
-    if not a:
-        return None
-    diffs = [y - x for x, y in zip(a, b)]
-    if all(d == 0 for d in diffs):
-        return 1.0
+def _mcnemar(only_a: int, only_b: int, units: str) -> dict:
+    """McNemar's test, with null p-values and a ``reason`` when no pair is discordant.
+
+    Without a discordant pair (an empty bin, or both models agree on every item) the test has no
+    data: its p of 1 would read as "no difference shown" rather than "nothing to test".
+    ``reason`` is null when the test was run.
+    """
+    test = {**mcnemar_test(only_a, only_b), "reason": None}
+    if only_a + only_b == 0:
+        test.update(exact_p=None, chi2_cc=None, chi2_cc_p=None, reason=f"no discordant {units}")
+    return test
+
+
+def _wilcoxon(a: list[float], b: list[float]) -> tuple[float | None, str | None]:
+    """Wilcoxon signed-rank p of paired values, or ``(None, reason)`` where it is undefined or meaningless."""
+    if len(a) < WILCOXON_MIN_PAIRS:
+        return None, f"n < {WILCOXON_MIN_PAIRS}"
+    # scipy drops zero differences (zero_method="wilcox"), so they do not count towards n either.
+    if sum(y != x for x, y in zip(a, b)) < WILCOXON_MIN_PAIRS:
+        return None, f"fewer than {WILCOXON_MIN_PAIRS} non-zero differences"
     from scipy.stats import wilcoxon
 
-    return float(wilcoxon(a, b).pvalue)
+    return float(wilcoxon(a, b).pvalue), None
 
 
 def compare_reports(a: dict, b: dict, *, names: Sequence[str] | None = None) -> dict:
@@ -102,9 +121,11 @@ def compare_reports(a: dict, b: dict, *, names: Sequence[str] | None = None) -> 
     -------
     dict
         ``by_size``, ``overall`` and ``early_lt_20mm``: both sensitivities with Wilson 95 %
-        intervals, B - A, and McNemar's test on the paired lesions; ``patient``: the same on
-        tumour-positive scans; ``segmentation``: per-case Dice means, difference and a Wilcoxon
-        signed-rank p; ``false_positives_per_scan``.
+        intervals, B - A, and McNemar's test on the paired lesions (p-values null, with a
+        ``reason``, when no lesion is discordant); ``patient``: the same on tumour-positive scans;
+        ``segmentation``: per-case Dice means, difference and a Wilcoxon signed-rank p (null, with
+        ``wilcoxon_reason``, below :data:`WILCOXON_MIN_PAIRS` cases or non-zero differences);
+        ``false_positives_per_scan``.
     """
     _check_comparable(a, b)
     if names is None:
@@ -126,6 +147,7 @@ def compare_reports(a: dict, b: dict, *, names: Sequence[str] | None = None) -> 
                   if cases_a[c]["dice"] is not None and cases_b[c]["dice"] is not None]
     da, db = [p[0] for p in dice_pairs], [p[1] for p in dice_pairs]
     mean = (lambda v: sum(v) / len(v) if v else None)
+    wilcoxon_p, wilcoxon_reason = _wilcoxon(da, db)
     return to_jsonable({
         "schema": "tumorsyn.evaluate.compare/1",
         "names": {"a": names[0], "b": names[1]},
@@ -136,16 +158,21 @@ def compare_reports(a: dict, b: dict, *, names: Sequence[str] | None = None) -> 
         "overall": _paired(rows_a, rows_b, keys),
         "patient": {
             "sensitivity": {"a": proportion(sum(found_a), len(positive)), "b": proportion(sum(found_b), len(positive)),
-                            "mcnemar": mcnemar_test(sum(x and not y for x, y in zip(found_a, found_b)),
-                                                    sum(y and not x for x, y in zip(found_a, found_b)))},
+                            "mcnemar": _mcnemar(sum(x and not y for x, y in zip(found_a, found_b)),
+                                                sum(y and not x for x, y in zip(found_a, found_b)), "scans")},
             "specificity": {"a": a["summary"]["patient"]["specificity"], "b": b["summary"]["patient"]["specificity"]},
         },
         "segmentation": {"n_paired_cases": len(dice_pairs), "dice_mean_a": mean(da), "dice_mean_b": mean(db),
                          "dice_difference_b_minus_a": (mean(db) - mean(da)) if dice_pairs else None,
-                         "wilcoxon_p": _wilcoxon(da, db)},
+                         "wilcoxon_p": wilcoxon_p, "wilcoxon_reason": wilcoxon_reason},
         "false_positives_per_scan": {"a": a["summary"]["false_positives"]["per_scan"],
                                      "b": b["summary"]["false_positives"]["per_scan"]},
     })
+
+
+def _p_text(p: float | None, reason: str | None, spec: str = ".3g") -> str:
+    """A p-value for the Markdown, or "n/a (why)" where the test is undefined or meaningless."""
+    return f"n/a ({reason or 'undefined'})" if p is None else format(p, spec)
 
 
 def _pct(prop: dict) -> str:
@@ -162,17 +189,21 @@ def render_comparison(comparison: dict) -> str:
                 {"bin": "all", **comparison["overall"]}]:
         diff = row["difference_b_minus_a"]
         diff_text = "n/a" if diff is None or (isinstance(diff, float) and math.isnan(diff)) else f"{100 * diff:+.1f} pts"
-        lines.append(f"| {row['bin']} | {_pct(row['a'])} | {_pct(row['b'])} | {diff_text} | {row['mcnemar']['exact_p']:.3g} |")
+        test = row["mcnemar"]
+        lines.append(f"| {row['bin']} | {_pct(row['a'])} | {_pct(row['b'])} | {diff_text} | "
+                     f"{_p_text(test['exact_p'], test.get('reason'))} |")
     pat, seg, fp = comparison["patient"], comparison["segmentation"], comparison["false_positives_per_scan"]
+    patient_test = pat["sensitivity"]["mcnemar"]
     fmt = (lambda v: "n/a" if v is None else f"{v:.3f}")
     lines += ["", f"- Patient sensitivity: {_pct(pat['sensitivity']['a'])} vs {_pct(pat['sensitivity']['b'])} "
-                  f"(McNemar exact p {pat['sensitivity']['mcnemar']['exact_p']:.3g})",
+                  f"(McNemar exact p {_p_text(patient_test['exact_p'], patient_test.get('reason'))})",
               f"- Patient specificity: {_pct(pat['specificity']['a'])} vs {_pct(pat['specificity']['b'])}",
               f"- Dice per case (mean over {seg['n_paired_cases']} paired cases): {fmt(seg['dice_mean_a'])} vs "
-              f"{fmt(seg['dice_mean_b'])} (Wilcoxon p {fmt(seg['wilcoxon_p'])})",
+              f"{fmt(seg['dice_mean_b'])} (Wilcoxon p {_p_text(seg['wilcoxon_p'], seg.get('wilcoxon_reason'), '.3f')})",
               f"- False positives per scan: {fmt(fp['a'])} vs {fmt(fp['b'])}",
               "", f"Match `{comparison['conventions']['match']}`; lesions paired by case and lesion id; "
-                  f"McNemar on discordant lesions (exact binomial, two-sided).", ""]
+                  f"McNemar on discordant lesions (exact binomial, two-sided); Wilcoxon signed-rank only from "
+                  f"{WILCOXON_MIN_PAIRS} paired cases with non-zero differences (fewer cannot reach p < 0.05).", ""]
     return "\n".join(lines)
 
 

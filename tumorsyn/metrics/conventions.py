@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import platform
 from importlib.metadata import PackageNotFoundError, version
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 from tumorsyn.metrics.case import PROBABILITY_THRESHOLD
 from tumorsyn.metrics.case_metrics import CASE_METRICS, metric_parameters
@@ -12,7 +12,7 @@ from tumorsyn.metrics.segmentation import SURFACE_TOLERANCE_MM
 from tumorsyn.metrics.sizes import DEFAULT_BINS_MM, EARLY_MAX_DIAMETER_MM, check_bins_mm, size_bin_labels
 from tumorsyn.metrics.stats import Z_95
 
-__all__ = ["conventions", "versions", "CASE_ID_RULE"]
+__all__ = ["conventions", "versions", "describe_conventions", "CASE_ID_RULE"]
 
 CASE_ID_SUFFIXES = ("_0000", "_pred", "_seg", "_tumor", "_tumour", "_label", "_labels", "_gt")
 CASE_ID_RULE = ("file name without .nii.gz/.nii, then trailing suffixes among "
@@ -86,3 +86,81 @@ def versions() -> dict:
         except PackageNotFoundError:
             out[name] = None
     return out
+
+
+def _words(value: object) -> str:
+    """A convention value as prose: lists joined by commas, numbers without trailing zeros."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_words(v) for v in value)
+    return str(value)
+
+
+def _labels(what: str, value: object) -> str:
+    return f"{what}: {'any non-zero label' if value is None else _words(value)}"
+
+
+# One sentence per convention key; ``{v}`` is the value in words, ``{V}`` the same with a capital.
+# A callable gets the raw value (for yes/no and null cases that read differently).
+_SENTENCES: dict[str, str | Callable[[object], str]] = {
+    "lesion": "A lesion is a {v}.",
+    "connectivity": "Connected components use {v}-connectivity.",
+    "orientation": "Orientation: {v}.",
+    "size": "Lesion size is the {v}.",
+    "equivalent_diameter": "The equivalent diameter is {v}.",
+    "size_bins_mm": "Size-bin edges: {v} mm.",
+    "size_bin_labels": "Size bins: {v}.",
+    "size_bin_rule": "At a bin edge, {v}.",
+    "early_small": "An early (small) lesion has a {v}.",
+    "match": "Lesions are matched with the `{v}` criterion.",
+    "match_rule": "A match means {v}.",
+    "detected_rule": "{V}.",
+    "min_volume_mm3": "Minimum volume of a counted predicted component: {v} mm³.",
+    "min_volume_rule": "{V}.",
+    "false_positive_rule": "A false positive is {v}.",
+    "fp_per_scan_rule": "False positives per scan = {v}.",
+    "patient_sensitivity_rule": "Patient sensitivity = {v}.",
+    "patient_specificity_rule": "Patient specificity = {v}.",
+    "probability_threshold": "Probability maps are binarised at p >= {v}.",
+    "probability_rule": "{V}.",
+    "froc_rule": "FROC: {v}.",
+    "organ_restricted": lambda v: ("Evaluation is restricted to the organ mask." if v
+                                   else "Evaluation is not restricted to an organ mask."),
+    "organ_rule": "{V}.",
+    "organ_labels": lambda v: _labels("Organ-mask labels", v) + ".",
+    "tumour_labels": lambda v: _labels("Tumour labels", v) + ".",
+    "tumour_label_rule": "{V}.",
+    "confidence_interval": "Confidence intervals: {v}.",
+    "paired_test": "Paired test: {v}.",
+    "case_id_rule": "Case id: {v}.",
+}
+
+
+def describe_conventions(conv: Mapping[str, object]) -> list[str]:
+    """The conventions as short sentences, one per key and in the dict's order (``report.md``).
+
+    Keys of per-case metrics (``<name>_rule``, ``<name>_<parameter>``) read as "<column>: ..."
+    using the metric registry; a key nothing here knows (from a newer or older tumorsyn) still
+    gets a plain "<key in words>: <value>." sentence, so no convention is ever dropped.
+    """
+    # Per-case metric keys, from the registry (longest name first: "surface_dice" before "dice").
+    metric_keys: dict[str, str] = {}
+    for name, metric in sorted(CASE_METRICS.items(), key=lambda item: -len(item[0])):
+        metric_keys.setdefault(f"{name}_rule", f"{metric.column}: {{v}}.")
+        for param in metric.parameters:
+            metric_keys.setdefault(f"{name}_{param}", f"{metric.column}, parameter {param}: {{v}}.")
+    sentences = []
+    for key, value in conv.items():
+        template = _SENTENCES.get(key) or metric_keys.get(key) or (key.replace("_", " ").capitalize() + ": {v}.")
+        if callable(template):
+            sentences.append(template(value))
+        else:
+            text = _words(value)
+            sentences.append(template.format(v=text, V=text[:1].upper() + text[1:]))
+        sentences[-1] = sentences[-1][:1].upper() + sentences[-1][1:]  # a metric column may start lower case
+    return sentences

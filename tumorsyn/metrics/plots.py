@@ -42,18 +42,34 @@ def _errors(rows: Sequence[dict]) -> tuple[list[float], list[list[float]]]:
     return values, [low, high]
 
 
+def _bars_with_intervals(ax, xs: Sequence[float], rows: Sequence[dict], capsize: float, **bar_kw) -> list[float]:
+    """Bars of the sensitivities with Wilson error bars on non-empty bins only; returns the interval tops.
+
+    An empty bin (n = 0) has no sensitivity and no interval: it gets a zero-height bar and no
+    error bar (matplotlib would otherwise draw the caps of a zero-length bar at 0).
+    """
+    values, (low, high) = _errors(rows)
+    ax.bar(xs, values, **bar_kw)
+    shown = [i for i, row in enumerate(rows) if row["n"]]
+    if shown:
+        ax.errorbar([xs[i] for i in shown], [values[i] for i in shown], yerr=[[low[i] for i in shown],
+                    [high[i] for i in shown]], fmt="none", ecolor="black", capsize=capsize, elinewidth=1)
+    return [v + h for v, h in zip(values, high)]
+
+
 def plot_sensitivity_by_size(summary: dict, path: str | Path, *, conventions: dict, title: str | None = None) -> Path:
     """Bar chart of per-lesion sensitivity per size bin, with Wilson 95 % error bars and counts."""
     rows = summary["lesion_sensitivity"]["by_size"]
     fig = _figure((5.5, 4.0))
     ax = fig.add_subplot()
-    values, err = _errors(rows)
-    xs = range(len(rows))
-    ax.bar(xs, values, yerr=err, capsize=5, color="#4477aa")
-    for x, row in zip(xs, rows):
-        ax.annotate(f"{row['k']}/{row['n']}", (x, 0.02), ha="center", color="white" if row["n"] else "black")
-    ax.set_xticks(list(xs), [r["bin"] for r in rows])
-    ax.set_ylim(0, 1.05)
+    xs = list(range(len(rows)))
+    tops = _bars_with_intervals(ax, xs, rows, 5, color="#4477aa")
+    # Counts in dark text just above each interval (or the empty bar), never on the bar itself:
+    # inside a bar the text would have to contrast with its colour, and a 0 % bar has no inside.
+    for x, row, top in zip(xs, rows, tops):
+        ax.annotate(f"{row['k']}/{row['n']}", (x, top + 0.02), ha="center", va="bottom", color="black")
+    ax.set_xticks(xs, [r["bin"] for r in rows])
+    ax.set_ylim(0, 1.12)
     ax.set_xlabel("reference lesion size (maximum 3D diameter)")
     ax.set_ylabel("per-lesion sensitivity (95 % Wilson CI)")
     ax.set_title(title or f"Detection by size (match: {conventions.get('match')})")
@@ -91,11 +107,11 @@ def plot_comparison(comparison: dict, path: str | Path) -> Path:
     ax = fig.add_subplot()
     width = 0.38
     for offset, key, colour in ((-width / 2, "a", "#4477aa"), (width / 2, "b", "#ee6677")):
-        values, err = _errors([r[key] for r in rows])
-        ax.bar([i + offset for i in range(len(rows))], values, width, yerr=err, capsize=4, color=colour,
-               label=names[key])
+        _bars_with_intervals(ax, [i + offset for i in range(len(rows))], [r[key] for r in rows], 4, width=width,
+                             color=colour, label=names[key])
     for i, row in enumerate(rows):
-        ax.annotate(f"p={row['mcnemar']['exact_p']:.3g}", (i, 1.07), ha="center", fontsize=8)
+        p = row["mcnemar"]["exact_p"]  # null where no lesion of the bin is discordant
+        ax.annotate("p n/a" if p is None else f"p={p:.3g}", (i, 1.07), ha="center", fontsize=8)
     ax.set_xticks(list(range(len(rows))), [r["bin"] for r in rows])
     ax.set_ylim(0, 1.15)
     ax.set_xlabel("reference lesion size (maximum 3D diameter)")

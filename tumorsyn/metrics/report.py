@@ -20,6 +20,7 @@ from tumorsyn.errors import InputError
 from tumorsyn.io.writers import atomic_group, atomic_path
 from tumorsyn.metrics.case import CaseResult
 from tumorsyn.metrics.case_metrics import CASE_METRICS
+from tumorsyn.metrics.conventions import describe_conventions
 
 __all__ = ["REPORT_SCHEMA", "build_report", "to_jsonable", "write_text", "write_json", "lesion_rows",
            "write_lesions_csv", "render_markdown", "write_report", "make_report_folder"]
@@ -188,7 +189,7 @@ def render_markdown(report: dict) -> str:
                  *(_num(c.get(m.name)) for m in shown)]
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     lines += ["", "## Conventions", ""]
-    lines += [f"- **{key}**: {value}" for key, value in conv.items()]
+    lines += [f"- {sentence}" for sentence in describe_conventions(conv)]
     lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in report["versions"].items()), ""]
     if report.get("command"):
         lines += [f"Command: `{report['command']}`", ""]
