@@ -79,3 +79,19 @@ def _generator_registry_restored():
     yield
     registry._REGISTRY.clear()
     registry._REGISTRY.update(before)
+
+
+@pytest.fixture
+def drawn_text(monkeypatch):
+    """Every string drawn through PIL's ``ImageDraw.text``, in order (figure label tests)."""
+    from PIL import ImageDraw
+
+    seen: list[str] = []
+    original = ImageDraw.ImageDraw.text
+
+    def record(self, xy, text, *args, **kwargs):
+        seen.append(text)
+        return original(self, xy, text, *args, **kwargs)
+
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", record)
+    return seen

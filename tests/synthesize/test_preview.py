@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 from scipy import ndimage
 
 from synthesize.preview import write_preview
@@ -18,19 +17,6 @@ def _bars(png) -> list[tuple[int, int]]:
         bar = np.all(np.asarray(image.convert("RGB")) == SCALE_BAR_RGB, axis=-1)
     labels, _ = ndimage.label(bar)
     return sorted((s[1].stop - s[1].start, s[0].stop - s[0].start) for s in ndimage.find_objects(labels))
-
-
-@pytest.fixture
-def drawn_text(monkeypatch):
-    seen: list[str] = []
-    original = ImageDraw.ImageDraw.text
-
-    def record(self, xy, text, *args, **kwargs):
-        seen.append(text)
-        return original(self, xy, text, *args, **kwargs)
-
-    monkeypatch.setattr(ImageDraw.ImageDraw, "text", record)
-    return seen
 
 
 def test_scale_bar_is_10_mm_on_every_crop_and_window_is_stated(tmp_path, drawn_text):

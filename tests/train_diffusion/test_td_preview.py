@@ -3,23 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 import train_diffusion.evaluate as evaluate
 from train_diffusion.runlog import save_preview
-
-
-@pytest.fixture
-def drawn_text(monkeypatch):
-    seen: list[str] = []
-    original = ImageDraw.ImageDraw.text
-
-    def record(self, xy, text, *args, **kwargs):
-        seen.append(text)
-        return original(self, xy, text, *args, **kwargs)
-
-    monkeypatch.setattr(ImageDraw.ImageDraw, "text", record)
-    return seen
 
 
 def _crops(n, shape=(16, 16, 8)):

@@ -3,23 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, features
+from PIL import Image, features
 
 from tumorsyn.figures import SCALE_BAR_RGB, draw_scale_bar, label_font, labelled_grid, text_size
-
-
-@pytest.fixture
-def drawn_text(monkeypatch):
-    """Every string drawn through ImageDraw.text, in order."""
-    seen: list[str] = []
-    original = ImageDraw.ImageDraw.text
-
-    def record(self, xy, text, *args, **kwargs):
-        seen.append(text)
-        return original(self, xy, text, *args, **kwargs)
-
-    monkeypatch.setattr(ImageDraw.ImageDraw, "text", record)
-    return seen
 
 
 @pytest.mark.skipif(not features.check("freetype2"), reason="Pillow built without FreeType: only the bitmap font")
