@@ -93,3 +93,10 @@ def test_delong_matches_sklearn_auc():
 def test_unknown_descriptor_refused():
     with pytest.raises(ValueError, match="unknown descriptor"):
         compare_descriptors([], [], descriptors=["roundness"])
+
+
+def test_scanner_descriptors_left_out_of_the_classifier_unless_asked():
+    default = classifier_features()
+    assert "glcm_contrast" not in default and "contrast_hu" not in default
+    assert {"glcm_contrast_noise", "contrast_noise"} <= set(default)
+    assert "glcm_contrast" in classifier_features(include_scanner=True)

@@ -139,3 +139,17 @@ def test_bad_arrays_refused():
         lesion_descriptors(ct, np.zeros_like(lesion), organ, (1.0, 1.0, 1.0))
     with pytest.raises(ValueError, match="spacing"):
         lesion_descriptors(ct, lesion, organ, (1.0, 0.0, 1.0))
+
+
+def test_noise_unit_texture_ignores_the_scanner_but_hu_texture_does_not():
+    # The same lesion on a 10 HU and a 20 HU scanner (contrast scaled with the noise, as contrast_noise
+    # is the same): the noise-unit descriptors agree, the HU-unit ("scanner") ones do not.
+    quiet = lesion_descriptors(*noisy_scene(noise_hu=10.0, lesion_hu=70.0), (1.0, 1.0, 1.0))
+    loud = lesion_descriptors(*noisy_scene(noise_hu=20.0, lesion_hu=40.0), (1.0, 1.0, 1.0))
+    for name in ("glcm_homogeneity_noise", "glcm_contrast_noise", "edge_gradient_noise_per_mm"):
+        assert loud[name] == pytest.approx(quiet[name], rel=0.15), name
+    assert loud["glcm_contrast"] > 2.5 * quiet["glcm_contrast"]
+    assert loud["edge_gradient_hu_per_mm"] == pytest.approx(2 * quiet["edge_gradient_hu_per_mm"], rel=0.15)
+    # White noise of 1 SD in bins of 1 SD: neighbours differ by sqrt(2) SD, so contrast ~ 2 bins^2.
+    assert 1.5 < quiet["glcm_contrast_noise"] < 2.8
+    assert {DESCRIPTORS[n][0] for n in ("contrast_hu", "internal_iqr_hu", "glcm_contrast")} == {"scanner"}

@@ -61,6 +61,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help="lesions with fewer voxels are listed but not described (default 3)")
     parser.add_argument("--classifier-size", action="store_true",
                         help="let the AI reader use the size descriptors too (default: left out, sizes are chosen by the user)")
+    parser.add_argument("--classifier-scanner", action="store_true",
+                        help="let the AI reader use the HU-unit intensity descriptors too (default: left out, they "
+                             "track the scanner's noise and tell two real collections apart by scanner alone)")
     parser.add_argument("--gallery", type=int, default=8, metavar="N",
                         help="real and N synthetic lesions side by side in gallery.png (default 8; 0: none)")
     parser.add_argument("--workers", type=positive_int, default=min(8, os.cpu_count() or 1), metavar="N",
@@ -108,7 +111,7 @@ def run(args, parser: argparse.ArgumentParser | None = None) -> int:
                                  bins_mm=bins, thumbnails=args.gallery > 0 and not args.no_plots,
                                  checksums=not args.no_checksums)
     comparison = compare_descriptors(described["real"], described["synthetic"], include_size=args.classifier_size,
-                                     seed=args.seed)
+                                     include_scanner=args.classifier_scanner, seed=args.seed)
     conv = realism_conventions(bins_mm=bins, min_voxels=args.min_voxels, comparison_settings=comparison["settings"])
     command = ("tumorsyn " + " ".join(shlex.quote(a) for a in sys.argv[1:])) if sys.argv[1:2] == ["realism"] else None
     report = build_realism_report(described, comparison, conventions=conv, command=command,

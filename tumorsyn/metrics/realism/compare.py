@@ -29,13 +29,18 @@ __all__ = ["ALL_SIZES", "CLASSIFIER_EXCLUDED_GROUPS", "classifier_features", "co
            "ai_reader"]
 
 ALL_SIZES = "all"
-CLASSIFIER_EXCLUDED_GROUPS: tuple[str, ...] = ("size", "host")
+# Sizes are chosen by whoever made the tumours, host descriptors describe the scan, and the "scanner"
+# group (HU-unit intensity) tracks the scanner's noise and kernel: a reader given those tells two REAL
+# collections apart by scanner alone, so by default it reads only the noise-normalised intensity.
+CLASSIFIER_EXCLUDED_GROUPS: tuple[str, ...] = ("size", "host", "scanner")
 _MAX_FOLDS = 5
 
 
-def classifier_features(*, include_size: bool = False, include_host: bool = False) -> list[str]:
-    """Descriptor names the AI reader uses."""
-    excluded = {g for g, keep in (("size", include_size), ("host", include_host)) if not keep}
+def classifier_features(*, include_size: bool = False, include_host: bool = False,
+                        include_scanner: bool = False) -> list[str]:
+    """Descriptor names the AI reader uses (groups of :data:`CLASSIFIER_EXCLUDED_GROUPS` only when asked)."""
+    keep = {"size": include_size, "host": include_host, "scanner": include_scanner}
+    excluded = {g for g in CLASSIFIER_EXCLUDED_GROUPS if not keep[g]}
     return [n for n, (g, _, _) in DESCRIPTORS.items() if g not in excluded]
 
 
@@ -187,7 +192,7 @@ def _size_key(label: str) -> float:
 
 def compare_descriptors(real_rows: Sequence[dict], synthetic_rows: Sequence[dict], *,
                         descriptors: Sequence[str] | None = None, include_size: bool = False,
-                        include_host: bool = False, seed: int = 0) -> dict:
+                        include_host: bool = False, include_scanner: bool = False, seed: int = 0) -> dict:
     """Compare real and synthetic descriptor rows per organ and size class.
 
     Parameters
@@ -197,8 +202,8 @@ def compare_descriptors(real_rows: Sequence[dict], synthetic_rows: Sequence[dict
         descriptors; rows with ``described`` False are skipped).
     descriptors : sequence of str, optional
         Descriptors to compare (default: all of :data:`DESCRIPTORS`).
-    include_size, include_host : bool
-        Let the AI reader use the size (or host) descriptors too.
+    include_size, include_host, include_scanner : bool
+        Let the AI reader use the size (host, scanner) descriptors too.
     seed : int
         Seed of the AI reader's folds.
 
@@ -220,7 +225,8 @@ def compare_descriptors(real_rows: Sequence[dict], synthetic_rows: Sequence[dict
     unknown = [n for n in names if n not in DESCRIPTORS]
     if unknown:
         raise ValueError(f"unknown descriptor(s) {unknown}; choose among {', '.join(DESCRIPTORS)}")
-    features = [f for f in classifier_features(include_size=include_size, include_host=include_host) if f in names]
+    features = [f for f in classifier_features(include_size=include_size, include_host=include_host,
+                                               include_scanner=include_scanner) if f in names]
     real = [r for r in real_rows if r.get("described", True)]
     syn = [r for r in synthetic_rows if r.get("described", True)]
     groups = []
@@ -238,7 +244,7 @@ def compare_descriptors(real_rows: Sequence[dict], synthetic_rows: Sequence[dict
         groups.append(entry)
     return {"groups": groups, "settings": {
         "descriptors": names, "classifier_features": features, "include_size": bool(include_size),
-        "include_host": bool(include_host), "seed": int(seed), "positive": "synthetic",
+        "include_host": bool(include_host), "include_scanner": bool(include_scanner), "seed": int(seed), "positive": "synthetic",
         "classifier": "median imputation + standardisation + logistic regression (scikit-learn, L2, C=1)",
         "cross_validation": f"stratified k-fold, k = min({_MAX_FOLDS}, lesions of the smaller kind), shuffled with the seed",
         "auc_interval": f"DeLong, 95 % (z = {Z_95:.6f})",

@@ -95,6 +95,8 @@ DEFAULTS: dict[str, float] = {
     "glcm_low_hu": -200.0,
     "glcm_high_hu": 300.0,
     "glcm_bin_hu": 10.0,
+    "glcm_bin_noise": 1.0,
+    "glcm_noise_half_range": 30.0,
     "min_interior_voxels": 5,
     "min_shell_voxels": 10,
     "min_glcm_pairs": 10,
@@ -103,7 +105,8 @@ DEFAULTS: dict[str, float] = {
 SIZE_BINS_MM: tuple[float, ...] = (20.0,)
 _MAD_TO_SD = 1.4826
 
-# name: (group, unit, definition). Groups: size, shape, host, intensity, context.
+# name: (group, unit, definition). Groups: size, shape, host, intensity (in units of the host's noise),
+# scanner (intensity in HU: tracks the scanner's noise and kernel), context.
 DESCRIPTORS: dict[str, tuple[str, str, str]] = {
     "volume_mm3": ("size", "mm^3", "voxel count x voxel volume"),
     "max_diameter_mm": ("size", "mm", "largest distance between vertices of the marching-cubes surface (level 0.5)"),
@@ -118,19 +121,23 @@ DESCRIPTORS: dict[str, tuple[str, str, str]] = {
                                       "no fat (< -20 HU), no bright voxel (> median + 3 robust SD)"),
     "shell_noise_hu": ("host", "HU", "1.4826 x MAD of the shell's high-pass residual (HU minus the mean of its 26 "
                                      "neighbours, x sqrt(26/27)): scanner noise"),
-    "contrast_hu": ("intensity", "HU", "lesion_median_hu - shell_median_hu"),
+    "contrast_hu": ("scanner", "HU", "lesion_median_hu - shell_median_hu"),
     "contrast_noise": ("intensity", "1", "contrast_hu / shell_noise_hu"),
-    "internal_iqr_hu": ("intensity", "HU", "interquartile range of HU in the lesion interior (one-voxel 6-connected "
+    "internal_iqr_hu": ("scanner", "HU", "interquartile range of HU in the lesion interior (one-voxel 6-connected "
                                            "erosion; NaN under 5 voxels)"),
     "internal_iqr_noise": ("intensity", "1", "internal_iqr_hu / shell_noise_hu"),
-    "edge_gradient_hu_per_mm": ("intensity", "HU/mm", "(inner ring median - outer ring median) / mean ring distance "
+    "edge_gradient_hu_per_mm": ("scanner", "HU/mm", "(inner ring median - outer ring median) / mean ring distance "
                                                       "across the border; rings = voxels within max(1 mm, largest "
                                                       "voxel side) of the border, inside the lesion / in the organ"),
     "edge_sharpness": ("intensity", "1", "(inner ring median - outer ring median) / contrast_hu: share of the "
                                          "contrast reached across the border (1 = step edge); NaN if |contrast| < noise"),
-    "glcm_homogeneity": ("intensity", "1", "GLCM homogeneity of axial slices inside the lesion (1 pixel, 4 directions, "
+    "glcm_homogeneity": ("scanner", "1", "GLCM homogeneity of axial slices inside the lesion (1 pixel, 4 directions, "
                                            "symmetric; 10 HU bins over -200..300 HU)"),
-    "glcm_contrast": ("intensity", "bins^2", "GLCM contrast, same matrix (x 100 for HU^2)"),
+    "glcm_contrast": ("scanner", "bins^2", "GLCM contrast, same matrix (x 100 for HU^2)"),
+    "edge_gradient_noise_per_mm": ("intensity", "1/mm", "edge_gradient_hu_per_mm / shell_noise_hu"),
+    "glcm_homogeneity_noise": ("intensity", "1", "GLCM homogeneity as glcm_homogeneity, of (HU - shell_median_hu) / "
+                                                 "shell_noise_hu in bins of 1 over -30..30 (the host's noise as unit)"),
+    "glcm_contrast_noise": ("intensity", "bins^2", "GLCM contrast of that matrix (noise SD^2)"),
     "depth_mm": ("context", "mm", "distance from the lesion centroid to the organ surface (the scan edge is not surface)"),
     "surface_distance_mm": ("context", "mm", "smallest distance from a lesion voxel to the organ surface"),
     "vessel_distance_mm": ("context", "mm", "distance from the lesion to the nearest bright-vessel voxel (organ, 1 mm "
@@ -235,14 +242,14 @@ def _shape(lesion: np.ndarray, sp: np.ndarray) -> dict[str, float]:
     return out
 
 
-def _glcm(hu: np.ndarray, lesion: np.ndarray) -> tuple[float, float]:
+def _glcm(values: np.ndarray, lesion: np.ndarray, *, low: float, high: float, width: float) -> tuple[float, float]:
+    """GLCM homogeneity and contrast of ``values`` quantised in ``width`` bins over [low, high)."""
     from skimage.feature import graycomatrix  # deferred: skimage's import is slow
 
-    lo, hi, width = DEFAULTS["glcm_low_hu"], DEFAULTS["glcm_high_hu"], DEFAULTS["glcm_bin_hu"]
-    n_bins = int(round((hi - lo) / width))
+    n_bins = int(round((high - low) / width))
     # Level 0 marks pixels outside the lesion; its row and column are dropped, so only pairs with
     # both pixels inside the lesion count.
-    levels = (np.clip(np.floor((hu - lo) / width), 0, n_bins - 1) + 1).astype(np.uint8)
+    levels = (np.clip(np.floor((values - low) / width), 0, n_bins - 1) + 1).astype(np.uint8)
     levels[~lesion] = 0
     total = np.zeros((n_bins + 1, n_bins + 1), dtype=np.float64)
     for z in np.flatnonzero(lesion.any(axis=(0, 1))):
@@ -271,7 +278,8 @@ def _intensity(hu: np.ndarray, lesion: np.ndarray, organ: np.ndarray, blocked: n
                d_in: np.ndarray, sp: np.ndarray) -> tuple[dict[str, float], float, float]:
     """Intensity descriptors, plus (shell median, shell raw robust SD) for the vessel threshold."""
     names = ("lesion_median_hu", "shell_median_hu", "shell_noise_hu", "contrast_hu", "contrast_noise",
-             "internal_iqr_hu", "internal_iqr_noise", "edge_gradient_hu_per_mm", "edge_sharpness")
+             "internal_iqr_hu", "internal_iqr_noise", "edge_gradient_hu_per_mm", "edge_gradient_noise_per_mm",
+             "edge_sharpness")
     out = dict.fromkeys(names, math.nan)
     out["lesion_median_hu"] = float(np.median(hu[lesion]))
     interior = ndimage.binary_erosion(lesion, border_value=0)
@@ -305,6 +313,8 @@ def _intensity(hu: np.ndarray, lesion: np.ndarray, organ: np.ndarray, blocked: n
         step = float(np.median(hu[inner]) - np.median(hu[outer]))
         gap = 0.5 * (float(d_in[inner].mean()) + float(d_out[outer].mean()))
         out["edge_gradient_hu_per_mm"] = step / gap
+        if noise > 0:
+            out["edge_gradient_noise_per_mm"] = step / gap / noise
         if noise > 0 and abs(contrast) >= noise:
             out["edge_sharpness"] = step / contrast
     return out, shell_med, shell_sd
@@ -327,7 +337,17 @@ def _describe_crop(hu: np.ndarray, lesion: np.ndarray, organ: np.ndarray, blocke
     blocked = blocked | lesion
     intensity, shell_med, shell_sd = _intensity(hu, lesion, organ, blocked, d_out, d_in, sp)
     row.update(intensity)
-    row["glcm_homogeneity"], row["glcm_contrast"] = _glcm(hu, lesion)
+    row["glcm_homogeneity"], row["glcm_contrast"] = _glcm(
+        hu, lesion, low=DEFAULTS["glcm_low_hu"], high=DEFAULTS["glcm_high_hu"], width=DEFAULTS["glcm_bin_hu"])
+    # The same matrix in units of the host's noise: what the texture looks like against this scanner's
+    # own grain (the HU version tracks the scanner: a 13 HU-noise scan reads rougher than a 9 HU one).
+    noise, shell_hu = row["shell_noise_hu"], row["shell_median_hu"]
+    if noise > 0:
+        half = DEFAULTS["glcm_noise_half_range"]
+        row["glcm_homogeneity_noise"], row["glcm_contrast_noise"] = _glcm(
+            (hu - shell_hu) / noise, lesion, low=-half, high=half, width=DEFAULTS["glcm_bin_noise"])
+    else:
+        row["glcm_homogeneity_noise"] = row["glcm_contrast_noise"] = math.nan
     # Context.
     if depth is not None:
         centre = np.rint(np.argwhere(lesion).mean(axis=0)).astype(int)

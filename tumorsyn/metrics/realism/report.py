@@ -166,7 +166,8 @@ def render_realism_markdown(report: dict) -> str:
              f"{comp['settings']['auc_interval']}; seed {comp['settings']['seed']}. Descriptors used: "
              f"{', '.join(comp['settings']['classifier_features'])} (size descriptors "
              f"{'included' if comp['settings']['include_size'] else 'excluded'}, host descriptors "
-             f"{'included' if comp['settings']['include_host'] else 'excluded'}).", "",
+             f"{'included' if comp['settings']['include_host'] else 'excluded'}, HU-unit (scanner) descriptors "
+             f"{'included' if comp['settings'].get('include_scanner') else 'excluded'}).", "",
              "| organ | size class | AUC | most telling descriptors (standardised coefficient; + = synthetic) |",
              "|---|---|---|---|"]
     for group in comp["groups"]:
