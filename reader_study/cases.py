@@ -12,10 +12,13 @@ real : CSV or folder
     Or a folder of ``<id>_ct.nii.gz`` + ``<id>_tumor.nii.gz`` (or ``<id>_mask.nii.gz``) pairs.
 synthetic : manifest or folder
     ``manifest.jsonl`` written by ``tumorsyn generate`` (or the folder holding it). Each JSON line
-    names its CT and tumour mask (``outputs.ct``, ``outputs.tumor``) and the host ``organ``.
+    names its CT and tumour mask (``outputs.ct``, ``outputs.tumor``) and the host ``organ``; its
+    ``input.labels`` and ``label_preset`` (with ``lesion_labels`` from the run's ``run.json``) say
+    where the host's own lesions are, so that a study never shows them (:mod:`reader_study.hosts`).
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +27,8 @@ from typing import Iterable
 import numpy as np
 from scipy import ndimage
 
-from tumorsyn.errors import InputError
+from tumorsyn.errors import GridMismatchError, InputError
+from tumorsyn.io.labels import LABEL_PRESETS, label_values
 from tumorsyn.io.layouts import discover_cases
 from tumorsyn.io.scan import load_labels
 from tumorsyn.io.table import read_table
@@ -49,6 +53,10 @@ class Source:
     mask: Path
     label: int | None = None  # tumour value in the mask; None = any non-zero value
     origin: str = ""  # where the pair was listed (CSV row, manifest line), for error messages
+    # Synthetic cases: the host's label map and the values that mark the host's own lesions there.
+    # None: the manifest names no host label map (not checked); (): the preset marks no lesion.
+    host_labels: Path | None = None
+    host_lesion_labels: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,19 @@ class Lesion:
     max_diameter_mm: float
     grid_shape: tuple[int, int, int] = (0, 0, 0)  # the mask's canonical grid, checked against the CT's
     grid_affine: tuple = ()
+    spacing_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the source scan's voxel size (canonical X, Y, Z)
+    # Boxes ``(low_mm, high_mm)`` (canonical index x spacing, voxel edges) of the host's own lesions.
+    host_lesions_mm: tuple = ()
+
+    @property
+    def pixel_mm(self) -> float:
+        """In-plane voxel size of the source scan (the coarser of X and Y), mm."""
+        return max(self.spacing_mm[0], self.spacing_mm[1])
+
+    @property
+    def slice_mm(self) -> float:
+        """Voxel size of the source scan along the body axis (NIfTI has no separate slice thickness), mm."""
+        return self.spacing_mm[2]
 
     @property
     def sort_key(self) -> tuple:
@@ -149,6 +170,7 @@ def read_synthetic_sources(path: str | Path) -> list[Source]:
             raise InputError("manifest not found; give a `tumorsyn generate` output folder or its manifest.jsonl",
                              path=path)
     sources = []
+    run_lesion_labels = _run_lesion_labels(folder)
     try:
         lines = manifest.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -171,11 +193,67 @@ def read_synthetic_sources(path: str | Path) -> list[Source]:
         for file in (ct, mask):
             if not file.exists():
                 raise InputError(f"line {number}: output {file.name} is missing from {folder}", path=manifest)
-        sources.append(Source("synthetic", organ, ct, mask, None, f"{manifest.name} line {number} "
-                              f"({record.get('output_id', '?')})"))
+        origin = f"{manifest.name} line {number} ({record.get('output_id', '?')})"
+        host_labels, lesion_values = _host_lesion_labels(record, folder, run_lesion_labels, origin, manifest)
+        sources.append(Source("synthetic", organ, ct, mask, None, origin, host_labels, lesion_values))
     if not sources:
         raise InputError("the manifest lists no outputs", path=manifest)
     return sources
+
+
+def _run_lesion_labels(folder: Path) -> tuple[int, ...] | None:
+    """``--lesion-label`` values of the run (its run.json), or None when the run gave none."""
+    try:
+        values = json.loads((folder / "run.json").read_text(encoding="utf-8")).get("lesion_labels")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return None
+    return tuple(int(v) for v in values) if values else None
+
+
+def _host_lesion_labels(record: dict, folder: Path, run_lesion_labels, origin: str,
+                        manifest: Path) -> tuple[Path | None, tuple[int, ...] | None]:
+    """Where the host's own lesions are: its label map and the values marking lesions (see :class:`Source`)."""
+    labels = (record.get("input") or {}).get("labels") if isinstance(record.get("input"), dict) else None
+    if not labels:
+        return None, None
+    values = run_lesion_labels if run_lesion_labels is not None else tuple(
+        LABEL_PRESETS.get(record.get("label_preset") or "binary", {}).get("lesion", ()))
+    if not values:
+        return None, ()  # the preset marks no lesion: nothing to keep out of view, nothing to read
+    path = Path(labels)
+    if not path.is_absolute() and not path.exists():
+        path = folder / path  # `generate` records paths as given, relative to where it ran
+    if not path.exists():
+        raise InputError(f"{origin}: the host's label map {labels} is missing; it is needed to keep the host's own "
+                         f"lesions (label {', '.join(map(str, values))}) out of view", path=manifest)
+    return path.resolve(), values
+
+
+@functools.lru_cache(maxsize=4)  # the outputs of one host follow each other in a manifest: read its labels once
+def host_lesion_boxes(labels_path: Path, values: tuple[int, ...], shape) -> tuple:
+    """Boxes ``(low_mm, high_mm)`` of the 26-connected lesions ``values`` mark in a host label map.
+
+    Coordinates are canonical index x spacing (the frame of :attr:`Lesion.centre_vox` x spacing),
+    from the first voxel's low edge to the last voxel's high edge.
+
+    Raises
+    ------
+    GridMismatchError
+        When the label map's grid is not the synthetic case's (``shape``).
+    """
+    scan = load_labels(labels_path)
+    if tuple(scan.shape) != tuple(shape):
+        raise GridMismatchError(f"host label map grid {scan.shape} differs from the synthetic case's {tuple(shape)}",
+                                path=labels_path)
+    lesions = np.isin(label_values(scan), values)
+    spacing = np.asarray(scan.spacing_mm, dtype=float)
+    labelled, _ = ndimage.label(lesions, structure=CONNECTIVITY_26)
+    boxes = []
+    for slices in ndimage.find_objects(labelled):
+        low = np.array([s.start for s in slices], dtype=float)
+        high = np.array([s.stop - 1 for s in slices], dtype=float)
+        boxes.append((tuple(float(v) for v in (low - 0.5) * spacing), tuple(float(v) for v in (high + 0.5) * spacing)))
+    return tuple(boxes)
 
 
 def lesions_in_mask(mask: np.ndarray, spacing_mm, *, min_diameter_mm: float = 3.0) -> list[tuple[int, tuple, float]]:
@@ -212,6 +290,7 @@ def lesions_in_mask(mask: np.ndarray, spacing_mm, *, min_diameter_mm: float = 3.
 
 
 def _lesions_of(job: tuple[Source, float]) -> list[Lesion]:
+    # Worker: one mask's lesions, with the source's spacing and (synthetic) its host's own lesions.
     source, min_diameter_mm = job
     scan = load_labels(source.mask)
     values = scan.to_canonical(scan.raw)
@@ -222,7 +301,10 @@ def _lesions_of(job: tuple[Source, float]) -> list[Lesion]:
         raise InputError(f"tumour mask ({source.origin}) holds no lesion of {what} with a diameter of at least "
                          f"{min_diameter_mm:g} mm", path=source.mask)
     affine = tuple(float(v) for v in scan.canonical_affine.ravel())
-    return [Lesion(source, c, centre, d, scan.shape, affine) for c, centre, d in found]
+    spacing = tuple(round(float(v), 6) for v in scan.spacing_mm)
+    hosts = host_lesion_boxes(source.host_labels, source.host_lesion_labels, scan.shape) \
+        if source.host_labels is not None and source.host_lesion_labels else ()
+    return [Lesion(source, c, centre, d, scan.shape, affine, spacing, hosts) for c, centre, d in found]
 
 
 def find_lesions(sources: Iterable[Source], *, min_diameter_mm: float = 3.0, progress=None,
