@@ -1,39 +1,73 @@
-"""Statistics of a reader study: accuracy figures, ROC AUC, binomial test, Fleiss' kappa.
+"""Statistics of a reader study: accuracy, sensitivity, specificity, ROC AUC, binomial test, kappa.
 
 "Positive" means synthetic. In the single-case design a rating is an answer (real / synthetic) and a
-confidence 1-5; together they give a 10-step score from "certainly real" (-5) to "certainly
-synthetic" (+5), the ordinal scale of the ROC curve. In the 2AFC design a rating is correct when it
-picks the synthetic case of the pair; proportion correct against 0.5 is the figure.
+confidence 1-5; together they give a 10-point synthetic-likelihood score, 1 = "certainly real" (real,
+confidence 5) to 10 = "certainly synthetic" (synthetic, confidence 5), the ordinal scale of the ROC
+curve. In the 2AFC design a rating is correct when it picks the synthetic case of the pair;
+proportion correct against 0.5 is the figure. A "not visible / cannot judge" answer is no judgement:
+the figures here are computed on the judged answers, and the caller counts the others apart.
+
+Intervals are exact (Clopper-Pearson) for proportions and DeLong's for the AUC; SciPy gives the
+binomial test and the Clopper-Pearson bounds, scikit-learn the ROC curve, the AUC and Cohen's kappa.
+Fleiss' kappa, which neither provides, is computed here.
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
 
-from tumorsyn.metrics.stats import Z_95, proportion
+from tumorsyn.metrics.stats import Z_95
 
-__all__ = ["rating_score", "binary_figures", "binomial_test", "roc_curve", "roc_auc", "auc_interval",
-           "fleiss_kappa"]
+__all__ = ["rating_score", "exact_proportion", "binary_figures", "binomial_test", "roc_curve", "roc_auc",
+           "auc_interval", "cohen_kappa", "fleiss_kappa"]
 
 
 def rating_score(answer: str, confidence: int) -> int:
-    """Ordinal score: ``+confidence`` for "synthetic", ``-confidence`` for "real"."""
-    return int(confidence) if answer == "synthetic" else -int(confidence)
+    """10-point synthetic-likelihood score: "real" with confidence c -> ``6 - c``, "synthetic" -> ``5 + c``.
+
+    Examples
+    --------
+    >>> [rating_score("real", c) for c in (5, 1)], [rating_score("synthetic", c) for c in (1, 5)]
+    ([1, 5], [6, 10])
+    """
+    confidence = int(confidence)
+    if not 1 <= confidence <= 5:
+        raise ValueError(f"confidence must be 1-5, got {confidence}")
+    return 5 + confidence if answer == "synthetic" else 6 - confidence
 
 
-def binomial_test(successes: int, total: int, p: float = 0.5) -> float:
-    """Two-sided exact binomial test p-value of ``successes`` out of ``total`` against ``p`` (1 if total = 0)."""
+def exact_proportion(successes: int, total: int) -> dict:
+    """``{'n', 'k', 'value', 'ci95'}``: a proportion with its exact (Clopper-Pearson) 95 % interval.
+
+    ``value`` and ``ci95`` are None when ``total`` is 0.
+
+    Examples
+    --------
+    >>> p = exact_proportion(8, 8)
+    >>> round(p["ci95"][0], 4)  # 0.025 ** (1 / 8)
+    0.6306
+    """
     if total == 0:
-        return 1.0
+        return {"n": 0, "k": 0, "value": None, "ci95": None}
     from scipy.stats import binomtest  # deferred: scipy.stats is slow to import
+
+    ci = binomtest(int(successes), int(total)).proportion_ci(confidence_level=0.95, method="exact")
+    return {"n": int(total), "k": int(successes), "value": successes / total,
+            "ci95": [float(ci.low), float(ci.high)]}
+
+
+def binomial_test(successes: int, total: int, p: float = 0.5) -> float | None:
+    """Two-sided exact binomial test p-value of ``successes`` out of ``total`` against ``p`` (None if total = 0)."""
+    if total == 0:
+        return None
+    from scipy.stats import binomtest
 
     return float(binomtest(int(successes), int(total), p, alternative="two-sided").pvalue)
 
 
 def binary_figures(truth_synthetic: Sequence[bool], said_synthetic: Sequence[bool]) -> dict:
-    """Accuracy, sensitivity (synthetic called synthetic), specificity (real called real), Wilson 95 %.
+    """Accuracy, sensitivity (synthetic called synthetic), specificity (real called real), exact 95 %.
 
     Parameters
     ----------
@@ -45,7 +79,7 @@ def binary_figures(truth_synthetic: Sequence[bool], said_synthetic: Sequence[boo
     Returns
     -------
     dict
-        ``accuracy``, ``sensitivity``, ``specificity`` (each ``{'n', 'k', 'value', 'ci95'}``), the
+        ``accuracy``, ``sensitivity``, ``specificity`` (each as :func:`exact_proportion`), the
         confusion counts ``tp, fn, tn, fp`` and ``binomial_p`` (accuracy against 0.5, two-sided).
 
     Examples
@@ -64,70 +98,76 @@ def binary_figures(truth_synthetic: Sequence[bool], said_synthetic: Sequence[boo
     fp = int(np.sum(~truth & said))
     correct = tp + tn
     return {
-        "accuracy": proportion(correct, truth.size),
-        "sensitivity": proportion(tp, tp + fn),
-        "specificity": proportion(tn, tn + fp),
+        "accuracy": exact_proportion(correct, truth.size),
+        "sensitivity": exact_proportion(tp, tp + fn),
+        "specificity": exact_proportion(tn, tn + fp),
         "tp": tp, "fn": fn, "tn": tn, "fp": fp,
         "binomial_p": binomial_test(correct, truth.size),
     }
 
 
 def roc_curve(truth_synthetic: Sequence[bool], score: Sequence[float]) -> tuple[list[float], list[float]]:
-    """Empirical ROC points (FPR, TPR), from the strictest threshold to the loosest, starting at (0, 0).
+    """Empirical ROC points (FPR, TPR) from (0, 0), one per distinct score (scikit-learn's ``roc_curve``).
 
-    A case counts as called synthetic when its score is at least the threshold; thresholds are the
-    distinct scores, so tied scores move the curve diagonally.
+    Empty lists' stand-in ``([0.0], [0.0])`` when either class is absent.
     """
     truth = np.asarray(truth_synthetic, dtype=bool)
-    score = np.asarray(score, dtype=float)
-    positives, negatives = int(truth.sum()), int((~truth).sum())
-    fpr, tpr = [0.0], [0.0]
-    if positives == 0 or negatives == 0:
-        return fpr, tpr
-    for threshold in np.unique(score)[::-1]:
-        called = score >= threshold
-        tpr.append(float(np.sum(called & truth)) / positives)
-        fpr.append(float(np.sum(called & ~truth)) / negatives)
-    return fpr, tpr
+    if truth.all() or not truth.any():
+        return [0.0], [0.0]
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
+    fpr, tpr, _ = sk_roc_curve(truth, np.asarray(score, dtype=float), drop_intermediate=False)
+    return [float(v) for v in fpr], [float(v) for v in tpr]
 
 
 def roc_auc(truth_synthetic: Sequence[bool], score: Sequence[float]) -> float | None:
-    """Area under the empirical ROC curve: P(score of a synthetic > score of a real), ties counting 1/2.
-
-    This is the Mann-Whitney statistic divided by ``n_synthetic * n_real`` and equals the trapezoid
-    area under :func:`roc_curve`. None when either class is absent.
+    """Area under the empirical ROC curve (scikit-learn): P(score of a synthetic > score of a real),
+    ties counting 1/2. None when either class is absent.
 
     Examples
     --------
-    >>> roc_auc([True, False], [3, -2])
+    >>> roc_auc([True, False], [8, 4])
     1.0
-    >>> roc_auc([True, True, False, False], [1, 1, 1, 1])
+    >>> roc_auc([True, True, False, False], [3, 3, 3, 3])
     0.5
     """
     truth = np.asarray(truth_synthetic, dtype=bool)
-    score = np.asarray(score, dtype=float)
-    pos, neg = score[truth], score[~truth]
-    if pos.size == 0 or neg.size == 0:
+    if truth.all() or not truth.any():
         return None
-    greater = (pos[:, None] > neg[None, :]).sum()
-    ties = (pos[:, None] == neg[None, :]).sum()
-    return float((greater + 0.5 * ties) / (pos.size * neg.size))
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(truth, np.asarray(score, dtype=float)))
 
 
-def auc_interval(auc: float | None, n_synthetic: int, n_real: int) -> list[float] | None:
-    """95 % interval of an AUC from Hanley & McNeil's (1982) standard error, clipped to [0, 1].
+def auc_interval(truth_synthetic: Sequence[bool], score: Sequence[float]) -> list[float] | None:
+    """DeLong's 95 % interval of the AUC (tumorsyn's one implementation), clipped to [0, 1].
 
-    References
-    ----------
-    J. A. Hanley, B. J. McNeil, "The meaning and use of the area under a ROC curve", Radiology 143 (1982) 29-36.
+    None when either class has fewer than two cases (the variance needs two of each).
     """
-    if auc is None or n_synthetic == 0 or n_real == 0:
+    truth = np.asarray(truth_synthetic, dtype=bool)
+    score = np.asarray(score, dtype=float)
+    if truth.sum() < 2 or (~truth).sum() < 2:
         return None
-    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
-    variance = (auc * (1 - auc) + (n_synthetic - 1) * (q1 - auc * auc) + (n_real - 1) * (q2 - auc * auc)) / (
-        n_synthetic * n_real)
-    half = Z_95 * math.sqrt(max(variance, 0.0))
-    return [max(0.0, auc - half), min(1.0, auc + half)]
+    from tumorsyn.metrics.realism.compare import delong_interval
+
+    _, low, high = delong_interval(score[truth], score[~truth], z=Z_95)
+    return [float(low), float(high)]
+
+
+def cohen_kappa(first: Sequence[str], second: Sequence[str], categories: Sequence[str]) -> float | None:
+    """Cohen's kappa of two readers' answers on the same items (scikit-learn); None where undefined
+    (chance agreement 1: both always gave one and the same answer)."""
+    if len(first) == 0:
+        return None
+    import warnings
+
+    from sklearn.exceptions import UndefinedMetricWarning
+    from sklearn.metrics import cohen_kappa_score
+
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", UndefinedMetricWarning)  # undefined is reported as None
+        value = float(cohen_kappa_score(list(first), list(second), labels=list(categories)))
+    return None if not np.isfinite(value) else value
 
 
 def fleiss_kappa(counts: np.ndarray) -> float | None:
