@@ -44,7 +44,7 @@ def test_perfect_always_real_and_chance_readers(study, tmp_path):
     assert perfect["binomial_p"] == pytest.approx(2 * 0.5 ** 8)
     assert always["accuracy"]["value"] == 0.5 and always["sensitivity"]["value"] == 0.0
     assert always["specificity"]["value"] == 1.0 and always["auc"] == 0.5
-    assert always["reading_time"]["median_s"] == 4.0
+    assert always["reading"]["median_s"] == 4.0
     assert small["accuracy"]["value"] == 0.5 and small["binomial_p"] == pytest.approx(1.0)
     assert report["per_reader_by_size_bin"]["small-only"]["<10 mm"]["accuracy"]["value"] == 1.0
     assert report["per_reader_by_size_bin"]["small-only"]["10-20 mm"]["accuracy"]["value"] == 0.0
@@ -62,18 +62,22 @@ def test_perfect_always_real_and_chance_readers(study, tmp_path):
     table = {}
     for row in rows:
         table.setdefault(row["item_id"], [0, 0])[row["answer"] == "synthetic"] += 1
-    assert report["agreement"]["fleiss_kappa"] == pytest.approx(fleiss_kappa(np.array(list(table.values()))), abs=1e-4)
+    assert report["agreement"]["method"] == "fleiss"
+    assert report["agreement"]["kappa"] == pytest.approx(fleiss_kappa(np.array(list(table.values()))), abs=1e-4)
     for name in ("report.json", "report.md", "roc.png", "accuracy_by_size.png"):
         assert (tmp_path / "report" / name).stat().st_size > 0
     md = (tmp_path / "report" / "report.md").read_text()
-    assert "| perfect | 8 | 100.0 %" in md and "Fleiss' kappa" in md
+    assert "| perfect | 8 | 0 | 100.0 %" in md and "Fleiss' kappa" in md
 
 
 def test_disagreeing_readers_kappa(study, tmp_path):
     _rate(study, "yes", lambda t: "synthetic")
     _rate(study, "no", lambda t: "real")
     report = analyze_study(study, tmp_path / "r")
-    assert report["agreement"]["fleiss_kappa"] == pytest.approx(-1.0)
+    # Two readers: Cohen's kappa, from each reader's own marginals. Observed agreement 0; chance agreement
+    # 1 * 0 + 0 * 1 = 0 ("yes" always says synthetic, "no" always real) -> kappa 0 (Fleiss' pooled one: -1).
+    assert report["agreement"]["method"] == "cohen"
+    assert report["agreement"]["kappa"] == pytest.approx(0.0)
 
 
 def test_2afc_analysis(sources, small_settings, tmp_path):
