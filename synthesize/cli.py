@@ -12,8 +12,10 @@ DESCRIPTION = """\
 Write synthetic tumours into healthy CT. For each output it writes <id>_ct.nii.gz (the input CT,
 byte-identical outside the tumour's blend zone, same header and orientation), <id>_tumor.nii.gz
 (uint8 label of the visible tumour), optionally <id>_label.nii.gz (0 background, 1 organ,
-2 tumour) and <id>_preview.png, and appends one JSON line to manifest.jsonl with the complete
-tumour spec (replayable with --from-spec), seeds, checksums and the measured size.
+2 tumour) and <id>_preview.png; for a DICOM input, a DICOM series <id>_ct/ and DICOM-SEG objects
+<id>_tumor.dcm (<id>_label.dcm) instead of the NIfTI files (see --output-format). It appends one
+JSON line to manifest.jsonl with the complete tumour spec (replayable with --from-spec), seeds,
+checksums and the measured size.
 A run folder resumes: run the same command again and finished outputs are skipped."""
 
 EXAMPLES = """\
@@ -78,6 +80,10 @@ def register(subparsers) -> None:
     tumour.add_argument("--spec-id", metavar="OUTPUT_ID", help="which manifest line --from-spec replays")
     output = parser.add_argument_group("output")
     output.add_argument("--out", required=True, metavar="DIR", help="output folder (created; resumable)")
+    output.add_argument("--output-format", choices=["auto", "dicom", "nifti"], default="auto",
+                        help="auto (default): as the input; a DICOM series gives a derived DICOM series <id>_ct/ (every "
+                             "slice's header kept, new UIDs, marked DERIVED) and DICOM-SEG <id>_tumor.dcm "
+                             "(and <id>_label.dcm); nifti: NIfTI files for any input; dicom: refused for NIfTI input")
     output.add_argument("--label-map", action="store_true", help="also write <id>_label.nii.gz (0/1 organ/2 tumour)")
     output.add_argument("--save-steps", type=int_list, metavar="N[,N]",
                         help="with --method ca and --count 1: also write the tumour as grown after these automaton "
@@ -98,7 +104,7 @@ def register(subparsers) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     from tumorsyn.errors import ConfigError
-    from tumorsyn.io.cases import Case, case_id_from_path, example_case, require_label_maps
+    from tumorsyn.io.cases import Case, case_ids, example_case, require_label_maps
     from tumorsyn.io.layouts import discover_cases
     from tumorsyn.io.guard import safe_case_id
     from synthesize.generate import GenerateOptions, load_spec_file
@@ -136,7 +142,8 @@ def run_command(args: argparse.Namespace) -> int:
     else:
         if not args.labels:
             raise ConfigError("--labels is required with a CT (a label map or a binary organ mask)")
-        cases = [Case(args.case_id or case_id_from_path(args.ct), Path(args.ct), Path(args.labels))]
+        # The one naming rule of datasets (tumorsyn.io.cases.case_ids): .../3Dircadb1.7/ct.nii.gz is 3Dircadb1.7.
+        cases = [Case(args.case_id or case_ids([args.ct])[0], Path(args.ct), Path(args.labels))]
 
     options = GenerateOptions(
         organ=specs[0].organ if specs else args.organ, method=specs[0].method if specs else args.method,
@@ -144,7 +151,7 @@ def run_command(args: argparse.Namespace) -> int:
         seed=args.seed, label_preset=args.label_preset, organ_labels=args.organ_label, lesion_labels=args.lesion_label,
         label_map=args.label_map, preview=args.preview, allow_smaller=args.allow_smaller, appearance=args.appearance,
         exophytic={"auto": None, "yes": True, "no": False}[args.exophytic], device=args.device,
-        save_steps=tuple(sorted(set(args.save_steps))) if args.save_steps else None)
+        save_steps=tuple(sorted(set(args.save_steps))) if args.save_steps else None, output_format=args.output_format)
     if options.method == "diffusion" and specs is None and not args.model:
         raise ConfigError("--method diffusion needs --model MODEL_DIR (a folder from `tumorsyn train-diffusion`)")
     if args.model or args.steps:

@@ -14,6 +14,8 @@ from tumorsyn.errors import ConfigError, InputError, TumorsynError, with_context
 from tumorsyn.io import load_labels, load_scan, write_ct_like, write_mask_like
 from tumorsyn.io.checksums import sha256_file
 from tumorsyn.io.datasets import Case
+from tumorsyn.io.names import output_name
+from tumorsyn.io.writers import remove_path
 from tumorsyn.io.labels import (choose_label_preset, forbidden_mask_from_labels, format_values, label_values,
                                 lesion_mask_from_labels, organ_mask_from_labels)
 from tumorsyn.io.scan import check_same_grid
@@ -23,7 +25,13 @@ from tumorsyn.spec import TumorSpec
 from tumorsyn.apply import Applied, TumorResult, apply_specs
 from tumorsyn.sampling import sample_specs
 
-__all__ = ["GenerateOptions", "generate_case", "output_ids", "output_files", "resolve_label_preset", "load_spec_file"]
+__all__ = ["GenerateOptions", "OUTPUT_FORMATS", "generate_case", "output_format_of", "output_ids", "output_files",
+           "output_file_names",
+           "resolve_label_preset", "load_spec_file"]
+
+OUTPUT_FORMATS = ("auto", "dicom", "nifti")
+SAVE_STEPS_NIFTI_ONLY = ("--save-steps writes its steps as NIfTI only, and this input is a DICOM series; add "
+                         "--output-format nifti")
 
 
 @dataclass
@@ -60,6 +68,9 @@ class GenerateOptions:
         Where generators with a GPU kernel run (not recorded: every device writes the same bytes).
     save_steps : tuple of int, optional
         For ``method="ca"``: also write the tumour as grown after each of these automaton steps.
+    output_format : {'auto', 'dicom', 'nifti'}
+        ``auto``: as the input (a DICOM series gives a DICOM series and DICOM-SEG objects, a NIfTI
+        file gives NIfTI); ``dicom`` needs DICOM inputs; ``nifti`` always writes NIfTI.
     """
 
     organ: str
@@ -78,6 +89,7 @@ class GenerateOptions:
     exophytic: bool | None = None
     device: str = "auto"
     save_steps: tuple | None = None
+    output_format: str = "auto"
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -93,16 +105,47 @@ def output_ids(case_id: str, per_scan: int) -> list[str]:
     return [case_id] if per_scan == 1 else [f"{case_id}_{k:03d}" for k in range(per_scan)]
 
 
-def output_files(output_id: str, options: GenerateOptions) -> list[str]:
-    """Names of every file one output may write (what ``_write_output`` names; a test keeps them in step)."""
-    names = [f"{output_id}_ct.nii.gz", f"{output_id}_tumor.nii.gz"]
+def output_format_of(ct: str | Path, option: str) -> str:
+    """``dicom`` or ``nifti``: what ``--output-format option`` writes for the input CT ``ct``.
+
+    Raises
+    ------
+    ConfigError
+        ``dicom`` for an input that is not a DICOM series folder (naming the input).
+    """
+    is_series = Path(ct).is_dir()  # a CT folder is read as one DICOM series (tumorsyn.io.scan)
+    if option == "auto":
+        return "dicom" if is_series else "nifti"
+    if option == "dicom" and not is_series:
+        raise ConfigError("--output-format dicom needs a DICOM series folder as input, and this is a NIfTI file "
+                          "(no DICOM headers to keep); use --output-format nifti or auto", path=ct)
+    if option not in OUTPUT_FORMATS:
+        raise ConfigError(f"--output-format {option!r}: choose one of {', '.join(OUTPUT_FORMATS)}")
+    return option
+
+
+def output_file_names(output_id: str, options: GenerateOptions, fmt: str = "nifti") -> dict[str, str]:
+    """Role -> file name of one output, by :func:`tumorsyn.io.names.output_name` (a DICOM series is a folder
+    named without an extension: role ``ct`` with ``fmt="dicom"``)."""
+    dicom = fmt == "dicom"
+    names = {"ct": output_name(output_id, "ct", "" if dicom else ".nii.gz"),
+             "tumor": output_name(output_id, "tumor", ".dcm" if dicom else ".nii.gz")}
     if options.label_map:
-        names.append(f"{output_id}_label.nii.gz")
+        names["label"] = output_name(output_id, "label", ".dcm" if dicom else ".nii.gz")
     if options.preview:
-        names.append(f"{output_id}_preview.png")
+        names["preview"] = output_name(output_id, "preview", ".png")
     for step in options.save_steps or ():
-        names += [f"{output_id}_step{step:03d}_ct.nii.gz", f"{output_id}_step{step:03d}_tumor.nii.gz"]
+        for role in ("ct", "tumor"):
+            names[f"step{step:03d}_{role}"] = output_name(output_id, f"step{step:03d}_{role}")
     return names
+
+
+def output_files(output_id: str, options: GenerateOptions, fmt: str = "nifti") -> list[str]:
+    """Names of every file one output may write (what ``_write_output`` names; a test keeps them in step).
+
+    With ``fmt="dicom"`` the CT is a series folder, named without an extension.
+    """
+    return list(output_file_names(output_id, options, fmt).values())
 
 
 def resolve_label_preset(preset: str, labels: np.ndarray, *, organ: str, organ_labels=None, lesion_labels=None,
@@ -189,9 +232,9 @@ def _measure(result: TumorResult, organ: np.ndarray, all_tumors: np.ndarray, bef
 
 
 def remove_outputs(paths) -> None:
-    """Delete output files (used when an output cannot be completed)."""
+    """Delete output files and series folders (used when an output cannot be completed)."""
     for path in paths:
-        Path(path).unlink(missing_ok=True)
+        remove_path(path)
 
 
 def _label_centre(result: TumorResult):
@@ -204,19 +247,53 @@ def _label_centre(result: TumorResult):
     return tuple(s.start + c for s, c in zip(result.slices, local))
 
 
-def _write_output(paths: dict, output_id: str, options: GenerateOptions, scan, applied: Applied, tumor, organ,
-                  organ_name) -> list[dict]:
-    """Write the files of one output into ``paths`` (filled in as files are added); return tumour records."""
+def _derivation(output_id: str, organ_name: str, drawn: list[TumorSpec], inputs: dict):
+    """What a DICOM output says it is, and the key its UIDs derive from (input checksum, output id, specs).
+
+    Only the specs count, not how they came (sampled from ``--seed`` or replayed with ``--from-spec``),
+    so a replay writes the same bytes, as it does for NIfTI.
+    """
+    from tumorsyn.io.dicom_out import Derivation
+
+    specs = json.dumps([spec.to_dict() for spec in drawn], sort_keys=True)
+    seed_text = ("tumour spec seed " if len(drawn) == 1 else "tumour spec seeds ") + ", ".join(
+        str(spec.seed) for spec in drawn) + " (the spec is in the run's manifest.jsonl)"
+    return Derivation(output_id=output_id, organ=organ_name, method=drawn[0].method, seed_text=seed_text,
+                      input_key=inputs["ct_sha256"], uid_key=f"{inputs['ct_sha256']}|{output_id}|{specs}",
+                      version=tumorsyn.__version__)
+
+
+def _write_output(paths: dict, names: dict, output_id: str, options: GenerateOptions, scan, applied: Applied, tumor,
+                  organ, organ_name, derivation=None) -> list[dict]:
+    """Write the files of one output into ``paths`` (filled in as files are added); return tumour records.
+
+    ``names`` maps roles to file names (:func:`_file_names`); with a ``derivation`` the CT is
+    written as a DICOM series and the masks as DICOM-SEG objects.
+    """
     hu, ct_out = applied.source, applied.ct
     drawn = [one.spec for one in applied.tumors]
-    # Only voxels whose HU changed are re-encoded: the file keeps every other stored value.
-    write_ct_like(paths["ct"], scan, ct_out, applied.written_mask())
-    write_mask_like(paths["tumor"], scan, tumor)
+    out_dir = paths["ct"].parent
+    combined = None
     if options.label_map:
         combined = organ.astype(np.uint8)
         combined[tumor > 0] = 2
-        paths["label"] = paths["ct"].parent / f"{output_id}_label.nii.gz"
-        write_mask_like(paths["label"], scan, combined)
+    if derivation is not None:
+        from tumorsyn.io.dicom_out import write_seg_like, write_series_like
+
+        # The SEGs reference the new series: it is written first, and they are removed with it on failure.
+        series = write_series_like(paths["ct"], scan, ct_out, applied.written_mask(), derivation)
+        write_seg_like(paths["tumor"], series, scan, tumor > 0, [("synthetic tumour", None)], derivation, role="tumor")
+        if combined is not None:
+            paths["label"] = out_dir / names["label"]
+            write_seg_like(paths["label"], series, scan, combined, [(organ_name, organ_name), ("synthetic tumour", None)],
+                           derivation, role="label")
+    else:
+        # Only voxels whose HU changed are re-encoded: the file keeps every other stored value.
+        write_ct_like(paths["ct"], scan, ct_out, applied.written_mask())
+        write_mask_like(paths["tumor"], scan, tumor)
+        if combined is not None:
+            paths["label"] = out_dir / names["label"]
+            write_mask_like(paths["label"], scan, combined)
     tumors = [{"spec": one.spec.to_dict(), "measured": _measure(one, organ, tumor, hu, ct_out, scan)}
               for one in applied.tumors]
     if options.preview:
@@ -226,7 +303,7 @@ def _write_output(paths: dict, output_id: str, options: GenerateOptions, scan, a
         title = (f"{output_id}: {len(drawn)} {organ_name} tumour(s), method {drawn[0].method}; first: "
                  f"{first['equivalent_diameter_mm']:.1f} mm eq. diameter, {first['mean_hu_tumor']} HU vs organ "
                  f"{first['mean_hu_organ_nearby']} HU")
-        paths["preview"] = paths["ct"].parent / f"{output_id}_preview.png"
+        paths["preview"] = out_dir / names["preview"]
         centre = _label_centre(applied.tumors[0])
         write_preview(paths["preview"], hu, ct_out, tumor > 0, scan.spacing_mm, centre, title=title)
     if options.save_steps:
@@ -234,13 +311,12 @@ def _write_output(paths: dict, output_id: str, options: GenerateOptions, scan, a
 
         frames = grow_trajectory(hu, organ, scan.spacing_mm, drawn[0], save_steps=options.save_steps,
                                  device=options.device)
-        out_dir = paths["ct"].parent
         trajectory = []
         for frame in frames:
             key = f"step{frame.step:03d}"
-            paths[f"{key}_ct"] = out_dir / f"{output_id}_{key}_ct.nii.gz"
+            paths[f"{key}_ct"] = out_dir / names[f"{key}_ct"]
             write_ct_like(paths[f"{key}_ct"], scan, frame.ct, frame.ct != hu)
-            paths[f"{key}_tumor"] = out_dir / f"{output_id}_{key}_tumor.nii.gz"
+            paths[f"{key}_tumor"] = out_dir / names[f"{key}_tumor"]
             write_mask_like(paths[f"{key}_tumor"], scan, frame.tumor)
             trajectory.append({"step": frame.step, "equivalent_diameter_mm": round(frame.diameter_mm, 3)})
         tumors[0]["trajectory"] = trajectory
@@ -275,6 +351,9 @@ def generate_case(case: Case, options: GenerateOptions, out_dir: str | Path, *, 
 def _generate_case(case: Case, options: GenerateOptions, out_dir: str | Path, *, skip: set[str],
                    specs: list[TumorSpec] | None) -> list[dict]:
     out_dir = Path(out_dir)
+    fmt = output_format_of(case.ct, options.output_format)
+    if fmt == "dicom" and options.save_steps:
+        raise ConfigError(SAVE_STEPS_NIFTI_ONLY, path=case.ct)
     scan = load_scan(case.ct)
     labels_scan = load_labels(case.labels)
     check_same_grid(scan, labels_scan)
@@ -323,9 +402,14 @@ def _generate_case(case: Case, options: GenerateOptions, out_dir: str | Path, *,
         # Placement keeps clear of lesions, but a replayed spec or an exophytic bulge is not placed
         # here: whatever made it, nothing is written over a lesion, cyst or another structure.
         _check_clear_of_labels(tumor, forbidden, labels, preset=preset, output_id=output_id, path=case.labels)
-        paths = {"ct": out_dir / f"{output_id}_ct.nii.gz", "tumor": out_dir / f"{output_id}_tumor.nii.gz"}
+        names = output_file_names(output_id, options, fmt)
+        paths = {"ct": out_dir / names["ct"], "tumor": out_dir / names["tumor"]}
+        derivation = None
+        if fmt == "dicom":
+            derivation = _derivation(output_id, organ_name, drawn, inputs)
         try:
-            tumors = _write_output(paths, output_id, options, scan, applied, tumor, organ, organ_name)
+            tumors = _write_output(paths, names, output_id, options, scan, applied, tumor, organ, organ_name,
+                                   derivation)
         except BaseException:
             # An output is whole or absent: remove what this output already wrote.
             remove_outputs(paths.values())
@@ -339,6 +423,7 @@ def _generate_case(case: Case, options: GenerateOptions, out_dir: str | Path, *,
             "seed": options.seed if specs is None else None,
             "output_seed": output_seed,
             "from_spec": specs is not None,
+            "output_format": fmt,
             "tool": {"name": "tumorsyn", "version": tumorsyn.__version__},
             "input": inputs,
             "outputs": {k: p.name for k, p in paths.items()},

@@ -11,7 +11,9 @@ from tumorsyn.errors import ConfigError, InputError, TumorsynError, with_context
 from tumorsyn.io.datasets import Case
 from tumorsyn.io.guard import check_out_folder, check_outputs_spare_inputs, output_path_inside, safe_case_id
 from tumorsyn.io.writers import TMP_PREFIX, atomic_path, remove_stale_temp_files
-from synthesize.generate import GenerateOptions, generate_case, output_files, output_ids, remove_outputs
+from tumorsyn.io.dicom_out import series_file_name
+from synthesize.generate import (SAVE_STEPS_NIFTI_ONLY, GenerateOptions, generate_case, output_file_names,
+                                 output_format_of, output_ids, remove_outputs)
 from synthesize.manifest import Manifest, manifest_name, read_records
 
 __all__ = ["RunSummary", "run_generate", "resolve_shard", "select_shard", "check_run_spares_inputs"]
@@ -19,7 +21,7 @@ __all__ = ["RunSummary", "run_generate", "resolve_shard", "select_shard", "check
 # Options that change what is written: a run folder must not mix outputs made with different ones.
 _RUN_KEYS = ("organ", "method", "size_mm", "count", "per_scan", "seed", "label_preset", "organ_labels",
              "lesion_labels", "label_map", "preview", "allow_smaller", "appearance", "exophytic", "save_steps",
-             "extra")
+             "output_format", "extra")
 
 
 @dataclass
@@ -62,6 +64,8 @@ def _check_run_file(out_dir: Path, options: GenerateOptions) -> None:
             recorded = json.loads(path.read_text())
         except json.JSONDecodeError:
             recorded = None
+        if isinstance(recorded, dict):
+            recorded.setdefault("output_format", "auto")  # run folders made before --output-format existed
         if recorded != wanted:
             diff = sorted(k for k in _RUN_KEYS if (recorded or {}).get(k) != wanted.get(k))
             raise ConfigError(f"this folder holds a run made with other options ({', '.join(diff)}); "
@@ -98,17 +102,31 @@ def check_run_spares_inputs(cases: list[Case], options: GenerateOptions, out_dir
     check_out_folder(out_dir)
     per_scan = 1 if specs else options.per_scan
     outputs = [out_dir / "run.json", out_dir / manifest_name(shard)]
+    series_folders = []  # DICOM series outputs: folders the run replaces whole
     read = [*inputs, options.extra.get("model")]
+    owner: dict[str, str] = {}
     for case in cases:
         safe_case_id(case.case_id, path=case.ct)
+        fmt = output_format_of(case.ct, options.output_format)
+        if fmt == "dicom" and options.save_steps:
+            raise ConfigError(SAVE_STEPS_NIFTI_ONLY, path=case.ct)
         read += [case.ct, case.labels]
-        outputs += [output_path_inside(out_dir, name) for oid in output_ids(case.case_id, per_scan)
-                    for name in output_files(oid, options)]
+        for oid in output_ids(case.case_id, per_scan):
+            for role, name in output_file_names(oid, options, fmt).items():
+                if owner.setdefault(name, oid) != oid:
+                    raise ConfigError(f"outputs {owner[name]} and {oid} would both be written as {name} (a case id "
+                                      f"ending in _ct, _tumor, ... loses that word in file names); give case ids in a "
+                                      f"CSV case_id column", path=case.ct)
+                path = output_path_inside(out_dir, name)
+                (series_folders if fmt == "dicom" and role == "ct" else outputs).append(path)
     # Manifests are rewritten and stale temporary files deleted by name pattern.
     patterns = [(out_dir, "manifest*.jsonl"), (out_dir, f"{TMP_PREFIX}*.part")]
     if out_dir.is_dir():
-        outputs += [p for _, pattern in patterns for p in out_dir.glob(pattern)]
-    check_outputs_spare_inputs(outputs, read, patterns=patterns)
+        outputs += [p for _, pattern in patterns for p in out_dir.glob(pattern) if not p.is_dir()]
+    # A series folder is replaced whole: no input may lie in it (folders=), and none may be inside
+    # it or be it (its slices, listed as outputs, would lie in the input folder).
+    outputs += [folder / series_file_name(0) for folder in series_folders]
+    check_outputs_spare_inputs(outputs, read, folders=series_folders, patterns=patterns)
 
 
 def _work(case: Case, options: GenerateOptions, out_dir: str, skip: set[str], name_case: bool = False):

@@ -90,12 +90,12 @@ def generate_out_is_the_ct(d: Path):
 def generate_hard_linked_output(d: Path):
     ct, labels = _ct(d / "in" / "scan.nii.gz"), _labels(d / "in" / "seg.nii.gz")
     (d / "out").mkdir()
-    os.link(ct, d / "out" / "scan_ct.nii.gz")
+    os.link(ct, d / "out" / "in_ct.nii.gz")  # in/scan.nii.gz is case "in" (tumorsyn.io.cases.case_ids)
     return ["generate", ct, "--labels", labels, "--organ", "liver", "--out", d / "out"], [ct]
 
 
 def generate_symlinked_input(d: Path):
-    target = _ct(d / "out" / "scan_ct.nii.gz")
+    target = _ct(d / "out" / "in_ct.nii.gz")
     labels = _labels(d / "in" / "seg.nii.gz")
     (d / "in" / "scan.nii.gz").symlink_to(target)
     return ["generate", d / "in" / "scan.nii.gz", "--labels", labels, "--organ", "liver", "--out", d / "out"], \
@@ -127,9 +127,9 @@ def generate_input_named_like_a_manifest(d: Path):
 
 def generate_output_name_is_a_folder(d: Path):
     ct, labels = _ct(d / "in" / "scan.nii.gz"), _labels(d / "in" / "seg.nii.gz")
-    (d / "out" / "scan_ct.nii.gz").mkdir(parents=True)
+    (d / "out" / "in_ct.nii.gz").mkdir(parents=True)
     return ["generate", ct, "--labels", labels, "--organ", "liver", "--out", d / "out"], \
-        [d / "out" / "scan_ct.nii.gz", "folder"]
+        [d / "out" / "in_ct.nii.gz", "folder"]
 
 
 # --- tumorsyn evaluate -------------------------------------------------------------------------------

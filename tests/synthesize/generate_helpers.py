@@ -199,3 +199,50 @@ def equivalent_diameter(mask: np.ndarray, spacing) -> float:
     """Equivalent-sphere diameter in mm, computed here independently of tumorsyn.lesion_size."""
     volume = float(np.count_nonzero(mask)) * float(np.prod(spacing))
     return 2.0 * (3.0 * volume / (4.0 * np.pi)) ** (1.0 / 3.0)
+
+
+def write_dicom_phantom(folder: Path, seed: int = 0, *, signed: bool = False, intercept: float = -1024.0,
+                        bits_stored: int = 12) -> tuple[Path, Path]:
+    """The phantom as a DICOM CT series (one file per slice, names not in slice order) and its liver label map.
+
+    Returns (series folder, labels NIfTI on the series' grid). Stored values are HU - ``intercept``
+    (slope 1), in ``bits_stored`` bits, unsigned unless ``signed``.
+    """
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    ct, liver = phantom_arrays(seed)
+    stored = (ct.astype(np.int32) - int(intercept)).astype(np.int16 if signed else np.uint16)
+    series = folder / "series"
+    series.mkdir(parents=True)
+    study, frame, series_uid = generate_uid(), generate_uid(), generate_uid()
+    origin = np.array([-30.0, -40.0, 12.5])
+    for k in range(ct.shape[2]):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series_uid, frame
+        ds.Modality, ds.PatientID, ds.PatientName, ds.SeriesDescription = "CT", "PHANTOM", "Phantom^Test", "phantom"
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.StudyDate, ds.StudyTime, ds.SeriesNumber, ds.InstanceNumber = "20240101", "120000", 3, k + 1
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [float(v) for v in origin + [0.0, 0.0, 2.5 * k]]
+        ds.PixelSpacing, ds.SliceThickness = [1.5, 1.5], 2.5
+        ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = 1, intercept, "HU"
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.Rows, ds.Columns = ct.shape[1], ct.shape[0]
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits_stored, bits_stored - 1
+        ds.PixelRepresentation = 1 if signed else 0
+        ds.PixelData = np.ascontiguousarray(stored[:, :, k].T).tobytes()  # (rows, columns)
+        ds.add_new(0x00091010, "LO", "kept private value")  # a private tag: headers are kept whole
+        ds.add_new(0x00090010, "LO", "PHANTOM PRIVATE")
+        pydicom.dcmwrite(series / f"img{(k * 7) % ct.shape[2]:03d}", ds, enforce_file_format=True)
+    from tumorsyn.io import load_scan
+
+    labels = save_nifti(folder / "labels.nii.gz", liver, load_scan(series).affine)
+    return series, labels

@@ -39,7 +39,7 @@ def test_dicom_series_with_totalsegmentator_labels(cli, dicom_case, tmp_path):
 
     series, labels = dicom_case
     out = _generate(cli, series, labels, tmp_path / "out", "--label-preset", "totalsegmentator", "--organ", "liver",
-                    "--size-mm", "8-16", "--seed", "1", "--case-id", "dcm", "--label-map")
+                    "--size-mm", "8-16", "--seed", "1", "--case-id", "dcm", "--label-map", "--output-format", "nifti")
     ct_img = nib.load(str(out / "dcm_ct.nii.gz"))
     labels_img = nib.load(str(labels))
     tumor_img = nib.load(str(out / "dcm_tumor.nii.gz"))
@@ -67,10 +67,35 @@ def test_dicom_series_with_totalsegmentator_labels(cli, dicom_case, tmp_path):
     # The recorded spec replays on the series byte for byte.
     again = tmp_path / "again"
     code, _, err = cli("generate", series, "--labels", labels, "--label-preset", "totalsegmentator", "--out", again,
-                       "--quiet", "--case-id", "dcm", "--from-spec", out / "manifest.jsonl", "--spec-id", "dcm")
+                       "--quiet", "--case-id", "dcm", "--from-spec", out / "manifest.jsonl", "--spec-id", "dcm",
+                       "--output-format", "nifti")
     assert code == 0, err
     for name in ("dcm_ct.nii.gz", "dcm_tumor.nii.gz"):
         assert (again / name).read_bytes() == (out / name).read_bytes()
+
+
+def test_dicom_series_out_of_an_anonymised_compressed_series(cli, dicom_case, tmp_path):
+    """The example series is JPEG 2000 compressed and anonymised (empty Study/Series/SOP UIDs): DICOM out still works."""
+    pydicom = pytest.importorskip("pydicom")
+    hd = pytest.importorskip("highdicom")
+    from tumorsyn.io import load_scan
+
+    series, labels = dicom_case
+    out = _generate(cli, series, labels, tmp_path / "out", "--label-preset", "totalsegmentator", "--organ", "liver",
+                    "--size-mm", "8-16", "--seed", "1", "--case-id", "dcm")
+    nifti = _generate(cli, series, labels, tmp_path / "nifti", "--label-preset", "totalsegmentator", "--organ", "liver",
+                      "--size-mm", "8-16", "--seed", "1", "--case-id", "dcm", "--output-format", "nifti")
+    written = [pydicom.dcmread(p) for p in sorted((out / "dcm_ct").iterdir())]
+    assert len(written) == 20 and all(ds.StudyInstanceUID and ds.SOPInstanceUID for ds in written)
+    assert written[0].file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian  # written uncompressed
+    assert (written[0].BitsStored, written[0].RescaleIntercept) == (12, -1024)
+    np.testing.assert_array_equal(load_scan(out / "dcm_ct").values(), load_scan(nifti / "dcm_ct.nii.gz").values())
+    seg = hd.seg.segread(out / "dcm_tumor.dcm")
+    frames = seg.get_pixels_by_source_instance(source_sop_instance_uids=[ds.SOPInstanceUID for ds in written],
+                                               segment_numbers=[1], ignore_spatial_locations=True)[..., 0]
+    tumour = np.asanyarray(nib.load(str(nifti / "dcm_tumor.nii.gz")).dataobj).astype(bool)
+    order = np.argsort([float(ds.ImagePositionPatient[2]) for ds in written])
+    np.testing.assert_array_equal(frames.astype(bool)[order], np.transpose(tumour, (2, 1, 0)))
 
 
 def test_dicom_series_auto_preset_and_wrong_organ_label(cli, dicom_case, tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 
 from tumorsyn.errors import CorruptFileError, InputError
 
-__all__ = ["read_dicom_volume", "looks_like_dicom_folder"]
+__all__ = ["read_dicom_volume", "read_series_slices", "looks_like_dicom_folder"]
 
 
 def _is_dicom_file(path: Path) -> bool:
@@ -39,15 +39,17 @@ def _pixel_array(ds) -> np.ndarray:
                                path=getattr(ds, "filename", None)) from None
 
 
-def read_dicom_volume(folder: str | Path) -> dict:
-    """Read the CT slices in ``folder`` (one series): the fields of a :class:`~tumorsyn.io.scan.Scan`, RAS+ affine.
+def read_series_slices(folder: str | Path) -> list:
+    """The image slices of the one DICOM series in ``folder``, as pydicom datasets in volume order.
 
-    Returns a dict (``path``, ``raw``, ``affine``, ``header``, ``slope``, ``inter``), not the Scan
-    itself, so that this module need not import ``scan`` (which reads DICOM folders through it).
+    Volume order is the position along the slice normal (not file name or instance number); the
+    ``k``-th dataset is slice ``k`` of :func:`read_dicom_volume`'s array, which is what lets a
+    writer (:mod:`tumorsyn.io.dicom_out`) give each slice its own header back.
 
-    Slices are ordered by their position along the slice normal, not by file name or instance
-    number, and the stored values keep the series' rescale slope and intercept so that a writer can
-    reproduce them exactly.
+    Raises
+    ------
+    InputError, CorruptFileError
+        One line naming the folder or the damaged file.
     """
     folder = Path(folder)
     try:
@@ -86,6 +88,28 @@ def read_dicom_volume(folder: str | Path) -> dict:
         row_dir, col_dir = orient[:3], orient[3:]  # directions of increasing column and row index
         normal = np.cross(row_dir, col_dir)
         slices.sort(key=lambda ds: float(np.dot(np.asarray(ds.ImagePositionPatient, dtype=float), normal)))
+    except (AttributeError, KeyError, ValueError) as exc:
+        raise CorruptFileError(f"DICOM series lacks geometry or pixel data ({exc})", path=folder) from None
+    return slices
+
+
+def read_dicom_volume(folder: str | Path) -> dict:
+    """Read the CT slices in ``folder`` (one series): the fields of a :class:`~tumorsyn.io.scan.Scan`, RAS+ affine.
+
+    Returns a dict (``path``, ``raw``, ``affine``, ``header``, ``slope``, ``inter``), not the Scan
+    itself, so that this module need not import ``scan`` (which reads DICOM folders through it).
+
+    Slices are ordered by their position along the slice normal (:func:`read_series_slices`), and
+    the stored values keep the series' rescale slope and intercept so that a writer can reproduce
+    them exactly.
+    """
+    folder = Path(folder)
+    slices = read_series_slices(folder)
+    first = slices[0]
+    try:
+        orient = np.asarray(first.ImageOrientationPatient, dtype=float)
+        row_dir, col_dir = orient[:3], orient[3:]
+        normal = np.cross(row_dir, col_dir)
         positions = np.array([np.asarray(ds.ImagePositionPatient, dtype=float) for ds in slices])
         row_step, col_step = (float(v) for v in first.PixelSpacing)  # (between rows, between columns)
         pixels = [_pixel_array(ds) for ds in slices]

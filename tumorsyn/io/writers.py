@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +18,8 @@ from nibabel.volumeutils import array_to_file
 
 from tumorsyn.errors import InputError
 
-__all__ = ["atomic_path", "atomic_group", "remove_stale_temp_files", "write_ct_like", "write_mask_like", "write_raw_nifti"]
+__all__ = ["atomic_path", "atomic_folder", "atomic_group", "remove_path", "remove_stale_temp_files", "stored_like",
+           "write_ct_like", "write_mask_like", "write_raw_nifti"]
 
 TMP_PREFIX = ".tumorsyn-tmp-"
 _UMASK = os.umask(0)
@@ -52,6 +54,47 @@ def atomic_path(final: str | Path):
         _move_into_place(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_path(path: str | Path) -> None:
+    """Delete an output: a file, or a folder (a DICOM series) with everything in it; missing is fine."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_folder(final: str | Path):
+    """Yield an empty temporary folder beside ``final``; it becomes ``final`` only if the block succeeds.
+
+    A folder output (a DICOM series) is written whole into the temporary folder and renamed at the
+    end, so a killed process never leaves a partial series under the final name. An older ``final``
+    (left by a run killed before its manifest line) is replaced.
+    """
+    final = Path(final)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", suffix=".part", dir=final.parent))
+    except OSError as exc:
+        raise InputError(f"cannot write in this folder ({exc.strerror})", path=final.parent) from None
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; outputs get the usual permissions
+        old = None
+        if final.is_dir() and not final.is_symlink():
+            # os.replace cannot replace a non-empty folder: move the old one aside first.
+            old = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", suffix=".part", dir=final.parent))
+            os.replace(final, old / "old")
+        try:
+            os.replace(tmp, final)
+        except OSError as exc:
+            raise InputError(f"cannot write output ({exc.strerror or exc})", path=final) from None
+        if old is not None:
+            remove_path(old)
+    except BaseException:
+        remove_path(tmp)
         raise
 
 
@@ -113,7 +156,7 @@ def remove_stale_temp_files(folder: str | Path) -> int:
         pid = path.name[len(TMP_PREFIX):].split("-", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and _process_running(int(pid)):
             continue  # still running (another shard or worker): not ours to delete
-        path.unlink(missing_ok=True)
+        remove_path(path)  # a file, or a half-written DICOM series folder
         removed += 1
     return removed
 
@@ -163,10 +206,19 @@ def write_ct_like(path: str | Path, scan, values_canonical: np.ndarray, changed_
     changed_canonical : ndarray of bool, shape (X, Y, Z)
         Voxels to re-encode.
     """
+    write_raw_nifti(path, stored_like(scan, values_canonical, changed_canonical), scan.header)
+
+
+def stored_like(scan, values_canonical: np.ndarray, changed_canonical: np.ndarray, *, encode=None) -> np.ndarray:
+    """``scan``'s stored values (file order and dtype) with the changed voxels re-encoded from ``values_canonical``.
+
+    ``encode`` maps physical values to stored ones (default ``scan.encode``: the dtype's range);
+    the DICOM writer passes its own, which clips to the series' Bits Stored.
+    """
     raw = scan.raw.copy()
     changed = scan.from_canonical(changed_canonical)
-    raw[changed] = scan.encode(scan.from_canonical(values_canonical)[changed])
-    write_raw_nifti(path, raw, scan.header)
+    raw[changed] = (encode or scan.encode)(scan.from_canonical(values_canonical)[changed])
+    return raw
 
 
 def write_mask_like(path: str | Path, scan, mask_canonical: np.ndarray) -> None:
