@@ -86,7 +86,7 @@ def run_experiment(config: dict, *, quiet: bool = False, workers: int = 1) -> Pa
     from tumorsyn import metrics
     from tumorsyn.io.writers import write_mask_like
 
-    from segment.predict import predict_files
+    from segment.predict import output_names, predict_files
     from segment.train import train, versions
 
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
@@ -120,7 +120,7 @@ def run_experiment(config: dict, *, quiet: bool = False, workers: int = 1) -> Pa
             pred_dir.mkdir(parents=True, exist_ok=True)
             for case in cases:
                 organ_scan = load_labels(organ_dir / f"{case.case_id}.nii.gz")
-                write_mask_like(pred_dir / f"{case.case_id}_tumor.nii.gz", organ_scan,
+                write_mask_like(pred_dir / output_names(case.case_id)["tumor"], organ_scan,
                                 organ_scan.to_canonical(organ_scan.raw) != 0)
         else:
             log(f"[{name}] training")
@@ -130,7 +130,7 @@ def run_experiment(config: dict, *, quiet: bool = False, workers: int = 1) -> Pa
                           organ_masks=[organ_dir / f"{c.case_id}.nii.gz" for c in cases],
                           case_ids=[c.case_id for c in cases], quiet=quiet, device="auto")
         pred_csv = _write_pred_csv(arm_dir / "predictions.csv",
-                                   [(c.case_id, str(pred_dir / f"{c.case_id}_tumor.nii.gz")) for c in cases])
+                                   [(c.case_id, str(pred_dir / output_names(c.case_id)["tumor"])) for c in cases])
         pairs = metrics.pair_cases(ref_dir, pred_csv, organ_dir)
         match = config["experiment"]["match"]
         results = metrics.evaluate_dataset(pairs, workers=workers, match=match)

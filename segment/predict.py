@@ -117,9 +117,14 @@ def predict_array(model: torch.nn.Module, meta: dict, hu: np.ndarray, spacing_mm
 
 
 def output_names(case_id: str) -> dict[str, str]:
-    """File names written for one case (``tumorsyn evaluate`` pairs ``<id>_tumor`` with ``<id>``)."""
-    return {"tumor": f"{case_id}_tumor.nii.gz", "organ": f"{case_id}_organ.nii.gz",
-            "probability": f"probabilities/{case_id}_pred.nii.gz"}
+    """File names written for one case, by tumorsyn's one naming rule (:func:`tumorsyn.io.names.output_name`).
+
+    ``tumorsyn evaluate`` reads ``<id>_tumor`` back as case ``<id>``.
+    """
+    from tumorsyn.io.names import output_name
+
+    return {"tumor": output_name(case_id, "tumor"), "organ": output_name(case_id, "organ"),
+            "probability": f"probabilities/{output_name(case_id, 'pred')}"}
 
 
 def _write_probability(path: Path, scan, probability: np.ndarray) -> None:

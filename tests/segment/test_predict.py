@@ -40,8 +40,9 @@ def test_outputs_on_input_grid_ras_and_lps(tmp_path, run_dir, with_organ):
         outs[name] = nib.as_closest_canonical(nib.load(written[0]["probability"])).get_fdata()
     # Same anatomy stored in two orientations -> the same prediction in world space.
     assert np.allclose(outs["ras"], outs["lps"], atol=1e-4)
-    ras_file = np.asarray(nib.load(str(tmp_path / "out_ras" / "case_ct_tumor.nii.gz")).dataobj)
-    lps_file = np.asarray(nib.load(str(tmp_path / "out_lps" / "case_ct_tumor.nii.gz")).dataobj)
+    # case_ct.nii.gz is case case_ct; its tumour file is case_tumor.nii.gz (tumorsyn.io.names: no role doubled)
+    ras_file = np.asarray(nib.load(str(tmp_path / "out_ras" / "case_tumor.nii.gz")).dataobj)
+    lps_file = np.asarray(nib.load(str(tmp_path / "out_lps" / "case_tumor.nii.gz")).dataobj)
     assert np.array_equal(lps_file, ras_file[::-1, ::-1, :])  # the LPS output is stored in the LPS file order
 
 

@@ -22,7 +22,9 @@ EXAMPLES = """examples:
   tumorsyn evaluate --compare report_real_only/ report_real_synthetic/ --out compare/
 
 Files pair by case id: the file name without .nii/.nii.gz and without trailing _0000, _pred, _seg,
-_tumor, _tumour, _label, _labels, _gt (or give a CSV with the columns case_id,path). A prediction stored
+_tumor, _tumour, _label, _labels, _gt, _organ (or give a CSV with the columns case_id,path); a folder
+from `segment predict` can be given as it is (its <id>_organ files are not read as tumours, and are
+the organ masks for --organ-mask). A prediction stored
 as floating point with values in [0, 1] is a probability map: binary at p >= 0.5, FROC from each
 component's maximum probability. With --organ-mask, both masks are cut to the organ first, so predicted
 components outside it are not false positives. See docs/evaluate.md."""

@@ -14,12 +14,17 @@ from __future__ import annotations
 
 from typing import Iterable
 
-__all__ = ["ROLES", "INPUT_SUFFIXES", "file_stem", "output_name", "case_id_of_file"]
+__all__ = ["ROLES", "READ_SUFFIXES", "file_stem", "output_name", "case_id_of_file", "other_role"]
 
 # Role words of the files tumorsyn writes.
 ROLES = ("ct", "tumor", "label", "organ", "pred", "preview")
-# Further trailing words that name a role in others' datasets (nnU-Net's channel suffix, masks).
-INPUT_SUFFIXES = ("0000", "seg", "tumour", "labels", "gt")
+# Trailing words a mask file's name loses when it is read back as a case id (``tumorsyn evaluate``):
+# nnU-Net's channel suffix, tumorsyn's mask roles and common mask names. Not ``ct``: a CT named
+# ``p1_ct.nii.gz`` is case ``p1_ct`` (tumorsyn.io.cases), and so is its reference mask ``p1_ct.nii.gz``.
+READ_SUFFIXES = ("0000", "pred", "seg", "tumor", "tumour", "label", "labels", "gt", "organ")
+# Roles of files that lie beside the masks a reader wants in tumorsyn's output folders: a folder of
+# ``segment predict`` holds <id>_tumor and <id>_organ. (Not ``ct``: a mask may be named like its CT.)
+_NOT_READ = {"tumour": ("organ",), "organ": ("tumor", "pred")}
 
 
 def file_stem(case_id: str) -> str:
@@ -47,14 +52,14 @@ def case_id_of_file(stem: str, suffixes: Iterable[str] | None = None) -> str:
     """The case id of a file name without extension: trailing ``_<role>`` words removed, repeatedly.
 
     At least one character is kept (a file called ``_seg`` keeps its name). ``suffixes`` defaults to
-    every role and input suffix.
+    :data:`READ_SUFFIXES`.
 
     Examples
     --------
     >>> case_id_of_file("liver_7_0000"), case_id_of_file("p1_tumor"), case_id_of_file("p1_ct_tumor")
     ('liver_7', 'p1', 'p1')
     """
-    words = tuple(suffixes) if suffixes is not None else (*INPUT_SUFFIXES, *ROLES)
+    words = tuple(suffixes) if suffixes is not None else READ_SUFFIXES
     stripped = True
     while stripped:
         stripped = False
@@ -63,3 +68,9 @@ def case_id_of_file(stem: str, suffixes: Iterable[str] | None = None) -> str:
                 stem = stem[: -len(word) - 1]
                 stripped = True
     return stem
+
+
+def other_role(stem: str, wanted: str) -> bool:
+    """Whether a file (name without extension) is tumorsyn's output of a role other than ``wanted`` (``tumour``
+    or ``organ``): ``p1_organ`` in a folder of predicted tumours, ``p1_tumor`` among organ masks."""
+    return any(stem.endswith(f"_{role}") and len(stem) > len(role) + 1 for role in _NOT_READ[wanted])

@@ -5,6 +5,7 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from typing import Callable, Mapping, Sequence
 
+from tumorsyn.io.names import READ_SUFFIXES
 from tumorsyn.metrics.case import PROBABILITY_THRESHOLD
 from tumorsyn.metrics.case_metrics import CASE_METRICS, metric_parameters
 from tumorsyn.metrics.lesions import MATCH_CRITERIA
@@ -14,10 +15,12 @@ from tumorsyn.metrics.stats import Z_95
 
 __all__ = ["conventions", "versions", "describe_conventions", "CASE_ID_RULE"]
 
-CASE_ID_SUFFIXES = ("_0000", "_pred", "_seg", "_tumor", "_tumour", "_label", "_labels", "_gt")
+# The one naming rule's read side (tumorsyn.io.names): what tumorsyn writes as <id>_tumor reads back as <id>.
+CASE_ID_SUFFIXES = tuple(f"_{word}" for word in READ_SUFFIXES)
 CASE_ID_RULE = ("file name without .nii.gz/.nii, then trailing suffixes among "
                 + ", ".join(CASE_ID_SUFFIXES) + " removed repeatedly (e.g. case_001_0000.nii.gz, case_001_pred.nii.gz -> case_001); "
-                "a CSV gives case_id,path rows instead")
+                "in a folder, segment predict's files of the other role are left out (<id>_organ among tumour masks, "
+                "<id>_tumor and <id>_pred among organ masks); a CSV gives case_id,path rows instead")
 
 
 def conventions(*, match: str = "any", min_volume_mm3: float = 0.0, bins_mm: Sequence[float] = DEFAULT_BINS_MM,

@@ -22,6 +22,7 @@ from tumorsyn.metrics.case import CaseResult, evaluate_case
 from tumorsyn.metrics.conventions import CASE_ID_SUFFIXES
 from tumorsyn.io.checksums import sha256_file
 from tumorsyn.io.cases import case_id_from_path
+from tumorsyn.io.names import case_id_of_file, other_role
 from tumorsyn.io.table import read_table
 from tumorsyn.io.scan import read_image
 from tumorsyn.metrics.segmentation import SURFACE_TOLERANCE_MM
@@ -51,16 +52,8 @@ def case_id_from_name(name: str) -> str:
     >>> case_id_from_name("liver_7_0000.nii.gz"), case_id_from_name("liver_7_pred.nii")
     ('liver_7', 'liver_7')
     """
-    stem = case_id_from_path(name)
-    stripped = True
-    while stripped:
-        stripped = False
-        for suffix in CASE_ID_SUFFIXES:
-            # Keep at least one character: a file called "_seg.nii.gz" keeps its name as id.
-            if stem.endswith(suffix) and len(stem) > len(suffix):
-                stem = stem[: -len(suffix)]
-                stripped = True
-    return stem
+    # Keeps at least one character: a file called "_seg.nii.gz" keeps its name as id.
+    return case_id_of_file(case_id_from_path(name), [suffix[1:] for suffix in CASE_ID_SUFFIXES])
 
 
 def _read_csv(path: Path, role: str) -> dict[str, Path]:
@@ -99,14 +92,23 @@ def list_cases(source: str | Path, *, role: str = "input") -> dict[str, Path]:
             raise InputError(f"{role} is neither a folder, a .nii/.nii.gz file nor a .csv", path=source)
         return {case_id_from_name(source.name): source}
     out: dict[str, Path] = {}
+    wanted = "organ" if role == "organ mask" else "tumour"
+    left_out: list[str] = []
     for file in sorted(source.iterdir()):
         if file.name.startswith(".") or not file.is_file() or not file.name.endswith(_NIFTI):
+            continue
+        if other_role(case_id_from_path(file.name), wanted):
+            left_out.append(file.name)  # segment predict writes <id>_organ beside <id>_tumor
             continue
         case_id = case_id_from_name(file.name)
         if case_id in out:
             raise InputError(f"{out[case_id].name} and {file.name} both give case id {case_id}; rename one "
                              f"or list the files in a case_id,path CSV", path=source)
         out[case_id] = file
+    if not out and left_out:
+        raise InputError(f"this {role} folder holds only files named for another role ({', '.join(left_out[:3])}"
+                         f"{' ...' if len(left_out) > 3 else ''}); give the folder or a case_id,path CSV of the "
+                         f"{wanted} masks", path=source)
     if not out:
         raise InputError(f"no .nii/.nii.gz files in this {role} folder", path=source)
     return out
