@@ -105,6 +105,17 @@ def output_ids(case_id: str, per_scan: int) -> list[str]:
     return [case_id] if per_scan == 1 else [f"{case_id}_{k:03d}" for k in range(per_scan)]
 
 
+def _require_dicom_writer(ct, option: str) -> None:
+    """DICOM output needs pydicom and highdicom (the ``dicom`` extra): refused before any work without them."""
+    import importlib.util
+
+    missing = [name for name in ("pydicom", "highdicom") if importlib.util.find_spec(name) is None]
+    if missing:
+        how = "--output-format dicom" if option == "dicom" else "a DICOM series input (--output-format auto)"
+        raise ConfigError(f"{how} writes a DICOM series and DICOM-SEG, which needs {' and '.join(missing)}: "
+                          f"pip install 'tumorsyn[dicom]', or give --output-format nifti", path=ct)
+
+
 def output_format_of(ct: str | Path, option: str) -> str:
     """``dicom`` or ``nifti``: what ``--output-format option`` writes for the input CT ``ct``.
 
@@ -113,15 +124,16 @@ def output_format_of(ct: str | Path, option: str) -> str:
     ConfigError
         ``dicom`` for an input that is not a DICOM series folder (naming the input).
     """
+    if option not in OUTPUT_FORMATS:
+        raise ConfigError(f"--output-format {option!r}: choose one of {', '.join(OUTPUT_FORMATS)}")
     is_series = Path(ct).is_dir()  # a CT folder is read as one DICOM series (tumorsyn.io.scan)
-    if option == "auto":
-        return "dicom" if is_series else "nifti"
     if option == "dicom" and not is_series:
         raise ConfigError("--output-format dicom needs a DICOM series folder as input, and this is a NIfTI file "
                           "(no DICOM headers to keep); use --output-format nifti or auto", path=ct)
-    if option not in OUTPUT_FORMATS:
-        raise ConfigError(f"--output-format {option!r}: choose one of {', '.join(OUTPUT_FORMATS)}")
-    return option
+    fmt = ("dicom" if is_series else "nifti") if option == "auto" else option
+    if fmt == "dicom":
+        _require_dicom_writer(ct, option)
+    return fmt
 
 
 def output_file_names(output_id: str, options: GenerateOptions, fmt: str = "nifti") -> dict[str, str]:

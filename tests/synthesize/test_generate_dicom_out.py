@@ -180,3 +180,19 @@ def test_a_series_folder_inside_the_input_is_refused(cli, dicom_phantom, tmp_pat
     series, labels = dicom_phantom
     code, _, err = cli("generate", series, "--labels", labels, "--organ", "liver", "--out", series / "out")
     assert code == 1 and "inside the input folder" in err
+
+
+def test_dicom_output_without_highdicom_is_refused_before_any_work(cli, dicom_phantom, tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "highdicom" else find_spec(name, *a))
+    series, labels = dicom_phantom
+    code, _, err = cli("generate", series, "--labels", labels, "--organ", "liver", "--out", tmp_path / "out")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert err.strip() == (f"tumorsyn: error: {series}: a DICOM series input (--output-format auto) writes a DICOM "
+                           f"series and DICOM-SEG, which needs highdicom: pip install 'tumorsyn[dicom]', or give "
+                           f"--output-format nifti")
+    assert not (tmp_path / "out").exists()
+    # NIfTI output needs no highdicom.
+    _generate(cli, series, labels, tmp_path / "nifti", "--output-format", "nifti")
