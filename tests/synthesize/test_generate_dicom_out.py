@@ -196,3 +196,15 @@ def test_dicom_output_without_highdicom_is_refused_before_any_work(cli, dicom_ph
     assert not (tmp_path / "out").exists()
     # NIfTI output needs no highdicom.
     _generate(cli, series, labels, tmp_path / "nifti", "--output-format", "nifti")
+
+
+def test_a_run_folder_from_before_output_format_resumes(cli, phantom_case, tmp_path):
+    """run.json written before --output-format existed lacks the key: it reads as auto, so the run resumes."""
+    ct, labels = phantom_case
+    out = _generate(cli, ct, labels, tmp_path / "out")
+    run = json.loads((out / "run.json").read_text())
+    del run["output_format"]
+    (out / "run.json").write_text(json.dumps(run))
+    code, _, err = cli("generate", ct, "--labels", labels, "--organ", "liver", "--size-mm", "8-12", "--seed", "5",
+                       "--out", out)
+    assert code == 0 and "0 output(s), 1 already finished" in err, err
