@@ -8,11 +8,14 @@ Routes
     Sets an HttpOnly, SameSite=Strict cookie holding the token; API calls may also send
     ``Authorization: Bearer <token>``.
 ``GET /api/me``, ``GET /api/next``
-    The reader's progress; their next unrated case (opaque id, panels, slice counts).
+    The reader's progress and the study's display settings; their next case (opaque id, panels,
+    slice counts, the lesion's slice and marker box per panel, whether it is a practice case).
 ``GET /api/image/{item}/{panel}/{view}/{index}``
-    One PNG, found through the item's database record; ids outside the study give 404.
-``POST /api/ratings`` ``{"item_id", "answer", "confidence", "seconds"}``
+    One PNG (16-bit HU), found through the item's database record; ids outside the study give 404.
+``POST /api/ratings`` ``{"item_id", "answer", "confidence", "seconds", "comment", "slices_visited",
+"window_width", "window_level", "zoom"}``
     Stored and committed before the reply; a repeat is answered with the first rating (idempotent).
+    ``answer`` ``not_visible`` takes ``confidence`` null. A practice item's reply carries its truth.
 ``GET /api/admin/progress``
     Admin token only: per-reader progress, no answers.
 
@@ -30,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from reader_study.store import ANSWERS, Store
+from reader_study.store import ANSWERS, NOT_VISIBLE, Store
 
 __all__ = ["create_app", "COOKIE"]
 
@@ -46,6 +49,26 @@ _SECURITY = {
                                "frame-ancestors 'none'",
 }
 _ITEM_ID = re.compile(r"^[0-9a-f]{16}$")
+_MAX_COMMENT = 2000  # characters
+
+
+def _optional_number(body: dict, name: str, *, integer: bool = False, positive: bool = False,
+                     minimum: float | None = None, maximum: float | None = None
+                     ) -> tuple[float | int | None, str | None]:
+    """``(value, None)`` for a valid optional number in ``body``, else ``(None, error message)``."""
+    value = body.get(name)
+    if value is None:
+        return None, None
+    kind = "a whole number" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or (integer and not float(value).is_integer()):
+        return None, f"{name} must be {kind}"
+    if (positive and value <= 0) or (minimum is not None and value < minimum) \
+            or (maximum is not None and value > maximum):
+        low = "> 0" if positive else f">= {minimum:g}" if minimum is not None else None
+        bounds = " and ".join(b for b in (low, None if maximum is None else f"<= {maximum:g}") if b)
+        return None, f"{name} must be {kind} {bounds}"
+    return (int(value) if integer else float(value)), None
 
 
 def _page_bytes() -> dict[str, bytes]:
@@ -94,6 +117,10 @@ def create_app(study: str | Path) -> Starlette:
         name = "admin.html" if request.url.path == "/admin" else "index.html"
         return Response(pages[name], media_type=_PAGES[name], headers=_SECURITY)
 
+    async def no_icon(request: Request) -> Response:
+        # Browsers ask for it on their own; an empty answer keeps their console free of 404s.
+        return Response(status_code=204, headers=_SECURITY)
+
     async def static(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in _PAGES or name.endswith(".html"):
@@ -126,6 +153,7 @@ def create_app(study: str | Path) -> Starlette:
         data = {"name": user["name"], "role": user["role"], "design": store.design}
         if user["role"] == "reader":
             data["rated"], data["total"] = store.progress(user["reader_id"])
+            data["display"] = store.display
         return _json(data)
 
     async def next_item(request: Request) -> Response:
@@ -134,7 +162,9 @@ def create_app(study: str | Path) -> Starlette:
             return denied(request)
         item = store.next_item(user["reader_id"])
         rated, total = store.progress(user["reader_id"])
-        return _json({"done": item is None, "item": item, "rated": rated, "total": total})
+        practiced, practice_total = store.practice_progress(user["reader_id"])
+        return _json({"done": item is None, "item": item, "rated": rated, "total": total,
+                      "practice": {"done": practiced, "total": practice_total}})
 
     async def image(request: Request) -> Response:
         user = reader_of(request)
@@ -172,13 +202,30 @@ def create_app(study: str | Path) -> Starlette:
             return _error("unknown case", 404)
         if answer not in answers:
             return _error(f"answer must be one of {', '.join(answers)}", 422)
-        if isinstance(confidence, bool) or not isinstance(confidence, int) or not 1 <= confidence <= 5:
+        if answer == NOT_VISIBLE:
+            if confidence is not None:
+                return _error("a 'not_visible' answer takes no confidence (send null)", 422)
+        elif isinstance(confidence, bool) or not isinstance(confidence, int) or not 1 <= confidence <= 5:
             return _error("confidence must be a whole number from 1 to 5", 422)
         if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
                                     or not math.isfinite(seconds) or seconds < 0):
             return _error("seconds must be a non-negative number", 422)
+        comment = body.get("comment")
+        if comment is not None and not isinstance(comment, str):
+            return _error("comment must be text", 422)
+        comment = (comment or "").strip() or None
+        if comment is not None and len(comment) > _MAX_COMMENT:
+            return _error(f"comment must have at most {_MAX_COMMENT} characters", 422)
+        extras = {"comment": comment}
+        for name, rule in (("slices_visited", {"integer": True, "minimum": 0, "maximum": 100000}),
+                           ("window_width", {"positive": True, "maximum": 100000}),
+                           ("window_level", {"minimum": -100000, "maximum": 100000}),
+                           ("zoom", {"positive": True, "maximum": 1000})):
+            extras[name], problem = _optional_number(body, name, **rule)
+            if problem:
+                return _error(problem, 422)
         created, stored = store.save_rating(user["reader_id"], item_id, answer, confidence,
-                                            None if seconds is None else round(float(seconds), 3))
+                                            None if seconds is None else round(float(seconds), 3), **extras)
         rated, total = store.progress(user["reader_id"])
         return _json({"stored": created, "duplicate": not created, "rating": stored, "rated": rated, "total": total},
                      201 if created else 200)
@@ -190,7 +237,7 @@ def create_app(study: str | Path) -> Starlette:
 
     routes = [
         Route("/", page), Route("/admin", page),
-        Route("/static/{name}", static),
+        Route("/static/{name}", static), Route("/favicon.ico", no_icon),
         Route("/api/login", login, methods=["POST"]), Route("/api/logout", logout, methods=["POST"]),
         Route("/api/me", me), Route("/api/next", next_item),
         Route("/api/image/{item}/{panel}/{view}/{index}", image),

@@ -29,7 +29,8 @@ from tumorsyn.io.guard import check_outputs_spare_inputs
 from tumorsyn.metrics.sizes import DEFAULT_BINS_MM, check_bins_mm, size_bin_index, size_bin_labels
 
 from reader_study.cases import Lesion, find_lesions, read_real_sources, read_synthetic_sources
-from reader_study.render import RenderSettings, crop_box_vox, crop_centre_mm, png_bytes, render_views
+from reader_study.render import (RenderSettings, crop_box_vox, crop_centre_mm, lesion_marks, png_bytes,
+                                 render_views)
 from reader_study.volume import CTVolume
 
 __all__ = ["build_study", "select_pairs", "STUDY_FORMAT", "KEY_PATH"]
@@ -243,6 +244,12 @@ def build_study(real: str | Path | Sequence[str | Path], synthetic: str | Path |
     ids = _tokens(rng, len(groups))
     # One jitter stream per panel, in item order, so that the crop of one case never depends on another's size.
     jitter_seeds = rng.integers(0, 2**63, size=(len(groups), 2))
+    if settings.whole_slice:
+        # One in-plane field for every case (the largest scan's), so image size and pixel size tell nothing.
+        try:
+            settings = settings.with_field(_inplane_extent_mm(lesion) for group in groups for lesion in group)
+        except ValueError as exc:
+            raise ConfigError(f"--fov-mm whole: {exc}") from None
 
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -253,6 +260,7 @@ def build_study(real: str | Path | Sequence[str | Path], synthetic: str | Path |
             "design": design,
             "seed": int(seed),
             "render": settings.to_dict(),
+            "display": settings.display(),
             "size_bins_mm": list(bins_mm),
             "items": items,
             "tool": {"name": "tumorsyn", "version": tumorsyn.__version__},
@@ -285,8 +293,16 @@ def build_study(real: str | Path | Sequence[str | Path], synthetic: str | Path |
     return out
 
 
+def _inplane_extent_mm(lesion: Lesion) -> float:
+    """The in-plane extent (mm) of the lesion's scan, ``max(nx * dx, ny * dy)``, from its canonical grid."""
+    affine = np.asarray(lesion.grid_affine, dtype=float).reshape(4, 4)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    return float(max(lesion.grid_shape[0] * spacing[0], lesion.grid_shape[1] * spacing[1]))
+
+
 def _render_scan(job) -> dict:
-    """Worker: read one CT, render each of its panels into the study folder; ``{(item, panel): offset_mm}``."""
+    """Worker: read one CT, render each of its panels into the study folder;
+    ``{(item, panel): (offset_mm, lesion_slice, marker)}``."""
     ct_path, panels, settings = job
     volume = CTVolume(ct_path)
     spacing = np.asarray(volume.spacing_mm, dtype=float)
@@ -297,17 +313,18 @@ def _render_scan(job) -> dict:
         lesion_mm = np.asarray(lesion.centre_vox) * spacing
         centre = crop_centre_mm(lesion_mm, lesion.max_diameter_mm, extent, settings,
                                 np.random.default_rng(jitter_seed))
-        crops.append(((i, p), lesion_mm, centre, folder))
+        crops.append(((i, p), lesion_mm, centre, folder, lesion.max_diameter_mm))
     # Read once the part of the scan that all of its crops need.
-    boxes = [crop_box_vox(centre, spacing, volume.shape, settings) for _, _, centre, _ in crops]
+    boxes = [crop_box_vox(centre, spacing, volume.shape, settings) for _, _, centre, _, _ in crops]
     volume.load(np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0))
     offsets = {}
-    for (i, p), lesion_mm, centre, folder in crops:
+    for (i, p), lesion_mm, centre, folder, diameter_mm in crops:
         views = render_views(volume, spacing, centre, lesion_mm, settings)
         for view, images in views.items():
             for k, image in enumerate(images):
                 _write(folder / f"{view}_{k:03d}.png", png_bytes(image))
-        offsets[(i, p)] = [round(float(v), 3) for v in lesion_mm - centre]
+        offsets[(i, p)] = ([round(float(v), 3) for v in lesion_mm - centre],
+                           *lesion_marks(centre, lesion_mm, diameter_mm, settings))
     return offsets
 
 
@@ -324,7 +341,7 @@ def _render_all(groups, ids, jitter_seeds, settings, tmp, bins_mm, bin_labels, q
             by_scan[str(lesion.source.ct)].append(((i, p), lesion, int(jitter_seeds[i][p]),
                                                    tmp / "items" / ids[i] / panels[p]))
     jobs = [(path, by_scan[path], settings) for path in sorted(by_scan)]
-    offsets: dict[tuple[int, int], list[float]] = {}
+    offsets: dict[tuple[int, int], tuple] = {}
     with progress(total=sum(len(g) for g in groups), desc="rendering cases", unit="case", quiet=quiet) as bar:
         for done in imap_unordered(_render_scan, jobs, workers=workers):
             offsets.update(done)
@@ -332,11 +349,16 @@ def _render_all(groups, ids, jitter_seeds, settings, tmp, bins_mm, bin_labels, q
     views = {"axial": settings.n_slices, **{v: 1 for v in settings.views if v != "axial"}}
     items, key_items = [], {}
     for i, group in enumerate(groups):
-        items.append({"id": ids[i], "panels": panels[:len(group)], "views": views})
+        item = {"id": ids[i], "panels": panels[:len(group)], "views": views,
+                # Per panel: the page opens each stack on its lesion's central slice and draws the marker.
+                "lesion_slice": {panels[p]: offsets[(i, p)][1] for p in range(len(group))}}
+        if settings.marker != "off":
+            item["marker"] = {panels[p]: offsets[(i, p)][2] for p in range(len(group))}
+        items.append(item)
         records = []
         for p, lesion in enumerate(group):
             record = _lesion_record(lesion, bins_mm, bin_labels)
-            record["lesion_offset_from_crop_centre_mm"] = offsets[(i, p)]
+            record["lesion_offset_from_crop_centre_mm"] = offsets[(i, p)][0]
             records.append(record)
         if len(group) == 1:
             key_items[ids[i]] = {**records[0], "position": i}

@@ -6,8 +6,8 @@ import sys
 
 DESCRIPTION = """\
 Run a blinded reader study: can radiologists tell synthetic tumours from real ones?
-  build       crop real and synthetic lesions to one field of view, render them at a locked window,
-              balance them by organ and size bin, shuffle with a recorded seed; the answer key is written
+  build       crop real and synthetic lesions to one field of view and grid (HU images; the page sets the
+              window), balance them by organ and size bin, shuffle with a recorded seed; the answer key is written
               apart (STUDY/key/) and never served
   add-reader  issue a sign-in token for a reader (or --admin for the progress page)
   serve       the rating web app on your machine (ratings in STUDY/ratings.sqlite)
@@ -35,6 +35,11 @@ def _positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
     return value
+
+
+def _fov(text: str) -> float | None:
+    """``--fov-mm``: a positive number of mm, or ``whole`` (the whole axial slice) -> None."""
+    return None if text.strip().lower() == "whole" else _positive_float(text)
 
 
 def _window(text: str) -> tuple[float, float]:
@@ -69,9 +74,10 @@ def register(subparsers) -> None:
     build = sub.add_parser("build", help="write a blinded, balanced, shuffled study folder",
                            formatter_class=argparse.RawDescriptionHelpFormatter,
                            description="Crop every lesion to the same field of view (mm), resample to the same pixel "
-                                       "and slice size, render at a locked window, pair real with synthetic lesions "
-                                       "of the same organ and size bin, shuffle with --seed. Writes STUDY/study.json, "
-                                       "STUDY/items/ (PNGs without metadata) and STUDY/key/answer_key.json. Same "
+                                       "and slice size, store HU (the page opens at --window), pair real with "
+                                       "synthetic lesions of the same organ and size bin, shuffle with --seed. Writes "
+                                       "STUDY/study.json, STUDY/items/ (16-bit HU PNGs without metadata) and "
+                                       "STUDY/key/answer_key.json. Same "
                                        "inputs and seed give the same bytes.",
                            epilog="example:\n  tumorsyn reader-study build --real real.csv --synthetic synth/ "
                                   "--out study/ --design single --per-organ 20 --seed 3")
@@ -89,15 +95,20 @@ def register(subparsers) -> None:
     build.add_argument("--seed", type=int, default=0, help="seed of every random choice; recorded (default 0)")
     build.add_argument("--real-organ", choices=ORGANS, default="liver",
                        help="organ of real cases without an organ column (default liver)")
-    build.add_argument("--fov-mm", type=_positive_float, default=64.0,
-                       help="side of the square in-plane field of view, mm (default 64)")
+    build.add_argument("--fov-mm", type=_fov, default=150.0, metavar="MM|whole",
+                       help="side of the square in-plane field of view, mm, or 'whole' for the whole axial slice "
+                            "(default 150)")
     build.add_argument("--depth-mm", type=_positive_float, default=64.0,
                        help="extent of the axial stack along the body axis, mm (default 64)")
-    build.add_argument("--pixel-mm", type=_positive_float, default=0.5,
-                       help="in-plane pixel size of every image, mm (default 0.5)")
+    build.add_argument("--pixel-mm", type=_positive_float, default=None,
+                       help="in-plane pixel size of every image, mm (default 0.5; 0.8 with --fov-mm whole)")
     build.add_argument("--slice-mm", type=_positive_float, default=2.0, help="axial slice distance, mm (default 2)")
     build.add_argument("--window", type=_window, default=(400.0, 40.0), metavar="W400/L40",
-                       help="display window width/level in HU (default W400/L40)")
+                       help="window width/level in HU the page opens with; readers may switch to the abdomen "
+                            "(W400/L40) or liver (W150/L90) preset or drag it (default W400/L40)")
+    build.add_argument("--marker", choices=["box", "crosshair", "off"], default="box",
+                       help="lesion marker drawn by the page: a box around the lesion, a crosshair pointing at "
+                            "it, or none (default box)")
     build.add_argument("--views", type=_views, default=("axial",), metavar="axial[,coronal,sagittal]",
                        help="axial stack, plus one coronal and/or sagittal reformat through the lesion")
     build.add_argument("--jitter", type=float, default=0.25, metavar="FRACTION",
@@ -153,9 +164,11 @@ def _build(args) -> int:
 
     try:
         bins = tuple(float(v) for v in args.size_bins_mm.split(",") if v.strip())
-        settings = RenderSettings(fov_mm=args.fov_mm, depth_mm=args.depth_mm, pixel_mm=args.pixel_mm,
+        # A whole slice (400-500 mm) at 0.8 mm is about a CT's own 512-pixel matrix.
+        pixel_mm = args.pixel_mm if args.pixel_mm is not None else (0.8 if args.fov_mm is None else 0.5)
+        settings = RenderSettings(fov_mm=args.fov_mm, depth_mm=args.depth_mm, pixel_mm=pixel_mm,
                                   slice_mm=args.slice_mm, window_hu=args.window[0], level_hu=args.window[1],
-                                  views=args.views, jitter_fraction=args.jitter)
+                                  views=args.views, jitter_fraction=args.jitter, marker=args.marker)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     out = build_study(args.real, args.synthetic, args.out, design=args.design, per_organ=args.per_organ,

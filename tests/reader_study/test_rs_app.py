@@ -102,7 +102,8 @@ def test_rating_is_idempotent_and_validated(study):
     for again in ({"answer": "synthetic", "confidence": 4}, {"answer": "real", "confidence": 1}):
         response = client.post("/api/ratings", json={"item_id": item, **again, "seconds": 9.0})
         assert response.status_code == 200 and response.json()["duplicate"] is True
-        assert response.json()["rating"] == {"item_id": item, "answer": "synthetic", "confidence": 4}
+        assert response.json()["rating"] == {"item_id": item, "answer": "synthetic", "confidence": 4,
+                                             "practice": False}
     with sqlite3.connect(study / "ratings.sqlite") as db:
         rows = db.execute("SELECT answer, confidence, client_seconds, server_seconds FROM ratings r JOIN readers USING "
                           "(reader_id) WHERE name = 'idem-reader'").fetchall()
@@ -204,3 +205,107 @@ def test_cli_add_reader_prints_a_working_token(study, capsys):
     # A folder that is not a study.
     assert main(["reader-study", "add-reader", str(study / "items"), "--name", "x"]) == 1
     assert "no study.json" in capsys.readouterr().err
+
+
+def test_not_visible_comment_and_reading_record(study):
+    token = add_reader(study, "record-reader")
+    client = _client(create_app(study), token)
+    me = client.get("/api/me").json()
+    assert me["display"]["encoding"] == "png16" and me["display"]["window_presets"]["liver"] == [150.0, 90.0]
+    state = client.get("/api/next").json()
+    item = state["item"]
+    # The page opens on the lesion's slice and draws its marker box; nothing says what the case is.
+    assert 0 <= item["lesion_slice"]["a"]["axial"] < SMALL.n_slices and len(item["marker"]["a"]["axial"]) == 4
+    assert state["practice"] == {"done": 0, "total": 0} and item["practice"] is False and "truth" not in item
+    post = lambda **body: client.post("/api/ratings", json={"item_id": item["item_id"], **body})  # noqa: E731
+    bad = [({"answer": "not_visible", "confidence": 3}, "takes no confidence"),
+           ({"answer": "real", "confidence": None}, "confidence must be"),
+           ({"answer": "real", "confidence": 2, "comment": 5}, "comment must be text"),
+           ({"answer": "real", "confidence": 2, "comment": "x" * 2001}, "at most 2000 characters"),
+           ({"answer": "real", "confidence": 2, "window_width": 0}, "window_width must be a number > 0"),
+           ({"answer": "real", "confidence": 2, "window_level": "40"}, "window_level must be a number"),
+           ({"answer": "real", "confidence": 2, "zoom": float("inf")}, "zoom must be a number"),
+           ({"answer": "real", "confidence": 2, "slices_visited": 2.5}, "slices_visited must be a whole number"),
+           ({"answer": "real", "confidence": 2, "slices_visited": -1}, "slices_visited must be a whole number >= 0")]
+    for body, message in bad:
+        response = client.post("/api/ratings", content=json.dumps({"item_id": item["item_id"], **body})
+                               .replace("Infinity", "1e999"), headers={"content-type": "application/json"})
+        assert response.status_code == 422 and message in response.json()["error"], (body, response.text)
+    reply = post(answer="not_visible", confidence=None, seconds=12.5, comment="  too small to say  ",
+                 slices_visited=7, window_width=150, window_level=90.5, zoom=2.25)
+    assert reply.status_code == 201
+    assert reply.json()["rating"] == {"item_id": item["item_id"], "answer": "not_visible", "confidence": None,
+                                      "practice": False}
+    with sqlite3.connect(study / "ratings.sqlite") as db:
+        row = db.execute("SELECT answer, confidence, comment, slices_visited, window_width, window_level, zoom, "
+                         "client_seconds FROM ratings JOIN readers USING (reader_id) WHERE name = 'record-reader'"
+                         ).fetchone()
+    assert row == ("not_visible", None, "too small to say", 7, 150.0, 90.5, 2.25, 12.5)
+
+
+def test_practice_items_come_first_and_reply_with_their_truth(sources, tmp_path):
+    real, synthetic = sources
+    study = build_study(real, synthetic, tmp_path / "practice", seed=13, settings=SMALL)
+    data = json.loads((study / "study.json").read_text())
+    key = json.loads((study / "key" / "answer_key.json").read_text())
+    practice = data["items"][:2]
+    for item in practice:  # as `build --practice` writes them
+        item["practice"], item["truth"] = True, key["items"][item["id"]]["kind"]
+    (study / "study.json").write_text(json.dumps(data))
+    token = add_reader(study, "trainee")
+    app = create_app(study)
+    client = _client(app, token)
+    for position, expected in enumerate(practice):
+        state = client.get("/api/next").json()
+        assert state["item"]["item_id"] == expected["id"] and state["item"]["practice"] is True
+        assert "truth" not in json.dumps(state)  # only the reply to an answer tells
+        assert state["practice"] == {"done": position, "total": 2} and (state["rated"], state["total"]) == (0, 6)
+        assert client.get(f"/api/image/{expected['id']}/a/axial/0").status_code == 200
+        wrong = "real" if expected["truth"] == "synthetic" else "synthetic"
+        reply = client.post("/api/ratings", json={"item_id": expected["id"], "answer": wrong, "confidence": 2})
+        assert reply.status_code == 201
+        assert reply.json()["rating"]["truth"] == expected["truth"] and reply.json()["rating"]["practice"] is True
+    state = client.get("/api/next").json()
+    assert state["item"]["practice"] is False and state["practice"] == {"done": 2, "total": 2}
+    assert state["item"]["item_id"] not in {item["id"] for item in practice}
+    # Practice answers stay out of the scored ratings (and so out of the analysis).
+    store = app.state.store
+    assert store.ratings() == [] and len(store.practice_ratings()) == 2
+    assert store.progress(store.authenticate(token)["reader_id"]) == (0, 6)
+
+
+# The schema of the first release: confidence NOT NULL, none of the reading-record columns.
+_OLD_SCHEMA = """
+CREATE TABLE items (item_id TEXT PRIMARY KEY, position INTEGER NOT NULL, panels TEXT NOT NULL, views TEXT NOT NULL);
+CREATE TABLE readers (reader_id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('reader', 'admin')), token_sha256 TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE assignments (reader_id INTEGER NOT NULL REFERENCES readers(reader_id), position INTEGER NOT NULL,
+    item_id TEXT NOT NULL REFERENCES items(item_id), first_shown REAL,
+    PRIMARY KEY (reader_id, position), UNIQUE (reader_id, item_id));
+CREATE TABLE ratings (reader_id INTEGER NOT NULL REFERENCES readers(reader_id),
+    item_id TEXT NOT NULL REFERENCES items(item_id), answer TEXT NOT NULL,
+    confidence INTEGER NOT NULL CHECK (confidence BETWEEN 1 AND 5), client_seconds REAL, server_seconds REAL,
+    created REAL NOT NULL, PRIMARY KEY (reader_id, item_id));
+"""
+
+
+def test_database_of_an_older_version_is_migrated(sources, tmp_path):
+    real, synthetic = sources
+    study = build_study(real, synthetic, tmp_path / "old", seed=14, settings=SMALL)
+    items = [item["id"] for item in json.loads((study / "study.json").read_text())["items"]]
+    with sqlite3.connect(study / "ratings.sqlite") as db:
+        db.executescript(_OLD_SCHEMA)
+        db.executemany("INSERT INTO items VALUES (?, ?, '[\"a\"]', ?)",
+                       [(item, i, json.dumps({"axial": SMALL.n_slices})) for i, item in enumerate(items)])
+        db.execute("INSERT INTO readers VALUES (1, 'old', 'reader', ?, 0)", ("0" * 64,))
+        db.executemany("INSERT INTO assignments VALUES (1, ?, ?, NULL)", list(enumerate(items)))
+        db.execute("INSERT INTO ratings VALUES (1, ?, 'real', 3, 4.5, 5.0, 1.0)", (items[0],))
+    token = add_reader(study, "new")  # opens (and migrates) the database
+    client = _client(create_app(study), token)
+    item = client.get("/api/next").json()["item"]["item_id"]
+    assert client.post("/api/ratings", json={"item_id": item, "answer": "not_visible", "confidence": None,
+                                             "zoom": 1.5}).status_code == 201
+    with sqlite3.connect(study / "ratings.sqlite") as db:
+        rows = db.execute("SELECT reader_id, answer, confidence, client_seconds, zoom FROM ratings "
+                          "ORDER BY reader_id").fetchall()
+    assert rows == [(1, "real", 3, 4.5, None), (2, "not_visible", None, None, 1.5)]

@@ -81,17 +81,18 @@ def test_same_seed_same_bytes_other_seed_other_study(sources, small_settings, tm
     assert _digests(real.parent) == before  # inputs are never modified
 
 
-def test_windowing_is_locked(sources, tmp_path):
-    """A W400/L40 pixel value is (HU + 160) / 400 * 255: check one against the phantom's air and tissue."""
+def test_pngs_hold_hu(sources, tmp_path):
+    """The PNGs hold HU + 1024 (16 bit; the page windows them): check against the phantom's air and tissue."""
     real, synthetic = sources
     settings = RenderSettings(fov_mm=32.0, depth_mm=32.0, pixel_mm=1.0, slice_mm=2.0, jitter_fraction=0.0)
     out = build_study(real, synthetic, tmp_path / "s", seed=2, settings=settings)
     from PIL import Image
 
     values = np.concatenate([np.asarray(Image.open(p)).ravel() for p in sorted((out / "items").rglob("*.png"))])
-    assert values.min() == 0  # air (-1000 HU) is below the window
-    # Organ parenchyma is 100 HU (noise 10): (100 + 160) / 400 * 255 = 165.75.
-    assert abs(np.median(values[values > 120]) - 165.75) < 12
+    values = values.astype(float) - 1024
+    assert values.min() < -950  # air (-1000 HU, noise 10)
+    # Organ parenchyma is 100 HU (noise 10); the carved lesions are 60 HU.
+    assert abs(np.median(values[values > 80]) - 100) < 12
 
 
 def test_2afc_pairs_one_real_one_synthetic(sources, small_settings, tmp_path):

@@ -51,16 +51,17 @@ def test_real_study_end_to_end(real_sources, tmp_path):
     assert all("3Dircadb1.1" in v["ct"] and "livertumor" in v["mask"] for v in reals)
     synth_hosts = {v["ct"].rsplit("/", 2)[-2] for v in key["items"].values() if v["kind"] == "synthetic"}
     assert synth_hosts <= {"p7", "example"}
-    # The 0.57 mm, 0.78 mm and 3 mm scans all come out on one 0.5 mm grid of 64 mm.
+    # The 0.57 mm, 0.78 mm and 3 mm scans all come out on one 0.5 mm grid of 150 mm.
     study_json = json.loads((study / "study.json").read_text())
+    n = settings.n_pixels
     for item in study_json["items"]:
         folder = study / "items" / item["id"] / "a"
         axial = [np.asarray(Image.open(p)) for p in sorted(folder.glob("axial_*.png"))]
-        assert len(axial) == settings.n_slices and {a.shape for a in axial} == {(128, 128)}
-        middle = axial[len(axial) // 2]
-        # Mostly tissue, not air: the crop sits on the liver (below-window pixels are 0).
-        assert np.mean(middle == 0) < 0.5
-        assert Image.open(folder / "coronal_000.png").size == (128, 128)
+        assert len(axial) == settings.n_slices and {a.shape for a in axial} == {(n, n)}
+        middle = axial[len(axial) // 2].astype(float) - 1024
+        # Mostly tissue, not air: the crop sits on the liver.
+        assert np.mean(middle < -500) < 0.5
+        assert Image.open(folder / "coronal_000.png").size == (n, settings.n_rows_reformat)
     # The study reveals nothing, the inputs are untouched.
     assert "3Dircadb" not in (study / "study.json").read_text()
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in digests} == digests
