@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 __all__ = ["RenderSettings", "crop_centre_mm", "crop_box_vox", "render_views", "lesion_marks", "encode_hu",
            "window_to_uint8", "png_bytes", "ORIENTATION", "WINDOW_PRESETS", "MARKERS", "HU_OFFSET"]
@@ -203,7 +202,7 @@ def crop_box_vox(centre_mm, spacing_mm, shape, settings: RenderSettings) -> tupl
     """Canonical voxel box ``[low, high)`` holding every voxel that rendering a crop at ``centre_mm`` reads."""
     half = np.array([settings.side_mm, settings.side_mm, settings.depth_mm]) / 2.0
     spacing = np.asarray(spacing_mm, dtype=float)
-    # One pixel or slice beyond the crop, plus the interpolation neighbours that _sample adds.
+    # One pixel or slice beyond the crop, plus the interpolation neighbours that _sample_grid adds.
     reach = half + np.array([settings.pixel_mm, settings.pixel_mm, max(settings.slice_mm, settings.pixel_mm)])
     low = np.floor((np.asarray(centre_mm) - reach) / spacing).astype(int) - 2
     high = np.ceil((np.asarray(centre_mm) + reach) / spacing).astype(int) + 3
@@ -211,17 +210,40 @@ def crop_box_vox(centre_mm, spacing_mm, shape, settings: RenderSettings) -> tupl
     return np.clip(low, 0, shape), np.clip(high, 0, shape)
 
 
-def _sample(hu_source, spacing_mm, points_mm: np.ndarray) -> np.ndarray:
-    """Trilinear HU at ``points_mm`` (..., 3), reading only the sub-box of the volume they need."""
-    shape = np.array(hu_source.shape)
-    index = points_mm / np.asarray(spacing_mm, dtype=float)
-    low = np.clip(np.floor(index.reshape(-1, 3).min(axis=0)).astype(int) - 1, 0, shape - 1)
-    high = np.clip(np.ceil(index.reshape(-1, 3).max(axis=0)).astype(int) + 2, 1, shape)
-    if np.any(high <= low):  # the crop lies wholly outside the scan
-        return np.full(points_mm.shape[:-1], AIR_HU, np.float32)
-    block = np.asarray(hu_source[tuple(slice(a, b) for a, b in zip(low, high))], dtype=np.float32)
-    coords = np.moveaxis(index - low, -1, 0)
-    return ndimage.map_coordinates(block, coords, order=1, mode="constant", cval=AIR_HU, prefilter=False)
+def _sample_grid(hu_source, spacing_mm, xs_mm, ys_mm, zs_mm) -> np.ndarray:
+    """Trilinear HU on the grid ``xs x ys x zs`` (mm), shape ``(len(xs), len(ys), len(zs))``, reading only the
+    sub-box of the volume it needs; air (``AIR_HU``) where a point lies outside the scan.
+
+    The grid's axes are the volume's, so trilinear interpolation is three 1-D linear ones, one axis after
+    the other: a few passes over the crop instead of eight scattered reads per point
+    (``ndimage.map_coordinates``, five times slower for a 150 mm crop), with the same values up to float
+    rounding and the same edge rule as its ``constant`` mode.
+    """
+    index = [np.asarray(v, dtype=float) / s for v, s in zip((xs_mm, ys_mm, zs_mm), spacing_mm)]
+    out_shape = tuple(len(i) for i in index)
+    shape = hu_source.shape
+    low = [int(np.clip(np.floor(i.min()) - 1, 0, n - 1)) for i, n in zip(index, shape)]
+    high = [int(np.clip(np.ceil(i.max()) + 2, 1, n)) for i, n in zip(index, shape)]
+    if any(h <= lo for lo, h in zip(low, high)):  # the crop lies wholly outside the scan
+        return np.full(out_shape, AIR_HU, np.float32)
+    block = np.asarray(hu_source[tuple(slice(lo, h) for lo, h in zip(low, high))], dtype=np.float32)
+    outside = np.zeros(out_shape, dtype=bool)
+    for axis in (2, 1, 0):  # Z first: the fewest samples
+        n = block.shape[axis]
+        u = index[axis] - low[axis]
+        # The block holds every voxel of the scan near the grid, so leaving the block is leaving the scan.
+        beyond = (u < 0) | (u > n - 1)
+        u = np.clip(u, 0, n - 1)
+        i0 = np.minimum(np.floor(u).astype(np.intp), max(n - 2, 0))
+        i1 = np.minimum(i0 + 1, n - 1)
+        shape_w = [1, 1, 1]
+        shape_w[axis] = -1
+        w = (u - i0).astype(np.float32).reshape(shape_w)
+        first = np.take(block, i0, axis=axis)
+        block = first + (np.take(block, i1, axis=axis) - first) * w
+        outside |= beyond.reshape(shape_w)
+    block[outside] = AIR_HU
+    return block
 
 
 def render_views(hu_source, spacing_mm, centre_mm, lesion_centre_mm, settings: RenderSettings) -> dict:
@@ -250,22 +272,19 @@ def render_views(hu_source, spacing_mm, centre_mm, lesion_centre_mm, settings: R
     across = ((n - 1) / 2.0 - np.arange(n)) * settings.pixel_mm
     z_steps = (np.arange(settings.n_slices) - (settings.n_slices - 1) / 2.0) * settings.slice_mm
     cx, cy, cz = (float(v) for v in centre_mm)
-    rows, cols = np.meshgrid(across, across, indexing="ij")
-    points = np.stack(np.broadcast_arrays(cx + cols[None], cy + rows[None], cz + z_steps[:, None, None]), axis=-1)
-    axial = encode_hu(_sample(hu_source, spacing_mm, points))
-    views = {"axial": list(axial)}
+    # Axial image k, row r, column c samples (x = cx + across[c], y = cy + across[r], z = cz + z_steps[k]).
+    grid = _sample_grid(hu_source, spacing_mm, cx + across, cy + across, cz + z_steps)
+    views = {"axial": list(encode_hu(grid.transpose(2, 1, 0)))}
     if len(settings.views) > 1:
         m = settings.n_rows_reformat
         down = ((m - 1) / 2.0 - np.arange(m)) * settings.pixel_mm  # head at the top
-        z_rows, x_cols = np.meshgrid(cz + down, cx + across, indexing="ij")
         lx, ly, _ = (float(v) for v in lesion_centre_mm)
-        if "coronal" in settings.views:
-            pts = np.stack(np.broadcast_arrays(x_cols, np.full_like(x_cols, ly), z_rows), axis=-1)
-            views["coronal"] = [encode_hu(_sample(hu_source, spacing_mm, pts))]
-        if "sagittal" in settings.views:
-            z_rows, y_cols = np.meshgrid(cz + down, cy + across, indexing="ij")  # anterior on the left
-            pts = np.stack(np.broadcast_arrays(np.full_like(y_cols, lx), y_cols, z_rows), axis=-1)
-            views["sagittal"] = [encode_hu(_sample(hu_source, spacing_mm, pts))]
+        if "coronal" in settings.views:  # row r, column c: (cx + across[c], ly, cz + down[r])
+            grid = _sample_grid(hu_source, spacing_mm, cx + across, [ly], cz + down)
+            views["coronal"] = [encode_hu(grid[:, 0, :].T)]
+        if "sagittal" in settings.views:  # (lx, cy + across[c], cz + down[r]): anterior on the left
+            grid = _sample_grid(hu_source, spacing_mm, [lx], cy + across, cz + down)
+            views["sagittal"] = [encode_hu(grid[0].T)]
     return views
 
 

@@ -628,7 +628,9 @@ function showFeedback(rating, lastPractice) {
     verdict.textContent = right ? "Correct." : "Incorrect.";
     verdict.className = right ? "right" : "wrong";
   }
-  text.append(verdict, ` ${truthText}`);
+  const said = rating.answer === "not_visible" ? "not visible"
+    : `${state.design === "2afc" ? rating.answer.toUpperCase() : rating.answer}, confidence ${rating.confidence}`;
+  text.append(verdict, ` ${truthText} (Your answer: ${said}.)`);
   if (lastPractice) { text.append(" That was the last practice case: scored cases start now."); }
   state.feedback = true;
   setFormEnabled(false);

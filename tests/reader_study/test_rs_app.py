@@ -309,3 +309,25 @@ def test_database_of_an_older_version_is_migrated(sources, tmp_path):
         rows = db.execute("SELECT reader_id, answer, confidence, client_seconds, zoom FROM ratings "
                           "ORDER BY reader_id").fetchall()
     assert rows == [(1, "real", 3, 4.5, None), (2, "not_visible", None, None, 1.5)]
+
+
+def test_study_built_before_the_display_settings_still_serves(sources, tmp_path):
+    real, synthetic = sources
+    study = build_study(real, synthetic, tmp_path / "legacy", seed=15, settings=SMALL)
+    data = json.loads((study / "study.json").read_text())
+    for name in ("display", "practice_items", "grid"):
+        data.pop(name, None)
+    for item in data["items"]:
+        for name in ("lesion_slice", "marker", "practice"):
+            item.pop(name, None)
+    (study / "study.json").write_text(json.dumps(data))
+    token = add_reader(study, "legacy-reader")
+    client = _client(create_app(study), token)
+    display = client.get("/api/me").json()["display"]
+    # Its PNGs were windowed at build time: the page shows them as they are, at the window they were made with.
+    assert display["encoding"] == "png8" and display["default_window"] == [400.0, 40.0]
+    assert display["marker"] == "off" and display["window_presets"] == {}
+    item = client.get("/api/next").json()["item"]
+    assert "lesion_slice" not in item and "marker" not in item and item["practice"] is False
+    assert client.post("/api/ratings", json={"item_id": item["item_id"], "answer": "real",
+                                             "confidence": 3}).status_code == 201
