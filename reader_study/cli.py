@@ -37,6 +37,28 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    """A tolerance: a finite number >= 0 (0.4 = 40 %)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number >= 0 (a fraction: 0.4 = 40 %)")
+    return value
+
+
+def _count(text: str) -> int:
+    """A whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
 def _fov(text: str) -> float | None:
     """``--fov-mm``: a positive number of mm, or ``whole`` (the whole axial slice) -> None."""
     return None if text.strip().lower() == "whole" else _positive_float(text)
@@ -118,6 +140,17 @@ def register(subparsers) -> None:
                        help="ignore mask components smaller than this maximum 3D diameter, mm (default 3)")
     build.add_argument("--size-bins-mm", default="10,20", metavar="E1,E2",
                        help="size-bin edges on the maximum 3D diameter, mm (default 10,20)")
+    build.add_argument("--harmonise", "--harmonize", action="store_true",
+                       help="resample every case to the coarsest source pixel size and slice spacing among the "
+                            "chosen cases before rendering (instead of pairing only cases whose source scans match)")
+    build.add_argument("--pixel-tolerance", type=_fraction, default=0.4, metavar="FRACTION",
+                       help="without --harmonise: a real and a synthetic case are paired only when the coarser "
+                            "source pixel is at most 1 + FRACTION times the finer (default 0.4)")
+    build.add_argument("--slice-tolerance", type=_fraction, default=0.5, metavar="FRACTION",
+                       help="the same for the source slice spacing along the body axis (default 0.5)")
+    build.add_argument("--practice", type=_count, default=0, metavar="N",
+                       help="N practice cases shown first, with feedback, not scored: even in the single design "
+                            "(half real), pairs in 2afc; drawn from cases the scored set does not use (default 0)")
     build.add_argument("--workers", type=positive_int, default=1,
                        help="processes reading and rendering scans; the study's bytes do not depend on it (default 1)")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -173,12 +206,25 @@ def _build(args) -> int:
         raise ConfigError(str(exc)) from None
     out = build_study(args.real, args.synthetic, args.out, design=args.design, per_organ=args.per_organ,
                       seed=args.seed, settings=settings, real_organ=args.real_organ,
-                      min_diameter_mm=args.min_diameter_mm, bins_mm=bins, workers=args.workers, quiet=args.quiet)
+                      min_diameter_mm=args.min_diameter_mm, bins_mm=bins, workers=args.workers, quiet=args.quiet,
+                      harmonise=args.harmonise, pixel_tolerance=args.pixel_tolerance,
+                      slice_tolerance=args.slice_tolerance, practice=args.practice)
     import json
 
     study = json.loads((out / "study.json").read_text())
     if not args.quiet:
-        print(f"study: {out} ({len(study['items'])} {args.design} items); answer key: {out / 'key' / 'answer_key.json'}")
+        scored = len(study["items"]) - study.get("practice_items", 0)
+        print(f"study: {out} ({scored} {args.design} items"
+              + (f" + {study['practice_items']} practice" if study.get("practice_items") else "")
+              + f"); answer key: {out / 'key' / 'answer_key.json'}")
+        grid = study["grid"]
+        if grid["policy"] == "harmonised":
+            print(f"grid: every case resampled to {grid['pixel_mm']:g} mm pixels and {grid['slice_mm']:g} mm slices "
+                  "(--harmonise)")
+        else:
+            print(f"grid: source scans matched within {100 * grid['pixel_tolerance']:.0f} % (pixel) and "
+                  f"{100 * grid['slice_tolerance']:.0f} % (slice): pixels {grid['pixel_mm'][0]:g}-"
+                  f"{grid['pixel_mm'][1]:g} mm, slices {grid['slice_mm'][0]:g}-{grid['slice_mm'][1]:g} mm")
     return 0
 
 
@@ -221,9 +267,12 @@ def _analyze(args) -> int:
     report = analyze_study(args.study, args.out, key=args.key, export_csv=args.csv)
     pooled = report["pooled"]
     acc = pooled["accuracy"]
-    line = (f"{report['ratings']} ratings by {report['readers']} reader(s): accuracy "
-            f"{100 * acc['value']:.1f} % (95 % CI {100 * acc['ci95'][0]:.1f}-{100 * acc['ci95'][1]:.1f}), "
-            f"binomial p = {pooled['binomial_p']:.3g}")
+    line = f"{report['ratings']} ratings by {report['readers']} reader(s)"
+    if acc["value"] is not None:
+        line += (f": accuracy {100 * acc['value']:.1f} % of {acc['n']} judged (95 % CI {100 * acc['ci95'][0]:.1f}-"
+                 f"{100 * acc['ci95'][1]:.1f}), binomial p = {pooled['binomial_p']:.3g}")
+    if pooled["not_visible"]:
+        line += f", {pooled['not_visible']} 'not visible'"
     if pooled.get("auc") is not None:
         line += f", AUC {pooled['auc']:.3f}"
     print(line)
