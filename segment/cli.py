@@ -11,10 +11,10 @@ Under `accelerate launch` the same config trains on several GPUs or nodes."""
 
 EXAMPLES = """\
 examples:
-  tumorsyn segment train configs/segment/demo_cpu.yaml --set train.epochs=1
+  tumorsyn segment train configs/segment/demo_cpu.yaml --set train.epochs=1 --out ~/segment_demo_train
   accelerate launch -m tumorsyn segment train configs/segment/msd_task03_liver.yaml --set data.real.dataset=/data/Task03_Liver
   tumorsyn segment predict --model runs/liver/ ct1.nii.gz ct2.nii.gz --organ-mask liver1.nii.gz liver2.nii.gz --out pred/
-  tumorsyn segment experiment configs/segment/demo_cpu.yaml
+  tumorsyn segment experiment configs/segment/demo_cpu.yaml --out ~/segment_demo
 """
 
 

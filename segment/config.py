@@ -131,12 +131,15 @@ def _resolve_paths(config: dict, base_dir: Path) -> None:
     ckpt = config["network"].get("init_checkpoint")
     if ckpt:
         config["network"]["init_checkpoint"] = _expand(ckpt, base_dir)
-    config["output_dir"] = _expand(config["output_dir"], Path.cwd())
+    if config["output_dir"] is not None:  # null: the config leaves the folder to --out
+        config["output_dir"] = _expand(config["output_dir"], Path.cwd())
 
 
 def validate_config(config: dict, *, path: str = "config", check_files: bool = True) -> dict:
     """Check every value; raise :class:`ConfigError` ``"<file>: <key> <problem>; <remedy>"`` on the first bad one."""
     c = config
+    _need(c["output_dir"] is not None, path, "output_dir is not set (this config leaves the output folder to you); "
+          "give --out DIR, a new folder or one this config made")
     _need(isinstance(c["seed"], int), path, f"seed must be an integer, got {c['seed']!r}")
     _need(c["organ"] in ORGANS, path, f"organ {c['organ']!r} unknown; choose one of {', '.join(ORGANS)}")
     d = c["data"]

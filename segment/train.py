@@ -38,7 +38,7 @@ from segment.data import (TUMOR, TrainSamples, build_synthesis, build_train_tran
                           make_train_loader, scale_hu)
 from segment.networks import build_network, describe_init, init_from_checkpoint, save_model
 
-__all__ = ["train", "TrainState", "validate", "model_meta", "versions"]
+__all__ = ["train", "TrainState", "validate", "model_meta", "versions", "check_resume_settings"]
 
 STEP_FIELDS = ["step", "epoch", "loss", "lr", "seconds"]
 EPOCH_FIELDS = ["epoch", "step", "train_loss", "lr", "val_sensitivity", "val_small_sensitivity", "val_dice",
@@ -128,7 +128,21 @@ def _score(metrics: dict | None, select_on: str, step: int) -> list:
     return [sens, dice] if select_on == "sensitivity" else [dice, sens]
 
 
-def _plot(run_dir: Path, step_rows: list[dict], epoch_rows: list[dict]) -> Path | None:
+NOT_VALIDATED = "not validated: data.validation has no cases, so model/ is the last step's model"
+
+
+def _epoch_line(state: TrainState, row: dict, *, validated: bool, selected: bool, select_on: str) -> str:
+    """The log line of an epoch; every "n/a" says why."""
+    head = f"epoch {state.epoch} step {state.step}: loss {row['train_loss']}"
+    if not validated:
+        return f"{head}; {NOT_VALIDATED}"
+    none = "n/a (no tumour in the validation scans)"
+    kept = "" if not selected else (" (kept as model/: select_on last)" if select_on == "last"
+                                    else f" (best so far by {select_on}: kept as model/)")
+    return f"{head}, val sensitivity {row['val_sensitivity'] or none}, Dice {row['val_dice'] or none}{kept}"
+
+
+def _plot(run_dir: Path, step_rows: list[dict], epoch_rows: list[dict], *, empty_note: str = "") -> Path | None:
     try:
         import matplotlib
 
@@ -148,6 +162,9 @@ def _plot(run_dir: Path, step_rows: list[dict], epoch_rows: list[dict]) -> Path 
     axes[1].set(xlabel="optimizer step", ylabel="validation", ylim=(-0.02, 1.02), title="validation (tumour)")
     if axes[1].get_legend_handles_labels()[0]:
         axes[1].legend(fontsize=8)
+    elif empty_note:  # an empty panel says why it is empty
+        axes[1].text(0.5, 0.5, empty_note, ha="center", va="center", wrap=True, fontsize=9,
+                     transform=axes[1].transAxes)
     fig.tight_layout()
     path = run_dir / "curves.png"
     fig.savefig(path, dpi=100)
@@ -180,10 +197,57 @@ def train(config: dict, *, resume: bool = True, quiet: bool = False, stop_at_ste
     previous = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
+    # On the CPU a fixed seed gives the same weights bit for bit (tested with DataLoader workers): torch's
+    # deterministic kernels, and a data stream that is a function of (seed, k) alone. On GPUs some kernels
+    # have no deterministic twin; there it is left to torch's defaults.
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    on_cpu = bool(config["train"]["cpu"]) or not torch.cuda.is_available()
+    if on_cpu:
+        torch.use_deterministic_algorithms(True)
     try:
         return _train(config, resume=resume, quiet=quiet, stop_at_step=stop_at_step)
     finally:
         torch.set_num_threads(previous)
+        if on_cpu:
+            torch.use_deterministic_algorithms(deterministic)
+
+
+# Keys a resumed run may change: where the folder is, how many loader processes feed it (sample k
+# depends on (seed, k) only), whether a progress bar is shown. Any other difference makes another run.
+RESUME_FREE_KEYS = ("output_dir", "data.workers", "train.progress")
+
+
+def _flat(value, prefix: str = "") -> dict:
+    if isinstance(value, dict):
+        out = {}
+        for key, sub in value.items():
+            out.update(_flat(sub, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def check_resume_settings(config: dict, run_dir: Path) -> None:
+    """Refuse to resume a run folder whose ``config.yaml`` was written with other settings.
+
+    Raises
+    ------
+    ConfigError
+        Naming the folder and the keys that differ (``RESUME_FREE_KEYS`` excepted).
+    """
+    import yaml
+
+    saved_path = run_dir / "config.yaml"
+    try:
+        saved = yaml.safe_load(saved_path.read_text())
+    except (OSError, yaml.YAMLError):
+        saved = None
+    # The current config as it would be saved (tuples as lists), so both sides compare alike.
+    ours, theirs = _flat(yaml.safe_load(yaml.safe_dump(config))), _flat(saved if isinstance(saved, dict) else {})
+    diff = sorted(k for k in set(ours) | set(theirs) if k not in RESUME_FREE_KEYS and ours.get(k) != theirs.get(k))
+    if diff:
+        shown = ", ".join(diff[:8]) + (f" and {len(diff) - 8} more" if len(diff) > 8 else "")
+        raise ConfigError(f"this folder holds a training run made with other settings ({shown}); "
+                          "use another output folder (--out), or the same config to resume it", path=run_dir)
 
 
 def _train(config: dict, *, resume: bool, quiet: bool, stop_at_step: int | None) -> Path:
@@ -196,6 +260,8 @@ def _train(config: dict, *, resume: bool, quiet: bool, stop_at_step: int | None)
     checkpoints = Checkpoints(run_dir / "checkpoints")
     if not resume and checkpoints.last() is not None:
         raise ConfigError(f"{run_dir}: run folder already holds checkpoints; resume it or choose another output_dir")
+    if resume and checkpoints.last() is not None:
+        check_resume_settings(config, run_dir)
     if t["mixed_precision"] == "fp16" and not torch.cuda.is_available() and not t["cpu"]:
         raise ConfigError("train.mixed_precision fp16 needs a CUDA GPU; use bf16 (CPU and recent GPUs) or no")
     from accelerate.state import AcceleratorState, GradientState
@@ -278,7 +344,8 @@ def _train(config: dict, *, resume: bool, quiet: bool, stop_at_step: int | None)
         save_model(unwrapped, run_dir / "model_last", model_meta(config, step=state.step))
         if state.best_step < 0 or not (run_dir / "model").is_dir():
             save_model(unwrapped, run_dir / "model", model_meta(config, step=state.step))
-        _plot(run_dir, step_rows, epoch_rows)
+        _plot(run_dir, step_rows, epoch_rows, empty_note=NOT_VALIDATED if not val_items else
+              f"no validation yet: the first comes at the end of epoch 0 (step {t['steps_per_epoch']})")
     accelerator.wait_for_everyone()
     return run_dir
 
@@ -360,9 +427,7 @@ def _end_epoch(accelerator, model, state, config, run_dir, val_items, epoch_loss
                            "val_small_sensitivity": fmt(metrics and metrics["small_sensitivity"]),
                            "val_dice": fmt(metrics and metrics["dice"]), "selected": int(selected),
                            "seconds": f"{time.perf_counter() - started:.2f}"})
-        log(f"epoch {state.epoch} step {state.step}: loss {epoch_rows[-1]['train_loss']}, val sensitivity "
-            f"{epoch_rows[-1]['val_sensitivity'] or 'n/a'}, Dice {epoch_rows[-1]['val_dice'] or 'n/a'}"
-            + (" (best)" if selected else ""))
+        log(_epoch_line(state, epoch_rows[-1], validated=bool(val_items), selected=selected, select_on=t["select_on"]))
     # Every process needs the same best score/step in its TrainState: broadcast from the main one.
     if accelerator.num_processes > 1:
         from accelerate.utils import broadcast_object_list

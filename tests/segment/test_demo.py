@@ -29,7 +29,7 @@ def test_cpu_demo_end_to_end(tmp_path):
     from tumorsyn.cli.main import main
 
     out = tmp_path / "demo"
-    assert main(["segment", "experiment", str(DEMO), "--set", f"output_dir={out}", "--quiet"]) == 0
+    assert main(["segment", "experiment", str(DEMO), "--out", str(out), "--quiet"]) == 0
     report = json.loads((out / "report.json").read_text())
     _check_report(out, report)
     _check_training_saw_only_synthetic_tumours(out, report)

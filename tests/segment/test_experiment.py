@@ -25,16 +25,21 @@ def test_experiment_end_to_end(tmp_path):
     assert "| organ_only |" in text and "| synthetic |" in text
 
 
-def test_demo_config_is_valid():
-    """The CPU demo config validates (its real-scan paths are checked only when the scans are here)."""
-    from pathlib import Path
+def test_demo_config_is_valid_and_asks_for_an_output_folder(tmp_path):
+    """The CPU demo config validates (its real-scan paths are checked only when the scans are here). It names no
+    output folder: it used to write to a fixed /tmp folder and resume whatever run was there."""
+    import pytest
 
     from tests.conftest import REAL, REPO
+    from tumorsyn.errors import ConfigError
 
     path = REPO / "configs" / "segment" / "demo_cpu.yaml"
-    config = load_config(path, check_files=REAL.exists())
+    with pytest.raises(ConfigError, match=r"demo_cpu.yaml: output_dir is not set \(this config leaves the output "
+                                          r"folder to you\); give --out DIR"):
+        load_config(path, check_files=False)
+    config = load_config(path, [f"output_dir={tmp_path / 'demo'}"], check_files=REAL.exists())
     assert config["synthesis"]["apply_to"] == ["healthy"] and config["data"]["real"]["weight"] == 0.0
-    assert not Path(config["output_dir"]).resolve().is_relative_to(REPO)  # IRCAD-derived files stay outside
+    assert config["output_dir"] == str(tmp_path / "demo")
 
 
 def test_ready_configs_validate():

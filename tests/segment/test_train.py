@@ -126,3 +126,67 @@ def test_batched_on_device_synthesis_trains_and_repeats(tmp_path):
     assert _same(_weights(a), _weights(b))
     rows = list(csv.DictReader((a / "steps.csv").open()))
     assert len(rows) == 2
+
+
+def test_two_runs_with_workers_give_identical_weights_and_metrics(tmp_path):
+    """The demo's setting (DataLoader workers, one torch thread, validation): a fixed seed reproduces a run bit
+    for bit on the CPU (the segment docs quote the demo's figures from one seed)."""
+    runs = []
+    for name in ("a", "b"):
+        data = tiny_config(tmp_path / name, epochs=2, steps=2, workers=2, validation=True)
+        data["train"]["threads"] = 1
+        runs.append(train(load_config(None, data=data), quiet=True))
+    a, b = runs
+    assert _same(_weights(a), _weights(b))
+    assert _same(load_model(a / "model")[0].state_dict(), load_model(b / "model")[0].state_dict())
+    drop_seconds = lambda run, name: [r.rsplit(",", 1)[0] for r in (run / name).read_text().splitlines()]  # noqa: E731
+    assert drop_seconds(a, "metrics.csv") == drop_seconds(b, "metrics.csv")
+    assert [r.split(",")[:4] for r in (a / "steps.csv").read_text().splitlines()] == \
+        [r.split(",")[:4] for r in (b / "steps.csv").read_text().splitlines()]
+    assert not torch.are_deterministic_algorithms_enabled()  # the setting is the run's only
+
+
+def test_resume_refuses_a_folder_made_with_other_settings(tmp_path):
+    """Resuming used to continue whatever run the folder held; now other settings are refused, naming them."""
+    import pytest
+
+    from tumorsyn.errors import ConfigError
+
+    data = tiny_config(tmp_path, epochs=2, steps=1)
+    train(load_config(None, data=data), quiet=True, stop_at_step=1)
+    changed = load_config(None, data={**data, "seed": 4, "train": {**data["train"], "lr": 0.01}})
+    with pytest.raises(ConfigError, match=r"this folder holds a training run made with other settings \(seed, "
+                                          r"train\.lr\); use another output folder \(--out\), or the same config"):
+        train(changed, quiet=True)
+    # The folder is untouched by the refusal, and the same settings (other workers) resume it.
+    same = load_config(None, data={**data, "data": {**data["data"], "workers": 1}})
+    run = train(same, quiet=True)
+    assert len((run / "steps.csv").read_text().splitlines()[1:]) == 2
+
+
+def test_log_and_curves_say_why_there_is_no_validation(tmp_path, capsys, monkeypatch):
+    """Without validation cases the log used to print "val sensitivity n/a, Dice n/a (best)" and the curves an
+    empty panel; now both say that nothing was validated and which model is kept."""
+    from matplotlib.axes import Axes
+
+    from segment.train import NOT_VALIDATED
+
+    drawn = []
+    original = Axes.text
+    monkeypatch.setattr(Axes, "text", lambda self, x, y, s, *a, **k: (drawn.append(s), original(self, x, y, s, *a, **k))[1])
+    data = tiny_config(tmp_path, epochs=1, steps=1)
+    data["train"]["progress"] = False
+    train(load_config(None, data=data))
+    err = capsys.readouterr().err
+    assert "epoch 0 step 1: loss " in err and NOT_VALIDATED in err
+    assert "n/a" not in err and "(best)" not in err
+    assert NOT_VALIDATED in drawn  # the empty validation panel of curves.png
+
+
+def test_epoch_line_with_validation_names_the_reason_of_n_a():
+    from segment.train import TrainState, _epoch_line
+
+    row = {"train_loss": "0.5", "val_sensitivity": "", "val_dice": ""}
+    line = _epoch_line(TrainState(step=4, epoch=1), row, validated=True, selected=True, select_on="sensitivity")
+    assert line == ("epoch 1 step 4: loss 0.5, val sensitivity n/a (no tumour in the validation scans), Dice n/a "
+                    "(no tumour in the validation scans) (best so far by sensitivity: kept as model/)")
