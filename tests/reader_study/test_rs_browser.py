@@ -183,7 +183,8 @@ def test_practice_window_zoom_marker_and_answers_at_1024(browser, single_study, 
         page.mouse.down()
         page.mouse.move(box["x"] + 80, box["y"] + 60, steps=4)
         page.mouse.up()
-        width, level = float(viewer.get_attribute("data-window-width")), float(viewer.get_attribute("data-window-level"))
+        width = float(viewer.get_attribute("data-window-width"))
+        level = float(viewer.get_attribute("data-window-level"))
         assert width > 150 and level > 90
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         page.keyboard.down("Control")
