@@ -297,7 +297,7 @@ FATES: dict[tuple[str, str], Fate] = {
     ("docs/segment.md", "tumorsyn segment train CONFIG.yaml [--set key=value ...] [--out DIR] [--seed S] [--quiet] "
                         "[--no-resume]"): Fate("not run", SYNOPSIS),
     ("docs/segment.md", "tumorsyn segment experiment configs/segment/demo_cpu.yaml --out ~/segment_demo"): Fate(
-        "not run", "the CPU demo (1.5-3 min of training): tests/segment/test_demo.py runs this command "
+        "not run", "the CPU demo (1.5 min alone on 2 cores, 8-9 min beside other busy processes): tests/segment/test_demo.py runs this command "
         "(test_demo_command_is_the_documented_one checks that it is the same)"),
 }
 
