@@ -11,8 +11,9 @@ Run a blinded reader study: can radiologists tell synthetic tumours from real on
               apart (STUDY/key/) and never served
   add-reader  issue a sign-in token for a reader (or --admin for the progress page)
   serve       the rating web app on your machine (ratings in STUDY/ratings.sqlite)
-  analyze     accuracy, sensitivity, specificity, ROC AUC, Wilson 95 % intervals, binomial test, Fleiss' kappa,
-              splits by organ and size bin, reading time; report.json, report.md, PNG plots"""
+  analyze     accuracy, sensitivity, specificity, ROC AUC (DeLong interval), exact Clopper-Pearson 95 % intervals,
+              binomial test, Cohen's or Fleiss' kappa, 'not visible' answers apart, splits by organ and size
+              bin, reading behaviour; report.json, report.md, PNG plots"""
 
 EXAMPLES = """\
 examples:
@@ -178,9 +179,10 @@ def register(subparsers) -> None:
 
     analyze = sub.add_parser("analyze", help="statistics, report.md, report.json and plots",
                              description="Per-reader and pooled accuracy, sensitivity and specificity (positive = "
-                                         "synthetic), ROC AUC from the confidence scale, Wilson 95 % intervals, "
-                                         "binomial test against chance, Fleiss' kappa, splits by organ and size bin, "
-                                         "reading time.")
+                                         "synthetic) with exact Clopper-Pearson 95 % intervals, ROC AUC from "
+                                         "the confidence scale with a DeLong interval, binomial test against chance, "
+                                         "Cohen's (2 readers) or Fleiss' (3+) kappa, 'not visible' answers counted "
+                                         "apart, splits by organ and size bin, reading time, slices, window and zoom.")
     analyze.add_argument("study", metavar="STUDY", help="study folder")
     analyze.add_argument("--out", required=True, metavar="REPORT_DIR", help="report folder (created)")
     analyze.add_argument("--key", metavar="JSON", help="answer key, if moved out of STUDY/key/")
