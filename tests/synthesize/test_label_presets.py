@@ -130,16 +130,16 @@ def test_replayed_tumour_on_a_lesion_is_never_written(cli, tmp_path):
     assert code == 0, err
     from tumorsyn.io.scan import read_image
 
-    tumour = read_image(first / "ct_tumor.nii.gz").raw > 0
+    tumour = read_image(first / "in_tumor.nii.gz").raw > 0  # in/ct.nii.gz: the case is named after its folder
     lesion_map = liver.copy()
     lesion_map[tumour] = 2  # the same place is now an existing tumour (decathlon: 2)
     lesion_path = save_nifti(tmp_path / "in" / "lesion.nii.gz", lesion_map)
     again = tmp_path / "again"
     code, _, err = cli("generate", ct_path, "--labels", lesion_path, "--from-spec", first / "manifest.jsonl",
-                       "--spec-id", "ct", "--out", again)
+                       "--spec-id", "in", "--out", again)
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 1 and tree_digest(again) == {}
-    assert lines[0].startswith(f"tumorsyn: error: {lesion_path}: output ct: a synthetic tumour would cover "
+    assert lines[0].startswith(f"tumorsyn: error: {lesion_path}: output in: a synthetic tumour would cover "
                                f"{int(tumour.sum())} voxel(s) labelled 2, which label preset decathlon")
 
 

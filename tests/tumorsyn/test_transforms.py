@@ -338,8 +338,9 @@ def test_batching_generators_get_disjoint_tumours_of_an_item_in_one_call():
 
     calls = register_batching_rules("rules_batching_transform_test")
 
-    # Seed 8 draws two small tumours whose boxes do not touch (found by trying seeds).
-    out = _transform(count=2, size_mm=(4, 5)).set_random_state(8)(_item())
+    # Seed 20 draws two small tumours whose boxes do not touch (found by trying seeds; redo when the
+    # draws change).
+    out = _transform(count=2, size_mm=(4, 5)).set_random_state(20)(_item())
     specs = [TumorSpec.from_dict({**s, "method": "rules_batching_transform_test"}) for s in out[SPECS_KEY]]
     groups = _batch_groups(specs, "auto")
     assert [len(g) for g in groups] == [2]
