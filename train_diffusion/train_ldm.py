@@ -92,6 +92,9 @@ def _targets(config, sched, z0, noise, generator):
 def train_ldm(config: dict, bank: CropBank, autoencoder_path: Path, *, resume: bool = True, quiet: bool = False,
               stop_at_step: int | None = None) -> LdmResult | None:
     """Train stage 2; return the result when all steps are done (None when stopped early)."""
+    from tumorsyn.compat import prepare_diffusers
+
+    prepare_diffusers()
     from diffusers.training_utils import EMAModel
 
     from tumorsyn.cli.common import progress

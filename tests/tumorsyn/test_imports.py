@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -27,3 +29,16 @@ def test_core_never_imports_pipelines():
             for name in names:
                 root = name.split(".")[0]
                 assert root not in {"synthesize", "segment", "train_diffusion", "reader_study"}, (path, name)
+
+
+def test_diffusers_never_imports_torchvision():
+    # torchvision (pulled in by the nnunet extra) cannot load beside a CPU-only torch; tumorsyn's
+    # diffusers imports must not touch it, whether or not it is installed.
+    pytest.importorskip("diffusers", reason="the diffusion extra is not installed")
+    code = ("import sys\n"
+            "from tumorsyn.generators.diffusion.schedulers import training_scheduler\n"
+            "training_scheduler(prediction_type='epsilon')\n"
+            "from diffusers.training_utils import EMAModel  # what stage 2 of train-diffusion imports\n"
+            "assert 'torchvision' not in sys.modules, 'torchvision was imported'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]

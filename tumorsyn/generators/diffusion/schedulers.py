@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import logging
 
+from tumorsyn.compat import prepare_diffusers
 from tumorsyn.errors import ConfigError
 
 __all__ = ["training_scheduler", "sampling_scheduler", "is_flow"]
 
 
 def _quiet_diffusers() -> None:
+    prepare_diffusers()
     # from_config warns about keys one scheduler family does not use: expected here, not news.
     logging.getLogger("diffusers.configuration_utils").setLevel(logging.ERROR)
 
