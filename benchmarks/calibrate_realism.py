@@ -1,0 +1,62 @@
+"""Calibration check: synthetic tumours in 3D-IRCADb patient 7 against the CALIBRATION half of the real tumours.
+
+What the generators' constants (contrast gain, texture grain, edge table, solidity anchor) were tuned
+with: it never reads the TEST half that ``bench_realism.py`` reports on. Per generator it prints the
+in-IQR count, the mean in-range share, the AI reader's AUC and, per descriptor, the synthetic median
+against the real median and IQR, flagging the descriptors outside it::
+
+    python benchmarks/calibrate_realism.py --generators rules,ca --n 24
+
+Needs ``../shared/data/real`` (3D-IRCADb patient 7, LiTS-117). Nothing asserts.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import bench_realism as bench  # this folder
+
+
+def calibration_figures(generator: str, size_class: str, n: int, seed: int, real: list[dict], host) -> dict:
+    rows = []
+    for i in range(n):
+        rng = bench._rng(seed, bench.GENERATORS.index(generator), 0, list(bench.CLASSES).index(size_class), i)
+        if generator == "baseline":
+            ct, tumour = bench.synth_baseline(host, bench.CLASSES[size_class], rng)
+        else:
+            ct, tumour = bench.synth_ours(host, generator, bench.CLASSES[size_class], rng)
+        row, _ = bench.describe(host, ct, tumour)
+        if bench.class_of(row["equivalent_diameter_mm"]) == size_class:
+            rows.append({**row, "organ": "liver", "size_class": size_class, "described": True})
+    return bench.figures([r for r in real if r["size_class"] == size_class], rows, "liver", size_class, seed)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--generators", default="rules,ca", help="comma-separated subset of rules,ca,baseline")
+    parser.add_argument("--size-class", choices=list(bench.CLASSES), default="early")
+    parser.add_argument("--n", type=int, default=24, help="tumours per generator (default 24)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    hosts, notes = bench.load_hosts()
+    host = next((h for h in hosts if h.key == "ircad7"), None)
+    if host is None:
+        bench.say("; ".join(notes) or "3D-IRCADb patient 7 is missing")
+        return 1
+    real = bench.real_rows("liver", "calibration", workers=1)
+    for generator in args.generators.split(","):
+        start = time.perf_counter()
+        fig = calibration_figures(generator, args.size_class, args.n, args.seed, real, host)
+        bench.say(f"== {generator} {args.size_class} (calibration half, {fig['n_syn']} synthetic vs {fig['n_real']} "
+                  f"real): in IQR {fig['in_iqr']}/{fig['of']}, in-range {fig['in_range']:.3f}, AUC {fig['auc']:.3f}, "
+                  f"top cues {', '.join(fig.get('top') or [])} ({time.perf_counter() - start:.0f} s)")
+        for name, d in fig["descriptors"].items():
+            lo, hi = d["real_iqr"]
+            flag = "" if lo <= d["synthetic_median"] <= hi else "   <-- outside the real IQR"
+            bench.say(f"  {name:<28} synthetic {d['synthetic_median']:8.3f}   real {d['real_median']:8.3f} "
+                      f"[{lo:7.3f}, {hi:7.3f}]   in range {d['in_real_range']:.2f}{flag}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
