@@ -18,14 +18,31 @@ Place these transforms after ``LoadImaged`` + ``EnsureChannelFirstd`` (and any r
 ...     ScaleIntensityRanged(keys="image", a_min=-175, a_max=250, b_min=0.0, b_max=1.0, clip=True),
 ... ])
 
-This package is the MONAI adapter: ``import tumorsyn`` never imports it, so the core runs without
-torch and MONAI. ``fixed.py`` holds the deterministic twin, ``monai.py`` the random transform,
+This package holds the MONAI adapter and the TorchIO adapter (:mod:`tumorsyn.transforms.torchio`:
+``RandomTumor`` and ``Tumor``): ``import tumorsyn`` never imports it, so the core runs without torch and
+MONAI. ``fixed.py`` holds the deterministic twin, ``monai.py`` the random transform,
 ``collate.py`` ``collate_tumor_specs``; ``_tensors.py`` converts between MONAI items and the core's arrays.
+The names below are imported on first use, so the TorchIO adapter works without MONAI installed and
+``import tumorsyn.transforms`` needs neither library.
 """
 from __future__ import annotations
 
-from tumorsyn.transforms.collate import collate_tumor_specs
-from tumorsyn.transforms.fixed import REASON_KEY, SPECS_KEY, TumorSynthesisd
-from tumorsyn.transforms.monai import RandTumorSynthesisd
+_LAZY = {
+    "RandTumorSynthesisd": "tumorsyn.transforms.monai",
+    "TumorSynthesisd": "tumorsyn.transforms.fixed",
+    "collate_tumor_specs": "tumorsyn.transforms.collate",
+    "SPECS_KEY": "tumorsyn.transforms.fixed",
+    "REASON_KEY": "tumorsyn.transforms.fixed",
+}
 
 __all__ = ["RandTumorSynthesisd", "TumorSynthesisd", "collate_tumor_specs", "SPECS_KEY", "REASON_KEY"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tumorsyn.transforms' has no attribute {name!r}")
