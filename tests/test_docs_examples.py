@@ -293,6 +293,8 @@ FATES: dict[tuple[str, str], Fate] = {
         "substituted", "a fragment: ct_hu, lesion_mask, tumour_mask, organ_mask from the round trip of "
         "docs/usage.md; real_rows and synthetic_rows described from rules tumours",
         stage=("ct.nii.gz", "seg.nii.gz"), prelude=REALISM_PRELUDE),
+    # docs/torchio.md
+    ("docs/torchio.md", "import torch"): Fate("run", stage=("ct.nii.gz", "seg.nii.gz")),
     # docs/segment.md
     ("docs/segment.md", "tumorsyn segment train CONFIG.yaml [--set key=value ...] [--out DIR] [--seed S] [--quiet] "
                         "[--no-resume]"): Fate("not run", SYNOPSIS),
