@@ -138,8 +138,9 @@ def test_non_ras_subjects_get_the_same_tumour_in_world_space(example):
         outs.append(RandomTumor(organ="liver", size_mm=(8, 14))(subject))
     a, b, c = outs
     assert _specs(a) == _specs(b) == _specs(c)
-    assert torch.equal(torch.flip(b.ct.data, (1, 2)), a.ct.data) and torch.equal(torch.flip(b.seg.data, (1, 2)), a.seg.data)
-    assert torch.equal(c.ct.data.permute(0, 2, 3, 1), a.ct.data) and torch.equal(c.seg.data.permute(0, 2, 3, 1), a.seg.data)
+    for image in ("ct", "seg"):
+        assert torch.equal(torch.flip(b[image].data, (1, 2)), a[image].data)
+        assert torch.equal(c[image].data.permute(0, 2, 3, 1), a[image].data)
     assert b.ct.orientation == ("L", "P", "S") and np.array_equal(b.ct.affine, lps.ct.affine)
 
 
@@ -166,6 +167,10 @@ def test_p_zero_and_empty_organ_pass_through(example):
     (tumor,) = out.history
     assert tumor.specs == [] and tumor.reason.startswith("empty organ: no liver voxels")
     assert torch.equal(out.ct.data, ct)
+    out = RandomTumor(organ="liver", size_mm=(150, 200))(subject)
+    (tumor,) = out.history
+    assert tumor.specs == [] and tumor.reason.startswith("organ too small: ")
+    assert torch.equal(out.ct.data, ct) and torch.equal(out.seg.data, seg)
 
 
 def test_named_images_and_other_images_untouched(example):

@@ -41,7 +41,8 @@ from tumorsyn.apply import apply_specs, paste, paste_labels
 from tumorsyn.device import parse_device
 from tumorsyn.errors import ConfigError, EmptyOrganError, GridMismatchError, OrganTooSmallError
 from tumorsyn.generators import get_generator
-from tumorsyn.io.labels import LABEL_PRESETS, ORGANS, lesion_mask_from_labels, organ_label_values, organ_mask_from_labels
+from tumorsyn.io.labels import (LABEL_PRESETS, ORGANS, lesion_mask_from_labels, organ_label_values,
+                                organ_mask_from_labels)
 from tumorsyn.placement import PlacementContext, bounding_box, check_hu_span
 from tumorsyn.sampling import check_options, iter_specs, parse_size_bins
 from tumorsyn.spec import TumorSpec
@@ -322,8 +323,9 @@ class RandomTumor(RandomTransform):
                     specs.append(spec)
             except OrganTooSmallError as exc:
                 # One odd case must not stop a training run: keep what fits and say why.
-                return specs, (f"organ too small: {exc}" if not specs else
-                               f"placed {len(specs)} of {self.count} tumours; organ too small: {exc}"), organ_mask, ct_hu
+                reason = f"organ too small: {exc}" if not specs else \
+                    f"placed {len(specs)} of {self.count} tumours; organ too small: {exc}"
+                return specs, reason, organ_mask, ct_hu
         return specs, "", organ_mask, ct_hu
 
 
