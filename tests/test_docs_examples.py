@@ -259,6 +259,8 @@ FATES: dict[tuple[str, str], Fate] = {
         before=(("docs/diffusion.md", DIFFUSION_TRAIN[0]),), timeout=420,
         slow="needs the model of the block above (trained here unless that block ran first in this session)"),
     # docs/evaluate.md
+    ("docs/evaluate.md", "tumorsyn evaluate --pred DIR_OR_CSV --ref DIR_OR_CSV --out REPORT_DIR"): Fate(
+        "not run", "a synopsis; tests/tumorsyn/test_cli_evaluate.py checks it names every option of --help"),
     ("docs/evaluate.md", "tumorsyn evaluate --pred real_only/ --ref labelsTs/ --out rep_real/"): Fate(
         "run", stage=("labelsTs/", "real_only/", "real_plus_synthetic/")),
     ("docs/evaluate.md", "import numpy as np"): Fate(

@@ -217,3 +217,91 @@ def test_compare_two_reports(tmp_path, capsys):
     assert _run("--pred", better, "--ref", other_ref, "--out", tmp_path / "model_d", "--quiet", "--workers", 1) == 0
     assert _run("--compare", tmp_path / "model_a", tmp_path / "model_d") == 1
     assert "case c3: the reference files differ" in _error(capsys)
+
+
+def test_probability_a_float32_step_above_one_is_a_probability(tmp_path, capsys):
+    """Regression: 1.0000001 was refused as 'non-integer values in 0..1', hiding the real maximum."""
+    ref, pred = _dataset(tmp_path, probabilities=True)
+    prob = np.zeros((48, 48, 16), np.float32)
+    prob[10:20, 10:20, 4:8] = np.float32(1.0000001)  # float32 rounding of a softmax: 1 + 2**-23
+    _save(pred / "c2_0000.nii.gz", prob)
+    assert _run("--pred", pred, "--ref", ref, "--out", tmp_path / "r", "--workers", 1, "--no-plots") == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    c2 = [row for row in report["lesions"] if row["case_id"] == "c2" and row["kind"] == "predicted"]
+    assert [row["score"] for row in c2] == [1.0]  # clipped to 1
+    capsys.readouterr()
+    prob[0, 0, 0] = 1.001  # a real overshoot is refused, and the message says how far
+    _save(pred / "c2_0000.nii.gz", prob)
+    assert _run("--pred", pred, "--ref", ref, "--out", tmp_path / "r2", "--workers", 1) == 1
+    err = _error(capsys)
+    assert "from 0 to 1.00100005" in err and "at most 1.00000024" in err and "c2_0000.nii.gz" in err
+
+
+def test_picai_convention_end_to_end(tmp_path, capsys):
+    pytest.importorskip("picai_eval", reason="picai_eval is not installed (pip install tumorsyn[picai])")
+    ref, pred = _dataset(tmp_path, probabilities=True)  # each component one value: detection maps
+    out = tmp_path / "picai"
+    assert _run("--pred", pred, "--ref", ref, "--out", out, "--workers", 1, "--match", "picai", "--no-plots") == 0
+    assert "picai: AP " in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    picai = report["summary"]["picai"]
+    # Entries: c1 (1, 0.9), (1, 0) missed; c2 (1, 0.8), (0, 0.6) -> precision 1, 1, 2/3 at recall 1/3, 2/3, 2/3: AP 2/3.
+    assert picai["AP"] == pytest.approx(2 / 3) and picai["num_lesions"] == 3
+    # Case scores 0.9, 0.8 (tumour) vs 0 (tumour-free): AUROC 1.
+    assert picai["AUROC"] == 1.0 and picai["score"] == pytest.approx(5 / 6)
+    assert report["conventions"]["match"] == "picai" and "picai_rule" in report["conventions"]
+    assert {c["case_id"]: c["case_score"] for c in report["cases"]} == pytest.approx({"c1": 0.9, "c2": 0.8, "c3": 0.0})
+    assert "## picai_eval figures" in (out / "report.md").read_text()
+    # A softmax map is refused (one line, the file named) unless --picai-extract.
+    soft = np.zeros((48, 48, 16), np.float32)
+    soft[10:20, 10:20, 4:8] = np.linspace(0.3, 0.9, 4, dtype=np.float32)
+    _save(pred / "c2_0000.nii.gz", soft)
+    assert _run("--pred", pred, "--ref", ref, "--out", tmp_path / "p2", "--workers", 1, "--match", "picai") == 1
+    err = _error(capsys)
+    assert "case c2" in err and "c2_0000.nii.gz" in err and "not a detection map" in err and err.count("\n") == 0
+    assert _run("--pred", pred, "--ref", ref, "--out", tmp_path / "p3", "--workers", 1, "--match", "picai",
+                "--picai-extract", "--no-plots") == 0
+
+
+def test_published_conventions_from_the_command_line(tmp_path, capsys):
+    ref, pred = _dataset(tmp_path)
+    out = tmp_path / "small"
+    assert _run("--pred", pred, "--ref", ref, "--out", out, "--workers", 1, "--size-convention", "radius",
+                "--fp-rates", "deeplesion", "--volume-sweep", "--no-plots") == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["conventions"]["size_convention"] == "radius" and report["conventions"]["froc_fp_rates"] == "deeplesion"
+    assert [r["bin"] for r in report["summary"]["lesion_sensitivity"]["by_size"]][-1] == ">=20 mm"
+    assert report["conventions"]["volume_sweep_mm3"][0] == 1.0 and report["conventions"]["volume_sweep_mm3"][-1] == 99000.0
+    assert "| size (equivalent-sphere radius) |" in (out / "report.md").read_text()
+    assert _run("--pred", pred, "--ref", ref, "--out", tmp_path / "v", "--workers", 1, "--volume-sweep", "5,50",
+                "--fp-rates", "1,2", "--no-plots") == 0
+    report = json.loads((tmp_path / "v" / "report.json").read_text())
+    assert [p["threshold_mm3"] for p in report["summary"]["patient_volume_sweep"]["points"]] == [5.0, 50.0]
+    assert report["conventions"]["froc_fp_rates_per_scan"] == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--picai-extract"], "--picai-extract goes with --match picai"),
+    (["--match", "picai", "--min-volume-mm3", "5"], "--min-volume-mm3 does not go with --match picai"),
+    (["--fp-rates", "luna"], "is neither luna16 nor deeplesion nor a list"),
+    (["--size-convention", "volume"], "invalid choice"),
+])
+def test_new_usage_errors(tmp_path, capsys, args, message):
+    ref, pred = _dataset(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        _run("--pred", pred, "--ref", ref, "--out", tmp_path / "r", *args)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_docs_name_every_option_of_help():
+    """docs/evaluate.md's synopsis keeps step with `tumorsyn evaluate --help`."""
+    import argparse
+    from pathlib import Path
+
+    from tumorsyn.cli.main import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["evaluate"]
+    text = (Path(__file__).resolve().parents[2] / "docs" / "evaluate.md").read_text()
+    options = {o for a in sub._actions for o in a.option_strings if o.startswith("--") and o != "--help"}
+    assert not sorted(o for o in options if o not in text)

@@ -65,3 +65,39 @@ def test_component_sizes_of_a_box():
     assert size["voxels"] == 24 and size["volume_mm3"] == pytest.approx(24.0)
     assert size["centroid_vox"] == pytest.approx((3.0, 4.5, 1.5))
     assert size["equivalent_diameter_mm"] == pytest.approx(2 * (3 * 24 / (4 * np.pi)) ** (1 / 3))
+
+
+def test_a_rod_on_the_top_edge_stays_below_despite_float_rounding():
+    """Regression: 25 voxels x 0.8 mm measures 20.000000000000004 mm and went to '>20 mm' (lesions.csv said 20.0)."""
+    rod = _rod(25)
+    spacing = (0.8, 0.8, 0.8)
+    assert max_diameter_mm(rod, spacing) != 20.0  # the rounding is real ...
+    lesion = match_lesions(rod, rod, spacing_mm=spacing).reference[0]
+    assert round(lesion.max_diameter_mm, 4) == 20.0 and lesion.size_bin == "10-20 mm"  # ... and harmless
+    # The same at an inner edge and in float32 spacing; a real millimetre-scale difference still counts.
+    assert size_bin_index(10.0 - 1e-9) == 1 and size_bin_index(float(np.float32(0.8)) * 25) == 1
+    assert size_bin_index(20.0 + 1e-5) == 2 and size_bin_index(10.0 - 1e-5) == 0
+
+
+def test_named_size_conventions():
+    from tumorsyn.metrics.sizes import SIZE_CONVENTIONS, size_convention
+
+    radius = size_convention("radius")
+    assert radius.labels() == ["<5 mm", "5-10 mm", "10-15 mm", "15-20 mm", ">=20 mm"]
+    # Half-open bins: an edge goes up, the top edge included ([15-20) then >= 20).
+    assert [size_bin_index(r, radius.bins_mm, top_closed=True) for r in (4.99, 5.0, 14.99, 15.0, 19.99, 20.0)] == \
+        [0, 1, 2, 3, 3, 4]
+    # A 4x4x4 mm cube (64 mm^3): equivalent radius (3*64/(4 pi))^(1/3) = 2.4814 mm -> '<5 mm';
+    # 1000 voxels of 1 mm^3: radius 6.2035 mm -> '5-10 mm', diameter 12.407 mm -> '10-20 mm'.
+    cube = np.zeros((14, 14, 14), bool)
+    cube[2:6, 2:6, 2:6] = True
+    lesion = match_lesions(cube, cube, spacing_mm=(1, 1, 1), size_convention_name="radius").reference[0]
+    assert lesion.size_bin == "<5 mm"
+    big = np.zeros((14, 14, 14), bool)
+    big[2:12, 2:12, 2:12] = True
+    assert match_lesions(big, big, spacing_mm=(1, 1, 1), size_convention_name="radius").reference[0].size_bin == "5-10 mm"
+    assert match_lesions(big, big, spacing_mm=(1, 1, 1), size_convention_name="diameter").reference[0].size_bin == "10-20 mm"
+    assert SIZE_CONVENTIONS["diameter"].labels()[-1] == ">=40 mm"
+    assert size_convention("max-diameter").labels() == size_bin_labels()
+    with pytest.raises(ValueError, match="unknown size convention 'volume'; choose one of max-diameter, radius, diameter"):
+        size_convention("volume")

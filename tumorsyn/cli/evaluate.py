@@ -19,6 +19,8 @@ EXAMPLES = """examples:
   tumorsyn evaluate --pred preds/ --ref labelsTs/ --labels decathlon --out report_real/
   tumorsyn evaluate --pred probs/ --ref tumours/ --organ-mask livers/ --match iou0.5 \\
       --min-volume-mm3 20 --bins 10,20 --out report_strict/
+  tumorsyn evaluate --pred detection_maps/ --ref labels/ --match picai --out report_picai/
+  tumorsyn evaluate --pred probs/ --ref tumours/ --size-convention radius --volume-sweep --out report_small/
   tumorsyn evaluate --compare report_real_only/ report_real_synthetic/ --out compare/
 
 Files pair by case id: the file name without .nii/.nii.gz and without trailing _0000, _pred, _seg,
@@ -27,7 +29,9 @@ from `segment predict` can be given as it is (its <id>_organ files are not read 
 the organ masks for --organ-mask). A prediction stored
 as floating point with values in [0, 1] is a probability map: binary at p >= 0.5, FROC from each
 component's maximum probability. With --organ-mask, both masks are cut to the organ first, so predicted
-components outside it are not false positives. See docs/evaluate.md."""
+components outside it are not false positives. --match picai reproduces picai_eval (PI-CAI, PANORAMA):
+one-to-one matching at IoU >= 0.1 on detection maps (no 0.5 cut), with AP, AUROC and its FROC.
+See docs/evaluate.md."""
 
 # Presets with a tumour label; "binary" means any non-zero voxel is tumour.
 _PRESETS_WITH_TUMOUR = ("binary", "decathlon", "kits")
@@ -41,6 +45,34 @@ def _non_negative(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
     return value
+
+
+def _fp_rates(text: str) -> str | tuple[float, ...]:
+    """A named set of FROC operating points, or a list of positive rates."""
+    from tumorsyn.metrics.froc import FP_RATE_SETS
+
+    if text in FP_RATE_SETS:
+        return text
+    try:
+        rates = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        rates = ()
+    if not rates or not all(0 < r < float("inf") for r in rates):
+        raise argparse.ArgumentTypeError(f"{text!r} is neither {' nor '.join(FP_RATE_SETS)} nor a list of "
+                                         f"positive rates like 0.5,1,2")
+    return rates
+
+
+def _volume_list(text: str) -> str | tuple[float, ...]:
+    if text == "default":
+        return text
+    try:
+        values = tuple(_non_negative(v) for v in text.split(",") if v.strip())
+    except argparse.ArgumentTypeError:
+        values = ()
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of volumes in mm^3 like 10,100,1000")
+    return values
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -65,12 +97,27 @@ def register(subparsers) -> argparse.ArgumentParser:
                              f"(default binary: any non-zero voxel is tumour)")
     labels.add_argument("--tumor-label", type=int_list, metavar="K[,K]", help="tumour label value(s) in --ref and --pred")
     parser.add_argument("--out", metavar="REPORT_DIR", help="folder for the report (created; files replaced)")
-    parser.add_argument("--match", choices=("any", "iou0.5", "dice0.1", "centroid"), default="any",
-                        help="detection criterion (default any overlap; iou0.5: IoU > 0.5 with one predicted component)")
+    parser.add_argument("--match", choices=("any", "iou0.5", "dice0.1", "centroid", "picai"), default="any",
+                        help="detection criterion (default any overlap; iou0.5: IoU > 0.5 with one predicted component; "
+                             "picai: picai_eval's one-to-one matching at IoU >= 0.1 on detection maps, plus AP and AUROC)")
+    parser.add_argument("--picai-extract", action="store_true",
+                        help="with --match picai: turn softmax maps into detection maps with "
+                             "report_guided_annotation.extract_lesion_candidates, as PI-CAI does")
     parser.add_argument("--min-volume-mm3", type=_non_negative, default=0.0, metavar="V",
                         help="ignore predicted components smaller than V mm^3 (default 0: every component counts)")
+    parser.add_argument("--size-convention", choices=("max-diameter", "radius", "diameter"), default="max-diameter",
+                        help="size bins: max-diameter (default: maximum 3D diameter <10, 10-20, >20 mm), radius "
+                             "(equivalent-sphere radius [0-5), [5-10), [10-15), [15-20), >=20 mm, SyntheticTumors) "
+                             "or diameter (equivalent-sphere diameter [0-10) ... >=40 mm)")
     parser.add_argument("--bins", type=bin_edges_mm, default=None, metavar="MM[,MM]",
-                        help="size bin edges in mm of maximum 3D diameter (default 10,20: <10, 10-20, >20 mm)")
+                        help="size bin edges in mm of the convention's size (default 10,20: <10, 10-20, >20 mm)")
+    parser.add_argument("--fp-rates", type=_fp_rates, default="luna16", metavar="NAME|R[,R]",
+                        help="false positives per scan at which FROC sensitivity is read: luna16 (default, "
+                             "1/8 ... 8), deeplesion (0.5 ... 16) or a list")
+    parser.add_argument("--volume-sweep", nargs="?", const="default", type=_volume_list, default=None,
+                        metavar="MM3[,MM3]",
+                        help="patient level: call a scan positive when its predicted tumour volume >= T mm^3, "
+                             "for T in 1 ... 99000 (1-2-5 steps) or the given list")
     parser.add_argument("--surface-tolerance-mm", type=_non_negative, default=None, metavar="MM",
                         help="surface Dice tolerance in mm (default 2)")
     parser.add_argument("--compare", nargs=2, metavar=("A_REPORT", "B_REPORT"),
@@ -115,7 +162,17 @@ def run(args, parser: argparse.ArgumentParser | None = None) -> int:
 
     from tumorsyn import metrics
 
-    bins = args.bins or metrics.DEFAULT_BINS_MM
+    if args.picai_extract and args.match != "picai":
+        usage("--picai-extract goes with --match picai")
+    if args.match == "picai" and args.min_volume_mm3 > 0:
+        usage("--min-volume-mm3 does not go with --match picai: picai_eval counts every candidate")
+    from tumorsyn.metrics.froc import FP_RATE_SETS
+    from tumorsyn.metrics.summary import VOLUME_SWEEP_MM3
+
+    bins = metrics.size_convention(args.size_convention, args.bins).bins_mm
+    fp_name = args.fp_rates if isinstance(args.fp_rates, str) else "custom"
+    fp_rates = FP_RATE_SETS[args.fp_rates] if isinstance(args.fp_rates, str) else args.fp_rates
+    volumes = VOLUME_SWEEP_MM3 if args.volume_sweep == "default" else args.volume_sweep
     tolerance = metrics.SURFACE_TOLERANCE_MM if args.surface_tolerance_mm is None else args.surface_tolerance_mm
     tumour_labels = _tumour_labels(args)
     organ_labels = tuple(args.organ_label) if args.organ_label else None
@@ -127,12 +184,16 @@ def run(args, parser: argparse.ArgumentParser | None = None) -> int:
     results = metrics.evaluate_dataset(
         cases, workers=args.workers, progress=bar, match=args.match, min_volume_mm3=args.min_volume_mm3,
         bins_mm=bins, tolerance_mm=tolerance, tumour_labels=tumour_labels, organ_labels=organ_labels,
-        checksums=not args.no_checksums)
+        checksums=not args.no_checksums, size_convention=args.size_convention, picai_extract=args.picai_extract)
     conv = metrics.conventions(match=args.match, min_volume_mm3=args.min_volume_mm3, bins_mm=bins,
                                tolerance_mm=tolerance, organ_restricted=args.organ_mask is not None,
-                               tumour_labels=tumour_labels, organ_labels=organ_labels)
+                               tumour_labels=tumour_labels, organ_labels=organ_labels,
+                               size_convention_name=args.size_convention, fp_rates=fp_rates, fp_rates_name=fp_name,
+                               volume_thresholds_mm3=volumes, picai_extract=args.picai_extract)
+    summary = metrics.summarize(results, bins_mm=bins, size_convention=args.size_convention, fp_rates=fp_rates,
+                                volume_thresholds_mm3=volumes)
     report = metrics.build_report(
-        results, summary=metrics.summarize(results, bins_mm=bins), conventions=conv, versions=metrics.versions(),
+        results, summary=summary, conventions=conv, versions=metrics.versions(),
         sources={"pred": args.pred, "ref": args.ref, "organ_mask": args.organ_mask},
         command="tumorsyn " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["evaluate"] else None)
     metrics.write_report(args.out, report, plots=not args.no_plots)
@@ -172,8 +233,14 @@ def _one_screen(report: dict, out: str) -> str:
     bins = ", ".join(f"{row['bin']}: {pct(row)}" for row in ls["by_size"])
     seg = s["segmentation"]["dice_per_case"]
     dice = "n/a" if seg["mean"] is None else f"{seg['mean']:.3f}"
+    picai = s.get("picai")
+    extra = ""
+    if picai:
+        fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+        extra = f"\npicai: AP {fmt(picai['AP'])}, AUROC {fmt(picai['AUROC'])}, score {fmt(picai['score'])}"
     return (f"{s['n_cases']} scans, {s['n_lesions']} lesions; lesion sensitivity {pct(ls['overall'])} ({bins}); "
-            f"FP/scan {s['false_positives']['per_scan']:.2f}; mean Dice {dice}\nreport: {os.path.join(out, 'report.md')}")
+            f"FP/scan {s['false_positives']['per_scan']:.2f}; mean Dice {dice}{extra}\n"
+            f"report: {os.path.join(out, 'report.md')}")
 
 
 def _run_compare(args) -> int:

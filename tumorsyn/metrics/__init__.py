@@ -24,19 +24,21 @@ from tumorsyn.metrics.compare import compare_reports, load_report, render_compar
 from tumorsyn.metrics.conventions import conventions, versions
 from tumorsyn.metrics.dataset import (CasePaths, case_id_from_name, evaluate_dataset, evaluate_paths, list_cases,
                                       load_case, pair_cases, sha256_file)
-from tumorsyn.metrics.froc import FROC_FP_RATES, froc_curve, sensitivity_at_fp_rates
-from tumorsyn.metrics.lesions import MATCH_CRITERIA, Lesion, LesionMatch, match_lesions
+from tumorsyn.metrics.froc import FP_RATE_SETS, FROC_FP_RATES, froc_curve, sensitivity_at_fp_rates
+from tumorsyn.metrics.lesions import MATCH_CRITERIA, PICAI_MIN_IOU, Lesion, LesionMatch, match_lesions
+from tumorsyn.metrics.picai import detection_map, picai_summary
 from tumorsyn.metrics.report import build_report, lesion_rows, render_markdown, write_report
 from tumorsyn.metrics.segmentation import SURFACE_TOLERANCE_MM, boundary_points_mm, dice, surface_dice
-from tumorsyn.metrics.sizes import (DEFAULT_BINS_MM, EARLY_MAX_DIAMETER_MM, component_sizes, is_early, size_bin_index,
-                                    size_bin_labels)
+from tumorsyn.metrics.sizes import (DEFAULT_BINS_MM, EARLY_MAX_DIAMETER_MM, SIZE_CONVENTIONS, SizeConvention,
+                                    component_sizes, is_early, size_bin_index, size_bin_labels, size_convention)
 from tumorsyn.metrics.stats import mcnemar_test, proportion, wilson_interval
-from tumorsyn.metrics.summary import summarize
+from tumorsyn.metrics.summary import VOLUME_SWEEP_MM3, summarize, volume_threshold_sweep
 
 __all__ = [
     "CASE_METRICS", "CaseMetric", "CaseResult", "CasePaths", "Lesion", "LesionMatch",
     "DEFAULT_BINS_MM", "EARLY_MAX_DIAMETER_MM", "FROC_FP_RATES", "MATCH_CRITERIA", "PROBABILITY_THRESHOLD",
-    "SURFACE_TOLERANCE_MM",
+    "SURFACE_TOLERANCE_MM", "FP_RATE_SETS", "PICAI_MIN_IOU", "SIZE_CONVENTIONS", "SizeConvention", "VOLUME_SWEEP_MM3",
+    "detection_map", "picai_summary", "size_convention", "volume_threshold_sweep",
     "boundary_points_mm", "build_report", "case_id_from_name", "compare_reports", "component_sizes", "conventions",
     "dice", "evaluate_case", "evaluate_dataset", "evaluate_paths", "froc_curve", "is_early", "lesion_rows",
     "list_cases", "load_case", "load_report", "match_lesions", "mcnemar_test", "pair_cases", "proportion",

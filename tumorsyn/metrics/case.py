@@ -8,9 +8,8 @@ from typing import Sequence
 import numpy as np
 
 from tumorsyn.metrics.case_metrics import case_metric_values
-from tumorsyn.metrics.lesions import Lesion, LesionCounts, match_lesions
+from tumorsyn.metrics.lesions import PICAI_MIN_IOU, Lesion, LesionCounts, match_lesions
 from tumorsyn.metrics.segmentation import SURFACE_TOLERANCE_MM
-from tumorsyn.metrics.sizes import DEFAULT_BINS_MM
 
 __all__ = ["PROBABILITY_THRESHOLD", "CaseResult", "evaluate_case"]
 
@@ -41,6 +40,8 @@ class CaseResult(LesionCounts):
     spacing_mm : tuple of float
     inputs : dict
         Paths and checksums of the files, filled in by the dataset layer.
+    case_score : float or None
+        ``picai`` only: the case's score, the maximum of its detection map (0 when empty).
     """
 
     case_id: str
@@ -56,6 +57,7 @@ class CaseResult(LesionCounts):
     pred_voxels_outside_organ: int = 0
     spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
     inputs: dict = field(default_factory=dict)
+    case_score: float | None = None
 
     @property
     def dice(self) -> float | None:
@@ -86,14 +88,17 @@ class CaseResult(LesionCounts):
             "ref_voxels_outside_organ": self.ref_voxels_outside_organ,
             "pred_voxels_outside_organ": self.pred_voxels_outside_organ,
             "spacing_mm": list(self.spacing_mm),
+            # Only under the picai convention, so that the other conventions' rows stay as they were.
+            **({} if self.case_score is None else {"case_score": self.case_score}),
         }
 
 
 def evaluate_case(reference: np.ndarray, prediction: np.ndarray, *, spacing_mm: Sequence[float],
                   case_id: str = "case", organ_mask: np.ndarray | None = None,
                   probability: np.ndarray | None = None, match: str = "any", min_volume_mm3: float = 0.0,
-                  bins_mm: Sequence[float] = DEFAULT_BINS_MM,
-                  tolerance_mm: float = SURFACE_TOLERANCE_MM) -> CaseResult:
+                  bins_mm: Sequence[float] | None = None, size_convention: str = "max-diameter",
+                  tolerance_mm: float = SURFACE_TOLERANCE_MM, picai_extract: bool = False,
+                  min_iou: float = PICAI_MIN_IOU) -> CaseResult:
     """Evaluate one prediction against one reference tumour mask.
 
     Parameters
@@ -113,10 +118,17 @@ def evaluate_case(reference: np.ndarray, prediction: np.ndarray, *, spacing_mm: 
         Dice is computed inside the organ.
     probability : ndarray of float in [0, 1], shape (X, Y, Z), optional
         Probability map: components are scored by their maximum probability (FROC).
-    match, min_volume_mm3, bins_mm
-        See :func:`tumorsyn.metrics.match_lesions`.
+    match, min_volume_mm3, bins_mm, min_iou
+        See :func:`tumorsyn.metrics.match_lesions`. With ``match='picai'`` the candidates are the
+        components of the detection map (:func:`tumorsyn.metrics.picai.detection_map` of ``probability``,
+        or of the binary prediction), with no 0.5 cut; Dice still uses the binary prediction.
+    size_convention : str, optional
+        A name of :data:`tumorsyn.metrics.sizes.SIZE_CONVENTIONS`.
     tolerance_mm : float, optional
         Surface Dice tolerance in mm (default 2).
+    picai_extract : bool, optional
+        ``picai`` only: extract candidates with report_guided_annotation (see
+        :func:`tumorsyn.metrics.picai.detection_map`).
 
     Returns
     -------
@@ -141,9 +153,23 @@ def evaluate_case(reference: np.ndarray, prediction: np.ndarray, *, spacing_mm: 
         pred_out = int(np.count_nonzero(prediction & ~organ))
         reference = reference & organ
         prediction = prediction & organ
+    else:
+        organ = None
 
-    matched = match_lesions(reference, prediction, spacing_mm=spacing_mm, match=match,
-                            min_volume_mm3=min_volume_mm3, probability=probability, bins_mm=bins_mm)
+    case_score = None
+    if match == "picai":
+        from tumorsyn.metrics.picai import detection_map
+
+        values = np.asarray(probability) if probability is not None else prediction
+        y_det = detection_map(values if organ is None else np.where(organ, values, 0), extract=picai_extract)
+        case_score = float(y_det.max()) if y_det.size else 0.0
+        matched = match_lesions(reference, y_det != 0, spacing_mm=spacing_mm, match=match, probability=y_det,
+                                min_volume_mm3=min_volume_mm3,
+                                bins_mm=bins_mm, size_convention_name=size_convention, min_iou=min_iou)
+    else:
+        matched = match_lesions(reference, prediction, spacing_mm=spacing_mm, match=match,
+                                min_volume_mm3=min_volume_mm3, probability=probability, bins_mm=bins_mm,
+                                size_convention_name=size_convention)
     has_tumour = bool(matched.reference)
     ref_voxels = int(np.count_nonzero(reference))
     pred_voxels = int(np.count_nonzero(prediction))
@@ -156,4 +182,4 @@ def evaluate_case(reference: np.ndarray, prediction: np.ndarray, *, spacing_mm: 
                       ref_voxels=ref_voxels, pred_voxels=pred_voxels, overlap_voxels=overlap,
                       probabilistic=probability is not None, ref_voxels_outside_organ=ref_out,
                       pred_voxels_outside_organ=pred_out,
-                      spacing_mm=tuple(float(s) for s in spacing_mm))
+                      spacing_mm=tuple(float(s) for s in spacing_mm), case_score=case_score)

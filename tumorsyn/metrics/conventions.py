@@ -8,9 +8,10 @@ from typing import Callable, Mapping, Sequence
 from tumorsyn.io.names import READ_SUFFIXES
 from tumorsyn.metrics.case import PROBABILITY_THRESHOLD
 from tumorsyn.metrics.case_metrics import CASE_METRICS, metric_parameters
-from tumorsyn.metrics.lesions import MATCH_CRITERIA
+from tumorsyn.metrics.froc import FROC_FP_RATES
+from tumorsyn.metrics.lesions import MATCH_CRITERIA, PICAI_MIN_IOU
 from tumorsyn.metrics.segmentation import SURFACE_TOLERANCE_MM
-from tumorsyn.metrics.sizes import DEFAULT_BINS_MM, EARLY_MAX_DIAMETER_MM, check_bins_mm, size_bin_labels
+from tumorsyn.metrics.sizes import EARLY_MAX_DIAMETER_MM, EDGE_TOLERANCE_MM, SIZE_MEASURES, size_convention
 from tumorsyn.metrics.stats import Z_95
 
 __all__ = ["conventions", "versions", "describe_conventions", "CASE_ID_RULE"]
@@ -23,15 +24,24 @@ CASE_ID_RULE = ("file name without .nii.gz/.nii, then trailing suffixes among "
                 "<id>_tumor and <id>_pred among organ masks); a CSV gives case_id,path rows instead")
 
 
-def conventions(*, match: str = "any", min_volume_mm3: float = 0.0, bins_mm: Sequence[float] = DEFAULT_BINS_MM,
+def conventions(*, match: str = "any", min_volume_mm3: float = 0.0, bins_mm: Sequence[float] | None = None,
                 tolerance_mm: float = SURFACE_TOLERANCE_MM, organ_restricted: bool = False,
-                tumour_labels: Sequence[int] | None = None, organ_labels: Sequence[int] | None = None) -> dict:
+                tumour_labels: Sequence[int] | None = None, organ_labels: Sequence[int] | None = None,
+                size_convention_name: str = "max-diameter", fp_rates: Sequence[float] = FROC_FP_RATES,
+                fp_rates_name: str = "luna16", volume_thresholds_mm3: Sequence[float] | None = None,
+                picai_extract: bool = False) -> dict:
     """Every choice behind the figures, as a JSON-able dict (numbers plus a sentence each).
 
     Each per-case metric of :data:`~tumorsyn.metrics.case_metrics.CASE_METRICS` adds its parameters
-    (``<name>_<parameter>``) and its definition (``<name>_rule``), in registry order.
+    (``<name>_<parameter>``) and its definition (``<name>_rule``), in registry order. The ``picai``
+    match adds ``picai_*`` keys, a volume sweep ``volume_sweep_*`` keys.
     """
-    edges = check_bins_mm(bins_mm)
+    sizes = size_convention(size_convention_name, bins_mm)
+    edges = sizes.bins_mm
+    top_rule = ("bins are half-open: a size equal to an edge goes to the bin above it (the top bin is >= the last edge)"
+                if sizes.top_closed or len(edges) == 1 else
+                "a diameter equal to an inner edge goes to the bin above it; one equal to the "
+                "last edge stays in the bin below (the top bin is strictly greater)")
     params = metric_parameters({"surface_dice_tolerance_mm": tolerance_mm})
     per_case_metrics: dict = {}
     for name, metric in CASE_METRICS.items():
@@ -44,10 +54,13 @@ def conventions(*, match: str = "any", min_volume_mm3: float = 0.0, bins_mm: Seq
         "size": "maximum 3D diameter in mm: largest distance between vertices of the marching-cubes "
                 "surface at level 0.5, scaled by the spacing (pyradiomics Maximum3DDiameter)",
         "equivalent_diameter": "2*(3V/(4*pi))^(1/3), V = voxel count x voxel volume in mm^3",
+        "size_convention": sizes.name,
+        "size_convention_rule": sizes.description,
+        "size_measure": SIZE_MEASURES[sizes.measure],
         "size_bins_mm": list(edges),
-        "size_bin_labels": size_bin_labels(edges),
-        "size_bin_rule": "a diameter equal to an inner edge goes to the bin above it; one equal to the "
-                         "last edge stays in the bin below (the top bin is strictly greater)",
+        "size_bin_labels": sizes.labels(),
+        "size_bin_rule": top_rule,
+        "size_edge_tolerance_mm": EDGE_TOLERANCE_MM,
         "early_small": f"maximum diameter < {EARLY_MAX_DIAMETER_MM:g} mm",
         "match": match,
         "match_rule": MATCH_CRITERIA[match],
@@ -64,6 +77,12 @@ def conventions(*, match: str = "any", min_volume_mm3: float = 0.0, bins_mm: Seq
                             "prediction = p >= 0.5; FROC score of a component = its maximum probability",
         "froc_rule": "at each score threshold t, components with score >= t count; sensitivity = lesions "
                      "matched by such a component / all lesions; FP rate = such false positives / scans",
+        "froc_fp_rates": fp_rates_name,
+        "froc_fp_rates_per_scan": [float(r) for r in fp_rates],
+        "froc_fp_rates_rule": "sensitivity at a rate r = the highest sensitivity of a curve point with at most r "
+                              "false positives per scan (a step, no interpolation); their mean is reported too",
+        **(_picai_conventions(picai_extract) if match == "picai" else {}),
+        **(_volume_conventions(volume_thresholds_mm3) if volume_thresholds_mm3 is not None else {}),
         **per_case_metrics,
         "organ_restricted": bool(organ_restricted),
         "organ_rule": ("reference and prediction are both cut to the organ mask before components are "
@@ -80,10 +99,35 @@ def conventions(*, match: str = "any", min_volume_mm3: float = 0.0, bins_mm: Seq
     }
 
 
+def _picai_conventions(extract: bool) -> dict:
+    return {
+        "picai_min_iou": PICAI_MIN_IOU,
+        "picai_candidates": ("report_guided_annotation.extract_lesion_candidates(prediction)[0] (default "
+                             "arguments), as picai_eval with that y_det_postprocess_func") if extract else
+                            "the prediction as a detection map: each 26-connected component of non-zero voxels "
+                            "is a candidate scored by its maximum; no 0.5 cut (a softmax map is refused, as picai_eval does)",
+        "picai_rule": "lesion entries: a matched lesion (1, its candidate's score), a missed lesion (1, 0), an "
+                      "unmatched candidate (0, its score); AP over these entries (precision at score 0 counts as 0); "
+                      "AUROC of the case score (maximum of the detection map) against tumour-positive; FROC over "
+                      "the entries with the lowest threshold replaced by (same sensitivity, infinite FP), "
+                      "sensitivity at r = the last point with FP per case <= r (as picai_eval 1.4)",
+    }
+
+
+def _volume_conventions(thresholds_mm3: Sequence[float]) -> dict:
+    return {
+        "volume_sweep_mm3": [float(t) for t in thresholds_mm3],
+        "volume_sweep_rule": "a scan is called tumour-positive when its predicted tumour volume (binary "
+                             "prediction voxels x voxel volume, after the organ cut) is >= T mm^3; sensitivity "
+                             "over tumour-positive scans, specificity over tumour-free scans, at each T",
+    }
+
+
 def versions() -> dict:
     """Versions of Python, tumorsyn and the libraries the figures depend on."""
     out = {"python": platform.python_version()}
-    for name in ("tumorsyn", "numpy", "scipy", "scikit-image", "nibabel", "matplotlib"):
+    for name in ("tumorsyn", "numpy", "scipy", "scikit-image", "nibabel", "matplotlib", "picai_eval",
+                 "report_guided_annotation"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -119,6 +163,18 @@ _SENTENCES: dict[str, str | Callable[[object], str]] = {
     "size_bins_mm": "Size-bin edges: {v} mm.",
     "size_bin_labels": "Size bins: {v}.",
     "size_bin_rule": "At a bin edge, {v}.",
+    "size_convention": "Size convention: `{v}`.",
+    "size_convention_rule": "Sizes: {v}.",
+    "size_measure": "Binned size: {v}.",
+    "size_edge_tolerance_mm": "A size within {v} mm of a bin edge counts as on the edge.",
+    "froc_fp_rates": "FROC operating points: {v}.",
+    "froc_fp_rates_per_scan": "FROC sensitivity is read at {v} false positives per scan.",
+    "froc_fp_rates_rule": "At a false-positive rate, {v}.",
+    "picai_min_iou": "picai: a candidate detects a lesion at IoU >= {v}.",
+    "picai_candidates": "picai candidates: {v}.",
+    "picai_rule": "picai figures: {v}.",
+    "volume_sweep_mm3": "Patient-level volume thresholds: {v} mm³.",
+    "volume_sweep_rule": "Volume sweep: {V}.",
     "early_small": "An early (small) lesion has a {v}.",
     "match": "Lesions are matched with the `{v}` criterion.",
     "match_rule": "A match means {v}.",

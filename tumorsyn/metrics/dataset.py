@@ -26,12 +26,14 @@ from tumorsyn.io.names import case_id_of_file, other_role
 from tumorsyn.io.table import read_table
 from tumorsyn.io.scan import read_image
 from tumorsyn.metrics.segmentation import SURFACE_TOLERANCE_MM
-from tumorsyn.metrics.sizes import DEFAULT_BINS_MM
 
 __all__ = ["CasePaths", "case_id_from_name", "list_cases", "pair_cases", "sha256_file", "load_case",
            "evaluate_paths", "evaluate_dataset"]
 
 _NIFTI = (".nii.gz", ".nii")
+# How far above 1 a probability may be and still count as 1: two float32 steps (2 * 2**-23), the
+# rounding a softmax written in float32 can carry; anything larger is not a probability.
+PROBABILITY_OVERSHOOT = 2 * float(np.finfo(np.float32).eps)
 
 
 @dataclass(frozen=True)
@@ -159,12 +161,15 @@ def _read_prediction(path: Path) -> tuple[Scan, np.ndarray | None, np.ndarray | 
         raise InputError("prediction holds NaN or infinite values", path=path)
     lo, hi = float(values.min()), float(values.max())
     # Floating-point values in [0, 1] are probabilities (an all-zero map too: a scan with no finding).
-    if lo >= 0.0 and hi <= 1.0:
-        return scan, None, values
+    # A softmax written as float32 may overshoot 1 by rounding: up to PROBABILITY_OVERSHOOT is taken as 1.
+    if lo >= 0.0 and hi <= 1.0 + PROBABILITY_OVERSHOOT:
+        return scan, None, np.minimum(values, np.float32(1.0)) if hi > 1.0 else values
     if np.array_equal(values, np.round(values)):
         return scan, np.rint(values).astype(np.int32), None
-    raise InputError(f"prediction holds non-integer values in {lo:g}..{hi:g}; give integer labels or a "
-                     f"probability map in [0, 1]", path=path)
+    # Nine significant digits: ':g' would print 1.0000001 as "1" and hide why the map was refused.
+    raise InputError(f"prediction holds non-integer values from {lo:.9g} to {hi:.9g}; give integer labels or a "
+                     f"probability map in [0, 1] (at most {1.0 + PROBABILITY_OVERSHOOT:.9g}, float32 rounding)",
+                     path=path)
 
 
 def load_case(paths: CasePaths, *, tumour_labels: Sequence[int] | None = None,
@@ -220,14 +225,22 @@ def _fmt_sp(spacing: Sequence[float]) -> str:
 
 
 def evaluate_paths(paths: CasePaths, *, match: str = "any", min_volume_mm3: float = 0.0,
-                   bins_mm: Sequence[float] = DEFAULT_BINS_MM, tolerance_mm: float = SURFACE_TOLERANCE_MM,
+                   bins_mm: Sequence[float] | None = None, tolerance_mm: float = SURFACE_TOLERANCE_MM,
                    tumour_labels: Sequence[int] | None = None, organ_labels: Sequence[int] | None = None,
-                   checksums: bool = True) -> CaseResult:
+                   checksums: bool = True, size_convention: str = "max-diameter",
+                   picai_extract: bool = False) -> CaseResult:
     """Read and evaluate one case (see :func:`tumorsyn.metrics.evaluate_case`); records paths and SHA-256."""
     data = load_case(paths, tumour_labels=tumour_labels, organ_labels=organ_labels)
-    result = evaluate_case(data["reference"], data["prediction"], spacing_mm=data["spacing_mm"],
-                           case_id=paths.case_id, organ_mask=data["organ_mask"], probability=data["probability"],
-                           match=match, min_volume_mm3=min_volume_mm3, bins_mm=bins_mm, tolerance_mm=tolerance_mm)
+    try:
+        result = evaluate_case(data["reference"], data["prediction"], spacing_mm=data["spacing_mm"],
+                               case_id=paths.case_id, organ_mask=data["organ_mask"], probability=data["probability"],
+                               match=match, min_volume_mm3=min_volume_mm3, bins_mm=bins_mm, tolerance_mm=tolerance_mm,
+                               size_convention=size_convention, picai_extract=picai_extract)
+    except ValueError as exc:
+        if match != "picai":
+            raise
+        # The picai detection-map checks are about this file: one line naming it, the case first.
+        raise _in_case(paths.case_id, InputError(str(exc), path=paths.prediction)) from None
     files = {"reference": paths.reference, "prediction": paths.prediction, "organ_mask": paths.organ_mask}
     result.inputs = {role: None if file is None else {"path": str(file),
                                                       "sha256": sha256_file(file) if checksums else None}
@@ -249,7 +262,7 @@ def evaluate_dataset(cases: Sequence[CasePaths], *, workers: int = 1,
         ``progress(iterable, total)`` wrapping the iteration over finished cases (a progress bar).
     **options
         Passed to :func:`evaluate_paths` (match, min_volume_mm3, bins_mm, tolerance_mm, tumour_labels,
-        organ_labels, checksums).
+        organ_labels, checksums, size_convention, picai_extract).
 
     Raises
     ------

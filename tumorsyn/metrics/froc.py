@@ -5,10 +5,15 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["FROC_FP_RATES", "froc_curve", "sensitivity_at_fp_rates"]
+__all__ = ["FROC_FP_RATES", "FP_RATE_SETS", "froc_curve", "sensitivity_at_fp_rates"]
 
 # Operating points of the LUNA16 competition performance metric (CPM), false positives per scan.
 FROC_FP_RATES: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+# Named sets of operating points (false positives per scan) for --fp-rates.
+FP_RATE_SETS: dict[str, tuple[float, ...]] = {
+    "luna16": FROC_FP_RATES,  # 1/8 ... 8, LUNA16 (Setio et al., 2017); their mean is the CPM
+    "deeplesion": (0.5, 1.0, 2.0, 4.0, 8.0, 16.0),  # as reported for DeepLesion (Yan et al., 2018)
+}
 
 
 def froc_curve(lesion_scores: Sequence[float | None], fp_scores: Sequence[float], *, n_scans: int) -> dict:

@@ -6,11 +6,16 @@ A lesion is a 26-connected component of the reference tumour mask; a predicted c
 - ``any``: they share at least one voxel;
 - ``iou0.5``: their intersection over union is > 0.5;
 - ``dice0.1``: their Dice is > 0.1;
-- ``centroid``: the centre of mass of p, rounded to the nearest voxel, lies in r.
+- ``centroid``: the centre of mass of p, rounded to the nearest voxel, lies in r;
+- ``picai``: picai_eval's one-to-one matching (:func:`picai_assignment`): pairs with IoU >= 0.1 are
+  assigned so that the most lesions are matched, then the largest total IoU; each lesion gets at most
+  one component and each component at most one lesion.
 
 A lesion is detected when it matches at least one counted component; a counted component (volume
 >= ``min_volume_mm3``) that matches no lesion is a false positive. Components below the minimum volume
-are ignored: they neither detect a lesion nor count as false positives.
+are ignored: they neither detect a lesion nor count as false positives. Under ``picai``, a component
+that overlaps a lesion at IoU >= 0.1 but was not assigned to it is ignored too (as picai_eval does by
+default), with ``ignored`` saying why.
 """
 from __future__ import annotations
 
@@ -20,16 +25,27 @@ from typing import Sequence
 import numpy as np
 
 from tumorsyn.lesion_size import label_lesions
-from tumorsyn.metrics.sizes import DEFAULT_BINS_MM, component_sizes, size_bin_index, size_bin_labels
+from tumorsyn.metrics.sizes import SizeConvention, component_sizes, size_convention
 from tumorsyn.placement import bounding_box
 
-__all__ = ["MATCH_CRITERIA", "Lesion", "LesionMatch", "match_lesions"]
+__all__ = ["MATCH_CRITERIA", "PICAI_MIN_IOU", "Lesion", "LesionMatch", "match_lesions", "picai_iou",
+           "picai_assignment"]
+
+# picai_eval's default min_overlap: a candidate detects a lesion at IoU >= 0.1.
+PICAI_MIN_IOU = 0.1
+# picai_eval adds this to numerator and denominator of every IoU (so 0/0 is 1, and x/10x lands just above 0.1).
+_PICAI_IOU_EPSILON = 1e-8
 
 MATCH_CRITERIA: dict[str, str] = {
     "any": "a predicted component shares at least one voxel with the reference lesion",
     "iou0.5": "intersection over union of the reference lesion and one predicted component > 0.5",
     "dice0.1": "Dice of the reference lesion and one predicted component > 0.1",
     "centroid": "the centre of mass of a predicted component, rounded to the nearest voxel, lies inside the reference lesion",
+    "picai": "picai_eval's one-to-one matching: IoU (as picai_eval computes it, (shared + 1e-8) / (union + 1e-8)) "
+             ">= 0.1, each lesion assigned at most one candidate and each candidate at most one lesion, "
+             "maximising first the number of matched lesions and then their total IoU (scipy "
+             "linear_sum_assignment, as picai_eval); a candidate with IoU >= 0.1 that was not assigned is "
+             "neither a true nor a false positive",
 }
 
 
@@ -62,7 +78,11 @@ class Lesion:
         Best overlap with any counterpart that shares a voxel (0 when none).
     score : float or None
         Predicted: maximum probability in the component. Reference: highest score of the components
-        that match it (its detection threshold on the FROC curve). None without probabilities.
+        that match it (its detection threshold on the FROC curve); under ``picai``, the score of its
+        assigned component. None without probabilities.
+    ignored : str or None
+        Predicted, ``picai`` only: why an uncounted component is ignored (``"unassigned_overlap"``:
+        it overlaps a lesion at IoU >= 0.1 that was assigned another component).
     """
 
     kind: str
@@ -79,6 +99,7 @@ class Lesion:
     best_iou: float = 0.0
     best_dice: float = 0.0
     score: float | None = None
+    ignored: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,16 +138,56 @@ def _overlaps(ref_labels: np.ndarray, pred_labels: np.ndarray, n_pred: int) -> d
     return {(int(k // (n_pred + 1)), int(k % (n_pred + 1))): int(c) for k, c in zip(keys, counts)}
 
 
-def _make(kind: str, index: int, size: dict, bins_mm: Sequence[float], labels: list[str]) -> Lesion:
+def _make(kind: str, index: int, size: dict, sizes: SizeConvention) -> Lesion:
     return Lesion(kind=kind, lesion_id=index, voxels=size["voxels"], volume_mm3=size["volume_mm3"],
                   max_diameter_mm=size["max_diameter_mm"], equivalent_diameter_mm=size["equivalent_diameter_mm"],
-                  size_bin=labels[size_bin_index(size["max_diameter_mm"], bins_mm)],
-                  centroid_vox=size["centroid_vox"])
+                  size_bin=sizes.label_of(size), centroid_vox=size["centroid_vox"])
+
+
+def picai_iou(shared: int, ref_voxels: int, pred_voxels: int) -> float:
+    """IoU as picai_eval computes it: ``(shared + 1e-8) / (union + 1e-8)``.
+
+    The epsilon matters at the threshold: 3 shared voxels of a 30-voxel union give 0.1000000003 here
+    (a hit at >= 0.1), where plain ``3 / 30`` rounds to 0.09999999999999999.
+    """
+    union = ref_voxels + pred_voxels - shared
+    return (shared + _PICAI_IOU_EPSILON) / (union + _PICAI_IOU_EPSILON)
+
+
+def picai_assignment(iou: np.ndarray, *, min_iou: float = PICAI_MIN_IOU) -> list[tuple[int, int]]:
+    """picai_eval's lesion-candidate assignment on an IoU matrix.
+
+    Parameters
+    ----------
+    iou : ndarray of float, shape (L, C)
+        IoU of every reference lesion (rows) with every candidate (columns), from :func:`picai_iou`.
+    min_iou : float
+        A pair below this IoU cannot match.
+
+    Returns
+    -------
+    list of (int, int)
+        0-based (lesion, candidate) pairs; each lesion and each candidate at most once.
+
+    Notes
+    -----
+    Pairs at or above ``min_iou`` are worth 1 + IoU, others 0, and the assignment maximises the total
+    (scipy's ``linear_sum_assignment``): the count of matched lesions comes first, their total IoU
+    second. The same matrix in the same order gives picai_eval's pairs, ties included.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    if iou.size == 0:
+        return []
+    worth = np.where(iou >= min_iou, iou + 1.0, 0.0)
+    rows, cols = linear_sum_assignment(worth, maximize=True)
+    return [(int(r), int(c)) for r, c in zip(rows, cols) if worth[r, c] > 0]
 
 
 def match_lesions(reference: np.ndarray, prediction: np.ndarray, *, spacing_mm: Sequence[float],
                   match: str = "any", min_volume_mm3: float = 0.0, probability: np.ndarray | None = None,
-                  bins_mm: Sequence[float] = DEFAULT_BINS_MM) -> LesionMatch:
+                  bins_mm: Sequence[float] | None = None, size_convention_name: str = "max-diameter",
+                  min_iou: float = PICAI_MIN_IOU) -> LesionMatch:
     """Find reference lesions and predicted components, measure them, and match them.
 
     Parameters
@@ -137,14 +198,19 @@ def match_lesions(reference: np.ndarray, prediction: np.ndarray, *, spacing_mm: 
         Binary prediction on the same grid.
     spacing_mm : sequence of 3 float
         Voxel size in mm.
-    match : {'any', 'iou0.5', 'dice0.1', 'centroid'}
-        Match criterion (see the module docstring).
+    match : {'any', 'iou0.5', 'dice0.1', 'centroid', 'picai'}
+        Match criterion (see the module docstring). For ``picai`` give the candidates of the
+        detection map as ``prediction`` (``detection_map != 0``) and the map as ``probability``.
     min_volume_mm3 : float, optional
-        Predicted components smaller than this volume (mm^3) are ignored.
+        Predicted components smaller than this volume (mm^3) are ignored (0 under ``picai``).
     probability : ndarray of float, shape (X, Y, Z), optional
         Probability map; a component's score is its maximum probability (for FROC).
-    bins_mm : sequence of float
-        Size bin edges in mm (maximum 3D diameter).
+    bins_mm : sequence of float, optional
+        Size bin edges in mm (default: those of the size convention).
+    size_convention_name : str, optional
+        A name of :data:`~tumorsyn.metrics.sizes.SIZE_CONVENTIONS` (default ``max-diameter``).
+    min_iou : float, optional
+        ``picai`` only: the IoU a pair needs (picai_eval's ``min_overlap``, default 0.1).
 
     Returns
     -------
@@ -159,7 +225,9 @@ def match_lesions(reference: np.ndarray, prediction: np.ndarray, *, spacing_mm: 
         raise ValueError(f"reference {reference.shape} and prediction {prediction.shape} must be 3D arrays of one shape")
     if min_volume_mm3 < 0:
         raise ValueError(f"min_volume_mm3 must be >= 0, got {min_volume_mm3}")
-    labels = size_bin_labels(bins_mm)
+    if match == "picai" and min_volume_mm3 > 0:
+        raise ValueError("picai_eval has no minimum volume: give min_volume_mm3 = 0 with match 'picai'")
+    sizes = size_convention(size_convention_name, bins_mm)
     box = bounding_box(reference | prediction)
     if box is None:
         return LesionMatch(reference=[], predicted=[])
@@ -171,10 +239,10 @@ def match_lesions(reference: np.ndarray, prediction: np.ndarray, *, spacing_mm: 
 
     ref_labels, n_ref = label_lesions(reference)
     pred_labels, n_pred = label_lesions(prediction)
-    refs = [_make("reference", i, s, bins_mm, labels)
+    refs = [_make("reference", i, s, sizes)
             for i, s in enumerate(component_sizes(ref_labels, n_ref, spacing_mm=spacing_mm), start=1)]
     pred_sizes = component_sizes(pred_labels, n_pred, spacing_mm=spacing_mm)
-    preds = [_make("predicted", i, s, bins_mm, labels) for i, s in enumerate(pred_sizes, start=1)]
+    preds = [_make("predicted", i, s, sizes) for i, s in enumerate(pred_sizes, start=1)]
     for comp, size in zip(preds, pred_sizes):
         comp.counted = comp.volume_mm3 >= min_volume_mm3
         if probability is not None:
@@ -192,6 +260,15 @@ def match_lesions(reference: np.ndarray, prediction: np.ndarray, *, spacing_mm: 
             les.best_dice = max(les.best_dice, dsc)
         if match == "any" or (match == "iou0.5" and iou > 0.5) or (match == "dice0.1" and dsc > 0.1):
             pairs.add((r, p))
+    if match == "picai":
+        iou = np.zeros((n_ref, n_pred))
+        for (r, p), shared in overlaps.items():
+            iou[r - 1, p - 1] = picai_iou(shared, refs[r - 1].voxels, preds[p - 1].voxels)
+        pairs = {(r + 1, p + 1) for r, p in picai_assignment(iou, min_iou=min_iou)}
+        assigned = {p for _, p in pairs}
+        for p in np.flatnonzero((iou >= min_iou).any(axis=0)) + 1:
+            if int(p) not in assigned:  # overlaps enough, but its lesion went to another candidate
+                preds[p - 1].counted, preds[p - 1].ignored = False, "unassigned_overlap"
     if match == "centroid":
         for comp in preds:
             idx = tuple(int(np.clip(np.rint(c), 0, n - 1)) for c, n in zip(comp.centroid_vox, ref_labels.shape))

@@ -70,7 +70,8 @@ def plot_sensitivity_by_size(summary: dict, path: str | Path, *, conventions: di
         ax.annotate(f"{row['k']}/{row['n']}", (x, top + 0.02), ha="center", va="bottom", color="black")
     ax.set_xticks(xs, [r["bin"] for r in rows])
     ax.set_ylim(0, 1.12)
-    ax.set_xlabel("reference lesion size (maximum 3D diameter)")
+    # The measure the size convention bins (reports without the key predate conventions: max diameter).
+    ax.set_xlabel(f"reference lesion size ({conventions.get('size_measure', 'maximum 3D diameter')})")
     ax.set_ylabel("per-lesion sensitivity (95 % Wilson CI)")
     ax.set_title(title or f"Detection by size (match: {conventions.get('match')})")
     fig.tight_layout()

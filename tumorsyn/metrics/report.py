@@ -55,7 +55,7 @@ def _status(lesion) -> str:
     if lesion.kind == "reference":
         return "detected" if lesion.matched else "missed"
     if not lesion.counted:
-        return "ignored_small"
+        return lesion.ignored or "ignored_small"  # picai: "unassigned_overlap"
     return "true_positive" if lesion.matched else "false_positive"
 
 
@@ -151,7 +151,8 @@ def render_markdown(report: dict) -> str:
              f"{s['n_lesions']} reference lesions; match `{conv['match']}`, minimum predicted volume "
              f"{conv['min_volume_mm3']:g} mm³, organ-restricted: {'yes' if conv['organ_restricted'] else 'no'}.", "",
              "## Per-lesion sensitivity (Wilson 95 % interval)", "",
-             "| size (max 3D diameter) | lesions | detected | sensitivity |", "|---|---:|---:|---|"]
+             f"| size ({_SIZE_HEADERS.get(conv.get('size_convention', 'max-diameter'), 'size')}) | lesions | "
+             f"detected | sensitivity |", "|---|---:|---:|---|"]
     ls = s["lesion_sensitivity"]
     for row in ls["by_size"]:
         lines.append(f"| {row['bin']} | {row['n']} | {row['k']} | {_pct(row)} |")
@@ -181,6 +182,7 @@ def render_markdown(report: dict) -> str:
                   "| sensitivity | " + " | ".join(f"{v:.3f}" for v in pts["points"].values()) + f" | {pts['mean']:.3f} |"]
     else:
         lines.append("Not computed: the predictions are binary (an FROC needs probability maps in [0, 1]).")
+    lines += _picai_lines(s.get("picai")) + _volume_sweep_lines(s.get("patient_volume_sweep"))
     lines += ["", "## Per case", "",
               "| " + " | ".join(["case", "lesions", "detected", "FP", *(m.column for m in shown)]) + " |",
               "|---|---:|---:|---:|" + "---:|" * len(shown)]
@@ -194,6 +196,36 @@ def render_markdown(report: dict) -> str:
     if report.get("command"):
         lines += [f"Command: `{report['command']}`", ""]
     return "\n".join(lines)
+
+
+# The size column's header per size convention (max-diameter's is the one reports always had).
+_SIZE_HEADERS = {"max-diameter": "max 3D diameter", "radius": "equivalent-sphere radius",
+                 "diameter": "equivalent-sphere diameter"}
+
+
+def _picai_lines(picai: dict | None) -> list[str]:
+    """The picai_eval figures of a ``--match picai`` report."""
+    if not picai:
+        return []
+    pts = picai["froc"]["sensitivity_at_fp_per_case"]
+    return ["", "## picai_eval figures", "",
+            f"- AP (lesion level): {_num(picai['AP'], 4)}; AUROC (case level, case score = maximum of the "
+            f"detection map): {_num(picai['AUROC'], 4)}; score (AP + AUROC) / 2: {_num(picai['score'], 4)}",
+            f"- {picai['num_cases']} cases, {picai['num_lesions']} lesions", "",
+            "| FP per case | " + " | ".join(pts["points"]) + " | mean |",
+            "|---|" + "---:|" * (len(pts["points"]) + 1),
+            "| sensitivity | " + " | ".join(f"{v:.3f}" for v in pts["points"].values()) + f" | {_num(pts['mean'])} |"]
+
+
+def _volume_sweep_lines(sweep: dict | None) -> list[str]:
+    """The patient-level volume-threshold table."""
+    if not sweep:
+        return []
+    lines = ["", "## Patient level by predicted tumour volume", "",
+             f"A scan is positive when its predicted tumour volume is >= T. AUC of the volume as a score: "
+             f"{_num(sweep['auc'])}.", "", "| T (mm³) | sensitivity | specificity |", "|---:|---|---|"]
+    lines += [f"| {p['threshold_mm3']:g} | {_pct(p['sensitivity'])} | {_pct(p['specificity'])} |" for p in sweep["points"]]
+    return lines
 
 
 def write_report(out_dir: str | Path, report: dict, *, plots: bool = True) -> list[Path]:
