@@ -13,6 +13,7 @@ import tumorsyn
 from tumorsyn.errors import ConfigError, InputError, TumorsynError, with_context
 from tumorsyn.io import load_labels, load_scan, write_ct_like, write_mask_like
 from tumorsyn.io.checksums import sha256_file
+from tumorsyn.io.dataset_layouts import DatasetLayout, original_id
 from tumorsyn.io.datasets import Case
 from tumorsyn.io.names import output_name
 from tumorsyn.io.writers import remove_path
@@ -26,12 +27,14 @@ from tumorsyn.apply import Applied, TumorResult, apply_specs
 from tumorsyn.sampling import sample_specs
 
 __all__ = ["GenerateOptions", "OUTPUT_FORMATS", "generate_case", "output_format_of", "output_ids", "output_files",
-           "output_file_names",
+           "output_file_names", "planned_ids",
            "resolve_label_preset", "load_spec_file"]
 
 OUTPUT_FORMATS = ("auto", "dicom", "nifti")
 SAVE_STEPS_NIFTI_ONLY = ("--save-steps writes its steps as NIfTI only, and this input is a DICOM series; add "
                          "--output-format nifti")
+LAYOUT_NIFTI_ONLY = ("--out-layout nnunet and decathlon write NIfTI (.nii.gz) datasets, and this input would be "
+                     "written as a DICOM series; use --output-format nifti")
 
 
 @dataclass
@@ -71,6 +74,10 @@ class GenerateOptions:
     output_format : {'auto', 'dicom', 'nifti'}
         ``auto``: as the input (a DICOM series gives a DICOM series and DICOM-SEG objects, a NIfTI
         file gives NIfTI); ``dicom`` needs DICOM inputs; ``nifti`` always writes NIfTI.
+    out_layout : DatasetLayout, optional
+        Write an nnU-Net v2 or Decathlon dataset (``imagesTr/``, ``labelsTr/`` ...; output files
+        named by :meth:`DatasetLayout.file_names`) instead of the flat ``<id>_ct`` / ``<id>_tumor``
+        folder (None).
     """
 
     organ: str
@@ -91,6 +98,7 @@ class GenerateOptions:
     save_steps: tuple | None = None
     output_format: str = "auto"
     extra: dict = field(default_factory=dict)
+    out_layout: DatasetLayout | None = None
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -103,6 +111,14 @@ class GenerateOptions:
 def output_ids(case_id: str, per_scan: int) -> list[str]:
     """Output ids of a case: the case id itself, or ``<case>_NNN`` when several outputs are made."""
     return [case_id] if per_scan == 1 else [f"{case_id}_{k:03d}" for k in range(per_scan)]
+
+
+def planned_ids(case_id: str, options: GenerateOptions, per_scan: int) -> list[str]:
+    """Every output id a case gives: :func:`output_ids`, then its unmodified copy with ``include_originals``."""
+    ids = output_ids(case_id, per_scan)
+    if options.out_layout is not None and options.out_layout.include_originals:
+        ids.append(original_id(case_id))
+    return ids
 
 
 def _require_dicom_writer(ct, option: str) -> None:
@@ -136,9 +152,14 @@ def output_format_of(ct: str | Path, option: str) -> str:
     return fmt
 
 
-def output_file_names(output_id: str, options: GenerateOptions, fmt: str = "nifti") -> dict[str, str]:
+def output_file_names(output_id: str, options: GenerateOptions, fmt: str = "nifti", *,
+                      original: bool = False) -> dict[str, str]:
     """Role -> file name of one output, by :func:`tumorsyn.io.names.output_name` (a DICOM series is a folder
-    named without an extension: role ``ct`` with ``fmt="dicom"``)."""
+    named without an extension: role ``ct`` with ``fmt="dicom"``); with ``options.out_layout``, the dataset's
+    names (paths relative to the dataset folder; an ``original``, the unmodified copy of an input, has
+    ``ct`` and ``label`` only)."""
+    if options.out_layout is not None:
+        return options.out_layout.file_names(output_id, original=original, preview=options.preview)
     dicom = fmt == "dicom"
     names = {"ct": output_name(output_id, "ct", "" if dicom else ".nii.gz"),
              "tumor": output_name(output_id, "tumor", ".dcm" if dicom else ".nii.gz")}
@@ -276,17 +297,21 @@ def _derivation(output_id: str, organ_name: str, drawn: list[TumorSpec], inputs:
 
 
 def _write_output(paths: dict, names: dict, output_id: str, options: GenerateOptions, scan, applied: Applied, tumor,
-                  organ, organ_name, derivation=None) -> list[dict]:
+                  organ, organ_name, derivation=None, *, lesions=None, out_dir: Path | None = None) -> list[dict]:
     """Write the files of one output into ``paths`` (filled in as files are added); return tumour records.
 
-    ``names`` maps roles to file names (:func:`_file_names`); with a ``derivation`` the CT is
-    written as a DICOM series and the masks as DICOM-SEG objects.
+    ``names`` maps roles to file names (:func:`output_file_names`), relative to ``out_dir`` (default:
+    the CT's folder); with a ``derivation`` the CT is written as a DICOM series and the masks as
+    DICOM-SEG objects. With ``options.out_layout`` the label map is the dataset's (``lesions``: the
+    scan's own lesions, which stay tumour).
     """
     hu, ct_out = applied.source, applied.ct
     drawn = [one.spec for one in applied.tumors]
-    out_dir = paths["ct"].parent
+    out_dir = paths["ct"].parent if out_dir is None else out_dir
     combined = None
-    if options.label_map:
+    if options.out_layout is not None:
+        combined = options.out_layout.label_array(organ, lesions, tumor)
+    elif options.label_map:
         combined = organ.astype(np.uint8)
         combined[tumor > 0] = 2
     if derivation is not None:
@@ -366,6 +391,8 @@ def _generate_case(case: Case, options: GenerateOptions, out_dir: str | Path, *,
     fmt = output_format_of(case.ct, options.output_format)
     if fmt == "dicom" and options.save_steps:
         raise ConfigError(SAVE_STEPS_NIFTI_ONLY, path=case.ct)
+    if fmt == "dicom" and options.out_layout is not None:
+        raise ConfigError(LAYOUT_NIFTI_ONLY, path=case.ct)
     scan = load_scan(case.ct)
     labels_scan = load_labels(case.labels)
     check_same_grid(scan, labels_scan)
@@ -416,33 +443,81 @@ def _generate_case(case: Case, options: GenerateOptions, out_dir: str | Path, *,
         _check_clear_of_labels(tumor, forbidden, labels, preset=preset, output_id=output_id, path=case.labels)
         names = output_file_names(output_id, options, fmt)
         paths = {"ct": out_dir / names["ct"], "tumor": out_dir / names["tumor"]}
+        if options.out_layout is not None:
+            _make_parents(out_dir, names)
         derivation = None
         if fmt == "dicom":
             derivation = _derivation(output_id, organ_name, drawn, inputs)
         try:
             tumors = _write_output(paths, names, output_id, options, scan, applied, tumor, organ, organ_name,
-                                   derivation)
+                                   derivation, lesions=lesions, out_dir=out_dir)
         except BaseException:
             # An output is whole or absent: remove what this output already wrote.
             remove_outputs(paths.values())
             raise
-        records.append({
-            "output_id": output_id,
-            "case_id": case.case_id,
-            "organ": organ_name,
-            "method": drawn[0].method,
-            "label_preset": preset,
-            "seed": options.seed if specs is None else None,
-            "output_seed": output_seed,
-            "from_spec": specs is not None,
-            "output_format": fmt,
-            "tool": {"name": "tumorsyn", "version": tumorsyn.__version__},
-            "input": inputs,
-            "outputs": {k: p.name for k, p in paths.items()},
-            "outputs_sha256": {k: sha256_file(p) for k, p in paths.items() if k != "preview"},
-            "tumors": tumors,
-            "seconds": round(time.perf_counter() - started, 3),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        })
+        records.append(_record(output_id, case, organ_name=organ_name, method=drawn[0].method, preset=preset,
+                               seed=options.seed if specs is None else None, output_seed=output_seed,
+                               from_spec=specs is not None, fmt=fmt, inputs=inputs, paths=paths, names=names,
+                               tumors=tumors, started=started))
+    layout = options.out_layout
+    if layout is not None and layout.include_originals and original_id(case.case_id) not in skip:
+        records.append(_write_original(case, options, out_dir, scan=scan, organ=organ, lesions=lesions,
+                                       organ_name=organ_name, preset=preset, fmt=fmt, inputs=inputs))
     return records
+
+
+def _record(output_id: str, case: Case, *, organ_name: str, method: str | None, preset: str, seed: int | None,
+            output_seed: int | None, from_spec: bool, fmt: str, inputs: dict, paths: dict, names: dict,
+            tumors: list[dict], started: float) -> dict:
+    """The manifest record of one finished output (its files are in ``paths``; roles name them in ``names``)."""
+    return {
+        "output_id": output_id,
+        "case_id": case.case_id,
+        "organ": organ_name,
+        "method": method,
+        "label_preset": preset,
+        "seed": seed,
+        "output_seed": output_seed,
+        "from_spec": from_spec,
+        "output_format": fmt,
+        "tool": {"name": "tumorsyn", "version": tumorsyn.__version__},
+        "input": inputs,
+        # Paths relative to the run folder: a file name in the flat layout, imagesTr/... in a dataset.
+        "outputs": {k: names[k] for k in paths},
+        "outputs_sha256": {k: sha256_file(p) for k, p in paths.items() if k != "preview"},
+        "tumors": tumors,
+        "seconds": round(time.perf_counter() - started, 3),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _make_parents(out_dir: Path, names: dict) -> None:
+    """Create the dataset folders (``imagesTr/`` ...) that an output's files go into."""
+    for name in names.values():
+        (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _write_original(case: Case, options: GenerateOptions, out_dir: Path, *, scan, organ, lesions, organ_name: str,
+                    preset: str, fmt: str, inputs: dict) -> dict:
+    """Copy input ``case`` unmodified into the dataset as ``<case>_orig`` (``--include-originals``); its record.
+
+    The CT keeps every stored value and its header (written like a synthetic output, with no voxel
+    changed); the label map follows the dataset's classes, the scan's own lesions as tumour.
+    """
+    started = time.perf_counter()
+    output_id = original_id(case.case_id)
+    names = output_file_names(output_id, options, fmt, original=True)
+    paths = {role: out_dir / name for role, name in names.items()}
+    _make_parents(out_dir, names)
+    unchanged = np.zeros(organ.shape, dtype=bool)
+    try:
+        write_ct_like(paths["ct"], scan, scan.values(), unchanged)
+        write_mask_like(paths["label"], scan, options.out_layout.label_array(organ, lesions, unchanged))
+    except BaseException:
+        remove_outputs(paths.values())  # whole or absent, as every output
+        raise
+    record = _record(output_id, case, organ_name=organ_name, method=None, preset=preset, seed=None, output_seed=None,
+                     from_spec=False, fmt=fmt, inputs=inputs, paths=paths, names=names, tumors=[], started=started)
+    record["original"] = True
+    return record
 

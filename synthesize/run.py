@@ -12,9 +12,11 @@ from tumorsyn.io.datasets import Case
 from tumorsyn.io.guard import check_out_folder, check_outputs_spare_inputs, output_path_inside, safe_case_id
 from tumorsyn.io.writers import TMP_PREFIX, atomic_path, remove_stale_temp_files
 from tumorsyn.io.dicom_out import series_file_name
-from synthesize.generate import (SAVE_STEPS_NIFTI_ONLY, GenerateOptions, generate_case, output_file_names,
-                                 output_format_of, output_ids, remove_outputs)
+from synthesize.generate import (LAYOUT_NIFTI_ONLY, SAVE_STEPS_NIFTI_ONLY, GenerateOptions, generate_case,
+                                 output_file_names, output_format_of, planned_ids, remove_outputs)
 from synthesize.manifest import Manifest, manifest_name, read_records
+from synthesize.dataset_out import DATASET_JSON, PLAN_NAME, finish_dataset, remove_dataset_json, write_plan
+from tumorsyn.io.dataset_layouts import original_id
 
 __all__ = ["RunSummary", "run_generate", "resolve_shard", "select_shard", "check_run_spares_inputs"]
 
@@ -33,6 +35,8 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)
     manifest: Path | None = None
     label_note: str = ""  # how ``--label-preset auto`` was decided, for the closing line
+    dataset: Path | None = None  # the dataset.json written (--out-layout nnunet/decathlon)
+    dataset_note: str = ""  # why no dataset.json was written
 
 
 def resolve_shard(shard) -> tuple[int, int] | None:
@@ -58,6 +62,8 @@ def select_shard(cases: list[Case], shard: tuple[int, int] | None) -> list[Case]
 
 def _check_run_file(out_dir: Path, options: GenerateOptions) -> None:
     wanted = {k: v for k, v in options.to_dict().items() if k in _RUN_KEYS}
+    if options.out_layout is not None:
+        wanted["out_layout"] = options.to_dict()["out_layout"]  # absent for the flat layout: run.json as before
     path = out_dir / "run.json"
     if path.exists():
         try:
@@ -67,7 +73,7 @@ def _check_run_file(out_dir: Path, options: GenerateOptions) -> None:
         if isinstance(recorded, dict):
             recorded.setdefault("output_format", "auto")  # run folders made before --output-format existed
         if recorded != wanted:
-            diff = sorted(k for k in _RUN_KEYS if (recorded or {}).get(k) != wanted.get(k))
+            diff = sorted(k for k in {*_RUN_KEYS, *wanted, *(recorded or {})} if (recorded or {}).get(k) != wanted.get(k))
             raise ConfigError(f"this folder holds a run made with other options ({', '.join(diff)}); "
                               "use another --out, or the same options to resume", path=out_dir)
         return
@@ -102,6 +108,8 @@ def check_run_spares_inputs(cases: list[Case], options: GenerateOptions, out_dir
     check_out_folder(out_dir)
     per_scan = 1 if specs else options.per_scan
     outputs = [out_dir / "run.json", out_dir / manifest_name(shard)]
+    if options.out_layout is not None:
+        outputs += [out_dir / DATASET_JSON, out_dir / PLAN_NAME, out_dir / "manifest.jsonl"]
     series_folders = []  # DICOM series outputs: folders the run replaces whole
     read = [*inputs, options.extra.get("model")]
     owner: dict[str, str] = {}
@@ -110,9 +118,12 @@ def check_run_spares_inputs(cases: list[Case], options: GenerateOptions, out_dir
         fmt = output_format_of(case.ct, options.output_format)
         if fmt == "dicom" and options.save_steps:
             raise ConfigError(SAVE_STEPS_NIFTI_ONLY, path=case.ct)
+        if fmt == "dicom" and options.out_layout is not None:
+            raise ConfigError(LAYOUT_NIFTI_ONLY, path=case.ct)
         read += [case.ct, case.labels]
-        for oid in output_ids(case.case_id, per_scan):
-            for role, name in output_file_names(oid, options, fmt).items():
+        for oid in planned_ids(case.case_id, options, per_scan):
+            original = options.out_layout is not None and oid == original_id(case.case_id)
+            for role, name in output_file_names(oid, options, fmt, original=original).items():
                 if owner.setdefault(name, oid) != oid:
                     raise ConfigError(f"outputs {owner[name]} and {oid} would both be written as {name} (a case id "
                                       f"ending in _ct, _tumor, ... loses that word in file names); give case ids in a "
@@ -121,12 +132,18 @@ def check_run_spares_inputs(cases: list[Case], options: GenerateOptions, out_dir
                 (series_folders if fmt == "dicom" and role == "ct" else outputs).append(path)
     # Manifests are rewritten and stale temporary files deleted by name pattern.
     patterns = [(out_dir, "manifest*.jsonl"), (out_dir, f"{TMP_PREFIX}*.part")]
+    patterns += [(out_dir / sub, f"{TMP_PREFIX}*.part") for sub in _dataset_folders(options)]
     if out_dir.is_dir():
-        outputs += [p for _, pattern in patterns for p in out_dir.glob(pattern) if not p.is_dir()]
+        outputs += [p for folder, pattern in patterns for p in folder.glob(pattern) if not p.is_dir()]
     # A series folder is replaced whole: no input may lie in it (folders=), and none may be inside
     # it or be it (its slices, listed as outputs, would lie in the input folder).
     outputs += [folder / series_file_name(0) for folder in series_folders]
     check_outputs_spare_inputs(outputs, read, folders=series_folders, patterns=patterns)
+
+
+def _dataset_folders(options: GenerateOptions) -> tuple[str, ...]:
+    """Sub-folders of the run folder that outputs go into (none in the flat layout)."""
+    return options.out_layout.subfolders if options.out_layout is not None else ()
 
 
 def _work(case: Case, options: GenerateOptions, out_dir: str, skip: set[str], name_case: bool = False):
@@ -215,7 +232,9 @@ def run_generate(cases: list[Case], options: GenerateOptions, out_dir: str | Pat
     check_run_spares_inputs(cases, options, out_dir, shard=resolve_shard(shard), specs=specs, inputs=inputs)
     # Decided once, before anything is written, for the whole dataset (not per case, not per shard).
     preset, note = decide_label_preset(cases, options, organ=specs[0].organ if specs else options.organ)
-    created = not out_dir.exists()
+    # Folders this run creates (the dataset folder of --out-layout nnunet may sit in a new --out): a run
+    # that writes nothing removes them again.
+    created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -226,6 +245,9 @@ def run_generate(cases: list[Case], options: GenerateOptions, out_dir: str | Pat
     fresh_run = not (out_dir / "run.json").exists()
     _check_run_file(out_dir, options)
     remove_stale_temp_files(out_dir)
+    for sub in _dataset_folders(options):
+        if (out_dir / sub).is_dir():
+            remove_stale_temp_files(out_dir / sub)
     manifest = Manifest(out_dir / manifest_name(shard))
     done = _finished(out_dir, manifest)
     if options.label_preset == "auto" and preset != "auto":
@@ -237,11 +259,16 @@ def run_generate(cases: list[Case], options: GenerateOptions, out_dir: str | Pat
     todo = []
     per_scan = 1 if specs else options.per_scan
     for case in select_shard(cases, shard):
-        ids = output_ids(case.case_id, per_scan)
+        ids = planned_ids(case.case_id, options, per_scan)
         summary.skipped.extend(i for i in ids if i in done)
         if any(i not in done for i in ids):
             todo.append(case)
-    total = sum(len([i for i in output_ids(c.case_id, per_scan) if i not in done]) for c in todo)
+    total = sum(len([i for i in planned_ids(c.case_id, options, per_scan) if i not in done]) for c in todo)
+    if options.out_layout is not None:
+        # Every shard plans the whole dataset; dataset.json waits for all of it, and goes away while it changes.
+        write_plan(out_dir, [i for case in cases for i in planned_ids(case.case_id, options, per_scan)])
+        if todo:
+            remove_dataset_json(out_dir)
     bar = progress(total=total, desc="generate", quiet=quiet, unit="scan")
 
     def collect(case_id: str, records: list[dict], error: str | None) -> None:
@@ -282,17 +309,32 @@ def run_generate(cases: list[Case], options: GenerateOptions, out_dir: str | Pat
         bar.close()
     if not summary.written and summary.failed:
         _undo_empty_run(out_dir, created=created, fresh_run=fresh_run, manifest=manifest.path)
+    elif options.out_layout is not None:
+        if shard is not None and shard[1] > 1:
+            summary.dataset_note = f"{DATASET_JSON} is written by --merge once every shard has run"
+        elif summary.failed:
+            summary.dataset_note = f"{DATASET_JSON} not written: {len(summary.failed)} case(s) failed"
+        else:
+            summary.dataset, summary.dataset_note = finish_dataset(out_dir)
     return summary
 
 
-def _undo_empty_run(out_dir: Path, *, created: bool, fresh_run: bool, manifest: Path) -> None:
+def _undo_empty_run(out_dir: Path, *, created: list[Path], fresh_run: bool, manifest: Path) -> None:
     """A run that wrote nothing leaves nothing: no run.json, no empty manifest, no new folder."""
     if fresh_run:
         (out_dir / "run.json").unlink(missing_ok=True)
+        (out_dir / PLAN_NAME).unlink(missing_ok=True)
         if manifest.exists() and manifest.stat().st_size == 0:
             manifest.unlink()
     if created:
-        try:
-            out_dir.rmdir()
-        except OSError:
-            pass
+        # Empty dataset folders (imagesTr/ ...) made for outputs that were never finished go too.
+        for sub in sorted((p for p in out_dir.iterdir() if p.is_dir()), reverse=True) if out_dir.is_dir() else ():
+            try:
+                sub.rmdir()
+            except OSError:
+                pass
+        for folder in created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                break
