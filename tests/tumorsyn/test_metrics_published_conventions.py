@@ -77,3 +77,22 @@ def test_radius_bins_in_the_summary():
     rows = summarize([result], size_convention="radius")["lesion_sensitivity"]["by_size"]
     assert [(r["bin"], r["n"]) for r in rows] == [("<5 mm", 2), ("5-10 mm", 1), ("10-15 mm", 0), ("15-20 mm", 0),
                                                  (">=20 mm", 0)]
+
+
+def test_reports_of_different_size_conventions_do_not_compare(tmp_path):
+    from tumorsyn.errors import ConfigError
+    from tumorsyn.metrics import compare_reports
+
+    ref = _cube(5)
+    reports = []
+    for name, edges in (("max-diameter", (5, 10, 15, 20)), ("radius", None)):
+        results = [evaluate_case(ref, ref, spacing_mm=(1, 1, 1), size_convention=name, bins_mm=edges)]
+        conv = conventions(size_convention_name=name, bins_mm=edges)
+        report = build_report(results, summary=summarize(results, size_convention=name, bins_mm=edges),
+                              conventions=conv, versions=versions())
+        reports.append({**report, "_path": str(tmp_path / name / "report.json")})
+    assert reports[0]["conventions"]["size_bins_mm"] == reports[1]["conventions"]["size_bins_mm"]  # same edges ...
+    with pytest.raises(ConfigError, match="size_convention: max-diameter vs radius"):  # ... different sizes
+        compare_reports(*reports)
+    old = {**reports[0], "conventions": {k: v for k, v in reports[0]["conventions"].items() if k != "size_convention"}}
+    assert compare_reports(old, reports[0])  # a report from before the key compares as max-diameter

@@ -25,8 +25,10 @@ __all__ = ["load_report", "compare_reports", "render_comparison", "write_compari
 WILCOXON_MIN_PAIRS = 6
 
 # Conventions that change which lesions exist or count as found: they must agree to compare.
-_MUST_AGREE = ("connectivity", "size_bins_mm", "match", "min_volume_mm3", "organ_restricted", "organ_labels",
-               "tumour_labels", "probability_threshold")
+_MUST_AGREE = ("connectivity", "size_convention", "size_bins_mm", "match", "min_volume_mm3", "organ_restricted",
+               "organ_labels", "tumour_labels", "probability_threshold")
+# What a report written before a convention key existed used (so old and new reports still compare).
+_BEFORE_THE_KEY = {"size_convention": "max-diameter"}
 
 
 def load_report(path: str | Path) -> dict:
@@ -53,9 +55,12 @@ def _reference_lesions(report: dict) -> dict[tuple[str, int], dict]:
 def _check_comparable(a: dict, b: dict) -> None:
     # Every parameter of a per-case metric (e.g. surface_dice_tolerance_mm) must agree too.
     metric_keys = [f"{name}_{p}" for name, params in metric_parameters().items() for p in params]
-    differ = [k for k in (*_MUST_AGREE, *metric_keys) if a["conventions"].get(k) != b["conventions"].get(k)]
+    def value(report: dict, key: str):
+        return report["conventions"].get(key, _BEFORE_THE_KEY.get(key))
+
+    differ = [k for k in (*_MUST_AGREE, *metric_keys) if value(a, k) != value(b, k)]
     if differ:
-        detail = "; ".join(f"{k}: {a['conventions'].get(k)} vs {b['conventions'].get(k)}" for k in differ)
+        detail = "; ".join(f"{k}: {value(a, k)} vs {value(b, k)}" for k in differ)
         raise ConfigError(f"the reports used different conventions ({detail}); evaluate both with the same options",
                           path=b["_path"])
     refs_a = {c["case_id"]: (c.get("reference") or {}).get("sha256") for c in a["inputs"]["cases"]}
