@@ -16,7 +16,7 @@ from synthesize.generate import (LAYOUT_NIFTI_ONLY, SAVE_STEPS_NIFTI_ONLY, Gener
                                  output_file_names, output_format_of, planned_ids, remove_outputs)
 from synthesize.manifest import Manifest, manifest_name, read_records
 from synthesize.dataset_out import DATASET_JSON, PLAN_NAME, finish_dataset, remove_dataset_json, write_plan
-from tumorsyn.io.dataset_layouts import original_id
+from tumorsyn.io.dataset_layouts import ORIGINAL_SUFFIX, original_id
 
 __all__ = ["RunSummary", "run_generate", "resolve_shard", "select_shard", "check_run_spares_inputs"]
 
@@ -113,6 +113,7 @@ def check_run_spares_inputs(cases: list[Case], options: GenerateOptions, out_dir
     series_folders = []  # DICOM series outputs: folders the run replaces whole
     read = [*inputs, options.extra.get("model")]
     owner: dict[str, str] = {}
+    layout_owner: dict[str, str] = {}  # dataset file name -> case id
     for case in cases:
         safe_case_id(case.case_id, path=case.ct)
         fmt = output_format_of(case.ct, options.output_format)
@@ -124,6 +125,12 @@ def check_run_spares_inputs(cases: list[Case], options: GenerateOptions, out_dir
         for oid in planned_ids(case.case_id, options, per_scan):
             original = options.out_layout is not None and oid == original_id(case.case_id)
             for role, name in output_file_names(oid, options, fmt, original=original).items():
+                if options.out_layout is not None and layout_owner.setdefault(name, case.case_id) != case.case_id:
+                    # Output ids themselves collide here: case X's copy X_orig and a case named X_orig.
+                    raise ConfigError(f"cases {layout_owner[name]} and {case.case_id} would both write {name} (the "
+                                      f"unmodified copy of case X is X{ORIGINAL_SUFFIX} with --include-originals, and "
+                                      f"K outputs of case X are X_000 ...); give case ids in a CSV case_id column",
+                                      path=case.ct)
                 if owner.setdefault(name, oid) != oid:
                     raise ConfigError(f"outputs {owner[name]} and {oid} would both be written as {name} (a case id "
                                       f"ending in _ct, _tumor, ... loses that word in file names); give case ids in a "

@@ -255,3 +255,23 @@ def test_merge_without_a_run_is_refused(cli, tmp_path):
     code, _, err = cli("generate", "--merge", *NNUNET, "--out", tmp_path / "nothing")
     assert code == 1
     assert "no generate run in this dataset folder (no run.json)" in err
+
+
+def test_an_original_id_taken_by_another_case_is_refused(cli, tmp_path):
+    src = make_dataset(tmp_path / "in", "nnunet", n_cases=1)
+    for sub, suffix in (("imagesTr", "_0000"), ("labelsTr", "")):
+        (src / sub / f"case_000_orig{suffix}.nii.gz").write_bytes((src / sub / f"case_000{suffix}.nii.gz").read_bytes())
+    code, _, err = cli("generate", "--dataset", src, "--organ", "liver", *NNUNET, "--include-originals",
+                       "--out", tmp_path / "raw")
+    assert code == 1
+    assert "cases case_000 and case_000_orig would both write imagesTr/case_000_orig_0000.nii.gz" in err
+    assert not (tmp_path / "raw").exists()
+
+
+def test_every_case_bad_leaves_no_folder(cli, tmp_path):
+    src = make_dataset(tmp_path / "in", "nnunet", n_cases=2)
+    for path in (src / "labelsTr").iterdir():
+        path.write_bytes(path.read_bytes()[:100])
+    code, _, _ = cli("generate", "--dataset", src, "--organ", "liver", *NNUNET, "--quiet", "--out", tmp_path / "raw")
+    assert code == 1
+    assert not (tmp_path / "raw").exists()
