@@ -314,6 +314,8 @@ def _write_output(paths: dict, names: dict, output_id: str, options: GenerateOpt
     elif options.label_map:
         combined = organ.astype(np.uint8)
         combined[tumor > 0] = 2
+        if lesions is not None:
+            combined[lesions] = 2  # the scan's own lesions are tumour too, never organ
     if derivation is not None:
         from tumorsyn.io.dicom_out import write_seg_like, write_series_like
 

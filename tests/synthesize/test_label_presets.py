@@ -173,3 +173,25 @@ def test_resume_refuses_to_mix_presets(cli, tmp_path):
     save_nifti(data / "labelsTr" / "a.nii.gz", lesion)
     code, _, err = cli("generate", "--dataset", data, "--organ", "liver", "--out", out)
     assert code == 1 and "was made with label preset binary, but the label maps now read as decathlon" in err
+
+
+def test_label_map_keeps_the_scans_own_lesions_as_tumour(cli, tmp_path):
+    """--label-map: a decathlon lesion (2) of the input is tumour (2) in the output, never organ (1)."""
+    ct, liver = phantom_arrays(0)
+    labels = liver.copy()
+    idx = np.argwhere(liver > 0)
+    corner = idx[np.argmin(idx.sum(axis=1))] + 2  # a small lesion at the organ's edge, away from the centre
+    labels[tuple(slice(c, c + 3) for c in corner)] = 2
+    labels[liver == 0] = 0
+    ct_path = save_nifti(tmp_path / "in" / "p1.nii.gz", ct)
+    label_path = save_nifti(tmp_path / "in" / "p1_seg.nii.gz", labels)
+    out = tmp_path / "out"
+    code, _, err = cli("generate", ct_path, "--labels", label_path, "--organ", "liver", "--label-preset", "decathlon",
+                       "--label-map", "--out", out)
+    assert code == 0, err
+    from tumorsyn.io.scan import read_image
+
+    written = read_image(out / "p1_label.nii.gz").raw
+    tumour = read_image(out / "p1_tumor.nii.gz").raw > 0
+    assert np.all(written[labels == 2] == 2)
+    assert np.array_equal(written == 2, tumour | (labels == 2))
