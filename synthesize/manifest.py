@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from tumorsyn.errors import InputError
@@ -85,8 +86,10 @@ def merge_manifests(out_dir: str | Path) -> Path:
     or merging after a shard re-ran, gives the same file.
     """
     out_dir = Path(out_dir)
+    shards = sorted(out_dir.glob("manifest.shard-*.jsonl"))
+    _check_every_shard_ran(out_dir, shards)
     merged: dict[str, dict] = {}
-    for path in [out_dir / "manifest.jsonl", *sorted(out_dir.glob("manifest.shard-*.jsonl"))]:
+    for path in [out_dir / "manifest.jsonl", *shards]:
         for record in read_records(path):
             merged.setdefault(record["output_id"], record)
     target = out_dir / "manifest.jsonl"
@@ -95,3 +98,21 @@ def merge_manifests(out_dir: str | Path) -> Path:
             for key in sorted(merged):
                 fh.write(json.dumps(merged[key], sort_keys=True) + "\n")
     return target
+
+
+def _check_every_shard_ran(out_dir: Path, shards: list[Path]) -> None:
+    """Refuse to merge while a shard of the split has left no manifest (it has not run, or not to the end)."""
+    found: dict[int, set[int]] = {}
+    for path in shards:
+        match = re.fullmatch(r"manifest\.shard-(\d+)-of-(\d+)\.jsonl", path.name)
+        if match:
+            found.setdefault(int(match[2]), set()).add(int(match[1]))
+    if len(found) > 1:
+        raise InputError(f"shard manifests of different splits ({', '.join(f'of {n}' for n in sorted(found))}) "
+                         "are here; a run is split one way only", path=out_dir)
+    for count, present in found.items():
+        missing = sorted(set(range(count)) - present)
+        if missing:
+            names = ", ".join(f"{i}/{count}" for i in missing)
+            raise InputError(f"shard(s) {names} left no manifest here: run them (--shard {missing[0]}/{count} ...) "
+                             "with the same options, then --merge again", path=out_dir)

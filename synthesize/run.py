@@ -316,7 +316,11 @@ def run_generate(cases: list[Case], options: GenerateOptions, out_dir: str | Pat
         bar.close()
     if not summary.written and summary.failed:
         _undo_empty_run(out_dir, created=created, fresh_run=fresh_run, manifest=manifest.path)
-    elif options.out_layout is not None:
+        return summary
+    if shard is not None and shard[1] > 1:
+        # A shard with nothing to write still leaves its (empty) manifest: --merge checks every shard ran.
+        manifest.path.touch(exist_ok=True)
+    if options.out_layout is not None:
         if shard is not None and shard[1] > 1:
             summary.dataset_note = f"{DATASET_JSON} is written by --merge once every shard has run"
         elif summary.failed:

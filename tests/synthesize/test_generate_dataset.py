@@ -210,3 +210,19 @@ def test_gzip_of_the_corrupt_case_is_really_truncated(tmp_path):
     bad = _corrupt_case(dataset)
     with pytest.raises(EOFError):
         gzip.decompress(bad.read_bytes())
+
+
+def test_merge_refuses_while_a_shard_has_not_run(cli, tmp_path):
+    dataset = make_dataset(tmp_path / "ds", "csv", n_cases=2)
+    split = tmp_path / "split"
+    _generate(cli, dataset, split, "--shard", "0/3")
+    code, _, err = cli("generate", "--merge", "--out", split)
+    assert code == 1 and "shard(s) 1/3, 2/3 left no manifest here" in err
+    assert not (split / "manifest.jsonl").exists()
+    # Shard 2 of 3 has no case of 2 to write: it still leaves its (empty) manifest, so merging works.
+    _generate(cli, dataset, split, "--shard", "1/3")
+    _generate(cli, dataset, split, "--shard", "2/3")
+    assert (split / "manifest.shard-2-of-3.jsonl").read_text() == ""
+    code, _, err = cli("generate", "--merge", "--out", split)
+    assert code == 0, err
+    assert len(read_manifest(split / "manifest.jsonl")) == 2
