@@ -17,7 +17,8 @@ import time
 import bench_realism as bench  # this folder
 
 
-def calibration_figures(generator: str, size_class: str, n: int, seed: int, real: list[dict], host) -> dict:
+def calibration_figures(generator: str, size_class: str, n: int, seed: int, real: list[dict], host, *,
+                        lits_grid: bool = False) -> dict:
     rows = []
     for i in range(n):
         rng = bench._rng(seed, bench.GENERATORS.index(generator), 0, list(bench.CLASSES).index(size_class), i)
@@ -25,8 +26,9 @@ def calibration_figures(generator: str, size_class: str, n: int, seed: int, real
             ct, tumour = bench.synth_baseline(host, bench.CLASSES[size_class], rng)
         else:
             ct, tumour = bench.synth_ours(host, generator, bench.CLASSES[size_class], rng)
-        row, _ = bench.describe(host, ct, tumour)
-        if bench.class_of(row["equivalent_diameter_mm"]) == size_class:
+        native, matched = bench.describe(host, ct, tumour)
+        row = matched if lits_grid else native
+        if row is not None and bench.class_of(row["equivalent_diameter_mm"]) == size_class:
             rows.append({**row, "organ": "liver", "size_class": size_class, "described": True})
     return bench.figures([r for r in real if r["size_class"] == size_class], rows, "liver", size_class, seed)
 
@@ -37,17 +39,21 @@ def main(argv=None) -> int:
     parser.add_argument("--size-class", choices=list(bench.CLASSES), default="early")
     parser.add_argument("--n", type=int, default=24, help="tumours per generator (default 24)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lits-grid", action="store_true",
+                        help="describe each tumour on p7 block-averaged to LiTS-117's grid (matched voxel size)")
     args = parser.parse_args(argv)
     hosts, notes = bench.load_hosts()
     host = next((h for h in hosts if h.key == "ircad7"), None)
     if host is None:
         bench.say("; ".join(notes) or "3D-IRCADb patient 7 is missing")
         return 1
-    real = bench.real_rows("liver", "calibration", workers=1)
+    # On the matched grid only LiTS-117 is on that grid (3D-IRCADb's calibration shapes are finer).
+    real = bench.real_rows("liver", "calibration", sources=("lits117",) if args.lits_grid else None, workers=1)
     for generator in args.generators.split(","):
         start = time.perf_counter()
-        fig = calibration_figures(generator, args.size_class, args.n, args.seed, real, host)
-        bench.say(f"== {generator} {args.size_class} (calibration half, {fig['n_syn']} synthetic vs {fig['n_real']} "
+        fig = calibration_figures(generator, args.size_class, args.n, args.seed, real, host, lits_grid=args.lits_grid)
+        grid = "LiTS-117 grid" if args.lits_grid else "native grid"
+        bench.say(f"== {generator} {args.size_class} ({grid}, calibration half, {fig['n_syn']} synthetic vs {fig['n_real']} "
                   f"real): in IQR {fig['in_iqr']}/{fig['of']}, in-range {fig['in_range']:.3f}, AUC {fig['auc']:.3f}, "
                   f"top cues {', '.join(fig.get('top') or [])} ({time.perf_counter() - start:.0f} s)")
         for name, d in fig["descriptors"].items():
