@@ -121,7 +121,6 @@ def test_trainer_writes_tumours_into_training_batches(nnunet_env, monkeypatch):
     # The transform saw liver and wrote tumours: label 2 on former liver, CT changed there, and nowhere else.
     records = trainer.recording.records
     written = [r for r in records if (r[3] == 2).any()]
-    print(dict(trainer.recording.inner.stats))
     assert written, f"no tumour in {len(records)} patches: {dict(trainer.recording.inner.stats)}"
     for image_before, seg_before, image_after, seg_after in written:
         tumour = (seg_after == 2) & (seg_before != 2)
