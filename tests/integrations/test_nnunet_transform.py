@@ -17,10 +17,10 @@ PROPERTIES = {"mean": 99.4, "std": 39.4, "percentile_00_5": -17.0, "percentile_9
               "min": -1000.0, "max": 1500.0}
 
 
-def _patch(spacing=(1.0, 1.0, 1.5)):
+def _patch(spacing=(1.0, 1.0, 1.5), properties=PROPERTIES):
     """A normalised (1, X, Y, Z) patch of the phantom, its (1, X, Y, Z) segmentation (liver 1) and the HU."""
     ct, organ, spacing = make_phantom(spacing=spacing, vessel=True)
-    intensity = CTIntensity.from_plans("CTNormalization", PROPERTIES)
+    intensity = CTIntensity.from_plans("CTNormalization", properties)
     seg = np.where(organ, 1, 0).astype(np.int16)[None]
     return intensity.normalise(ct)[None], seg, intensity, spacing
 
@@ -126,3 +126,18 @@ def test_intensity_refuses_non_ct_channels_and_narrow_windows():
         CTIntensity.from_plans("CTNormalization", {**PROPERTIES, "percentile_00_5": -16.0, "percentile_99_5": 80.0})
     with pytest.raises(ConfigError, match="no usable foreground intensity properties"):
         CTIntensity.from_plans("CTNormalization", {"mean": 1.0})
+
+
+def test_a_wrong_organ_label_skips_the_patch_with_one_warning():
+    image, seg, intensity, spacing = _patch(properties={**PROPERTIES, "percentile_00_5": -1024.0})
+    ct = intensity.to_hu(image[0])
+    seg[0] = np.where(ct < -500, 1, 0)  # "organ" label on the air around the body: no liver there
+    transform = _transform({"organ": "liver", "prob": 1.0}, intensity, spacing)
+    with pytest.warns(UserWarning, match="check organ_labels in the settings"):
+        specs, reason = transform.write(image, seg, rng=0)
+    assert specs == [] and reason.startswith("NotHUError: ")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per process, not once per patch
+        assert transform.write(image, seg, rng=1)[1].startswith("NotHUError: ")

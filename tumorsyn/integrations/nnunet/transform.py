@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections import Counter
 from typing import Sequence
 
@@ -54,7 +55,8 @@ class TumorSynthesisTransform(BasicTransform):
     *Skipped patches.* A patch without enough organ for the smallest size, whose organ is too thin
     or too small for a tumour, or whose organ region spans less than 100 HU (a sliver at the patch
     border) passes unchanged; ``stats`` counts patches per outcome in this process (each augmentation
-    worker has its own counts).
+    worker has its own counts). The first patch a process skips because its organ does not look like
+    the organ in HU raises a warning: a wrong ``organ_labels`` would otherwise skip every patch unseen.
     """
 
     def __init__(self, settings: TumorSynSettings, intensity: CTIntensity, spacing_mm: Sequence[float], *,
@@ -79,6 +81,7 @@ class TumorSynthesisTransform(BasicTransform):
         self.min_organ_voxels = math.pi / 6 * smallest_mm ** 3 / float(np.prod(self.spacing_mm))
         self.stats: Counter = Counter()
         self.last_specs: list[TumorSpec] = []
+        self._warned = False
 
     def get_parameters(self, **data_dict) -> dict:
         """Draw "synthesise or not" and, when selected, the 32-bit seed of this patch's tumours."""
@@ -96,7 +99,7 @@ class TumorSynthesisTransform(BasicTransform):
         # CPU tensors share memory with their numpy views: the patch is changed in place.
         specs, reason = self.write(image.numpy(), seg.numpy(), rng=np.random.default_rng(params["seed"]))
         self.last_specs = specs
-        self.stats[reason or "tumour written"] += 1
+        self.stats[reason.split(":")[0] or "tumour written"] += 1
         return data_dict
 
     def write(self, image: np.ndarray, seg: np.ndarray, *, rng) -> tuple[list[TumorSpec], str]:
@@ -128,6 +131,11 @@ class TumorSynthesisTransform(BasicTransform):
                 specs.append(spec)
         except (EmptyOrganError, OrganTooSmallError, NotHUError) as exc:
             # One odd patch must not stop a training run: keep what fits and say why.
+            if isinstance(exc, NotHUError) and not self._warned:
+                self._warned = True
+                # A wrong organ label would skip every patch without a word: say it once per process.
+                warnings.warn(f"tumour synthesis skips a patch: {exc} (organ labels {self.organ_labels}); "
+                              "if this repeats, check organ_labels in the settings", stacklevel=2)
             if not specs:
                 return [], f"{type(exc).__name__}: {exc}"
         applied = apply_specs(hu, organ_mask, self.spacing_mm, specs, device=settings.device)
