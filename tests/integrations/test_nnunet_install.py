@@ -112,3 +112,13 @@ def test_configure_never_writes_over_a_file_that_is_not_its_settings(tmp_path, c
     assert main(["nnunet", "configure", "--out", str(settings), "--organ", "liver"]) == 0
     assert main(["nnunet", "configure", "--out", str(settings), "--organ", "kidney"]) == 0  # its own file: replaced
     assert json.loads(settings.read_text())["organ"] == "kidney"
+
+
+def test_a_shim_left_without_tumorsyn_warns_instead_of_breaking_nnunets_lookup(trainers, monkeypatch):
+    """nnU-Net imports every module of its trainer folder and stops at an import error: the shim must not raise."""
+    path, _ = install_trainer(trainers)
+    monkeypatch.setitem(sys.modules, "tumorsyn.integrations.nnunet.trainer", None)  # as if tumorsyn were gone
+    namespace = {"__file__": str(path), "__name__": "shim"}
+    with pytest.warns(UserWarning, match=f"nnUNetTrainerTumorSyn is unavailable: tumorsyn cannot load .*delete {path}"):
+        exec(compile(path.read_text(), str(path), "exec"), namespace)
+    assert "nnUNetTrainerTumorSyn" not in namespace

@@ -25,9 +25,16 @@ MARKER = "# Written by `tumorsyn nnunet install-trainer`"
 
 def shim_source() -> str:
     """The shim module's text."""
+    # nnU-Net imports every module of the folder while it looks for any trainer and stops at the first
+    # import error: a shim left behind without tumorsyn must not break nnU-Net's other trainers.
     return (f"{MARKER} (tumorsyn {__version__}); remove it with `tumorsyn nnunet install-trainer --uninstall`.\n"
             '"""nnU-Net finds trainers only inside nnunetv2: this module hands it tumorsyn\'s trainer (docs/nnunet.md)."""\n'
-            f"from tumorsyn.integrations.nnunet.trainer import {TRAINER_NAME}  # noqa: F401\n")
+            "try:\n"
+            f"    from tumorsyn.integrations.nnunet.trainer import {TRAINER_NAME}  # noqa: F401\n"
+            "except ImportError as exc:\n"
+            "    import warnings\n\n"
+            f"    warnings.warn(f\"{TRAINER_NAME} is unavailable: tumorsyn cannot load ({{exc}}); reinstall tumorsyn "
+            "with its nnunet extra, or delete {__file__}\")\n")
 
 
 def default_target() -> Path:
