@@ -295,6 +295,23 @@ FATES: dict[tuple[str, str], Fate] = {
         "substituted", "a fragment: ct_hu, lesion_mask, tumour_mask, organ_mask from the round trip of "
         "docs/usage.md; real_rows and synthetic_rows described from rules tumours",
         stage=("ct.nii.gz", "seg.nii.gz"), prelude=REALISM_PRELUDE),
+    # docs/nnunet.md
+    ("docs/nnunet.md", 'pip install "tumorsyn[nnunet]"          # nnunetv2 (tested with 2.8.1)'): Fate(
+        "not run", "installs packages (make test installs the nnunet extra)"),
+    ("docs/nnunet.md", "tumorsyn generate --dataset Task03_Liver/ --organ liver --out-layout nnunet --dataset-id 501 "
+                       "\\"): Fate("run", stage=("Task03_Liver/",)),
+    ("docs/nnunet.md", "nnUNetv2_plan_and_preprocess -d 501 --verify_dataset_integrity"): Fate(
+        "not run", "needs $nnUNet_raw set up; tests/synthesize/test_out_layout_nnunet.py runs the same check "
+                   "(verify_dataset_integrity) on a dataset made from the bundled example"),
+    ("docs/nnunet.md", "tumorsyn nnunet install-trainer                       # once per nnunetv2 installation"): Fate(
+        "not run", "writes into site-packages and trains: tests/integrations/test_nnunet_install.py and "
+                   "test_nnunet_trainer.py run these steps (temporary trainer folder, tiny dataset, 2 iterations)"),
+    ("docs/nnunet.md", "tumorsyn nnunet install-trainer [--target DIR]        # installed: "
+                       ".../nnunetv2/training/nnUNetTrainer/nnUNetTrainerTumorSyn.py"): Fate("not run", SYNOPSIS),
+    ("docs/nnunet.md", "tumorsyn nnunet configure (-d ID_OR_NAME | --dataset ID_OR_NAME | --out FILE) --organ ORGAN "
+                       "[--prob P]"): Fate("not run", SYNOPSIS),
+    ("docs/nnunet.md", "{"): Fate("not run", "a settings file as `tumorsyn nnunet configure` writes it "
+                                             "(tests/integrations/test_nnunet_trainer.py reads such files)"),
     # docs/torchio.md
     ("docs/torchio.md", "import torch"): Fate("run", stage=("ct.nii.gz", "seg.nii.gz")),
     # docs/segment.md
