@@ -238,6 +238,15 @@ def realism_report_over_its_lesion_csv(d: Path):
     return ["realism", "--real", listing, "--synthetic", listing, "--out", d / "out"], [listing]
 
 
+# --- tumorsyn nnunet ---------------------------------------------------------------------------------
+
+def nnunet_configure_over_dataset_json(d: Path):
+    (d / "in").mkdir()
+    dataset_json = d / "in" / "dataset.json"
+    dataset_json.write_text(json.dumps({"labels": {"background": 0, "liver": 1, "tumor": 2}}))
+    return ["nnunet", "configure", "--out", dataset_json, "--organ", "liver"], [dataset_json]
+
+
 SCENARIOS = [
     generate_label_map_over_labels, generate_case_id_over_ct, generate_csv_id_over_labels, generate_csv_id_traversal,
     generate_case_id_traversal, generate_out_is_the_ct, generate_hard_linked_output, generate_symlinked_input,
@@ -247,7 +256,7 @@ SCENARIOS = [
     segment_predict_over_organ_mask, segment_predict_into_model_folder, segment_train_over_its_config,
     train_diffusion_over_its_config, train_diffusion_data_inside_the_model_folder,
     reader_study_analyze_over_its_key, reader_study_build_into_its_inputs,
-    realism_report_over_its_lesion_csv,
+    realism_report_over_its_lesion_csv, nnunet_configure_over_dataset_json,
 ]
 
 
@@ -266,7 +275,7 @@ def test_command_refuses_to_touch_its_inputs(scenario, tmp_path, capsys, monkeyp
 
 
 # The commands above, by name: a new writing command must be walked here too.
-WRITING_COMMANDS = {"generate", "evaluate", "segment", "train-diffusion", "reader-study", "realism"}
+WRITING_COMMANDS = {"generate", "evaluate", "segment", "train-diffusion", "reader-study", "realism", "nnunet"}
 
 
 def test_every_writing_command_is_walked():
