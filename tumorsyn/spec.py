@@ -13,7 +13,7 @@ from typing import Any
 
 from tumorsyn.errors import ConfigError, InputError
 
-__all__ = ["TumorSpec", "SPEC_VERSION", "check_scan"]
+__all__ = ["TumorSpec", "SPEC_VERSION", "check_scan", "as_specs"]
 
 SPEC_VERSION = 1
 
@@ -129,6 +129,33 @@ class TumorSpec:
         data = self.to_dict()
         data.update(changes)
         return TumorSpec.from_dict(data)
+
+
+def as_specs(specs) -> list[TumorSpec]:
+    """Specs given as a TumorSpec, a dict, JSON text (one spec or a list), or a sequence of those, in order.
+
+    Raises
+    ------
+    ConfigError
+        Text that is not JSON, a spec that does not parse, or an item of another type.
+    """
+    if isinstance(specs, str) and specs.lstrip().startswith("["):
+        try:
+            specs = json.loads(specs)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"tumour specs are not valid JSON ({exc})") from None
+    if isinstance(specs, (TumorSpec, dict, str)):
+        specs = [specs]
+    out = []
+    for spec in specs:
+        if isinstance(spec, str):
+            spec = TumorSpec.from_json(spec)
+        elif isinstance(spec, dict):
+            spec = TumorSpec.from_dict(spec)
+        elif not isinstance(spec, TumorSpec):
+            raise ConfigError(f"a tumour spec must be a TumorSpec, dict or JSON text, got {type(spec).__name__}")
+        out.append(spec)
+    return out
 
 
 def check_scan(spec: TumorSpec, ct, organ_mask, spacing_mm) -> None:

@@ -10,7 +10,8 @@ from tumorsyn.organs import LABEL_CONVENTIONS, LABEL_PRESETS, ORGANS, PRESET_VAL
 
 __all__ = ["ORGANS", "LABEL_PRESETS", "PRESET_VALUES", "AUTO_PRESETS", "EXPLICIT_LABELS", "label_values",
            "present_label_values", "organ_label_values", "organ_mask_from_labels", "lesion_mask_from_labels",
-           "forbidden_mask_from_labels", "label_roles", "fitting_presets", "choose_label_preset", "format_values"]
+           "forbidden_mask_from_labels", "label_roles", "fitting_presets", "choose_label_preset", "format_values",
+           "tumor_label_value"]
 
 # Organs and label conventions come from the organ registry (:mod:`tumorsyn.organs`); they are
 # re-exported here, where label maps are read.
@@ -240,3 +241,20 @@ def choose_label_preset(values: Iterable[int], organ: str, *, organ_labels: Iter
             f"label values {format_values(values)} in {where} fit label presets that mean different things: "
             f"{listed}; auto does not guess: give --label-preset {' or --label-preset '.join(fits)}", path=path)
     return fits[0]
+
+
+def tumor_label_value(labels: np.ndarray, *, label_preset: str | None, organ_labels: Iterable[int] | None,
+                      tumor_label: int | None) -> int:
+    """The label value written where a tumour is visible.
+
+    ``tumor_label`` when given; else the preset's first lesion label (decathlon and KiTS: 2) unless
+    explicit ``organ_labels`` replace the preset; else the label map's largest value + 1 (2 for a
+    binary organ mask; 118 for the bundled TotalSegmentator example). One rule for the MONAI and the
+    TorchIO transforms.
+    """
+    if tumor_label is not None:
+        return int(tumor_label)
+    lesion = () if organ_labels is not None else LABEL_PRESETS.get(label_preset or "binary", {}).get("lesion", ())
+    if lesion:
+        return int(lesion[0])
+    return max(int(labels.max()), 1) + 1

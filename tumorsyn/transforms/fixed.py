@@ -18,9 +18,10 @@ from tumorsyn.apply import apply_batch, paste, paste_labels
 from tumorsyn.device import parse_device
 from tumorsyn.errors import ConfigError, EmptyOrganError, GridMismatchError
 from tumorsyn.generators import get_generator
-from tumorsyn.io.labels import LABEL_PRESETS, ORGANS, lesion_mask_from_labels, organ_label_values, organ_mask_from_labels
+from tumorsyn.io.labels import (ORGANS, lesion_mask_from_labels, organ_label_values, organ_mask_from_labels,
+                                tumor_label_value)
 from tumorsyn.placement import PlacementContext, bounding_box, check_hu_span
-from tumorsyn.spec import TumorSpec
+from tumorsyn.spec import TumorSpec, as_specs
 from tumorsyn.transforms._tensors import (item_spacing, like, parse_keys, parse_spacing, parse_tumor_label, spatial,
                                           with_meta)
 
@@ -98,23 +99,7 @@ class TumorSynthesisd(MapTransform):
 
     @staticmethod
     def _as_specs(specs) -> list[TumorSpec]:
-        if isinstance(specs, str) and specs.lstrip().startswith("["):
-            try:
-                specs = json.loads(specs)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"tumour specs are not valid JSON ({exc})") from None
-        if isinstance(specs, (TumorSpec, dict, str)):
-            specs = [specs]
-        out = []
-        for spec in specs:
-            if isinstance(spec, str):
-                spec = TumorSpec.from_json(spec)
-            elif isinstance(spec, dict):
-                spec = TumorSpec.from_dict(spec)
-            elif not isinstance(spec, TumorSpec):
-                raise ConfigError(f"a tumour spec must be a TumorSpec, dict or JSON text, got {type(spec).__name__}")
-            out.append(spec)
-        return out
+        return as_specs(specs)
 
     # --- reading ----------------------------------------------------------------------------------
     def missing_key(self, data: Mapping) -> Hashable | None:
@@ -171,13 +156,8 @@ class TumorSynthesisd(MapTransform):
 
     def _label_value(self, labels: np.ndarray) -> int:
         """The label written for tumour voxels (see the ``tumor_label`` parameter)."""
-        if self.tumor_label is not None:
-            return self.tumor_label
-        preset = LABEL_PRESETS.get(self.label_preset or "binary", {})
-        lesion = () if self.organ_labels is not None else preset.get("lesion", ())
-        if lesion:
-            return int(lesion[0])
-        return max(int(labels.max()), 1) + 1
+        return tumor_label_value(labels, label_preset=self.label_preset, organ_labels=self.organ_labels,
+                                 tumor_label=self.tumor_label)
 
     def _avoid(self, labels: np.ndarray) -> np.ndarray:
         """Existing lesions and tumours: new tumours keep clear of them."""

@@ -27,9 +27,8 @@ torchvision.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -41,11 +40,11 @@ from tumorsyn.apply import apply_specs, paste, paste_labels
 from tumorsyn.device import parse_device
 from tumorsyn.errors import ConfigError, EmptyOrganError, GridMismatchError, OrganTooSmallError
 from tumorsyn.generators import get_generator
-from tumorsyn.io.labels import (LABEL_PRESETS, ORGANS, lesion_mask_from_labels, organ_label_values,
-                                organ_mask_from_labels)
+from tumorsyn.io.labels import (ORGANS, lesion_mask_from_labels, organ_label_values,
+                                organ_mask_from_labels, tumor_label_value)
 from tumorsyn.placement import PlacementContext, bounding_box, check_hu_span
 from tumorsyn.sampling import check_options, iter_specs, parse_size_bins
-from tumorsyn.spec import TumorSpec
+from tumorsyn.spec import TumorSpec, as_specs
 
 __all__ = ["RandomTumor", "Tumor", "tumor_label_value"]
 
@@ -55,46 +54,12 @@ _RAS = np.array([[0, 1], [1, 1], [2, 1]], dtype=float)
 _NUMPY_DEFAULTS = dict(divide="warn", over="warn", under="ignore", invalid="warn")
 
 
-def tumor_label_value(labels: np.ndarray, *, label_preset: str | None, organ_labels: Iterable[int] | None,
-                      tumor_label: int | None) -> int:
-    """The label value written where a tumour is visible.
-
-    ``tumor_label`` when given; else the preset's first lesion label (decathlon and KiTS: 2) unless
-    explicit ``organ_labels`` replace the preset; else the label map's largest value + 1 (2 for a
-    binary organ mask; 118 for the bundled TotalSegmentator example). This is the rule of the MONAI
-    transform :class:`~tumorsyn.transforms.TumorSynthesisd` too.
-    """
-    if tumor_label is not None:
-        return int(tumor_label)
-    lesion = () if organ_labels is not None else LABEL_PRESETS.get(label_preset or "binary", {}).get("lesion", ())
-    if lesion:
-        return int(lesion[0])
-    return max(int(labels.max()), 1) + 1
-
-
 def _as_spec_dicts(specs, name: str) -> list[dict]:
     """Specs (TumorSpec, dict, JSON text, or a sequence of them) as checked JSON dicts, in order."""
-    if isinstance(specs, str) and specs.lstrip().startswith("["):
-        try:
-            specs = json.loads(specs)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{name}: tumour specs are not valid JSON ({exc})") from None
-    if isinstance(specs, (TumorSpec, dict, str)):
-        specs = [specs]
-    out = []
-    for spec in specs:
-        try:
-            if isinstance(spec, str):
-                spec = TumorSpec.from_json(spec)
-            elif isinstance(spec, dict):
-                spec = TumorSpec.from_dict(spec)
-        except ConfigError as exc:
-            raise ConfigError(f"{name}: {exc}") from None
-        if not isinstance(spec, TumorSpec):
-            raise ConfigError(f"{name}: a tumour spec must be a TumorSpec, dict or JSON text, "
-                              f"got {type(spec).__name__}")
-        out.append(spec.to_dict())
-    return out
+    try:
+        return [spec.to_dict() for spec in as_specs(specs)]
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 @dataclass
