@@ -48,7 +48,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     configure = actions.add_parser(
         "configure", help="write the synthesis settings (tumorsyn_nnunet.json) beside a dataset's plans",
         description="Write tumorsyn_nnunet.json beside the plans of an nnU-Net dataset\n"
-                    "($nnUNet_preprocessed/DatasetXXX_Name/), or to --out; nnUNetTrainerTumorSyn reads it\n"
+                    "($nnUNet_preprocessed/Dataset<ID>_<NAME>/), or to --out; nnUNetTrainerTumorSyn reads it\n"
                     "(or the file named by $TUMORSYN_NNUNET_CONFIG).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     where = configure.add_mutually_exclusive_group(required=True)

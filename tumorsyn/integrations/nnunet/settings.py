@@ -3,7 +3,7 @@
 Two small pieces, light to import (no torch, no nnunetv2):
 
 - :class:`TumorSynSettings`: the ``tumorsyn_nnunet.json`` file beside the plans
-  (``$nnUNet_preprocessed/DatasetXXX_Name/tumorsyn_nnunet.json``, or the file named by the
+  (``$nnUNet_preprocessed/Dataset<ID>_<NAME>/tumorsyn_nnunet.json``, or the file named by the
   ``TUMORSYN_NNUNET_CONFIG`` environment variable): organ, probability, size range, method ...
 - :class:`CTIntensity`: nnU-Net's ``CTNormalization`` (clip to the foreground's 0.5 and 99.5
   percentiles, then ``(x - mean) / std`` with the foreground's mean and standard deviation, all
