@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tumorsyn.cli.common import non_negative_float, non_negative_int, positive_float
+
 DESCRIPTION = """\
 Run a blinded reader study: can radiologists tell synthetic tumours from real ones?
   build       crop real and synthetic lesions to one field of view and grid (HU images; the page sets the
@@ -28,41 +30,14 @@ real_cases.csv has a header ct,mask[,organ,label] and one row per CT + tumour ma
 See docs/reader_study.md for the whole protocol."""
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return value
-
-
 def _fraction(text: str) -> float:
     """A tolerance: a finite number >= 0 (0.4 = 40 %)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number >= 0 (a fraction: 0.4 = 40 %)")
-    return value
-
-
-def _count(text: str) -> int:
-    """A whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
+    return non_negative_float(text, meaning="a fraction: 0.4 = 40 %")
 
 
 def _fov(text: str) -> float | None:
     """``--fov-mm``: a positive number of mm, or ``whole`` (the whole axial slice) -> None."""
-    return None if text.strip().lower() == "whole" else _positive_float(text)
+    return None if text.strip().lower() == "whole" else positive_float(text)
 
 
 def _window(text: str) -> tuple[float, float]:
@@ -121,11 +96,11 @@ def register(subparsers) -> None:
     build.add_argument("--fov-mm", type=_fov, default=150.0, metavar="MM|whole",
                        help="side of the square in-plane field of view, mm, or 'whole' for the whole axial slice "
                             "(default 150)")
-    build.add_argument("--depth-mm", type=_positive_float, default=64.0,
+    build.add_argument("--depth-mm", type=positive_float, default=64.0,
                        help="extent of the axial stack along the body axis, mm (default 64)")
-    build.add_argument("--pixel-mm", type=_positive_float, default=None,
+    build.add_argument("--pixel-mm", type=positive_float, default=None,
                        help="in-plane pixel size of every image, mm (default 0.5; 0.8 with --fov-mm whole)")
-    build.add_argument("--slice-mm", type=_positive_float, default=2.0, help="axial slice distance, mm (default 2)")
+    build.add_argument("--slice-mm", type=positive_float, default=2.0, help="axial slice distance, mm (default 2)")
     build.add_argument("--window", type=_window, default=(400.0, 40.0), metavar="W400/L40",
                        help="window width/level in HU the page opens with; readers may switch to the abdomen "
                             "(W400/L40) or liver (W150/L90) preset or drag it (default W400/L40)")
@@ -137,7 +112,7 @@ def register(subparsers) -> None:
     build.add_argument("--jitter", type=float, default=0.25, metavar="FRACTION",
                        help="largest lesion offset from the crop centre, as a fraction of the field of view "
                             "(default 0.25)")
-    build.add_argument("--min-diameter-mm", type=_positive_float, default=3.0,
+    build.add_argument("--min-diameter-mm", type=positive_float, default=3.0,
                        help="ignore mask components smaller than this maximum 3D diameter, mm (default 3)")
     build.add_argument("--size-bins-mm", default="10,20", metavar="E1,E2",
                        help="size-bin edges on the maximum 3D diameter, mm (default 10,20)")
@@ -149,7 +124,7 @@ def register(subparsers) -> None:
                             "source pixel is at most 1 + FRACTION times the finer (default 0.4)")
     build.add_argument("--slice-tolerance", type=_fraction, default=0.5, metavar="FRACTION",
                        help="the same for the source slice spacing along the body axis (default 0.5)")
-    build.add_argument("--practice", type=_count, default=0, metavar="N",
+    build.add_argument("--practice", type=non_negative_int, default=0, metavar="N",
                        help="N practice cases shown first, with feedback, not scored: even in the single design "
                             "(half real), pairs in 2afc; drawn from cases the scored set does not use (default 0)")
     build.add_argument("--workers", type=positive_int, default=1,

@@ -34,13 +34,41 @@ def shard(text: str) -> tuple[int, int] | str:
     return index, count
 
 
-def positive_int(text: str) -> int:
+def _parsed(text: str, kind: type) -> float:
+    """``text`` as ``kind`` (int or float), or argparse's one-line error."""
     try:
-        value = int(text)
+        return kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole number' if kind is int else 'number'}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _parsed(text, int)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _parsed(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _parsed(text, float)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def non_negative_float(text: str, *, meaning: str = "") -> float:
+    """A finite number >= 0; ``meaning`` (e.g. "a fraction: 0.4 = 40 %") is added to the error in brackets."""
+    value = _parsed(text, float)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a {'' if meaning else 'finite '}number >= 0"
+                                         + (f" ({meaning})" if meaning else ""))
     return value
 
 

@@ -10,7 +10,7 @@ import shlex
 import sys
 from functools import partial
 
-from tumorsyn.cli.common import bin_edges_mm, int_list, positive_int, progress
+from tumorsyn.cli.common import bin_edges_mm, int_list, non_negative_float, positive_int, progress
 from tumorsyn.errors import ConfigError
 
 __all__ = ["register", "run"]
@@ -37,16 +37,6 @@ See docs/evaluate.md."""
 _PRESETS_WITH_TUMOUR = ("binary", "decathlon", "kits")
 
 
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
-    return value
-
-
 def _fp_rates(text: str) -> str | tuple[float, ...]:
     """A named set of FROC operating points, or a list of positive rates."""
     from tumorsyn.metrics.froc import FP_RATE_SETS
@@ -67,7 +57,7 @@ def _volume_list(text: str) -> str | tuple[float, ...]:
     if text == "default":
         return text
     try:
-        values = tuple(_non_negative(v) for v in text.split(",") if v.strip())
+        values = tuple(non_negative_float(v) for v in text.split(",") if v.strip())
     except argparse.ArgumentTypeError:
         values = ()
     if not values:
@@ -103,7 +93,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--picai-extract", action="store_true",
                         help="with --match picai: turn softmax maps into detection maps with "
                              "report_guided_annotation.extract_lesion_candidates, as PI-CAI does")
-    parser.add_argument("--min-volume-mm3", type=_non_negative, default=0.0, metavar="V",
+    parser.add_argument("--min-volume-mm3", type=non_negative_float, default=0.0, metavar="V",
                         help="ignore predicted components smaller than V mm^3 (default 0: every component counts)")
     parser.add_argument("--size-convention", choices=("max-diameter", "radius", "diameter"), default="max-diameter",
                         help="size bins: max-diameter (default: maximum 3D diameter <10, 10-20, >20 mm), radius "
@@ -118,7 +108,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                         metavar="MM3[,MM3]",
                         help="patient level: call a scan positive when its predicted tumour volume >= T mm^3, "
                              "for T in 1 ... 99000 (1-2-5 steps) or the given list")
-    parser.add_argument("--surface-tolerance-mm", type=_non_negative, default=None, metavar="MM",
+    parser.add_argument("--surface-tolerance-mm", type=non_negative_float, default=None, metavar="MM",
                         help="surface Dice tolerance in mm (default 2)")
     parser.add_argument("--compare", nargs=2, metavar=("A_REPORT", "B_REPORT"),
                         help="compare two reports (folders or report.json) of the same reference instead of evaluating")
