@@ -95,13 +95,26 @@ DEFAULTS: dict[str, Any] = {
         "arms": {},                        # name -> {"overrides": {...}} or {"baseline": "organ_only"}
         "test": {"dataset": None, "cases": [], "label_preset": "decathlon", "organ_labels": None},
         "match": "any",
+        # Folds over real tumours (segment/folds.py, docs/experiment.md): null = the arms train once on
+        # data.* and are tested on experiment.test. "slabs": one scan cut along an axis with a gap;
+        # "patients": k folds of the data.real scans, stratified by each scan's smallest tumour.
+        "folds": {"kind": None, "scan": None, "label_preset": "decathlon", "axis": 2, "gap": None,
+                  "exclude_margin_voxels": 2, "k": 5, "stratify_bins_mm": [5, 10, 20]},
+        "seeds": None,                     # training seeds of every arm (null: [seed])
+        "size_conventions": ["max-diameter", "diameter"],  # the first is primary (comparisons, claim table)
+        "bins_mm": [5, 10, 20],
+        "comparisons": [],                 # [[a, b], ...]: paired McNemar per seed, b against a
+        "claim": {"real": None, "synthetic": None, "mixed": None},  # arm names for the published-claim table
+        "caveats": [],                     # printed under the claim table, always
+        "preregistration": None,           # where the design was written down before the run
+        "departures": [],                  # every departure from that design, stated
     },
 }
 
 SOURCE_KEYS = ("real", "healthy", "validation")  # the data sources of a config (experiment.test apart)
 
 
-_FREE_FORM = ("network.kwargs", "synthesis.options", "experiment.arms")
+_FREE_FORM = ("network.kwargs", "synthesis.options", "experiment.arms", "experiment.folds.scan")
 
 
 def merge_overrides(base: dict, update: Mapping, where: str, path: str) -> dict:
@@ -128,6 +141,11 @@ def _resolve_paths(config: dict, base_dir: Path) -> None:
             if case.get("tumor"):
                 tumors = case["tumor"] if isinstance(case["tumor"], list) else [case["tumor"]]
                 case["tumor"] = [_expand(t, base_dir) for t in tumors]
+    scan = config["experiment"]["folds"].get("scan")
+    if isinstance(scan, dict):
+        for key in ("ct", "labels"):
+            if scan.get(key):
+                scan[key] = _expand(scan[key], base_dir)
     ckpt = config["network"].get("init_checkpoint")
     if ckpt:
         config["network"]["init_checkpoint"] = _expand(ckpt, base_dir)
@@ -232,7 +250,49 @@ def validate_config(config: dict, *, path: str = "config", check_files: bool = T
               f"experiment.arms.{name}.baseline {arm.get('baseline')!r} unknown; the only baseline is organ_only")
     _need(c["experiment"]["match"] in ("any", "iou0.5", "dice0.1", "centroid"), path,
           f"experiment.match {c['experiment']['match']!r} unknown; choose any, iou0.5, dice0.1 or centroid")
+    _validate_experiment(c["experiment"], path, check_files)
     return c
+
+
+def _validate_experiment(e: dict, path: str, check_files: bool) -> None:
+    """The fold design, seeds, size conventions and comparisons of ``experiment``."""
+    from tumorsyn.metrics.sizes import SIZE_CONVENTIONS, check_bins_mm
+
+    f = e["folds"]
+    _need(f["kind"] in (None, "slabs", "patients"), path,
+          f"experiment.folds.kind {f['kind']!r} unknown; choose slabs, patients or null")
+    if f["kind"] == "slabs":
+        scan = f["scan"]
+        _need(isinstance(scan, dict) and scan.get("ct") and scan.get("labels"), path,
+              "experiment.folds.scan must be {id, ct, labels} (a label map with organ and tumours) for slab folds")
+        if check_files:
+            for key in ("ct", "labels"):
+                _need(Path(scan[key]).exists(), path, f"experiment.folds.scan.{key} {scan[key]} not found")
+        _need(f["axis"] in (0, 1, 2), path, f"experiment.folds.axis must be 0, 1 or 2, got {f['axis']!r}")
+        gap = f["gap"]
+        _need(isinstance(gap, list) and len(gap) == 2 and all(isinstance(g, int) for g in gap) and 0 < gap[0] <= gap[1],
+              path, f"experiment.folds.gap must be [first, last] slice of the gap (0 < first <= last), got {gap!r}")
+    if f["kind"] == "patients":
+        _need(isinstance(f["k"], int) and f["k"] >= 2, path, f"experiment.folds.k must be an integer >= 2, got {f['k']!r}")
+    _need(isinstance(f["exclude_margin_voxels"], int) and f["exclude_margin_voxels"] >= 0, path,
+          "experiment.folds.exclude_margin_voxels must be an integer >= 0")
+    seeds = e["seeds"]
+    _need(seeds is None or (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)
+                            and len(set(seeds)) == len(seeds)), path,
+          f"experiment.seeds must be a list of distinct integers or null, got {seeds!r}")
+    conventions = e["size_conventions"]
+    _need(isinstance(conventions, list) and conventions and all(c in SIZE_CONVENTIONS for c in conventions), path,
+          f"experiment.size_conventions must list some of {', '.join(SIZE_CONVENTIONS)}, got {conventions!r}")
+    try:
+        check_bins_mm(e["bins_mm"])
+    except (ConfigError, ValueError) as exc:
+        raise ConfigError(f"{path}: experiment.bins_mm: {exc}") from None
+    names = set(e["arms"] or {})
+    for pair in e["comparisons"]:
+        _need(isinstance(pair, list) and len(pair) == 2 and set(pair) <= names, path,
+              f"experiment.comparisons entry {pair!r} must name two arms of experiment.arms")
+    for role, name in e["claim"].items():
+        _need(name is None or name in names, path, f"experiment.claim.{role} {name!r} is not an arm of experiment.arms")
 
 
 def _validate_source(source: dict, name: str, organ: str, path: str, check_files: bool) -> None:

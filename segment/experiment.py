@@ -89,6 +89,10 @@ def run_experiment(config: dict, *, quiet: bool = False, workers: int = 1) -> Pa
     from segment.predict import output_names, predict_files
     from segment.train import train, versions
 
+    if config["experiment"]["folds"]["kind"]:
+        from segment.fold_experiment import run_fold_experiment
+
+        return run_fold_experiment(config, quiet=quiet, workers=workers)
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     out = Path(config["output_dir"])
     cases = source_cases(config["experiment"]["test"], "experiment.test")
