@@ -227,6 +227,8 @@ def validate_config(config: dict, *, path: str = "config", check_files: bool = T
     _need(isinstance(t["warmup_steps"], int) and t["warmup_steps"] >= 0, path, "train.warmup_steps must be an integer >= 0")
     for key in ("lr", "weight_decay", "max_grad_norm"):
         _need(isinstance(t[key], (int, float)) and t[key] >= 0, path, f"train.{key} must be a number >= 0, got {t[key]!r}")
+    if t["mixed_precision"] is False:  # YAML reads a bare `no` (as in --set train.mixed_precision=no) as false
+        t["mixed_precision"] = "no"
     _need(t["mixed_precision"] in MIXED_PRECISION, path,
           f"train.mixed_precision {t['mixed_precision']!r} unknown; choose one of {', '.join(MIXED_PRECISION)}")
     _need(t["threads"] is None or (isinstance(t["threads"], int) and not isinstance(t["threads"], bool)

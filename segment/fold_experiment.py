@@ -33,7 +33,7 @@ from pathlib import Path
 from tumorsyn.errors import ConfigError
 
 from segment.config import DEFAULTS, merge_overrides, validate_config
-from segment.folds import Fold, build_folds, check_design
+from segment.folds import Fold, build_folds, check_design, load_folds
 
 __all__ = ["run_fold_experiment", "plan_runs", "PUBLISHED_CLAIM"]
 
@@ -139,23 +139,32 @@ def run_fold_experiment(config: dict, *, quiet: bool = False, workers: int = 1) 
     from segment.report_experiment import write_experiment_report
     from segment.train import train, versions
 
-    log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    from accelerate import PartialState
+
+    # Under `accelerate launch` every process trains; the main one alone writes folds, predicts and reports.
+    state = PartialState()
+    main = state.is_main_process
+    log = (lambda *a: None) if quiet or not main else (lambda *a: print(*a, file=sys.stderr, flush=True))
     out = Path(config["output_dir"])
     exp = config["experiment"]
     if not exp["arms"]:
         raise ConfigError("experiment.arms is empty: name the arms to compare (docs/experiment.md)")
     started = time.perf_counter()
-    (out / "reference").mkdir(parents=True, exist_ok=True)
-    (out / "organ").mkdir(parents=True, exist_ok=True)
-    folds = build_folds(config, out)
-    design = check_design(folds)
-    _json(out / "design.json", {"rules": design, "folds": {f.name: f.facts for f in folds},
-                                "preregistration": exp["preregistration"], "departures": exp["departures"]})
-    broken = [rule for rule, ok in design.items() if ok is False]
-    if broken:
-        raise ConfigError(f"the folds break the design rule(s) {', '.join(broken)}; see {out / 'design.json'}")
-    log(f"folds: {', '.join(f'{f.name} ({f.tested_lesions} tested tumours)' for f in folds)}; design rules hold")
-    further = _write_further_refs(config, out)
+    if main:
+        (out / "reference").mkdir(parents=True, exist_ok=True)
+        (out / "organ").mkdir(parents=True, exist_ok=True)
+        folds = build_folds(config, out)
+        design = check_design(folds)
+        _json(out / "design.json", {"rules": design, "folds": {f.name: f.facts for f in folds},
+                                    "preregistration": exp["preregistration"], "departures": exp["departures"]})
+        broken = [rule for rule, ok in design.items() if ok is False]
+        if broken:
+            raise ConfigError(f"the folds break the design rule(s) {', '.join(broken)}; see {out / 'design.json'}")
+        log(f"folds: {', '.join(f'{f.name} ({f.tested_lesions} tested tumours)' for f in folds)}; design rules hold")
+        further = _write_further_refs(config, out)
+    state.wait_for_everyone()
+    if not main:
+        folds = load_folds(out)
     runs = plan_runs(config, folds)
     timings_path = out / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
@@ -164,12 +173,15 @@ def run_fold_experiment(config: dict, *, quiet: bool = False, workers: int = 1) 
         label = f"{run['arm']} seed {run['seed']} {run['key']}"
         run_dir = Path(run["config"]["output_dir"])
         pred_dir = run_dir.parent / "pred"
+        state.wait_for_everyone()  # every process sees the same finished runs
         if (pred_dir / "DONE").is_file() and (run_dir / "model").is_dir():
             log(f"[{i}/{len(runs)}] {label}: done")
         else:
             t0 = time.perf_counter()
             log(f"[{i}/{len(runs)}] {label}: training ({time.perf_counter() - started:.0f} s so far)")
             train(run["config"], quiet=quiet)
+            if not main:
+                continue
             scans = {(t.scan_id, t.ct, t.organ) for f in run["folds"] for t in f.test}
             scans |= {(c.case_id, str(c.ct), str(out / "organ" / f"{c.case_id}.nii.gz")) for c in further}
             _predict(run, sorted(scans), pred_dir, quiet)
@@ -177,6 +189,9 @@ def run_fold_experiment(config: dict, *, quiet: bool = False, workers: int = 1) 
                 f"{run['arm']}/seed{run['seed']}/{run['key']}", 0.0) + time.perf_counter() - t0
             _json(timings_path, timings)
 
+    state.wait_for_everyone()
+    if not main:
+        return out
     # Score: every arm and seed on the pooled folds, under each size convention; further scans per model.
     reports: dict[str, dict] = {}
     further_reports: dict[str, dict] = {}

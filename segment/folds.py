@@ -31,7 +31,7 @@ import numpy as np
 from tumorsyn.errors import ConfigError
 from tumorsyn.io.cases import Case
 
-__all__ = ["FOLD_KINDS", "Fold", "TestScan", "build_folds", "check_design", "slab_lesion_folds"]
+__all__ = ["FOLD_KINDS", "Fold", "TestScan", "build_folds", "load_folds", "check_design", "slab_lesion_folds"]
 
 FOLD_KINDS = ("slabs", "patients")
 _NEIGHBOURS_26 = np.ones((3, 3, 3), dtype=bool)
@@ -108,6 +108,15 @@ def _save(path: Path, array: np.ndarray, affine: np.ndarray) -> str:
     return str(path)
 
 
+def _save_like(path: Path, scan, mask: np.ndarray) -> str:
+    """Write a canonical mask on ``scan``'s own grid (where predictions of the scan are written) and return its path."""
+    from tumorsyn.io.writers import write_mask_like
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_mask_like(path, scan, mask)
+    return str(path)
+
+
 def _slab(shape: Sequence[int], axis: int, start: int, stop: int) -> tuple[slice, ...]:
     return tuple(slice(start, stop) if a == axis else slice(0, n) for a, n in enumerate(shape))
 
@@ -135,7 +144,7 @@ def _slab_folds(case: Case, organ: str, folds_cfg: dict, out: Path) -> list[Fold
         if untested.any() and folds_cfg["exclude_margin_voxels"] > 0 else untested
     slabs = {"A": (0, gap[0]), "B": (gap[1] + 1, n)}
     folder = out / "folds"
-    organ_path = _save(folder / f"{case.case_id}_organ.nii.gz", liver, affine)
+    organ_path = _save_like(folder / f"{case.case_id}_organ.nii.gz", scan, liver)
     lesions = []
     for i, f in enumerate(lesion_fold):
         comp = components == i + 1
@@ -165,8 +174,8 @@ def _slab_folds(case: Case, organ: str, folds_cfg: dict, out: Path) -> list[Fold
         region[_slab(scan.shape, axis, *slabs[test_name])] = True
         evaluation = (liver & region & ~untested_grown) | in_fold
         test = TestScan(case_id=f"{case.case_id}_{test_name}", scan_id=case.case_id, ct=str(case.ct),
-                        reference=_save(fold_dir / "test" / "reference.nii.gz", in_fold, affine),
-                        evaluation_mask=_save(fold_dir / "test" / "evaluation_mask.nii.gz", evaluation, affine),
+                        reference=_save_like(fold_dir / "test" / "reference.nii.gz", scan, in_fold),
+                        evaluation_mask=_save_like(fold_dir / "test" / "evaluation_mask.nii.gz", scan, evaluation),
                         organ=organ_path)
         result.append(Fold(name=test_name, train_cases=[train_case], test=[test],
                            tested_lesions=sum(f == test_name for f in lesion_fold),
@@ -213,8 +222,8 @@ def _patient_folds(cases: Sequence[Case], organ: str, folds_cfg: dict, seed: int
         strata.setdefault(stratum, []).append(case)
         folder = out / "folds" / "scans"
         written[case.case_id] = (
-            _save(folder / f"{case.case_id}_reference.nii.gz", tumor, scan.canonical_affine),
-            _save(folder / f"{case.case_id}_organ.nii.gz", organ_mask | tumor, scan.canonical_affine), count)
+            _save_like(folder / f"{case.case_id}_reference.nii.gz", scan, tumor),
+            _save_like(folder / f"{case.case_id}_organ.nii.gz", scan, organ_mask | tumor), count)
     # Deal each stratum's scans (in a seeded order) round robin over the folds.
     rng = np.random.default_rng([int(seed), 17])
     members: list[list[Case]] = [[] for _ in range(k)]
@@ -250,6 +259,13 @@ def build_folds(config: dict, out: Path) -> list[Fold]:
                                config["seed"], out)
     (out / "folds" / "folds.json").write_text(json.dumps([asdict(f) for f in folds], indent=1, default=str))
     return folds
+
+
+def load_folds(out: Path) -> list[Fold]:
+    """The folds :func:`build_folds` recorded in ``out/folds/folds.json``."""
+    records = json.loads((Path(out) / "folds" / "folds.json").read_text())
+    return [Fold(name=r["name"], train_cases=r["train_cases"], test=[TestScan(**t) for t in r["test"]],
+                 tested_lesions=r["tested_lesions"], facts=r["facts"]) for r in records]
 
 
 def _load_mask(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
