@@ -15,6 +15,7 @@ examples:
   accelerate launch -m tumorsyn segment train configs/segment/msd_task03_liver.yaml --set data.real.dataset=/data/Task03_Liver
   tumorsyn segment predict --model runs/liver/ ct1.nii.gz ct2.nii.gz --organ-mask liver1.nii.gz liver2.nii.gz --out pred/
   tumorsyn segment experiment configs/segment/demo_cpu.yaml --out ~/segment_demo
+  tumorsyn segment experiment configs/segment/real_small_tumours_cpu.yaml --out ~/real_small_tumours
 """
 
 
@@ -54,7 +55,12 @@ def register(subparsers) -> None:
     experiment = sub.add_parser("experiment", help="train arms, predict held-out real tumours, evaluate, compare",
                                 description="Train every arm of experiment.arms, predict experiment.test scans, run "
                                             "`tumorsyn evaluate` per arm and `--compare` against the first arm; "
-                                            "writes report.md with the per-size-bin table in output_dir.")
+                                            "writes report.md with the per-size-bin table in output_dir. With "
+                                            "experiment.folds (slabs of one scan, or patient folds) and "
+                                            "experiment.seeds it runs the pre-registered design of "
+                                            "docs/experiment.md: every arm x seed x fold, each real tumour tested "
+                                            "once, design rules checked before training, figures and the "
+                                            "published-claim table. Killed, the same command resumes.")
     _common(experiment)
     experiment.add_argument("--workers", type=int, default=1, help="processes for the evaluation (default 1)")
     experiment.set_defaults(handler=_experiment)

@@ -317,6 +317,15 @@ FATES: dict[tuple[str, str], Fate] = {
     # docs/segment.md
     ("docs/segment.md", "tumorsyn segment train CONFIG.yaml [--set key=value ...] [--out DIR] [--seed S] [--quiet] "
                         "[--no-resume]"): Fate("not run", SYNOPSIS),
+    # docs/experiment.md
+    ("docs/experiment.md", "tumorsyn segment experiment configs/segment/real_small_tumours_cpu.yaml --out "
+                           "~/real_small_tumours"): Fate(
+        "not run", "the pre-registered CPU experiment takes 1-2 hours; tests/segment/test_fold_experiment.py runs the "
+                   "same config with 3 steps and one seed (test_real_small_tumours_ci_version_runs_the_design)"),
+    ("docs/experiment.md", "accelerate launch -m tumorsyn segment experiment "
+                           "configs/segment/experiment_msd_task03_liver.yaml \\"): Fate(
+        "not run", "needs the user's dataset and GPUs; tests/segment/test_fold_experiment.py runs this config on a "
+                   "tiny stand-in dataset (test_gpu_liver_config_runs_end_to_end_on_a_stand_in_dataset)"),
     ("docs/segment.md", "tumorsyn segment experiment configs/segment/demo_cpu.yaml --out ~/segment_demo"): Fate(
         "not run", "the CPU demo (1.5 min alone on 2 cores, 8-9 min beside other busy processes): tests/segment/test_demo.py runs this command "
         "(test_demo_command_is_the_documented_one checks that it is the same)"),
