@@ -267,3 +267,47 @@ def test_real_small_tumours_ci_version_runs_the_design(tmp_path):
     assert len(report["comparisons"]) == 3
     text = (out / "report.md").read_text()
     assert "One small-tumour scan" in text and "docs/experiment.md" in text
+
+
+@pytest.mark.slow
+def test_fold_experiment_killed_mid_run_resumes_to_the_same_report(tmp_path):
+    """kill -9 during the second training run, then the same command: the report equals an uninterrupted run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    data = _slab_config(tmp_path)
+    data["train"].update(steps_per_epoch=6, checkpoint_every=1)
+    data.pop("output_dir")
+    config_path = tmp_path / "experiment.yaml"
+    config_path.write_text(yaml.safe_dump(data))
+    command = [sys.executable, "-m", "tumorsyn", "segment", "experiment", str(config_path), "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*command, "--out", str(killed)], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    second = killed / "arms" / "real_only" / "seed0" / "B" / "run" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while not (second.is_dir() and any(second.glob("step_*"))) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-500:]}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "report.json").exists()
+    for out in (killed, tmp_path / "whole"):
+        done = subprocess.run([*command, "--out", str(out)], env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-1000:]
+
+    def summaries(out: Path) -> dict:
+        report = json.loads((out / "report.json").read_text())
+        return {key: value["summary"] for key, value in report["arms"].items()}
+    assert summaries(killed) == summaries(tmp_path / "whole")
+    # The interrupted training run itself ended with the same weights as the uninterrupted one.
+    weights = [sorted((out / "arms" / "real_only" / "seed0" / "B" / "run" / "model").glob("*.safetensors"))
+               for out in (killed, tmp_path / "whole")]
+    assert weights[0] and [p.read_bytes() for p in weights[0]] == [p.read_bytes() for p in weights[1]]
