@@ -152,5 +152,8 @@ def _experiment(args) -> int:
     config = _load(args)
     _check_spares_inputs(config, args.config, experiment=True)
     out = run_experiment(config, quiet=args.quiet, workers=args.workers)
-    print((out / "report.md").read_text())
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:  # under `accelerate launch`, one report on the screen
+        print((out / "report.md").read_text())
     return 0

@@ -133,16 +133,15 @@ def _write_further_refs(config: dict, out: Path) -> list:
 
 def run_fold_experiment(config: dict, *, quiet: bool = False, workers: int = 1) -> Path:
     """Run (or resume) the whole fold design; write the report; return the output folder."""
-    from tumorsyn import metrics
-
-    from segment.predict import output_names
-    from segment.report_experiment import write_experiment_report
-    from segment.train import train, versions
-
     from accelerate import PartialState
 
+    from segment.train import train
+
     # Under `accelerate launch` every process trains; the main one alone writes folds, predicts and reports.
-    state = PartialState()
+    import torch
+
+    # cpu=True without a GPU, so that a launcher's CPU processes are seen as one data-parallel group.
+    state = PartialState(cpu=bool(config["train"]["cpu"]) or not torch.cuda.is_available())
     main = state.is_main_process
     log = (lambda *a: None) if quiet or not main else (lambda *a: print(*a, file=sys.stderr, flush=True))
     out = Path(config["output_dir"])
@@ -190,8 +189,22 @@ def run_fold_experiment(config: dict, *, quiet: bool = False, workers: int = 1) 
             _json(timings_path, timings)
 
     state.wait_for_everyone()
-    if not main:
-        return out
+    if main:
+        _score_and_report(config, out, folds, design, further, timings, started=started, workers=workers)
+    state.wait_for_everyone()  # the report exists for every process when the command returns
+    return out
+
+
+def _score_and_report(config: dict, out: Path, folds: list[Fold], design: dict, further: list, timings: dict, *,
+                      started: float, workers: int) -> None:
+    """Score every arm and seed from the predictions, compare, and write the report (main process only)."""
+    from tumorsyn import metrics
+
+    from segment.predict import output_names
+    from segment.report_experiment import write_experiment_report
+    from segment.train import versions
+
+    exp = config["experiment"]
     # Score: every arm and seed on the pooled folds, under each size convention; further scans per model.
     reports: dict[str, dict] = {}
     further_reports: dict[str, dict] = {}
@@ -238,4 +251,3 @@ def run_fold_experiment(config: dict, *, quiet: bool = False, workers: int = 1) 
     write_experiment_report(out, config, folds=folds, design=design, reports=reports, further=further_reports,
                             comparisons=comparisons, arm_seeds=arm_seeds, timings=timings,
                             seconds=time.perf_counter() - started)
-    return out

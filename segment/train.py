@@ -270,8 +270,9 @@ def _train(config: dict, *, resume: bool, quiet: bool, stop_at_step: int | None)
     # accumulation: clear accelerate's per-process singletons first (the distributed setup is kept).
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
+    # cpu=True without a GPU: accelerate then sets up data-parallel CPU processes (gloo) under a launcher.
     accelerator = Accelerator(mixed_precision=t["mixed_precision"], gradient_accumulation_steps=t["grad_accum"],
-                              cpu=bool(t["cpu"]))
+                              cpu=bool(t["cpu"]) or not torch.cuda.is_available())
     log = (lambda *a: None) if quiet or not accelerator.is_main_process else \
         (lambda *a: print(*a, file=sys.stderr, flush=True))
     set_seed(int(config["seed"]))
@@ -326,13 +327,15 @@ def _train(config: dict, *, resume: bool, quiet: bool, stop_at_step: int | None)
                 "--set synthesis.batched_on_device=true samples each batch on the GPU")
         # Workers synthesise on the CPU (CUDA cannot be used in a forked worker); without workers,
         # the training process uses its own device.
-        worker_device = "cpu" if workers > 0 else str(accelerator.device)
+        # "cpu:0" (a data-parallel CPU process) is the CPU for the generators.
+        device_name = "cpu" if accelerator.device.type == "cpu" else str(accelerator.device)
+        worker_device = "cpu" if workers > 0 else device_name
         dataset = TrainSamples(items, build_train_transform(config, synthesis=False if on_device else None,
                                                             device=worker_device),
                                seed=int(config["seed"]),
                                weights={"real": d["real"]["weight"], "healthy": d["healthy"]["weight"]},
                                roi_size=d["roi_size"],
-                               synthesis=build_synthesis(config, device=str(accelerator.device)) if on_device else None)
+                               synthesis=build_synthesis(config, device=device_name) if on_device else None)
         loader = make_train_loader(dataset, start=state.step * per_step, stop=total_steps * per_step,
                                    batch_size=int(d["batch_size"]), workers=workers)
         if world > 1:

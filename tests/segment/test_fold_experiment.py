@@ -311,3 +311,28 @@ def test_fold_experiment_killed_mid_run_resumes_to_the_same_report(tmp_path):
     weights = [sorted((out / "arms" / "real_only" / "seed0" / "B" / "run" / "model").glob("*.safetensors"))
                for out in (killed, tmp_path / "whole")]
     assert weights[0] and [p.read_bytes() for p in weights[0]] == [p.read_bytes() for p in weights[1]]
+
+
+@pytest.mark.slow
+def test_fold_experiment_under_two_processes_writes_one_report(tmp_path):
+    """Data-parallel launch (torch.distributed.run, as accelerate launch does; gloo on the CPU): every process
+    trains, the main process alone writes folds, predictions and the report, which equals a one-process run's."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    data = _slab_config(tmp_path)
+    data.pop("output_dir")
+    config_path = tmp_path / "experiment.yaml"
+    config_path.write_text(yaml.safe_dump(data))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+              "-m", "tumorsyn", "segment", "experiment", str(config_path), "--quiet", "--out", str(tmp_path / "ddp")]
+    done = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.stdout.count("# Real-vs-synthetic experiment") == 1  # the main process prints the report once
+    report = json.loads((tmp_path / "ddp" / "report.json").read_text())
+    assert all(report["design"][k] for k in ("folds_disjoint", "no_test_tumour_in_training", "each_lesion_tested_once"))
+    assert {k: v["summary"]["n_lesions"] for k, v in report["arms"].items()} == {k: 4 for k in report["arms"]}
