@@ -102,3 +102,29 @@ def test_an_organ_the_priors_do_not_name_borrows_the_livers():
     for size in (10.0, 30.0):
         assert priors.prior_quantiles("gallbladder", size, "elongation") == priors.prior_quantiles("liver", size,
                                                                                                    "elongation")
+
+
+def test_reference_noise_factor_is_one_at_the_reference_voxel_and_follows_the_measured_exponent():
+    from tumorsyn.host import NOISE_VOLUME_EXPONENT, REFERENCE_VOXEL_MM3, reference_noise_factor, reference_noise_hu
+
+    assert REFERENCE_VOXEL_MM3 == pytest.approx(3.375) and NOISE_VOLUME_EXPONENT == 0.2
+    assert reference_noise_factor((1.5, 1.5, 1.5)) == pytest.approx(1.0)
+    # 3D-IRCADb p7's voxels (0.98 mm^3): its noise is higher than at the reference, so the factor is below 1.
+    assert reference_noise_factor((0.782, 0.782, 1.6)) == pytest.approx((0.782 * 0.782 * 1.6 / 3.375) ** 0.2)
+    assert reference_noise_factor((0.782, 0.782, 1.6)) < 1 < reference_noise_factor((3.0, 3.0, 3.0))
+    assert reference_noise_hu(10.0, (3.0, 3.0, 3.0)) == pytest.approx(10.0 * 8 ** 0.2)
+
+
+def test_rules_contrast_uses_the_reference_voxel_noise():
+    """The same host noise on a finer grid gives a smaller contrast in HU (the noise of a 1.5 mm cube is lower)."""
+    from tumorsyn.generators.registry import get_generator
+    from tumorsyn.organs import get_preset
+
+    generator, preset = get_generator("rules"), get_preset("liver")
+    draws = {}
+    for spacing in ((0.75, 0.75, 0.75), (1.5, 1.5, 1.5)):
+        params = generator.sample_params(np.random.default_rng(3), size_mm=12.0, preset=preset, organ_mean_hu=100.0,
+                                         organ_std_hu=20.0, spacing_mm=spacing, options={"appearance": "hypodense"},
+                                         organ_noise_hu=10.0)
+        draws[spacing] = params["delta_hu"]
+    assert draws[(0.75, 0.75, 0.75)] == pytest.approx(draws[(1.5, 1.5, 1.5)] * 8 ** -0.2, rel=1e-6)

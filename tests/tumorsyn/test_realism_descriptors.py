@@ -52,7 +52,11 @@ def test_known_contrast_in_noise_units(noise_hu):
     assert row["shell_median_hu"] == pytest.approx(100.0, abs=1.5)
     assert row["shell_noise_hu"] == pytest.approx(noise_hu, rel=0.08)
     assert row["contrast_hu"] == pytest.approx(-40.0, abs=0.15 * noise_hu)
-    assert row["contrast_noise"] == pytest.approx(-40.0 / noise_hu, rel=0.12)
+    # Contrast is read against the noise of a 1.5 mm cube: on 1 mm voxels that is noise x (1/3.375)^0.2.
+    from tumorsyn.host import reference_noise_factor
+
+    assert row["shell_noise_ref_hu"] == pytest.approx(row["shell_noise_hu"] * (1 / 3.375) ** 0.2, rel=1e-9)
+    assert row["contrast_noise"] == pytest.approx(-40.0 / (noise_hu * reference_noise_factor((1.0, 1.0, 1.0))), rel=0.12)
     # White noise: IQR = 1.349 SD.
     assert row["internal_iqr_noise"] == pytest.approx(1.349, rel=0.15)
 

@@ -24,6 +24,7 @@ from tumorsyn import priors
 from tumorsyn.blend import blend, edge_reach_mm, sigmoid_weight, tissue_level, visible_contrast
 from tumorsyn.errors import ConfigError
 from tumorsyn.generators.base import MIN_DELTA_HU, Generator, Rendering, hypodense_contrast
+from tumorsyn.host import reference_noise_hu
 from tumorsyn.organs import APPEARANCES, OrganPreset
 from tumorsyn.priors import texture_sd_for_spread
 from tumorsyn.shapes import (box_offsets_mm, fill_holes, random_direction, sample_outline, sample_radii_mm,
@@ -83,9 +84,10 @@ class RulesGenerator(Generator):
         if appearance not in APPEARANCES:
             raise ConfigError(f"unknown appearance {appearance!r}; choose one of {', '.join(APPEARANCES)} or mix")
 
-        # Contrast in units of the host's noise, as real tumours show it (a subtle early lesion in a
-        # noisy scan stays subtle); the preset's HU bounds still hold.
-        contrast = _clip_contrast(_CONTRAST_GAIN * abs(priors.draw(rng, organ, size_mm, "contrast_noise")) * noise, preset)
+        # Contrast in units of the host's noise at a reference voxel, as real tumours show it (a subtle
+        # early lesion in a noisy scan stays subtle, on any grid); the preset's HU bounds still hold.
+        unit = reference_noise_hu(noise, spacing_mm)
+        contrast = _clip_contrast(_CONTRAST_GAIN * abs(priors.draw(rng, organ, size_mm, "contrast_noise")) * unit, preset)
         outline = sample_outline(rng, organ=organ, size_mm=size_mm)
         params = {
             "appearance": appearance,

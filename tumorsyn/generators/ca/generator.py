@@ -36,6 +36,7 @@ from tumorsyn.errors import ConfigError
 from tumorsyn.generators.base import Generator, Rendering, hypodense_contrast
 from tumorsyn.generators.ca import calibration
 from tumorsyn.generators.ca.mass_effect import displace, mass_effect_field
+from tumorsyn.host import reference_noise_hu
 from tumorsyn.organs import OrganPreset
 from tumorsyn.priors import ellipsoid_axes, texture_sd_for_spread
 from tumorsyn.shapes import fill_holes
@@ -149,8 +150,10 @@ class CAGenerator(Generator):
             "vessel": float(rng.uniform(0.03, 0.12)),              # a vessel that gave way: still hard
             "outside": mid * float(rng.uniform(0.4, 0.7)),         # beyond the organ (exophytic only)
         }
-        # Contrast in units of the host's noise, as real tumours show it; the preset's HU bounds still hold.
-        contrast = float(np.clip(_CONTRAST_GAIN * abs(priors.draw(rng, organ, size_mm, "contrast_noise")) * noise,
+        # Contrast in units of the host's noise at a reference voxel, as real tumours show it (the same
+        # on any grid); the preset's HU bounds still hold.
+        unit = reference_noise_hu(noise, spacing_mm)
+        contrast = float(np.clip(_CONTRAST_GAIN * abs(priors.draw(rng, organ, size_mm, "contrast_noise")) * unit,
                                  *preset.contrast_hu))
         params = {
             "capacity": _CAPACITY,

@@ -74,7 +74,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from tumorsyn.host import highpass_noise_hu
+from tumorsyn.host import highpass_noise_hu, reference_noise_hu
 from tumorsyn.lesion_size import CONNECTIVITY_26, label_lesions, max_diameter_mm
 from tumorsyn.metrics.sizes import check_bins_mm, size_bin_index, size_bin_labels
 
@@ -121,8 +121,10 @@ DESCRIPTORS: dict[str, tuple[str, str, str]] = {
                                       "no fat (< -20 HU), no bright voxel (> median + 3 robust SD)"),
     "shell_noise_hu": ("host", "HU", "1.4826 x MAD of the shell's high-pass residual (HU minus the mean of its 26 "
                                      "neighbours, x sqrt(26/27)): scanner noise"),
+    "shell_noise_ref_hu": ("host", "HU", "shell_noise_hu at a 1.5 mm cube voxel: x (voxel volume / 3.375 mm^3)^0.2 "
+                                         "(tumorsyn.host.reference_noise_hu)"),
     "contrast_hu": ("scanner", "HU", "lesion_median_hu - shell_median_hu"),
-    "contrast_noise": ("intensity", "1", "contrast_hu / shell_noise_hu"),
+    "contrast_noise": ("intensity", "1", "contrast_hu / shell_noise_ref_hu (the same on any grid)"),
     "internal_iqr_hu": ("scanner", "HU", "interquartile range of HU in the lesion interior (one-voxel 6-connected "
                                            "erosion; NaN under 5 voxels)"),
     "internal_iqr_noise": ("intensity", "1", "internal_iqr_hu / shell_noise_hu"),
@@ -134,7 +136,7 @@ DESCRIPTORS: dict[str, tuple[str, str, str]] = {
     "glcm_homogeneity": ("scanner", "1", "GLCM homogeneity of axial slices inside the lesion (1 pixel, 4 directions, "
                                            "symmetric; 10 HU bins over -200..300 HU)"),
     "glcm_contrast": ("scanner", "bins^2", "GLCM contrast, same matrix (x 100 for HU^2)"),
-    "edge_gradient_noise_per_mm": ("intensity", "1/mm", "edge_gradient_hu_per_mm / shell_noise_hu"),
+    "edge_gradient_noise_per_mm": ("intensity", "1/mm", "edge_gradient_hu_per_mm / shell_noise_ref_hu"),
     "glcm_homogeneity_noise": ("intensity", "1", "GLCM homogeneity as glcm_homogeneity, of (HU - shell_median_hu) / "
                                                  "shell_noise_hu in bins of 1 over -30..30 (the host's noise as unit)"),
     "glcm_contrast_noise": ("intensity", "bins^2", "GLCM contrast of that matrix (noise SD^2)"),
@@ -277,7 +279,7 @@ def _noise(hu: np.ndarray, shell: np.ndarray, valid: np.ndarray) -> float:
 def _intensity(hu: np.ndarray, lesion: np.ndarray, organ: np.ndarray, blocked: np.ndarray, d_out: np.ndarray,
                d_in: np.ndarray, sp: np.ndarray) -> tuple[dict[str, float], float, float]:
     """Intensity descriptors, plus (shell median, shell raw robust SD) for the vessel threshold."""
-    names = ("lesion_median_hu", "shell_median_hu", "shell_noise_hu", "contrast_hu", "contrast_noise",
+    names = ("lesion_median_hu", "shell_median_hu", "shell_noise_hu", "shell_noise_ref_hu", "contrast_hu", "contrast_noise",
              "internal_iqr_hu", "internal_iqr_noise", "edge_gradient_hu_per_mm", "edge_gradient_noise_per_mm",
              "edge_sharpness")
     out = dict.fromkeys(names, math.nan)
@@ -298,11 +300,14 @@ def _intensity(hu: np.ndarray, lesion: np.ndarray, organ: np.ndarray, blocked: n
         return out, math.nan, math.nan
     shell_med, shell_sd = _robust(hu[shell])
     noise = _noise(hu, shell, tissue & keep)
-    out["shell_median_hu"], out["shell_noise_hu"] = shell_med, noise
+    # Contrast and edge against the noise of a reference voxel (one unit on every grid); internal
+    # spread and texture against the grid's own noise (the grain they are seen with).
+    noise_ref = reference_noise_hu(noise, sp) if noise > 0 else math.nan
+    out["shell_median_hu"], out["shell_noise_hu"], out["shell_noise_ref_hu"] = shell_med, noise, noise_ref
     contrast = out["lesion_median_hu"] - shell_med
     out["contrast_hu"] = contrast
     if noise > 0:
-        out["contrast_noise"] = contrast / noise
+        out["contrast_noise"] = contrast / noise_ref
         if not math.isnan(out["internal_iqr_hu"]):
             out["internal_iqr_noise"] = out["internal_iqr_hu"] / noise
     # Rings: the first voxel layer on each side of the border (at least 1 mm deep).
@@ -314,7 +319,7 @@ def _intensity(hu: np.ndarray, lesion: np.ndarray, organ: np.ndarray, blocked: n
         gap = 0.5 * (float(d_in[inner].mean()) + float(d_out[outer].mean()))
         out["edge_gradient_hu_per_mm"] = step / gap
         if noise > 0:
-            out["edge_gradient_noise_per_mm"] = step / gap / noise
+            out["edge_gradient_noise_per_mm"] = step / gap / noise_ref
         if noise > 0 and abs(contrast) >= noise:
             out["edge_sharpness"] = step / contrast
     return out, shell_med, shell_sd
