@@ -248,18 +248,26 @@ def load_spec_file(path: str | Path, spec_id: str | None = None) -> list[TumorSp
 
 
 def _measure(result: TumorResult, organ: np.ndarray, all_tumors: np.ndarray, before: np.ndarray, after: np.ndarray,
-             scan) -> dict:
-    """Size and HU of one written tumour, from the label its generator returned."""
+             written: np.ndarray, scan) -> dict:
+    """Size and HU of one written tumour, as the output files hold it.
+
+    The label is the one written into ``*_tumor`` (the union of the output's labels holds it
+    unchanged); HU are the written CT's: ``after`` where ``written``, encoded in the file's type and
+    read back, the input elsewhere.
+    """
     spec, slices, label = result.spec, result.slices, result.label_box
     spacing = spec.spacing_mm
     organ_rest = organ[slices] & ~all_tumors[slices].astype(bool)
+    stored = before[slices].copy()
+    changed = written[slices]
+    stored[changed] = scan.decode(scan.encode(after[slices][changed]))
     return {
         "equivalent_diameter_mm": round(equivalent_diameter_mm(label, spacing), 3),
         "max_diameter_mm": round(max_diameter_mm(label, spacing), 3),
         "volume_ml": round(volume_ml(label, spacing), 4),
-        "mean_hu_tumor": round(float(after[slices][label].mean()), 2) if label.any() else None,
+        "mean_hu_tumor": round(float(stored[label].mean()), 2) if label.any() else None,
         "mean_hu_tumor_before": round(float(before[slices][label].mean()), 2) if label.any() else None,
-        "mean_hu_organ_nearby": round(float(after[slices][organ_rest].mean()), 2) if organ_rest.any() else None,
+        "mean_hu_organ_nearby": round(float(stored[organ_rest].mean()), 2) if organ_rest.any() else None,
         "center_ras_mm": [round(v, 3) for v in scan.world_mm(spec.center_vox)],
     }
 
@@ -306,6 +314,7 @@ def _write_output(paths: dict, names: dict, output_id: str, options: GenerateOpt
     scan's own lesions, which stay tumour).
     """
     hu, ct_out = applied.source, applied.ct
+    written = applied.written_mask()
     drawn = [one.spec for one in applied.tumors]
     out_dir = paths["ct"].parent if out_dir is None else out_dir
     combined = None
@@ -320,7 +329,7 @@ def _write_output(paths: dict, names: dict, output_id: str, options: GenerateOpt
         from tumorsyn.io.dicom_out import write_seg_like, write_series_like
 
         # The SEGs reference the new series: it is written first, and they are removed with it on failure.
-        series = write_series_like(paths["ct"], scan, ct_out, applied.written_mask(), derivation)
+        series = write_series_like(paths["ct"], scan, ct_out, written, derivation)
         write_seg_like(paths["tumor"], series, scan, tumor > 0, [("synthetic tumour", None)], derivation, role="tumor")
         if combined is not None:
             paths["label"] = out_dir / names["label"]
@@ -328,12 +337,12 @@ def _write_output(paths: dict, names: dict, output_id: str, options: GenerateOpt
                            derivation, role="label")
     else:
         # Only voxels whose HU changed are re-encoded: the file keeps every other stored value.
-        write_ct_like(paths["ct"], scan, ct_out, applied.written_mask())
+        write_ct_like(paths["ct"], scan, ct_out, written)
         write_mask_like(paths["tumor"], scan, tumor)
         if combined is not None:
             paths["label"] = out_dir / names["label"]
             write_mask_like(paths["label"], scan, combined)
-    tumors = [{"spec": one.spec.to_dict(), "measured": _measure(one, organ, tumor, hu, ct_out, scan)}
+    tumors = [{"spec": one.spec.to_dict(), "measured": _measure(one, organ, tumor, hu, ct_out, written, scan)}
               for one in applied.tumors]
     if options.preview:
         from synthesize.preview import write_preview

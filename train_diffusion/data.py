@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from tumorsyn.errors import ConfigError
-from tumorsyn.generators.diffusion.sampler import hu_to_unit
+from tumorsyn.generators.diffusion.sampler import grow_mask, hu_to_unit
 from tumorsyn.lesion_size import label_lesions, max_diameter_mm
 
 __all__ = ["CropBank", "load_crops", "load_holdout", "resample_crop"]
@@ -209,9 +209,7 @@ def _add_tumors(bank: CropBank, hu, tumor, scan_spacing, case_id, organ, *, size
         if not mask.any():
             continue  # thinner than one model voxel
         core = mask
-        if dilate_mm > 0:
-            radius = [max(1, int(round(dilate_mm / s))) for s in spacing]
-            mask = ndimage.binary_dilation(mask, structure=np.ones([2 * r + 1 for r in radius], bool))
+        mask = grow_mask(mask, spacing, dilate_mm)
         bank.tumor_images.append(hu_to_unit(image, window))
         bank.tumor_masks.append(mask)
         bank.tumor_cores.append(core)

@@ -12,7 +12,7 @@ pytest.importorskip("diffusers", reason="the diffusion generator needs diffusers
 
 from tumorsyn.cli.main import main  # noqa: E402
 
-from generate_helpers import EXAMPLE_CT, stored_data  # noqa: E402
+from generate_helpers import EXAMPLE_CT, EXAMPLE_LABELS, stored_data  # noqa: E402
 from tests.train_diffusion.diffusion_helpers import tiny_config, write_phantom_case  # noqa: E402
 
 
@@ -51,6 +51,39 @@ def test_example_end_to_end_and_reproducible(tmp_path, model_dir):
     idx = np.argwhere(changed)
     assert len(idx) and np.ptp(idx, axis=0).max() * 3.0 <= 2 * 12.0 + 12.0  # 3 mm voxels, <= 12 mm tumour + edge
     assert (tumor & changed).sum() >= 0.9 * tumor.sum()  # the label is where the HU changed
+
+
+def test_manifest_measures_the_written_files_and_sizes_hold(tmp_path, model_dir):
+    """Issue 16: each diffusion output's manifest size, volume and HU are those of its written files
+    (measured by the manifest's own functions), and every size lies in the requested range."""
+    from tumorsyn.apply import render_label
+    from tumorsyn.io import load_labels, load_scan
+    from tumorsyn.lesion_size import equivalent_diameter_mm, max_diameter_mm, volume_ml
+    from tumorsyn.spec import TumorSpec
+
+    liver = load_labels(EXAMPLE_LABELS).values() == 5  # TotalSegmentator's liver
+    out = tmp_path / "m"
+    assert main(["generate", "--example", "--organ", "liver", "--method", "diffusion", "--model", str(model_dir),
+                 "--size-mm", "5-12", "--seed", "1", "--per-scan", "6", "--steps", "2", "--out", str(out),
+                 "--quiet"]) == 0
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert len(records) == 6
+    for record in records:
+        ct = load_scan(out / record["outputs"]["ct"])
+        tumor = load_labels(out / record["outputs"]["tumor"]).values() > 0
+        spacing = ct.spacing_mm
+        (one,) = record["tumors"]
+        measured, spec = one["measured"], one["spec"]
+        assert 5.0 <= measured["equivalent_diameter_mm"] <= 12.0, record["output_id"]
+        assert measured == {**measured,
+                            "equivalent_diameter_mm": round(equivalent_diameter_mm(tumor, spacing), 3),
+                            "max_diameter_mm": round(max_diameter_mm(tumor, spacing), 3),
+                            "volume_ml": round(volume_ml(tumor, spacing), 4),
+                            "mean_hu_tumor": round(float(ct.values()[tumor].mean()), 2)}, record["output_id"]
+        # the written label is the shape placement measured, not the blend zone around it
+        slices, rendering = render_label(TumorSpec.from_dict(spec), liver)
+        np.testing.assert_array_equal(tumor[slices], rendering.label, err_msg=record["output_id"])
+        assert tumor.sum() == rendering.label.sum()
 
 
 def test_replay_from_spec_gives_the_same_bytes(tmp_path, model_dir):

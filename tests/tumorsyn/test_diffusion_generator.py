@@ -109,6 +109,52 @@ def test_label_is_what_is_visible(scan, model_dir):
     assert unit_to_hu(same, model.hu_window).shape == model.crop_size
 
 
+def test_visible_label_is_the_placed_shape_and_never_leaves_it(scan, model_dir):
+    """Issue 16: the label of a visible sample is exactly the mask placement sized (so the size range
+    holds), not the blend zone around it; an isodense sample's label stays inside the shape."""
+    ct, organ, spacing = scan
+    gen = get_generator("diffusion", device="cpu")
+    spec = _spec(scan, model_dir, rng=2)
+    local = tumorsyn.apply_specs(ct, organ, spacing, spec).tumors[0]
+    origin = tuple(s.start for s in local.slices)
+    box, organ_box = ct[local.slices], organ[local.slices]
+    model = gen._model(spec)
+    shape = gen.render(spec, organ_box, origin).label
+    level = float(np.median(box[organ_box]))
+    for contrast in (-60.0, 45.0):  # hypo- and hyperdense fills, well above visible_hu
+        fill = np.full(model.crop_size, level + contrast, np.float32)
+        _, label, changed = gen.compose(box, organ_box, spec, origin, fill, model)
+        np.testing.assert_array_equal(label, shape)
+        assert (changed & ~shape).any()  # the blend zone outside the shape is written, not labelled
+    isodense = np.full(model.crop_size, level + 0.5 * spec.params["visible_hu"], np.float32)
+    _, label, _ = gen.compose(box, organ_box, spec, origin, isodense, model)
+    assert not (label & ~shape).any() and label.sum() < shape.sum()
+    # what apply writes for this spec is the shape too (the tiny model's sample is visible here)
+    np.testing.assert_array_equal(local.label_box, shape)
+
+
+def test_model_fills_the_shape_grown_as_training_grew_its_masks(scan, model_dir, monkeypatch):
+    """The model learnt masks grown by data.mask_dilate_mm around its tumours: it is asked for the same."""
+    from tumorsyn.generators.diffusion import sampler
+
+    ct, organ, spacing = scan
+    seen = []
+    original = sampler.inpaint
+    monkeypatch.setattr(sampler, "inpaint", lambda model, images, masks, **k: (seen.append(np.array(masks)),
+                                                                               original(model, images, masks, **k))[1])
+    spec = _spec(scan, model_dir, rng=3)
+    tumorsyn.apply_specs(ct, organ, spacing, spec, device="cpu")
+    gen = get_generator("diffusion", device="cpu")
+    model = gen._model(spec)
+    size = model.crop_size
+    shape = gen._distance(spec, size, (0, 0, 0), spacing_mm=model.spacing_mm,
+                          center=tuple(0.5 * (n - 1) for n in size)) <= 0
+    dilate = json.loads((model_dir / "config.json").read_text())["data"]["mask_dilate_mm"]
+    assert dilate > 0 and len(seen) == 1
+    np.testing.assert_array_equal(seen[0][0], sampler.grow_mask(shape, model.spacing_mm, dilate))
+    assert seen[0][0].sum() > shape.sum()
+
+
 def test_batch_gives_the_same_tumours_as_one_by_one(scan, model_dir):
     ct, organ, spacing = scan
     gen = get_generator("diffusion", device="cpu")

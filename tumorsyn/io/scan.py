@@ -82,7 +82,11 @@ class Scan:
 
     def values(self) -> np.ndarray:
         """Physical values (HU for a CT) in canonical order, float32."""
-        data = self.to_canonical(self.raw).astype(np.float32)
+        return self.decode(self.to_canonical(self.raw))
+
+    def decode(self, stored: np.ndarray) -> np.ndarray:
+        """Stored values -> physical values (float32), as :meth:`values` reads them; the inverse of :meth:`encode`."""
+        data = np.asarray(stored).astype(np.float32)
         if self.slope != 1.0:
             data *= np.float32(self.slope)
         if self.inter != 0.0:

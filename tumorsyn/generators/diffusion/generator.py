@@ -5,7 +5,9 @@ After the idea of DiffTumor, rebuilt from its description (see ``docs/diffusion.
 1. the mask comes from the core's shape code (:func:`tumorsyn.shapes.sample_outline`,
    :func:`tumorsyn.shapes.shape_distance_mm`: sizes in mm, the same family as the rules generator);
 2. a crop around the tumour is resampled to the model's spacing (locally, never the whole scan);
-3. the model samples the masked region in latent space, keeping the known region (RePaint);
+3. the model samples the masked region in latent space, keeping the known region (RePaint); the
+   region is the shape grown as training grew its tumour masks (``data.mask_dilate_mm``), so the
+   tumour the model draws fills the shape;
 4. the decoded crop is resampled back to the scan's own grid and blended in with a soft edge
    (:mod:`tumorsyn.blend`)::
 
@@ -14,9 +16,13 @@ After the idea of DiffTumor, rebuilt from its description (see ``docs/diffusion.
 
    voxels with ``w < 1/256`` are untouched (byte-identical on disk).
 
-The label is what is visible: voxels where the 1.5 mm-smoothed change reaches ``visible_hu``
-(holes filled). ``render`` (used to place and size a tumour before sampling) returns the shape
-mask, which is what the model is asked to fill.
+The label is what is visible, with the rules generator's half-maximum edge: when the sampled
+tumour is visible (its contrast, the median HU change the model made inside the shape, reaches
+``visible_hu``), the label is the shape (cut to the organ unless exophytic), where the blend carries
+at least half of that change. That is exactly the mask ``render`` returns, which placement measured:
+the written tumour has the size it was drawn with, in the requested range, on any grid. A nearly
+isodense sample is labelled only where its 1.5 mm-smoothed change reaches ``visible_hu`` inside the
+shape (holes filled), and may then be smaller than asked.
 """
 from __future__ import annotations
 
@@ -123,8 +129,11 @@ class DiffusionGenerator(Generator):
         return w if spec.exophytic else w * organ_box
 
     def render(self, spec: TumorSpec, organ_box: np.ndarray, origin, *, ct_box: np.ndarray | None = None) -> Rendering:
-        """The shape mask the model is asked to fill (the sampled label is known only after ``apply``; ``ct_box`` unused)."""
-        distance = self._distance(spec, organ_box.shape, origin)
+        """The shape: the label of a visible sampled tumour (``apply`` returns it; ``ct_box`` unused)."""
+        return self._shape(spec, self._distance(spec, organ_box.shape, origin), organ_box)
+
+    @staticmethod
+    def _shape(spec: TumorSpec, distance: np.ndarray, organ_box: np.ndarray) -> Rendering:
         presence = distance <= 0
         return Rendering(label=presence if spec.exophytic else presence & organ_box, presence=presence)
 
@@ -135,7 +144,7 @@ class DiffusionGenerator(Generator):
         Voxel ``j`` of the crop lies ``(j - (n - 1) / 2) * model_spacing`` mm from the tumour
         centre; it reads the scan's box trilinearly (edge values beyond the box).
         """
-        from tumorsyn.generators.diffusion.sampler import hu_to_unit
+        from tumorsyn.generators.diffusion.sampler import grow_mask, hu_to_unit
 
         size, step = model.crop_size, model.spacing_mm
         axes = [(np.arange(n, dtype=np.float64) - 0.5 * (n - 1)) * s / ss + c - o
@@ -150,7 +159,8 @@ class DiffusionGenerator(Generator):
             raise ConfigError(f"the {spec.size_mm:.0f} mm tumour's shape reaches the border of the model's "
                               f"{' x '.join(f'{n * s:.0f}' for n, s in zip(size, step))} mm crop; ask for a smaller "
                               "--size-mm or use a model trained on larger crops")
-        return hu_to_unit(hu, model.hu_window), mask
+        # Grown as training grew its masks (cut by the crop's border, as training's windows cut it).
+        return hu_to_unit(hu, model.hu_window), grow_mask(mask, step, model.mask_dilate_mm)
 
     def back_to_box(self, generated: np.ndarray, box_shape, spec: TumorSpec, origin, model) -> np.ndarray:
         """A model-grid crop (HU) read back on the scan's box grid (trilinear)."""
@@ -162,19 +172,31 @@ class DiffusionGenerator(Generator):
 
     def compose(self, ct_box: np.ndarray, organ_box: np.ndarray, spec: TumorSpec, origin, generated_hu: np.ndarray,
                 model):
-        """Blend a generated crop (HU, model grid) into the box: ``(ct_box_out, label_box, changed_box)``."""
-        w = self._weight(spec, self._distance(spec, ct_box.shape, origin), organ_box)
+        """Blend a generated crop (HU, model grid) into the box: ``(ct_box_out, label_box, changed_box)``.
+
+        The label is the shape (``render``'s label) when the tumour is visible: its contrast, the
+        median of ``generated - input`` (HU) over the shape, reaches ``visible_hu`` in magnitude.
+        Otherwise it is the part of the shape whose smoothed change reaches ``visible_hu``.
+        """
+        distance = self._distance(spec, ct_box.shape, origin)
+        w = self._weight(spec, distance, organ_box)
         changed = w > 0
+        shape = self._shape(spec, distance, organ_box).label
         if not changed.any():
             return ct_box.astype(np.float32, copy=True), np.zeros(ct_box.shape, bool), changed
         gen = self.back_to_box(generated_hu, ct_box.shape, spec, origin, model)
         # The model's HU replace the scan's own (noise grain included): the level blended from is the input.
         out, changed = blend(ct_box, w, gen, ct_box.astype(np.float32), changed)
-        # The visibility test compares smoothed HU: the scan's noise grain is not a tumour.
+        visible_hu = float(spec.params["visible_hu"])
+        # Inside the shape the blend carries at least half of the model's change (w >= 1/2): the
+        # half-maximum edge the rules generator labels. A signed median: noise grain cancels out.
+        if shape.any() and abs(float(np.median(gen[shape] - ct_box[shape]))) >= visible_hu:
+            return out, shape, changed
+        # A nearly isodense sample: label only what shows (smoothed, so the scan's grain is not a tumour).
         sigma = [SMOOTH_MM / s for s in spec.spacing_mm]
         diff = ndimage.gaussian_filter(out - ct_box.astype(np.float32), sigma=sigma, mode="constant", truncate=3.0)
-        visible = (np.abs(diff) >= float(spec.params["visible_hu"])) & changed
-        label = fill_holes(visible) if visible.any() else visible
+        visible = (np.abs(diff) >= visible_hu) & shape
+        label = fill_holes(visible) & shape if visible.any() else visible
         return out, label, changed
 
     def _model(self, spec: TumorSpec):

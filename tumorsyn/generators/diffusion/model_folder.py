@@ -83,6 +83,11 @@ class DiffusionModel:
         lo, hi = self.config["data"]["hu_window"]
         return float(lo), float(hi)
 
+    @property
+    def mask_dilate_mm(self) -> float:
+        """How far (mm) training grew its tumour masks (0 for folders written before it was recorded)."""
+        return float(self.config["data"].get("mask_dilate_mm") or 0.0)
+
 
 def _need(cond: bool, folder: Path, message: str) -> None:
     if not cond:

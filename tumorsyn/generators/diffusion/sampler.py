@@ -21,7 +21,7 @@ import numpy as np
 
 from tumorsyn.generators.diffusion.schedulers import is_flow, sampling_scheduler, training_scheduler
 
-__all__ = ["hu_to_unit", "unit_to_hu", "blank_crop", "latent_mask", "encode", "decode", "inpaint"]
+__all__ = ["hu_to_unit", "unit_to_hu", "grow_mask", "blank_crop", "latent_mask", "encode", "decode", "inpaint"]
 
 
 def hu_to_unit(hu: np.ndarray, window: Sequence[float]) -> np.ndarray:
@@ -34,6 +34,36 @@ def unit_to_hu(x: np.ndarray, window: Sequence[float]) -> np.ndarray:
     """[-1, 1] -> HU by the window ``(low, high)``, float32."""
     lo, hi = float(window[0]), float(window[1])
     return ((np.clip(np.asarray(x, np.float32), -1.0, 1.0) + 1.0) * np.float32(0.5 * (hi - lo)) + lo).astype(np.float32)
+
+
+def grow_mask(mask: np.ndarray, spacing_mm: Sequence[float], dilate_mm: float) -> np.ndarray:
+    """A tumour mask grown as training grows it (``data.mask_dilate_mm``): a box of at least one voxel a side.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (X, Y, Z)
+        The tumour on the model's grid.
+    spacing_mm : sequence of 3 float
+        The model's voxel size (mm).
+    dilate_mm : float
+        Growth (mm); 0 leaves the mask as it is.
+
+    Returns
+    -------
+    ndarray of bool, shape (X, Y, Z)
+
+    Notes
+    -----
+    The model learns to draw a tumour that stops this far inside its mask, so sampling asks it to
+    fill the tumour's shape grown the same way: the tumour it draws then fills the shape.
+    """
+    from scipy import ndimage
+
+    mask = np.asarray(mask, dtype=bool)
+    if dilate_mm <= 0:
+        return mask
+    radius = [max(1, int(round(dilate_mm / s))) for s in spacing_mm]
+    return ndimage.binary_dilation(mask, structure=np.ones([2 * r + 1 for r in radius], bool))
 
 
 def blank_crop(x, mask, blank_value: float):
