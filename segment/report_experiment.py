@@ -227,6 +227,8 @@ def write_experiment_report(out: Path, config: dict, *, folds, design: dict, rep
                  ""] + _comparison_lines(comparisons) + [""]
     if further:
         text += ["## Further test scans (never trained on), one row per model", "",
+                 "Model `X`: the run trained for fold `X` (on the other folds' data); `shared`: the run of an arm "
+                 "that sees no real data, scored on every fold. The further scans are never pooled with the folds.", "",
                  "| arm | seed | model | lesions found | small < 20 mm | FP / scan | Dice |", "|---|---|---|---|---|---|---|"]
         for key, r in further.items():
             arm, seed, model = key.split("|")
