@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test install browser clean
+.PHONY: demo test install browser clean gpu-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,5 +32,12 @@ browser:
 test: install browser
 	$(BIN)/python -m pytest -n 2 -q -rs tests
 
+# The GPU check (benchmarks/README.md): every GPU figure with the CPU figure beside it, in
+# $(OUT)/gpu_check.json and gpu_check.md; under 8 minutes on a GPU machine. Without a GPU it runs the CPU
+# half, says so and exits 0. Not part of `make test`; it installs nothing beyond `make install`.
+OUT ?= gpu_check_out
+gpu-check: install
+	$(BIN)/python benchmarks/gpu_check.py --out $(OUT)
+
 clean:
-	rm -rf $(VENV) demo_out
+	rm -rf $(VENV) demo_out gpu_check_out

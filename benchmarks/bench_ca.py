@@ -188,9 +188,7 @@ def main(argv=None):
     print("GPU:", "present" if gpu else "no GPU here (GPU figures not measured)")
     print(f"load average at start: {loadavg()} (other processes share the cores)")
     # Compile (or load from the cache) apart from the timings.
-    ct0, organ0, sp0 = (lambda s: (s.values(), None, s.spacing_mm))(load_scan(REPO / "tumorsyn/data/example_ct.nii.gz"))
-    labels = label_values(load_labels(REPO / "tumorsyn/data/example_labels.nii.gz"))
-    liver = organ_mask_from_labels(labels, "liver", preset="totalsegmentator")
+    ct0, liver, sp0 = example_liver()
     t0 = time.perf_counter()
     spec = tumorsyn.sample_spec(liver, sp0, organ="liver", method="ca", size_mm=(8, 12), ct_hu=ct0, rng=0)
     tumorsyn.synthesize(ct0, liver, sp0, spec, device=args.device)
@@ -213,12 +211,10 @@ def main(argv=None):
 
     run_case("TotalSegmentator example liver", ct0, liver, sp0, n=args.n, device=args.device,
              baseline_n=args.baseline_n, kernel=kernel)
-    if IRCAD.exists():
-        scan = load_scan(IRCAD / "ct.nii.gz")
-        full = label_values(load_labels(IRCAD / "masks" / "liver.nii.gz")) > 0
-        box = tuple(slice(max(int(i.min()) - 4, 0), int(i.max()) + 5) for i in np.nonzero(full))
-        run_case("3D-IRCADb 1.7 liver", scan.values()[box], full[box], scan.spacing_mm, n=args.n,
-                 device=args.device, baseline_n=args.baseline_n, kernel=kernel)
+    ircad = ircad_liver()
+    if ircad is not None:
+        run_case("3D-IRCADb 1.7 liver", *ircad, n=args.n, device=args.device, baseline_n=args.baseline_n,
+                 kernel=kernel)
     else:
         print("\n3D-IRCADb patient 7 not in ../shared/data/real: skipped")
     if gpu:
@@ -227,29 +223,52 @@ def main(argv=None):
         print("\nGPU throughput (batch of 64 specs): no GPU here")
 
 
+def example_liver() -> tuple[np.ndarray, np.ndarray, tuple]:
+    """The bundled TotalSegmentator example: ``(ct HU, liver mask, spacing mm)``."""
+    scan = load_scan(REPO / "tumorsyn/data/example_ct.nii.gz")
+    labels = label_values(load_labels(REPO / "tumorsyn/data/example_labels.nii.gz"))
+    return scan.values(), organ_mask_from_labels(labels, "liver", preset="totalsegmentator"), scan.spacing_mm
+
+
+def ircad_liver() -> tuple[np.ndarray, np.ndarray, tuple] | None:
+    """3D-IRCADb patient 7 cut to its liver's box plus 4 voxels: ``(ct, liver, spacing)``; None when absent.
+
+    The full scan is 512 x 512 x 151: cutting at load time keeps every later array small.
+    """
+    if not IRCAD.exists():
+        return None
+    scan = load_scan(IRCAD / "ct.nii.gz")
+    full = label_values(load_labels(IRCAD / "masks" / "liver.nii.gz")) > 0
+    box = tuple(slice(max(int(i.min()) - 4, 0), int(i.max()) + 5) for i in np.nonzero(full))
+    return scan.values()[box], full[box], scan.spacing_mm
+
+
+def ca_specs(ct, organ, spacing, count: int, *, size_mm=(18.0, 22.0), seed: int = 64) -> list:
+    """``count`` CA liver specs of ``size_mm`` (equivalent diameter), drawn with ``seed``."""
+    context = tumorsyn.PlacementContext(organ, spacing, "liver", ct_hu=ct)
+    rng = np.random.default_rng(seed)
+    return [tumorsyn.sample_spec(organ, spacing, organ="liver", method="ca", size_mm=size_mm, ct_hu=ct, rng=rng,
+                                 context=context, max_tries=50) for _ in range(count)]
+
+
+def ca_rate(ct, organ, spacing, specs, device: str) -> float:
+    """Tumours per second of ``apply_specs`` per spec, one after another, after an untimed warm-up."""
+    tumorsyn.apply_specs(ct, organ, spacing, specs[0], device=device).tumors[0]  # compile / warm up
+    t0 = time.perf_counter()
+    for spec in specs:
+        tumorsyn.apply_specs(ct, organ, spacing, spec, device=device).tumors[0]
+    return len(specs) / (time.perf_counter() - t0)
+
+
 def gpu_throughput(ct0, liver0, sp0, batch: int = 64) -> None:
     """Tumours per second for ``batch`` 20 mm liver specs, CUDA vs the CPU kernel, same specs."""
-    if IRCAD.exists():
-        scan = load_scan(IRCAD / "ct.nii.gz")
-        full = label_values(load_labels(IRCAD / "masks" / "liver.nii.gz")) > 0
-        box = tuple(slice(max(int(i.min()) - 4, 0), int(i.max()) + 5) for i in np.nonzero(full))
-        ct, organ, spacing, name = scan.values()[box], full[box], scan.spacing_mm, "3D-IRCADb 1.7"
-    else:
-        ct, organ, spacing, name = ct0, liver0, sp0, "TotalSegmentator example"
-    context = tumorsyn.PlacementContext(organ, spacing, "liver", ct_hu=ct)
-    rng = np.random.default_rng(64)
-    specs = [tumorsyn.sample_spec(organ, spacing, organ="liver", method="ca", size_mm=(18.0, 22.0), ct_hu=ct, rng=rng,
-                                  context=context, max_tries=50) for _ in range(batch)]
-    tumorsyn.apply_specs(ct, organ, spacing, specs[0], device="cuda").tumors[0]  # compile / warm up
-    rates = {}
-    for device in ("cuda", "cpu"):
-        t0 = time.perf_counter()
-        for spec in specs:
-            tumorsyn.apply_specs(ct, organ, spacing, spec, device=device).tumors[0]
-        rates[device] = batch / (time.perf_counter() - t0)
+    ircad = ircad_liver()
+    ct, organ, spacing = ircad if ircad is not None else (ct0, liver0, sp0)
+    name = "3D-IRCADb 1.7" if ircad is not None else "TotalSegmentator example"
+    specs = ca_specs(ct, organ, spacing, batch)
+    rates = {device: ca_rate(ct, organ, spacing, specs, device) for device in ("cuda", "cpu")}
     print(f"\nGPU throughput, {batch} specs of 20 mm on {name} (apply_specs per spec, one after another):")
     print(f"  cuda {rates['cuda']:.1f} tumours/s, cpu {rates['cpu']:.1f} tumours/s, ratio {rates['cuda'] / rates['cpu']:.1f}x")
-
 
 if __name__ == "__main__":
     main()

@@ -38,17 +38,18 @@ SCANS = {
 }
 
 
-def _config(tmp: Path, *, synthesis: bool, workers: int, steps: int, scan: str = "ts", tag: str = "") -> dict:
+def _config(tmp: Path, *, synthesis: bool, workers: int, steps: int, scan: str = "ts", tag: str = "",
+            roi_size=(64, 64, 64), cpu: bool = False) -> dict:
     from segment.config import load_config
 
     data = {
         "seed": 0, "organ": "liver", "output_dir": str(tmp / (("syn" if synthesis else "plain") + tag)),
         "data": {"healthy": {"cases": [dict(SCANS[scan], id=scan)], "label_preset": "totalsegmentator"},
-                 "spacing_mm": [1.5, 1.5, 1.5], "roi_size": [64, 64, 64], "samples_per_scan": 2,
+                 "spacing_mm": [1.5, 1.5, 1.5], "roi_size": list(roi_size), "samples_per_scan": 2,
                  "workers": workers, "crop_margin_mm": 10.0},
         "synthesis": {"enabled": synthesis, "prob": 1.0, "count": 1},
         "network": {"name": "unet", "kwargs": {"channels": [8, 16, 32, 64], "strides": [2, 2, 2], "num_res_units": 1}},
-        "train": {"epochs": 1, "steps_per_epoch": steps, "checkpoint_every": 10**6, "select_on": "last"},
+        "train": {"epochs": 1, "steps_per_epoch": steps, "checkpoint_every": 10**6, "select_on": "last", "cpu": cpu},
     }
     return load_config(None, data=data)
 
@@ -57,6 +58,13 @@ def _cpu_seconds() -> float:
     """CPU time of this process and of its finished children (the DataLoader workers, once joined)."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def step_seconds(run: Path) -> list[float]:
+    """Seconds of each step of a finished run from its steps.csv, the first 2 (worker start-up) left out."""
+    lines = (run / "steps.csv").read_text().splitlines()[1:]
+    stamps = [float(line.split(",")[4]) for line in lines]
+    return [b - a for a, b in zip(stamps[1:], stamps[2:])]
 
 
 def bench_train(steps: int, workers: int, rounds: int, scan: str) -> dict:
@@ -79,9 +87,7 @@ def bench_train(steps: int, workers: int, rounds: int, scan: str) -> dict:
                 cpu0 = _cpu_seconds()
                 run = train(cfg, quiet=True)
                 cpu[synthesis].append((_cpu_seconds() - cpu0) / steps)
-                lines = (run / "steps.csv").read_text().splitlines()[1:]
-                stamps = [float(line.split(",")[4]) for line in lines]
-                per_step = [b - a for a, b in zip(stamps[1:], stamps[2:])]  # skip worker start-up
+                per_step = step_seconds(run)
                 out[synthesis] += per_step
                 medians[synthesis] = statistics.median(per_step)
             per_round.append(medians)
@@ -111,12 +117,13 @@ def bench_items(n: int, scan: str) -> dict:
     return out
 
 
-def bench_infer(device: str) -> dict:
+def bench_infer(device: str, shape=(512, 512, 150)) -> dict:
+    """Sliding-window inference of the tiny UNet on a noise volume of ``shape`` at 0.8 x 0.8 x 2 mm."""
     from segment.networks import build_network
     from segment.predict import predict_array
 
     rng = np.random.default_rng(0)
-    shape, spacing = (512, 512, 150), (0.8, 0.8, 2.0)
+    spacing = (0.8, 0.8, 2.0)
     ct = rng.normal(40, 20, size=shape).astype(np.float32)
     ct[:40] = -1000
     model = build_network("unet", channels=[8, 16, 32, 64], strides=[2, 2, 2], num_res_units=1).to(device).eval()
