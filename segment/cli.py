@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from tumorsyn.configfile import REAL_DATA_HELP
+
 DESCRIPTION = """\
 Train a tumour segmenter with synthetic tumours written on the fly into healthy scans (and/or real
 tumour scans), predict new scans, and run the real-vs-synthetic experiment on held-out REAL tumours.
@@ -74,6 +76,7 @@ def _common(parser) -> None:
     parser.add_argument("--out", metavar="DIR", help="output folder (overrides output_dir)")
     parser.add_argument("--seed", type=int, default=None, help="master seed (overrides seed)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no log lines")
+    parser.add_argument("--real-data", metavar="DIR", help=REAL_DATA_HELP)
 
 
 def _load(args) -> dict:
@@ -84,7 +87,7 @@ def _load(args) -> dict:
         overrides.append(f"output_dir={args.out}")
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
-    return load_config(args.config, overrides)
+    return load_config(args.config, overrides, real_data=args.real_data)
 
 
 # What ``segment train`` writes in output_dir (segment/train.py), and what ``segment experiment`` adds.

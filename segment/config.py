@@ -6,7 +6,8 @@ YAML, so ``--set synthesis.size_mm="[[5, 10], 0.8]"`` works). Unknown keys are e
 never silently falls back to a default. Every error is one line naming the file and the key.
 
 Relative data paths in the file are relative to the YAML file's folder; ``${REAL}`` in a path is
-replaced by ``<repo>/../shared/data/real`` (the shared real scans) and ``${REPO}`` by the project root.
+replaced by the real-data folder (``--real-data DIR``, else $TUMORSYN_REAL_DATA, else
+``<repo>/../shared/data/real``, the shared real scans) and ``${REPO}`` by the project root.
 """
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ import yaml
 
 from tumorsyn.configfile import apply_overrides as _apply_overrides
 from tumorsyn.configfile import merge_config, read_config
-from tumorsyn.configfile import expand_path as _expand
+from tumorsyn.configfile import expand_path as _expand_path
 from tumorsyn.configfile import need as _need
+from tumorsyn.configfile import need_path as _need_path
 from tumorsyn.configfile import positive_ints as _positive_ints
 from tumorsyn.errors import ConfigError
 from tumorsyn.io.labels import LABEL_PRESETS, ORGANS
@@ -127,7 +129,10 @@ def apply_overrides(config: dict, overrides: Iterable[str], *, path: str = "--se
     return _apply_overrides(config, overrides, path=path, free_form=_FREE_FORM, example="train.epochs=2")
 
 
-def _resolve_paths(config: dict, base_dir: Path) -> None:
+def _resolve_paths(config: dict, base_dir: Path, real_data=None) -> None:
+    def _expand(value, base: Path) -> str:
+        return _expand_path(value, base, real_data=real_data)
+
     sources = [config["data"][k] for k in SOURCE_KEYS] + [config["experiment"]["test"]]
     for source in sources:
         if source.get("dataset"):
@@ -153,8 +158,11 @@ def _resolve_paths(config: dict, base_dir: Path) -> None:
         config["output_dir"] = _expand(config["output_dir"], Path.cwd())
 
 
-def validate_config(config: dict, *, path: str = "config", check_files: bool = True) -> dict:
-    """Check every value; raise :class:`ConfigError` ``"<file>: <key> <problem>; <remedy>"`` on the first bad one."""
+def validate_config(config: dict, *, path: str = "config", check_files: bool = True, real_data=None) -> dict:
+    """Check every value; raise :class:`ConfigError` ``"<file>: <key> <problem>; <remedy>"`` on the first bad one.
+
+    ``real_data`` is the folder ``${REAL}`` stood for (``--real-data``), named when a path under it is missing.
+    """
     c = config
     _need(c["output_dir"] is not None, path, "output_dir is not set (this config leaves the output folder to you); "
           "give --out DIR, a new folder or one this config made")
@@ -180,8 +188,8 @@ def validate_config(config: dict, *, path: str = "config", check_files: bool = T
     _need(isinstance(d["flip_prob"], (int, float)) and 0 <= d["flip_prob"] <= 1, path,
           f"data.flip_prob must be in [0, 1], got {d['flip_prob']!r}")
     for name in SOURCE_KEYS:
-        _validate_source(d[name], f"data.{name}", c["organ"], path, check_files)
-    _validate_source(c["experiment"]["test"], "experiment.test", c["organ"], path, check_files)
+        _validate_source(d[name], f"data.{name}", c["organ"], path, check_files, real_data)
+    _validate_source(c["experiment"]["test"], "experiment.test", c["organ"], path, check_files, real_data)
     for name in ("real", "healthy"):
         weight = d[name]["weight"]
         _need(isinstance(weight, (int, float)) and weight >= 0, path,
@@ -214,7 +222,7 @@ def validate_config(config: dict, *, path: str = "config", check_files: bool = T
     n["name"] = n["name"].lower()
     _need(isinstance(n["kwargs"], dict), path, "network.kwargs must be a mapping of constructor arguments")
     if n["init_checkpoint"] and check_files:
-        _need(Path(n["init_checkpoint"]).exists(), path, f"network.init_checkpoint {n['init_checkpoint']} not found")
+        _need_path(n["init_checkpoint"], path, "network.init_checkpoint", real_data=real_data)
     if n["name"] == "swinunetr":
         _need(all(r % 32 == 0 for r in d["roi_size"]), path,
               f"data.roi_size {d['roi_size']} must be divisible by 32 for swinunetr")
@@ -252,11 +260,11 @@ def validate_config(config: dict, *, path: str = "config", check_files: bool = T
               f"experiment.arms.{name}.baseline {arm.get('baseline')!r} unknown; the only baseline is organ_only")
     _need(c["experiment"]["match"] in ("any", "iou0.5", "dice0.1", "centroid"), path,
           f"experiment.match {c['experiment']['match']!r} unknown; choose any, iou0.5, dice0.1 or centroid")
-    _validate_experiment(c["experiment"], path, check_files)
+    _validate_experiment(c["experiment"], path, check_files, real_data)
     return c
 
 
-def _validate_experiment(e: dict, path: str, check_files: bool) -> None:
+def _validate_experiment(e: dict, path: str, check_files: bool, real_data=None) -> None:
     """The fold design, seeds, size conventions and comparisons of ``experiment``."""
     from tumorsyn.metrics.sizes import SIZE_CONVENTIONS, check_bins_mm
 
@@ -269,7 +277,7 @@ def _validate_experiment(e: dict, path: str, check_files: bool) -> None:
               "experiment.folds.scan must be {id, ct, labels} (a label map with organ and tumours) for slab folds")
         if check_files:
             for key in ("ct", "labels"):
-                _need(Path(scan[key]).exists(), path, f"experiment.folds.scan.{key} {scan[key]} not found")
+                _need_path(scan[key], path, f"experiment.folds.scan.{key}", real_data=real_data)
         _need(f["axis"] in (0, 1, 2), path, f"experiment.folds.axis must be 0, 1 or 2, got {f['axis']!r}")
         gap = f["gap"]
         _need(isinstance(gap, list) and len(gap) == 2 and all(isinstance(g, int) for g in gap) and 0 < gap[0] <= gap[1],
@@ -297,7 +305,7 @@ def _validate_experiment(e: dict, path: str, check_files: bool) -> None:
         _need(name is None or name in names, path, f"experiment.claim.{role} {name!r} is not an arm of experiment.arms")
 
 
-def _validate_source(source: dict, name: str, organ: str, path: str, check_files: bool) -> None:
+def _validate_source(source: dict, name: str, organ: str, path: str, check_files: bool, real_data=None) -> None:
     preset = source.get("label_preset")
     _need(preset in LABEL_PRESETS, path, f"{name}.label_preset {preset!r} unknown; choose one of {', '.join(LABEL_PRESETS)}")
     if source.get("organ_labels") is None:
@@ -305,7 +313,7 @@ def _validate_source(source: dict, name: str, organ: str, path: str, check_files
               f"{name}.label_preset {preset!r} has no {organ} label (label preset mismatch); "
               f"give {name}.organ_labels or another preset")
     if source.get("dataset") and check_files:
-        _need(Path(source["dataset"]).exists(), path, f"{name}.dataset {source['dataset']} not found (missing dataset path)")
+        _need_path(source["dataset"], path, f"{name}.dataset", hint="missing dataset path", real_data=real_data)
     cases = source.get("cases") or []
     _need(isinstance(cases, list), path, f"{name}.cases must be a list of {{ct, labels}} or {{ct, organ, tumor}} entries")
     for i, case in enumerate(cases):
@@ -314,13 +322,13 @@ def _validate_source(source: dict, name: str, organ: str, path: str, check_files
         if check_files:
             for key in ("ct", "labels", "organ"):
                 if case.get(key):
-                    _need(Path(case[key]).exists(), path, f"{name}.cases[{i}].{key} {case[key]} not found")
+                    _need_path(case[key], path, f"{name}.cases[{i}].{key}", real_data=real_data)
             for t in case.get("tumor") or []:
-                _need(Path(t).exists(), path, f"{name}.cases[{i}].tumor {t} not found")
+                _need_path(t, path, f"{name}.cases[{i}].tumor", real_data=real_data)
 
 
 def load_config(path: str | Path | None, overrides: Iterable[str] = (), *, check_files: bool = True,
-                data: Mapping | None = None) -> dict:
+                data: Mapping | None = None, real_data: str | Path | None = None) -> dict:
     """Read a YAML config (or use ``data``), apply ``--set`` overrides, resolve paths, validate.
 
     Parameters
@@ -333,6 +341,9 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = (), *, check
         Also check that every named data path exists.
     data : mapping, optional
         A config given as a dict instead of a file (paths then relative to the current folder).
+    real_data : str or Path, optional
+        The folder ``${REAL}`` stands for (``--real-data``); default $TUMORSYN_REAL_DATA, else
+        ../shared/data/real beside the checkout.
 
     Returns
     -------
@@ -342,8 +353,8 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = (), *, check
     name, data, base_dir = read_config(path, data)
     config = merge_overrides(DEFAULTS, data, "", name)
     config = apply_overrides(config, overrides, path=name)
-    _resolve_paths(config, base_dir)
-    return validate_config(config, path=name, check_files=check_files)
+    _resolve_paths(config, base_dir, real_data)
+    return validate_config(config, path=name, check_files=check_files, real_data=real_data)
 
 
 def dump_config(config: dict, path: str | Path) -> Path:

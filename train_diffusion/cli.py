@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from tumorsyn.cli.common import device
+from tumorsyn.configfile import REAL_DATA_HELP
 from tumorsyn.errors import ConfigError
 
 DESCRIPTION = """\
@@ -40,6 +41,7 @@ def register(subparsers) -> None:
     parser.add_argument("--stage", choices=["all", "autoencoder", "ldm"], help="train one stage only (overrides train.stage)")
     parser.add_argument("--no-resume", action="store_true", help="refuse to continue a run folder that has checkpoints")
     parser.add_argument("--quiet", action="store_true", help="no progress bars and no log lines")
+    parser.add_argument("--real-data", metavar="DIR", help=REAL_DATA_HELP)
     group = parser.add_argument_group("held-out evaluation (no training)")
     group.add_argument("--evaluate", action="store_true",
                        help="measure a trained model on data.holdout_sources instead of training")
@@ -62,7 +64,7 @@ def run_command(args: argparse.Namespace) -> int:
         overrides.append(f"seed={args.seed}")
     if args.stage:
         overrides.append(f"train.stage={args.stage}")
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, overrides, real_data=args.real_data)
     check_run_spares_inputs(config, args.config, evaluate=args.evaluate, model=args.model)
     if args.evaluate:
         return _evaluate(config, args)

@@ -14,6 +14,7 @@ from tumorsyn.configfile import apply_overrides as _apply_overrides
 from tumorsyn.configfile import REPO_ROOT, merge_config, read_config
 from tumorsyn.configfile import expand_path as _expand
 from tumorsyn.configfile import need as _need
+from tumorsyn.configfile import need_path as _need_path
 from tumorsyn.configfile import positive_ints as _positive_ints
 from tumorsyn.organs import ORGANS, join_names
 
@@ -117,7 +118,7 @@ def _number(value, *, low: float | None = None, high: float | None = None, stric
     return high is None or value <= high
 
 
-def _check_sources(config: dict, key: str, path: str, base_dir: Path, check_files: bool) -> None:
+def _check_sources(config: dict, key: str, path: str, base_dir: Path, check_files: bool, real_data=None) -> None:
     sources = config["data"][key]
     _need(isinstance(sources, list), path, f"data.{key} must be a list of sources")
     for i, src in enumerate(sources):
@@ -138,17 +139,18 @@ def _check_sources(config: dict, key: str, path: str, base_dir: Path, check_file
                   f"{where}.healthy_crops must be an integer >= 0 (organ crops drawn from this source), got {n!r}")
         for name in ("dataset", "ct", "labels"):
             if src.get(name):
-                src[name] = _expand(src[name], base_dir)
+                src[name] = _expand(src[name], base_dir, real_data=real_data)
         if src.get("ct"):
             _need(bool(src.get("labels")), path, f"{where} needs labels (organ mask or label map) beside ct")
             tumors = src.get("tumor") or []
-            src["tumor"] = [_expand(t, base_dir) for t in (tumors if isinstance(tumors, list) else [tumors])]
+            src["tumor"] = [_expand(t, base_dir, real_data=real_data)
+                            for t in (tumors if isinstance(tumors, list) else [tumors])]
         if check_files:
             for name in ("dataset", "ct", "labels"):
                 if src.get(name):
-                    _need(Path(src[name]).exists(), path, f"{where}.{name} {src[name]} not found")
+                    _need_path(src[name], path, f"{where}.{name}", real_data=real_data)
             for t in src.get("tumor") or []:
-                _need(Path(t).exists(), path, f"{where}.tumor {t} not found")
+                _need_path(t, path, f"{where}.tumor", real_data=real_data)
 
 
 def _source_items(src: Mapping) -> set:
@@ -173,8 +175,12 @@ def _check_holdout_apart(d: dict, path: str) -> None:
 
 
 def validate_config(config: dict, *, path: str = "config", base_dir: Path | None = None, check_files: bool = True,
-                    need_data: bool = True) -> dict:
-    """Check every value; raise :class:`ConfigError` ``"<file>: <key> <problem>"`` on the first bad one."""
+                    need_data: bool = True, real_data: str | Path | None = None) -> dict:
+    """Check every value; raise :class:`ConfigError` ``"<file>: <key> <problem>"`` on the first bad one.
+
+    ``real_data`` is the folder ``${REAL}`` stands for (``--real-data``; default
+    :func:`tumorsyn.configfile.real_data_dir`).
+    """
     base_dir = base_dir or Path.cwd()
     d, a, l, t = config["data"], config["autoencoder"], config["ldm"], config["train"]
     _need(isinstance(config["seed"], int) and not isinstance(config["seed"], bool) and config["seed"] >= 0, path,
@@ -245,27 +251,28 @@ def validate_config(config: dict, *, path: str = "config", base_dir: Path | None
     _need(isinstance(t["preview_every"], int) and t["preview_every"] >= 0, path, "train.preview_every must be >= 0")
     _need(isinstance(t["threads"], int) and t["threads"] >= 0, path, "train.threads must be >= 0")
 
-    _check_sources(config, "tumor_sources", path, base_dir, check_files)
-    _check_sources(config, "healthy_sources", path, base_dir, check_files)
-    _check_sources(config, "holdout_sources", path, base_dir, check_files)
+    for key in ("tumor_sources", "healthy_sources", "holdout_sources"):
+        _check_sources(config, key, path, base_dir, check_files, real_data)
     _check_holdout_apart(d, path)
     _need(bool(d["tumor_sources"]) or not need_data, path, "data.tumor_sources is empty: both stages need scans with tumour labels")
-    config["output_dir"] = _expand(config["output_dir"], Path.cwd())
+    config["output_dir"] = _expand(config["output_dir"], Path.cwd(), real_data=real_data)
     return config
 
 
 def load_config(path: str | Path | None, overrides: Iterable[str] = (), *, data: Mapping | None = None,
-                check_files: bool = True, need_data: bool = True) -> dict:
+                check_files: bool = True, need_data: bool = True, real_data: str | Path | None = None) -> dict:
     """Read a YAML config (or use ``data``), apply ``--set`` overrides, resolve paths, validate.
 
-    Relative data paths are relative to the YAML file's folder (``${REAL}`` is ../shared/data/real,
-    ``${REPO}`` the repository); ``output_dir`` is relative to the current folder. ``need_data=False``
+    Relative data paths are relative to the YAML file's folder (``${REAL}`` is ``real_data``, else
+    $TUMORSYN_REAL_DATA, else ../shared/data/real beside the checkout; ``${REPO}`` the repository);
+    ``output_dir`` is relative to the current folder. ``need_data=False``
     accepts a config without tumour sources (an untrained model folder for timing, see
     :func:`train_diffusion.export.export_untrained`).
     """
     name, data, base_dir = read_config(path, data, hint='see configs/diffusion/')
     config = apply_overrides(_merge(DEFAULTS, data, "", name), overrides, path=name)
-    return validate_config(config, path=name, base_dir=base_dir, check_files=check_files, need_data=need_data)
+    return validate_config(config, path=name, base_dir=base_dir, check_files=check_files, need_data=need_data,
+                           real_data=real_data)
 
 
 def dump_config(config: dict, path: str | Path) -> Path:

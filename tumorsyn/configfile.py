@@ -14,11 +14,19 @@ import yaml
 
 from tumorsyn.errors import ConfigError
 
-__all__ = ["read_config", "merge_config", "apply_overrides", "expand_path", "need", "positive_ints", "REPO_ROOT"]
+__all__ = ["read_config", "merge_config", "apply_overrides", "expand_path", "real_data_dir", "need", "need_path",
+           "positive_ints", "REPO_ROOT", "REAL_DATA_ENV", "REAL_DATA_HELP"]
 
-# The checkout (or install folder) holding tumorsyn: ``${REPO}`` in configs; ``${REAL}`` is the real
-# scans beside it (../shared/data/real), as the bundled configs use them.
+# The checkout (or install folder) holding tumorsyn: ``${REPO}`` in configs. ``${REAL}`` is the folder
+# of real scans the bundled configs read: $TUMORSYN_REAL_DATA (or --real-data DIR) when given, else
+# ../shared/data/real beside the checkout (this project's own layout).
 REPO_ROOT = Path(__file__).resolve().parents[1]
+REAL_DATA_ENV = "TUMORSYN_REAL_DATA"
+_REAL_DEFAULT = REPO_ROOT.parent / "shared" / "data" / "real"
+_REAL_ADVICE = f"set {REAL_DATA_ENV}=DIR or pass --real-data DIR, DIR being the folder that holds the real scans"
+# The --real-data option of the commands that read configs (train-diffusion, segment train/experiment).
+REAL_DATA_HELP = (f"folder that ${{REAL}} in the config's paths stands for (default: ${REAL_DATA_ENV}, else "
+                  "../shared/data/real beside the checkout)")
 
 
 def read_config(path, data: Mapping | None = None, *, hint: str = "") -> tuple[str, dict, Path]:
@@ -110,13 +118,62 @@ def apply_overrides(config: dict, overrides: Iterable[str] | None, *, path: str 
     return out
 
 
-def expand_path(value, base_dir: Path) -> str:
-    """A config path made absolute: ``${REAL}``, ``${REPO}``, ``~`` and environment variables expanded,
-    relative paths taken from ``base_dir``."""
-    text = str(value).replace("${REAL}", str(REPO_ROOT.parent / "shared" / "data" / "real"))
+def real_data_dir(real_data: str | Path | None = None) -> tuple[Path, str]:
+    """The folder ``${REAL}`` stands for, and where that choice came from (for messages).
+
+    Parameters
+    ----------
+    real_data : str or Path, optional
+        The command line's ``--real-data DIR``; it wins over the environment.
+
+    Returns
+    -------
+    (Path, str)
+        The absolute folder (relative ones are taken from the current folder), and its origin:
+        ``--real-data``, ``$TUMORSYN_REAL_DATA`` or ``the default beside the checkout``.
+    """
+    if real_data:
+        return Path(os.path.expanduser(str(real_data))).absolute(), "--real-data"
+    env = os.environ.get(REAL_DATA_ENV, "").strip()
+    if env:
+        return Path(os.path.expanduser(env)).absolute(), f"${REAL_DATA_ENV}"
+    return _REAL_DEFAULT, "the default beside the checkout"
+
+
+def expand_path(value, base_dir: Path, *, real_data: str | Path | None = None) -> str:
+    """A config path made absolute: ``${REAL}`` (:func:`real_data_dir`), ``${REPO}``, ``~`` and environment
+    variables expanded, relative paths taken from ``base_dir``."""
+    text = str(value)
+    if "${REAL}" in text:
+        text = text.replace("${REAL}", str(real_data_dir(real_data)[0]))
     text = text.replace("${REPO}", str(REPO_ROOT))
     path = Path(os.path.expanduser(os.path.expandvars(text)))
     return str(path if path.is_absolute() else base_dir / path)
+
+
+def need_path(value, path: str, key: str, *, hint: str = "", real_data: str | Path | None = None) -> None:
+    """Raise ``ConfigError("<path>: <key> <value> not found ...")`` unless the (expanded) path ``value`` exists.
+
+    A path inside the ``${REAL}`` folder names that folder, where it came from, the first part of
+    the path that is missing, and how to point ``${REAL}`` elsewhere: a clone of the repository
+    anywhere but beside ../shared/data/real needs that, not an edited config.
+    """
+    file = Path(value)
+    if file.exists():
+        return
+    root, origin = real_data_dir(real_data)
+    try:
+        relative = file.relative_to(root)
+    except ValueError:
+        raise ConfigError(f"{path}: {key} {value} not found" + (f" ({hint})" if hint else "")) from None
+    if not root.is_dir():
+        where = "does not exist"
+    else:
+        missing = next(p for p in [root / Path(*relative.parts[:n]) for n in range(1, len(relative.parts) + 1)]
+                       if not p.exists())
+        where = f"has no {missing.relative_to(root)}"
+    raise ConfigError(f"{path}: {key} {value} not found: the real-data folder ${{REAL}} = {root} ({origin}) {where}; "
+                      + _REAL_ADVICE)
 
 
 def need(cond: bool, path: str, message: str) -> None:

@@ -86,3 +86,24 @@ def test_label_preset_mismatch_at_load(tmp_path):
     with pytest.raises(ConfigError, match="label preset mismatch") as info:
         load_sources(config)
     assert "h0_labels.nii.gz" in str(info.value)
+
+
+def test_real_data_from_the_environment_or_the_option(tmp_path, monkeypatch, capsys):
+    """Issue 16: a config reading ``${REAL}/...`` works from any clone (TUMORSYN_REAL_DATA or --real-data);
+    a missing real-data folder stops `segment train` with one line naming it and both ways to set it."""
+    from tumorsyn.cli.main import main
+
+    data = tiny_config(tmp_path)
+    root = str(tmp_path / "data")
+    path = _write(tmp_path, yaml.safe_load(yaml.safe_dump(data).replace(root, "${REAL}")))
+    assert "${REAL}/h0_ct.nii.gz" in path.read_text()
+    monkeypatch.delenv("TUMORSYN_REAL_DATA", raising=False)
+    assert load_config(path, real_data=root)["data"]["healthy"]["cases"][0]["ct"] == data["data"]["healthy"]["cases"][0]["ct"]
+    monkeypatch.setenv("TUMORSYN_REAL_DATA", root)
+    assert load_config(path)["data"]["real"]["cases"] == data["data"]["real"]["cases"]
+    missing = tmp_path / "nowhere"
+    assert main(["segment", "train", str(path), "--real-data", str(missing)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert (f"{path}: data.real.cases[0].ct {missing}/r0_ct.nii.gz not found: the real-data folder ${{REAL}} = "
+            f"{missing} (--real-data) does not exist; set TUMORSYN_REAL_DATA=DIR or pass --real-data DIR") in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "run").exists()

@@ -64,3 +64,29 @@ def test_pooled_and_per_organ_models(tmp_path, phantom_sources):
     assert model_config(pooled, scale_factor=1.0)["organs"] == ["kidney", "liver"]
     with pytest.raises(ConfigError, match=r"tumor_sources\[1\] is kidney but the model's organ is liver"):
         tiny_config(tmp_path / "c", mixed)
+
+
+def test_real_data_from_the_environment_or_the_option(tmp_path, phantom_sources, monkeypatch, capsys):
+    """Issue 16: configs reading ``${REAL}/...`` (the bundled ones) work from any clone: TUMORSYN_REAL_DATA
+    or --real-data; a missing real-data folder stops `train-diffusion` with one line naming it."""
+    from pathlib import Path
+
+    import yaml
+
+    from tumorsyn.cli.main import main
+
+    root = Path(phantom_sources[0]["ct"]).parents[1]
+    path = tmp_path / "real.yaml"
+    text = yaml.safe_dump({"data": {"tumor_sources": phantom_sources}}).replace(str(root), "${REAL}")
+    path.write_text(text)
+    assert "${REAL}/case0/ct.nii.gz" in text
+    monkeypatch.delenv("TUMORSYN_REAL_DATA", raising=False)
+    assert load_config(path, real_data=root)["data"]["tumor_sources"][0]["ct"] == phantom_sources[0]["ct"]
+    monkeypatch.setenv("TUMORSYN_REAL_DATA", str(root))
+    assert load_config(path)["data"]["tumor_sources"][1]["tumor"] == phantom_sources[1]["tumor"]
+    missing = tmp_path / "nowhere"
+    assert main(["train-diffusion", str(path), "--real-data", str(missing), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert (f"{path}: data.tumor_sources[0].ct {missing}/case0/ct.nii.gz not found: the real-data folder ${{REAL}} = "
+            f"{missing} (--real-data) does not exist; set TUMORSYN_REAL_DATA=DIR or pass --real-data DIR") in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "run").exists()
