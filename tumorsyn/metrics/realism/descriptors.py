@@ -75,7 +75,7 @@ import numpy as np
 from scipy import ndimage
 
 from tumorsyn.host import highpass_noise_hu, reference_noise_hu
-from tumorsyn.lesion_size import CONNECTIVITY_26, label_lesions, max_diameter_mm
+from tumorsyn.lesion_size import label_lesions, max_diameter_mm
 from tumorsyn.metrics.sizes import check_bins_mm, size_bin_index, size_bin_labels
 
 __all__ = ["DESCRIPTORS", "DEFAULTS", "SIZE_BINS_MM", "descriptor_names", "lesion_descriptors", "describe_case",
