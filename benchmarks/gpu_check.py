@@ -121,6 +121,7 @@ class Context:
     numba_gpu: bool                       # numba-cuda can run the CA kernel here
     diffusion_model: Path | None
     diffusion_config: Path
+    gpu_found: str = ""                   # find_gpus' line: what torch and numba-cuda said
     cache: dict = field(default_factory=dict)
 
     @property
@@ -216,6 +217,15 @@ def ca_hosts(ctx: Context) -> list[tuple[str, tuple]]:
     return ctx.cache["hosts"]
 
 
+def _need_numba_gpu_if_any(ctx: Context) -> None:
+    """A GPU that torch sees but numba-cuda cannot use is a broken install, not a CPU-only machine."""
+    from tumorsyn.errors import ConfigError
+
+    if ctx.torch_gpu and not ctx.numba_gpu:
+        raise ConfigError(f"torch sees {ctx.torch_gpu} but the CA kernel cannot use it ({ctx.gpu_found}); "
+                          "`make install` installs numba-cuda (tumorsyn[cuda]): check it and the CUDA driver")
+
+
 def _ca_note(ctx: Context, hosts) -> str:
     from bench_ca import IRCAD
 
@@ -233,6 +243,7 @@ def section_ca_identity(sec: Section, ctx: Context) -> None:
     import tumorsyn
     from bench_ca import ca_specs
 
+    _need_numba_gpu_if_any(ctx)
     if not ctx.numba_gpu:
         sec.status, sec.note = "skipped", "no CUDA GPU for numba-cuda: the CPU kernel alone has nothing to match"
         return
@@ -255,6 +266,7 @@ def section_ca_throughput(sec: Section, ctx: Context) -> None:
     """Tumours per second of 20 mm CA specs, one ``apply_specs`` per spec, CPU kernel and CUDA kernel."""
     from bench_ca import ca_rate, ca_specs
 
+    _need_numba_gpu_if_any(ctx)
     hosts = ca_hosts(ctx)
     notes = [_ca_note(ctx, hosts)] + ([] if ctx.numba_gpu else ["GPU half not run: no CUDA GPU for numba-cuda"])
     sec.note = "; ".join(n for n in notes if n) or None
@@ -293,7 +305,9 @@ def section_diffusion_training(sec: Section, ctx: Context) -> None:
         rates, peaks = {}, {}
         for device, r in results.items():
             s = r[stage]
-            rates[device] = s["batch"] / statistics.median(s["per_step_s"]) if s["per_step_s"] else float("nan")
+            if not s["per_step_s"]:
+                raise RuntimeError(f"{stage} on {device}: no timed step (the first one is not timed)")
+            rates[device] = s["batch"] / statistics.median(s["per_step_s"])
             peaks[device] = s["peak_bytes"] / 2**20
         batch = results["cpu"][stage]["batch"]
         sec.row(f"{label} training, batch {batch}", "crops/s", rates["cpu"], rates.get("cuda", NO_GPU),
@@ -569,7 +583,7 @@ def main(argv=None) -> int:
     ctx = Context(out=args.out, work=work, sizes=QUICK if args.quick else FULL, quick=args.quick, threads=args.threads,
                   torch_gpu=torch_gpu, numba_gpu=numba_gpu,
                   diffusion_model=args.diffusion_model.resolve() if args.diffusion_model else None,
-                  diffusion_config=args.diffusion_config.resolve())
+                  diffusion_config=args.diffusion_config.resolve(), gpu_found=found)
     print(f"gpu_check: {found}", file=sys.stderr, flush=True)
     sections = [run_section(name, ctx) for name in args.only]
     failed = [s.name for s in sections if s.status == "failed"]

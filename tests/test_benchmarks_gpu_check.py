@@ -106,3 +106,93 @@ def test_unknown_section_refused(tmp_path):
     proc = run_check("--out", tmp_path / "check", "--only", "ca_throughput,gpu_magic", timeout=60)
     assert proc.returncode == 2 and "unknown section(s) gpu_magic" in proc.stderr
     assert not (tmp_path / "check").exists()
+
+
+# --- the GPU half's bookkeeping, with stand-ins for the GPU (no GPU is needed) ---------------------------
+
+@pytest.fixture
+def gpu_check(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import gpu_check
+
+    return gpu_check
+
+
+def fake_context(gpu_check, tmp_path, **kw):
+    return gpu_check.Context(out=tmp_path, work=tmp_path / "work", sizes=gpu_check.QUICK, quick=True, threads=1,
+                             torch_gpu=kw.get("torch_gpu"), numba_gpu=kw.get("numba_gpu", False),
+                             diffusion_model=kw.get("diffusion_model"),
+                             diffusion_config=gpu_check.TINY_CONFIG.resolve())
+
+
+def test_ca_sections_with_a_stand_in_gpu(gpu_check, tmp_path, monkeypatch):
+    """With numba-cuda 'present', identity compares >= 20 specs per scan and throughput forms GPU/CPU."""
+    import tumorsyn
+
+    real_apply = tumorsyn.apply_specs
+    devices = []
+
+    def apply_specs(ct, organ, spacing, specs, *, device="auto"):
+        devices.append(device)
+        return real_apply(ct, organ, spacing, specs, device="cpu")  # the stand-in 'GPU' is the CPU kernel
+
+    monkeypatch.setattr(tumorsyn, "apply_specs", apply_specs)
+    ctx = fake_context(gpu_check, tmp_path, numba_gpu=True)
+    identity = gpu_check.run_section("ca_identity", ctx)
+    assert identity.status == "ok" and len(identity.rows) == 1
+    row = identity.rows[0]
+    assert row["cpu"] == 20 and row["gpu"] == "20/20" and row["verdict"] == "PASS"
+    assert devices.count("cuda") == devices.count("cpu") == 20
+    throughput = gpu_check.run_section("ca_throughput", ctx)
+    row = throughput.rows[0]
+    assert throughput.status == "ok" and isinstance(row["gpu"], float)
+    assert row["speedup"] == pytest.approx(row["gpu"] / row["cpu"]) and row["verdict"] in ("PASS", "MISS")
+    assert "GPU half not run" not in (throughput.note or "")
+
+
+def test_identity_counts_a_difference(gpu_check, tmp_path, monkeypatch):
+    """One changed voxel in one 'GPU' tumour: 19/20 and MISS."""
+    import tumorsyn
+
+    real_apply = tumorsyn.apply_specs
+    calls = []
+
+    def apply_specs(ct, organ, spacing, specs, *, device="auto"):
+        out = real_apply(ct, organ, spacing, specs, device="cpu")
+        calls.append(device)
+        if device == "cuda" and calls.count("cuda") == 7:
+            out.tumors[0].ct_box.flat[0] += 1.0
+        return out
+
+    monkeypatch.setattr(tumorsyn, "apply_specs", apply_specs)
+    row = gpu_check.run_section("ca_identity", fake_context(gpu_check, tmp_path, numba_gpu=True)).rows[0]
+    assert row["gpu"] == "19/20" and row["verdict"] == "MISS"
+
+
+@pytest.mark.parametrize("gpu_s, verdict", [(0.5, "PASS"), (2.0, "MISS")])
+def test_diffusion_sampling_target_at_batch_16(gpu_check, tmp_path, monkeypatch, gpu_s, verdict):
+    import bench_diffusion
+
+    def bench_sampling(model_dir, *, device, tumours, batch, steps):
+        per = 8.0 if device == "cpu" else gpu_s
+        return {"times": [2 * per] * tumours, "batch_s": per * batch, "batch": batch, "steps": 10,
+                "sampler": "dpm_solver", "sizes": [12.0, 18.0]}
+
+    monkeypatch.setattr(bench_diffusion, "bench_sampling", bench_sampling)
+    ctx = fake_context(gpu_check, tmp_path, torch_gpu="Stand-in GPU", diffusion_model=tmp_path)
+    sec = gpu_check.run_section("diffusion_sampling", ctx)
+    assert sec.status == "ok" and f"model folder {tmp_path} (--diffusion-model)" in sec.note
+    one, many = sec.rows
+    assert one["speedup"] == pytest.approx(8.0 / gpu_s) and one["verdict"] is None
+    assert many["gpu"] == gpu_s and many["verdict"] == verdict
+
+
+def test_gpu_without_numba_cuda_fails_the_ca_sections(gpu_check, tmp_path):
+    ctx = fake_context(gpu_check, tmp_path, torch_gpu="Stand-in GPU", numba_gpu=False)
+    ctx.gpu_found = "CUDA GPU: Stand-in GPU; numba-cuda sees no CUDA device"
+    for name in ("ca_identity", "ca_throughput"):
+        sec = gpu_check.run_section(name, ctx)
+        assert sec.status == "failed" and sec.rows == []
+        assert sec.error == ("torch sees Stand-in GPU but the CA kernel cannot use it (CUDA GPU: Stand-in GPU; "
+                             "numba-cuda sees no CUDA device); `make install` installs numba-cuda (tumorsyn[cuda]): "
+                             "check it and the CUDA driver")
