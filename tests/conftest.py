@@ -6,8 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tumorsyn.configfile import real_data_dir
+
 REPO = Path(__file__).resolve().parents[1]
-REAL = REPO.parent / "shared" / "data" / "real"
+# The real scans: $TUMORSYN_REAL_DATA when set, else ../shared/data/real (the rule configs use for ${REAL}).
+REAL = real_data_dir()[0]
 EXAMPLE_CT = REPO / "tumorsyn" / "data" / "example_ct.nii.gz"
 EXAMPLE_LABELS = REPO / "tumorsyn" / "data" / "example_labels.nii.gz"
 
@@ -16,7 +19,7 @@ def real_path(*parts: str) -> Path:
     """Path under ../shared/data/real, or skip the test with the reason."""
     path = REAL.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"{'/'.join(parts)} not in ../shared/data/real; see ../shared/data/README.md")
+        pytest.skip(f"{'/'.join(parts)} not in {REAL}; see ../shared/data/README.md (or set TUMORSYN_REAL_DATA)")
     return path
 
 

@@ -15,8 +15,9 @@ import pytest
 
 from tumorsyn.cli.main import main
 
+from tests.conftest import REAL  # one rule for where the real scans are
+
 REPO = Path(__file__).resolve().parents[2]
-REAL = REPO.parent / "shared" / "data" / "real"
 EXAMPLE_CT = REPO / "tumorsyn" / "data" / "example_ct.nii.gz"
 EXAMPLE_LABELS = REPO / "tumorsyn" / "data" / "example_labels.nii.gz"
 TMP_PREFIX = ".tumorsyn-tmp-"

@@ -1,6 +1,5 @@
 """3D-IRCADb patient 1: seven manual liver tumours as the reference (files read in place, never copied)."""
 import json
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -11,7 +10,8 @@ from tumorsyn.io.scan import load_labels
 from tumorsyn.lesion_size import CONNECTIVITY_26, max_diameter_mm
 from tumorsyn.metrics import evaluate_case, size_bin_index, size_bin_labels, summarize
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
+from tests.conftest import REAL  # one rule for where the real scans are
+
 IRCAD = REAL / "3dircadb1"
 PATIENT = IRCAD / "3Dircadb1.1" / "masks"
 MARGIN = 8  # voxels around the tumours' box: room for dilation and shifts without touching the crop edge
