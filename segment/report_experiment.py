@@ -169,7 +169,7 @@ def _claim_lines(config: dict, seeds: dict) -> list[str]:
 
     def arm_value(role: str, key: str) -> str:
         arm = claim.get(role)
-        return "not run" if not arm else _spread_text(seeds[arm][key], percent=key == "small_sensitivity")
+        return "not run" if not arm else _spread_text(seeds[arm][key], percent=True)
     lines = ["## The published claim, as measured here", "",
              "| figure | published | real-only | synthetic-only | mixed |", "|---|---|---|---|---|",
              f"| Dice per case (tumour-positive test regions) | {100 * PUBLISHED_CLAIM['dice_real']:.0f} % real-only vs "
