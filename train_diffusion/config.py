@@ -16,6 +16,7 @@ from tumorsyn.configfile import expand_path as _expand
 from tumorsyn.configfile import need as _need
 from tumorsyn.configfile import need_path as _need_path
 from tumorsyn.configfile import positive_ints as _positive_ints
+from tumorsyn.generators.diffusion.intensity import DEFAULT_INTENSITY, DEFAULT_RELATIVE_WINDOW_SD, INTENSITY_MODES
 from tumorsyn.organs import ORGANS, join_names
 
 __all__ = ["DEFAULTS", "load_config", "apply_overrides", "validate_config", "dump_config", "REPO_ROOT"]
@@ -35,7 +36,9 @@ DEFAULTS: dict = {
         "holdout_sources": [],
         "spacing_mm": [1.0, 1.0, 1.0],     # crops are resampled to this voxel size
         "crop_size": [64, 64, 64],         # crop shape in voxels at spacing_mm
-        "hu_window": [-175.0, 250.0],      # HU mapped linearly to [-1, 1] (clipped)
+        "intensity": DEFAULT_INTENSITY,    # relative: crops standardised by their organ's parenchyma; absolute: hu_window
+        "hu_window": [-175.0, 250.0],      # intensity absolute: HU mapped linearly to [-1, 1] (clipped)
+        "relative_window_sd": list(DEFAULT_RELATIVE_WINDOW_SD),  # intensity relative: robust SDs of the parenchyma mapped to [-1, 1]
         "blank_value": 0.0,                # value of the blanked tumour region (in [-1, 1] units)
         "min_diameter_mm": 0.0,            # tumours used: min <= measured max diameter < max
         "max_diameter_mm": 20.0,           # 20 = early tumours (< 2 cm); null = every size
@@ -193,6 +196,11 @@ def validate_config(config: dict, *, path: str = "config", base_dir: Path | None
     _need(isinstance(d["hu_window"], (list, tuple)) and len(d["hu_window"]) == 2
           and all(_number(v) for v in d["hu_window"]) and d["hu_window"][0] < d["hu_window"][1], path,
           f"data.hu_window must be [low, high] HU with low < high, got {d['hu_window']!r}")
+    _need(d["intensity"] in INTENSITY_MODES, path,
+          f"data.intensity must be {' or '.join(INTENSITY_MODES)}, got {d['intensity']!r}")
+    _need(isinstance(d["relative_window_sd"], (list, tuple)) and len(d["relative_window_sd"]) == 2
+          and all(_number(v) for v in d["relative_window_sd"]) and d["relative_window_sd"][0] < 0 < d["relative_window_sd"][1],
+          path, f"data.relative_window_sd must be [low, high] robust SDs with low < 0 < high, got {d['relative_window_sd']!r}")
     _need(_number(d["blank_value"], low=-1, high=1), path, "data.blank_value must lie in [-1, 1]")
     _need(_number(d["min_diameter_mm"], low=0), path, "data.min_diameter_mm must be >= 0")
     _need(d["max_diameter_mm"] is None or (_number(d["max_diameter_mm"], low=0, strict_low=True)

@@ -2,7 +2,9 @@
 
 Each scan is read once; around each selected tumour (measured maximum diameter in
 ``[min_diameter_mm, max_diameter_mm)``) a crop slightly larger than the model's crop is resampled to
-``data.spacing_mm`` and kept in memory with its tumour mask. A batch is a random window of these
+``data.spacing_mm``, mapped to [-1, 1] (``data.intensity``: by the fixed ``data.hu_window``, or
+standardised by the parenchyma around it, :mod:`tumorsyn.generators.diffusion.intensity`) and kept
+in memory with its tumour mask and the HU window it was mapped with. A batch is a random window of these
 crops (jitter) with random flips, drawn from ``(seed, stage, micro-step, process)`` only: a resumed
 run sees the same stream as an uninterrupted one.
 """
@@ -14,6 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from tumorsyn.errors import ConfigError
+from tumorsyn.generators.diffusion.intensity import relative_window_hu, ring_statistics
 from tumorsyn.generators.diffusion.sampler import grow_mask, hu_to_unit
 from tumorsyn.lesion_size import label_lesions, max_diameter_mm
 
@@ -34,6 +37,9 @@ class CropBank:
         The same tumours undilated (held-out figures are measured inside them).
     healthy_images : list of ndarray
         Crops centred on organ voxels (tumour-free scans, and tumour scans away from no lesion in particular).
+    tumor_windows, healthy_windows : list of (float, float)
+        The HU window each crop was mapped to [-1, 1] with (``unit_to_hu(crop, window)`` gives its
+        HU back): ``data.hu_window`` in absolute mode, the crop's own in relative mode.
     tumors : list of dict
         Per tumour: case, organ, measured diameters (mm) — written to the training summary.
     """
@@ -44,6 +50,8 @@ class CropBank:
     tumor_masks: list = field(default_factory=list)
     tumor_cores: list = field(default_factory=list)
     healthy_images: list = field(default_factory=list)
+    tumor_windows: list = field(default_factory=list)
+    healthy_windows: list = field(default_factory=list)
     tumors: list = field(default_factory=list)
     cases: list = field(default_factory=list)
 
@@ -159,7 +167,7 @@ def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True,
     spacing = tuple(float(s) for s in d["spacing_mm"])
     jitter = tuple(int(round(float(d["jitter_mm"]) / s)) for s in spacing)
     big = tuple(n + 2 * j for n, j in zip(size, jitter))
-    window = d["hu_window"]
+    intensity = _Intensity(d, size, jitter)
     dilate_mm = float(d["mask_dilate_mm"])
     lo_mm, hi_mm = float(d["min_diameter_mm"]), d["max_diameter_mm"]
     bank = CropBank(crop_size=size, jitter_vox=jitter)
@@ -174,16 +182,19 @@ def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True,
                 tissue = organ_mask & ~tumor
                 bank.cases.append({"case": case_id, "ct": str(case.ct), "role": role, "organ": organ,
                                    "organ_median_hu": round(float(np.median(hu[tissue])), 1) if tissue.any() else None})
+                intensity.host(hu, organ_mask, tumor)
                 if with_tumors:
                     _add_tumors(bank, hu, tumor, scan_spacing, case_id, organ, size=big, spacing=spacing,
-                                window=window, dilate_mm=dilate_mm, lo_mm=lo_mm, hi_mm=hi_mm)
+                                intensity=intensity, dilate_mm=dilate_mm, lo_mm=lo_mm, hi_mm=hi_mm)
                 # Held-out sources give tumour crops only; a source may set its own healthy_crops.
                 healthy = 0 if role == "holdout_sources" else int(src.get("healthy_crops", d["healthy_crops_per_case"]))
                 organ_idx = np.argwhere(organ_mask & ~tumor)
                 for _ in range(healthy if len(organ_idx) else 0):
                     center = organ_idx[int(rng.integers(len(organ_idx)))]
                     crop = resample_crop(hu, center, scan_spacing, size=big, out_spacing_mm=spacing)
+                    window = intensity.window(crop, center, scan_spacing, spacing, grown=None)
                     bank.healthy_images.append(hu_to_unit(crop, window))
+                    bank.healthy_windows.append(window)
                 log(f"{case_id}: {sum(t['case'] == case_id for t in bank.tumors)} tumour crop(s)")
     if need_tumors and not bank.tumor_images:
         size_text = f"{lo_mm:g}-{hi_mm:g} mm" if hi_mm is not None else f">= {lo_mm:g} mm"
@@ -192,8 +203,8 @@ def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True,
     return bank
 
 
-def _add_tumors(bank: CropBank, hu, tumor, scan_spacing, case_id, organ, *, size, spacing, window, dilate_mm,
-                lo_mm, hi_mm) -> None:
+def _add_tumors(bank: CropBank, hu, tumor, scan_spacing, case_id, organ, *, size, spacing, intensity: "_Intensity",
+                dilate_mm, lo_mm, hi_mm) -> None:
     components, count = label_lesions(tumor)
     boxes = ndimage.find_objects(components)
     for k in range(1, count + 1):
@@ -210,8 +221,51 @@ def _add_tumors(bank: CropBank, hu, tumor, scan_spacing, case_id, organ, *, size
             continue  # thinner than one model voxel
         core = mask
         mask = grow_mask(mask, spacing, dilate_mm)
+        window = intensity.window(image, center, scan_spacing, spacing, grown=mask)
         bank.tumor_images.append(hu_to_unit(image, window))
+        bank.tumor_windows.append(window)
         bank.tumor_masks.append(mask)
         bank.tumor_cores.append(core)
         bank.tumors.append({"case": case_id, "organ": organ, "max_diameter_mm": round(float(diameter), 2),
                             "voxels_at_model_spacing": int(mask.sum())})
+
+
+class _Intensity:
+    """The HU window of each training crop (``data.intensity``), measured as sampling measures the host.
+
+    Absolute: ``data.hu_window``. Relative: the median and spread of the organ ring in the centred
+    crop (the ``crop_size`` window a sampled crop covers), outside the crop's grown tumour mask and
+    every labelled lesion; where that ring is too small, the scan's organ-wide statistics
+    (:func:`tumorsyn.placement.organ_statistics`, what a spec records as ``organ_mean_hu`` /
+    ``organ_std_hu`` when sampling) — see :func:`tumorsyn.generators.diffusion.intensity.ring_statistics`.
+    """
+
+    def __init__(self, data: dict, size, jitter) -> None:
+        self.relative = data["intensity"] == "relative"
+        self.hu_window = tuple(float(v) for v in data["hu_window"])
+        self.window_sd = tuple(float(v) for v in data["relative_window_sd"])
+        self.centre = tuple(slice(j, j + n) for j, n in zip(jitter, size))
+        self.scan = None
+
+    def host(self, hu: np.ndarray, organ_mask: np.ndarray, tumor: np.ndarray) -> None:
+        """The scan the next crops come from: its organ (without lesions) and organ-wide statistics."""
+        if not self.relative:
+            return
+        from tumorsyn.placement import organ_statistics
+
+        parenchyma = organ_mask & ~tumor
+        fallback = organ_statistics(hu, parenchyma) if parenchyma.any() else (0.0, 0.0)
+        self.scan = (parenchyma.astype(np.float32), tumor.astype(np.float32), fallback)
+
+    def window(self, crop_hu: np.ndarray, center, scan_spacing, spacing, *, grown) -> tuple[float, float]:
+        if not self.relative:
+            return self.hu_window
+        parenchyma, tumor, fallback = self.scan
+        size = crop_hu.shape
+        organ = resample_crop(parenchyma, center, scan_spacing, size=size, out_spacing_mm=spacing, cval=0.0) >= 0.5
+        exclude = resample_crop(tumor, center, scan_spacing, size=size, out_spacing_mm=spacing, cval=0.0) >= 0.5
+        if grown is not None:
+            exclude |= grown
+        median, spread, _ = ring_statistics(crop_hu[self.centre], organ[self.centre], exclude[self.centre],
+                                            fallback=fallback)
+        return relative_window_hu(median, spread, self.window_sd)

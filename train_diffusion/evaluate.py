@@ -89,9 +89,12 @@ def evaluate_bank(model, bank: CropBank, *, samples: int = 4, steps: int | None 
     """
     window = model.hu_window
     images, masks, cores = bank.centred()
+    # Each crop back to HU with the window it was mapped with (its own host's, for a relative model).
+    windows = bank.tumor_windows or [window] * len(images)
     spacing = model.spacing_mm
     recon = reconstruct(model, images)
-    real_hu, recon_hu = unit_to_hu(images, window), unit_to_hu(recon, window)
+    real_hu = np.stack([unit_to_hu(im, w) for im, w in zip(images, windows)])
+    recon_hu = np.stack([unit_to_hu(im, w) for im, w in zip(recon, windows)])
     per_crop, inside_err, outside_err = [], [], []
     for k in range(len(images)):
         diff = np.abs(real_hu[k].astype(np.float64) - recon_hu[k])
@@ -101,6 +104,7 @@ def evaluate_bank(model, bank: CropBank, *, samples: int = 4, steps: int | None 
                          "mae_outside_hu": round(float(diff[~cores[k]].mean()), 2)})
     result = {
         "crops": len(images), "spacing_mm": list(spacing), "crop_size": list(images.shape[1:]), "hu_window": list(window),
+        "intensity": getattr(model, "intensity", "absolute"),
         "reconstruction": {"mae_inside_hu": round(float(np.concatenate(inside_err).mean()), 2),
                            "mae_outside_hu": round(float(np.concatenate(outside_err).mean()), 2),
                            "voxels_inside": int(sum(len(e) for e in inside_err)), "per_crop": per_crop},
@@ -115,7 +119,7 @@ def evaluate_bank(model, bank: CropBank, *, samples: int = 4, steps: int | None 
         for k in range(n):
             rim = rim_mask(masks[k] > 0.5, spacing)
             real = _stats(real_hu[k], cores[k], rim)
-            sampled = [_stats(unit_to_hu(g, window), cores[k], rim) for g in generated[k]]
+            sampled = [_stats(unit_to_hu(g, windows[k]), cores[k], rim) for g in generated[k]]
             rows.append({**bank.tumors[k], "real": real, "samples": sampled})
         contrast_real = [r["real"]["contrast_hu"] for r in rows]
         contrast_gen = [s["contrast_hu"] for r in rows for s in r["samples"]]
@@ -172,6 +176,13 @@ def evaluate_model(config: dict, *, model_dir: str | Path | None = None, out_dir
         raise ConfigError(f"the config's crops (spacing {ours[0]} mm, size {ours[1]}, window {ours[2]} HU) differ from "
                           f"the model's in {model_dir} ({theirs[0]} mm, {theirs[1]}, {theirs[2]} HU); "
                           "evaluate with the config the model was trained with")
+    ours_i = (d["intensity"], [float(v) for v in d["relative_window_sd"]])
+    theirs_i = (model.intensity, list(model.relative_window_sd))
+    if ours_i[0] != theirs_i[0] or (ours_i[0] == "relative" and ours_i[1] != theirs_i[1]):
+        raise ConfigError(f"the config's intensity ({ours_i[0]}, relative_window_sd {ours_i[1]}) differs from the "
+                          f"model's in {model_dir} ({theirs_i[0]}, {theirs_i[1]}); "
+                          "evaluate with the config the model was trained with (data.intensity: absolute for "
+                          "a model folder without data.intensity)")
     bank = load_holdout(config, log=log)
     log(f"held-out: {len(bank.tumor_images)} tumour crop(s); {samples} sample(s) each")
     result = evaluate_bank(model, bank, samples=samples, steps=steps, seed=int(config["seed"]),

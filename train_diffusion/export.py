@@ -34,6 +34,7 @@ def model_config(config: dict, *, scale_factor: float, summary: dict | None = No
         "sampling": {"sampler": l["sampler"], "steps": int(l["sampling_steps"]), "prediction_type": l["prediction_type"],
                      "known_region": "repaint-latent"},
         "data": {"spacing_mm": [float(s) for s in d["spacing_mm"]], "crop_size": [int(n) for n in d["crop_size"]],
+                 "intensity": d["intensity"], "relative_window_sd": [float(v) for v in d["relative_window_sd"]],
                  "hu_window": [float(v) for v in d["hu_window"]], "blank_value": float(d["blank_value"]),
                  "min_diameter_mm": float(d["min_diameter_mm"]),
                  "max_diameter_mm": None if d["max_diameter_mm"] is None else float(d["max_diameter_mm"]),

@@ -25,8 +25,11 @@ def model_dir(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("diffusion_model")
-    folder = train(tiny_config(root / "run", [write_phantom_case(root / "case0", seed=0)], "train.preview_every=0"),
-                   quiet=True)
+    # Absolute HU: this 3-step model writes the ~100 HU it learnt into the ~47 HU example liver, so every
+    # tumour is visible, which the size and label checks below rely on (a relative model of 3 steps draws
+    # noise around the host's level, sometimes isodense; relative models: tests/tumorsyn/test_diffusion_intensity.py).
+    folder = train(tiny_config(root / "run", [write_phantom_case(root / "case0", seed=0)], "train.preview_every=0",
+                               "data.intensity=absolute"), quiet=True)
     torch.set_num_threads(threads)
     return folder
 

@@ -12,7 +12,7 @@ from diffusion_helpers import tiny_config
 
 
 def test_crops_of_phantom_tumours(tmp_path, phantom_sources):
-    config = tiny_config(tmp_path / "run", phantom_sources)
+    config = tiny_config(tmp_path / "run", phantom_sources, "data.intensity=absolute")  # the units below are HU/212.5
     bank = load_crops(config)
     assert len(bank.tumor_images) == 2 and len(bank.healthy_images) == 4  # one tumour + 2 organ crops per scan
     big = tuple(n + 2 * j for n, j in zip(config["data"]["crop_size"], bank.jitter_vox))
@@ -48,7 +48,7 @@ def test_early_tumour_crops_of_ircadb_patient_1(tmp_path):
     folder = real_path("3dircadb1", "3Dircadb1.1")
     sources = [{"ct": str(folder / "ct.nii.gz"), "labels": str(folder / "masks" / "liver.nii.gz"),
                 "tumor": [str(p) for p in sorted((folder / "masks").glob("livertumor*.nii.gz"))]}]
-    config = tiny_config(tmp_path / "run", sources, "data.healthy_crops_per_case=1")
+    config = tiny_config(tmp_path / "run", sources, "data.healthy_crops_per_case=1", "data.intensity=absolute")
     bank = load_crops(config)
     # 7 tumours of 9-54 mm (PROVENANCE): only those measured < 20 mm are kept.
     assert 1 <= len(bank.tumors) < 7

@@ -89,9 +89,13 @@ def test_holdout_evaluation_of_a_tiny_run(tmp_path, phantom_sources, capsys):
     assert (tmp_path / "run" / "heldout" / "heldout.png").stat().st_size > 0
     assert result["crops"] == 1 and result["inpainting"]["samples_per_crop"] == 2
     # The pooled figure is what an independent computation gives.
-    images, _, cores = load_holdout(config).centred()
+    bank = load_holdout(config)
+    images, _, cores = bank.centred()
     model = load_model(folder, device="cpu")
-    real, recon = unit_to_hu(images, model.hu_window), unit_to_hu(reconstruct(model, images), model.hu_window)
+    # each crop back to HU with its own window (relative intensity, the default: its host's parenchyma)
+    assert model.intensity == "relative" and bank.tumor_windows[0] != model.hu_window
+    real = np.stack([unit_to_hu(im, w) for im, w in zip(images, bank.tumor_windows)])
+    recon = np.stack([unit_to_hu(im, w) for im, w in zip(reconstruct(model, images), bank.tumor_windows)])
     assert result["reconstruction"]["mae_inside_hu"] == pytest.approx(masked_mae(real, recon, cores), abs=0.01)
     assert result["reconstruction"]["mae_outside_hu"] == pytest.approx(masked_mae(real, recon, ~cores), abs=0.01)
     sample = result["inpainting"]["per_crop"][0]["samples"][0]

@@ -244,15 +244,22 @@ def test_transform_samples_a_whole_batch_of_items_in_one_network_batch(scan, mod
     assert len({json.dumps(o["tumor_specs"]) for o in batched}) == 3  # three different tumours
 
 
-def test_warns_when_the_host_organ_is_far_from_what_the_model_learnt(scan, model_dir):
+def test_warns_when_the_host_organ_is_far_from_what_the_model_learnt(scan, model_dir, tmp_path):
+    """An absolute-HU model (a relative one handles the phase: tests/tumorsyn/test_diffusion_intensity.py)."""
+    import shutil
     import warnings
 
     ct, organ, spacing = scan
-    learnt = json.loads((model_dir / "config.json").read_text())["training"]["organ_median_hu"]
+    absolute = tmp_path / "model"
+    shutil.copytree(model_dir, absolute)
+    config = json.loads((absolute / "config.json").read_text())
+    config["data"]["intensity"] = "absolute"
+    (absolute / "config.json").write_text(json.dumps(config))
+    learnt = config["training"]["organ_median_hu"]
     assert abs(learnt - float(np.median(ct[organ]))) < 40  # phantoms of one kind: trained and host alike
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        _spec(scan, model_dir)
+        _spec(scan, absolute)
     darker = (ct - 120.0, organ, spacing)  # e.g. a non-contrast scan for a venous-phase model
     with pytest.warns(UserWarning, match=r"learnt organs of about .* HU, this organ is .* \(another contrast phase"):
-        _spec(darker, model_dir)
+        _spec(darker, absolute)

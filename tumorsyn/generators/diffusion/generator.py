@@ -4,7 +4,9 @@ After the idea of DiffTumor, rebuilt from its description (see ``docs/diffusion.
 
 1. the mask comes from the core's shape code (:func:`tumorsyn.shapes.sample_outline`,
    :func:`tumorsyn.shapes.shape_distance_mm`: sizes in mm, the same family as the rules generator);
-2. a crop around the tumour is resampled to the model's spacing (locally, never the whole scan);
+2. a crop around the tumour is resampled to the model's spacing (locally, never the whole scan) and
+   mapped to the model's value range: by a fixed HU window (absolute models), or standardised by the
+   host parenchyma around the tumour (relative models, :mod:`.intensity`), mapped back the same way;
 3. the model samples the masked region in latent space, keeping the known region (RePaint); the
    region is the shape grown as training grew its tumour masks (``data.mask_dilate_mm``), so the
    tumour the model draws fills the shape;
@@ -34,6 +36,7 @@ from scipy import ndimage
 from tumorsyn.blend import SMOOTH_MM, blend, edge_reach_mm, sigmoid_weight
 from tumorsyn.errors import ConfigError
 from tumorsyn.generators.base import Generator, Rendering
+from tumorsyn.generators.diffusion.intensity import LEGACY_INTENSITY, relative_window_hu, ring_statistics
 from tumorsyn.generators.diffusion.model_folder import SAMPLERS, load_model, model_checksum, read_model_config
 from tumorsyn.shapes import box_offsets_mm, fill_holes, sample_outline, sample_radii_mm, shape_distance_mm, shape_reach_mm
 from tumorsyn.spec import TumorSpec
@@ -64,7 +67,9 @@ class DiffusionGenerator(Generator):
         folder, config = read_model_config(options.get("model"))
         checksum = model_checksum(folder)
         learnt = (config.get("training") or {}).get("organ_median_hu")
-        if learnt is not None and abs(float(organ_mean_hu) - float(learnt)) > _HOST_HU_TOLERANCE:
+        # A relative model writes contrast to this host's own parenchyma: the phase is handled, not warned about.
+        absolute = config["data"].get("intensity", LEGACY_INTENSITY) == "absolute"
+        if absolute and learnt is not None and abs(float(organ_mean_hu) - float(learnt)) > _HOST_HU_TOLERANCE:
             # The model inpaints the absolute HU it learnt, not a contrast relative to this organ.
             warnings.warn(f"{folder}: the model learnt organs of about {float(learnt):.0f} HU, this organ is "
                           f"{float(organ_mean_hu):.0f} HU (another contrast phase?): its tumours may be far too "
@@ -138,11 +143,17 @@ class DiffusionGenerator(Generator):
         return Rendering(label=presence if spec.exophytic else presence & organ_box, presence=presence)
 
     # --- crops at the model's grid ---------------------------------------------------------------
-    def crop_for(self, ct_box: np.ndarray, spec: TumorSpec, origin, model) -> tuple[np.ndarray, np.ndarray]:
-        """The model-grid crop around the tumour: ``(image in [-1, 1], mask)``, each (X, Y, Z) at the model's spacing.
+    def crop_for(self, ct_box: np.ndarray, spec: TumorSpec, origin, model, *,
+                 organ_box: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+        """The model-grid crop around the tumour: ``(image in [-1, 1], mask, window)``.
 
-        Voxel ``j`` of the crop lies ``(j - (n - 1) / 2) * model_spacing`` mm from the tumour
-        centre; it reads the scan's box trilinearly (edge values beyond the box).
+        Image and mask are (X, Y, Z) at the model's spacing. Voxel ``j`` of the crop lies
+        ``(j - (n - 1) / 2) * model_spacing`` mm from the tumour centre; it reads the scan's box
+        trilinearly (edge values beyond the box). ``window`` is the HU window the image was mapped
+        with (``unit_to_hu(x, window)`` maps the sampled crop back): the model's ``hu_window`` for an
+        absolute model; for a relative one the host's, from the organ ring around the tumour
+        (``organ_box``; without it, or with too small a ring, the spec's organ-wide statistics),
+        see :mod:`tumorsyn.generators.diffusion.intensity`.
         """
         from tumorsyn.generators.diffusion.sampler import grow_mask, hu_to_unit
 
@@ -160,7 +171,15 @@ class DiffusionGenerator(Generator):
                               f"{' x '.join(f'{n * s:.0f}' for n, s in zip(size, step))} mm crop; ask for a smaller "
                               "--size-mm or use a model trained on larger crops")
         # Grown as training grew its masks (cut by the crop's border, as training's windows cut it).
-        return hu_to_unit(hu, model.hu_window), grow_mask(mask, step, model.mask_dilate_mm)
+        grown = grow_mask(mask, step, model.mask_dilate_mm)
+        window = model.hu_window
+        if model.intensity == "relative":
+            # The host's parenchyma around the region to generate, as training measured its crops.
+            organ = (np.zeros(size, bool) if organ_box is None else
+                     ndimage.map_coordinates(np.asarray(organ_box, np.float32), coords, order=1, mode="nearest") >= 0.5)
+            median, spread, _ = ring_statistics(hu, organ, grown, fallback=(spec.organ_mean_hu, spec.organ_std_hu))
+            window = relative_window_hu(median, spread, model.relative_window_sd)
+        return hu_to_unit(hu, window), grown, window
 
     def back_to_box(self, generated: np.ndarray, box_shape, spec: TumorSpec, origin, model) -> np.ndarray:
         """A model-grid crop (HU) read back on the scan's box grid (trilinear)."""
@@ -230,9 +249,10 @@ class DiffusionGenerator(Generator):
             if same != (first.params["model_sha256"], first.params["steps"], first.params["sampler"]):
                 raise ConfigError("apply_batch needs one model, step count and sampler for every tumour of a batch")
         model = self._model(first)
-        crops = [self.crop_for(ct_box, spec, origin, model) for ct_box, _, spec, origin in jobs]
+        crops = [self.crop_for(ct_box, spec, origin, model, organ_box=organ_box) for ct_box, organ_box, spec, origin in jobs]
         generated = inpaint(model, np.stack([c[0] for c in crops]), np.stack([c[1] for c in crops]),
                             steps=first.params["steps"], seeds=[spec.seed for _, _, spec, _ in jobs],
                             sampler=first.params["sampler"])
-        return [self.compose(ct_box, organ_box, spec, origin, unit_to_hu(gen, model.hu_window), model)
-                for (ct_box, organ_box, spec, origin), gen in zip(jobs, generated)]
+        # Each crop back to HU with the window it was mapped with (the host's own, for a relative model).
+        return [self.compose(ct_box, organ_box, spec, origin, unit_to_hu(gen, crop[2]), model)
+                for (ct_box, organ_box, spec, origin), gen, crop in zip(jobs, generated, crops)]

@@ -3,7 +3,7 @@
 A model folder (written by ``tumorsyn train-diffusion``) holds::
 
     config.json               format marker, networks' constructor arguments, latent scale,
-                              sampler, data settings (spacing, crop, HU window), training summary
+                              sampler, data settings (spacing, crop, HU window, intensity mode), training summary
     autoencoder.safetensors   stage 1 weights (MONAI AutoencoderKL or VQVAE)
     unet.safetensors          stage 2 weights (MONAI DiffusionModelUNet, EMA weights when trained with EMA)
     scheduler_config.json     the training noise schedule (diffusers format)
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tumorsyn.errors import ModelError
+from tumorsyn.generators.diffusion.intensity import DEFAULT_RELATIVE_WINDOW_SD, INTENSITY_MODES, LEGACY_INTENSITY
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "DiffusionModel", "build_network", "load_model", "model_checksum",
            "read_model_config", "resolve_device", "SAMPLERS", "PREDICTION_TYPES"]
@@ -84,6 +85,20 @@ class DiffusionModel:
         return float(lo), float(hi)
 
     @property
+    def intensity(self) -> str:
+        """``relative`` (crops standardised by their host parenchyma) or ``absolute`` (the fixed HU window).
+
+        Folders written before the key existed were trained on absolute HU and load as ``absolute``.
+        """
+        return str(self.config["data"].get("intensity", LEGACY_INTENSITY))
+
+    @property
+    def relative_window_sd(self) -> tuple[float, float]:
+        """Robust SDs of the host parenchyma mapped to [-1, 1] (relative mode)."""
+        lo, hi = self.config["data"].get("relative_window_sd", DEFAULT_RELATIVE_WINDOW_SD)
+        return float(lo), float(hi)
+
+    @property
     def mask_dilate_mm(self) -> float:
         """How far (mm) training grew its tumour masks (0 for folders written before it was recorded)."""
         return float(self.config["data"].get("mask_dilate_mm") or 0.0)
@@ -136,6 +151,14 @@ def read_model_config(path: str | Path) -> tuple[Path, dict]:
     data = config["data"]
     _need(len(data.get("spacing_mm", ())) == 3 and len(data.get("crop_size", ())) == 3
           and len(data.get("hu_window", ())) == 2, folder, "data needs spacing_mm (3), crop_size (3) and hu_window (2)")
+    intensity = data.get("intensity", LEGACY_INTENSITY)
+    _need(intensity in INTENSITY_MODES, folder,
+          f"data.intensity {intensity!r} is not one of {', '.join(INTENSITY_MODES)}")
+    window_sd = data.get("relative_window_sd", DEFAULT_RELATIVE_WINDOW_SD)
+    _need(isinstance(window_sd, (list, tuple)) and len(window_sd) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in window_sd)
+          and window_sd[0] < 0 < window_sd[1], folder,
+          f"data.relative_window_sd must be [low, high] robust SDs with low < 0 < high, got {window_sd!r}")
     return folder, config
 
 
