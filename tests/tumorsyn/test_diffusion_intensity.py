@@ -242,3 +242,33 @@ def test_config_and_model_folder_refuse_an_unknown_intensity(tmp_path, sources, 
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelError, match="data.intensity 'contrast' is not one of relative, absolute"):
         read_model_config(folder)
+
+
+# --- one liver-trained relative model, any organ --------------------------------------------------
+
+def test_liver_trained_relative_model_writes_into_the_example_pancreas_and_kidney(relative_model, absolute_model):
+    """The bundled (Apache-2.0, non-contrast) example: the tumour sits at the host organ's level, no phase warning."""
+    import warnings
+
+    from tumorsyn.io import load_labels, load_scan
+    from tumorsyn.io.labels import organ_mask_from_labels
+
+    from tests.conftest import EXAMPLE_CT, EXAMPLE_LABELS
+
+    scan = load_scan(EXAMPLE_CT)
+    ct, spacing = scan.values().astype(np.float32), scan.spacing_mm
+    labels = load_labels(EXAMPLE_LABELS).values()
+    for organ_name in ("pancreas", "kidney"):
+        organ = organ_mask_from_labels(labels, organ_name, preset="totalsegmentator")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            spec = tumorsyn.sample_spec(organ, spacing, organ=organ_name, method="diffusion", size_mm=(8, 11), ct_hu=ct,
+                                        rng=0, model=str(relative_model))
+        out, tumor = tumorsyn.synthesize(ct, organ, spacing, spec, device="cpu")
+        changed = (out != ct) & organ  # (a kidney tumour may be exophytic: its blend outside the organ is not checked)
+        assert changed.any()
+        # what the model wrote sits within the host window around the organ's own level, not the liver's
+        lo, hi = relative_window_hu(spec.organ_mean_hu, max(spec.organ_std_hu, MIN_SPREAD_HU), (-12.0, 8.0))
+        assert lo - 1.0 <= out[changed].min() and out[changed].max() <= hi + 1.0
+        with pytest.raises(ConfigError, match=f"trained on liver, not the {organ_name}, in absolute HU"):
+            get_generator("diffusion").validate(spec.with_params(params={**spec.params, "model": str(absolute_model)}))

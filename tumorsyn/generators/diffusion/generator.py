@@ -104,9 +104,13 @@ class DiffusionGenerator(Generator):
         if len(p["radii_mm"]) != 3 or min(p["radii_mm"]) <= 0:
             raise ConfigError(f"diffusion spec radii_mm must be three positive numbers, got {p['radii_mm']}")
         _, config = read_model_config(p["model"])
-        if spec.organ not in config["organs"]:
-            raise ConfigError(f"model {p['model']} was trained on {', '.join(config['organs'])}, not the {spec.organ}; "
-                              "use a model of this organ (or a pooled one)")
+        # A relative model writes contrast to the host's own parenchyma, so it serves any organ (early
+        # tumours look alike across liver, pancreas and kidney); an absolute one writes its organs' HU.
+        relative = config["data"].get("intensity", LEGACY_INTENSITY) == "relative"
+        if spec.organ not in config["organs"] and not relative:
+            raise ConfigError(f"model {p['model']} was trained on {', '.join(config['organs'])}, not the {spec.organ}, "
+                              "in absolute HU; use a model of this organ (or a pooled one), or one trained with "
+                              "data.intensity: relative")
         crop_mm = min(n * s for n, s in zip(config["data"]["crop_size"], config["data"]["spacing_mm"]))
         if spec.size_mm > 0.75 * crop_mm:
             raise ConfigError(f"a {spec.size_mm:.0f} mm tumour does not fit the model's crop ({crop_mm:.0f} mm across) "
