@@ -272,3 +272,27 @@ def test_liver_trained_relative_model_writes_into_the_example_pancreas_and_kidne
         assert lo - 1.0 <= out[changed].min() and out[changed].max() <= hi + 1.0
         with pytest.raises(ConfigError, match=f"trained on liver, not the {organ_name}, in absolute HU"):
             get_generator("diffusion").validate(spec.with_params(params={**spec.params, "model": str(absolute_model)}))
+
+
+def test_training_crops_fall_back_to_the_scan_organ_statistics_when_the_ring_is_too_small():
+    """Training measures its crops as sampling measures the host, with the same organ-wide fallback."""
+    from tumorsyn.placement import organ_statistics
+    from train_diffusion.config import DEFAULTS
+    from train_diffusion.data import _Intensity
+
+    rng = np.random.default_rng(2)
+    hu = rng.normal(60.0, 10.0, (40, 40, 40)).astype(np.float32)
+    organ = np.zeros(hu.shape, bool)
+    organ[5:35, 5:35, 5:35] = True
+    hu[organ] += 60.0                                    # organ at 120 HU in 60 HU surroundings
+    tumor = np.zeros(hu.shape, bool)
+    data = {**DEFAULTS["data"], "intensity": "relative"}
+    size, spacing = (8, 8, 8), (1.0, 1.0, 1.0)
+    intensity = _Intensity(data, size, (0, 0, 0))
+    intensity.host(hu, organ, tumor)
+    inside = intensity.window(hu[16:24, 16:24, 16:24], (19.5, 19.5, 19.5), spacing, spacing, grown=None)
+    assert (inside[0] * 8 + inside[1] * 12) / 20 == pytest.approx(120.0, abs=2.0)  # the ring: 512 organ voxels
+    # a crop at the organ's corner holds 1 organ voxel: the scan's organ-wide statistics
+    corner = intensity.window(hu[:8, :8, :8], (1.5, 1.5, 1.5), spacing, spacing, grown=None)
+    median, spread = organ_statistics(hu, organ)
+    assert corner == pytest.approx(relative_window_hu(median, max(spread, MIN_SPREAD_HU), (-12.0, 8.0)))
