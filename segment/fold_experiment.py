@@ -35,11 +35,7 @@ from tumorsyn.errors import ConfigError
 from segment.config import DEFAULTS, merge_overrides, validate_config
 from segment.folds import Fold, build_folds, check_design, load_folds
 
-__all__ = ["run_fold_experiment", "plan_runs", "PUBLISHED_CLAIM"]
-
-# The published claim users want to test (issue 17; DiffTumor/SyntheticTumors figures, ANCHORS.md).
-PUBLISHED_CLAIM = {"dice_real": 0.58, "dice_synthetic": 0.60, "small_sensitivity_real": 0.52,
-                   "small_sensitivity_synthetic": 0.62}
+__all__ = ["run_fold_experiment", "plan_runs"]
 
 
 def _is_baseline(arm: dict | None) -> bool:
