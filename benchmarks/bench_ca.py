@@ -28,11 +28,12 @@ sys.path.insert(0, str(REPO))
 
 import tumorsyn  # noqa: E402
 from benchkit import MB, PeakRSS, loadavg  # noqa: E402  (this folder)
+from tumorsyn.configfile import real_data_dir  # noqa: E402
 from tumorsyn.io import load_labels, load_scan  # noqa: E402
 from tumorsyn.io.labels import label_values, organ_mask_from_labels  # noqa: E402
 from tumorsyn.placement import bounding_box  # noqa: E402
 
-IRCAD = REPO.parent / "shared" / "data" / "real" / "3dircadb1" / "3Dircadb1.7"
+IRCAD = real_data_dir()[0] / "3dircadb1" / "3Dircadb1.7"
 
 
 def _baseline_kernel():

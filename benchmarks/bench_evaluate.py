@@ -48,13 +48,14 @@ import scipy  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 import tumorsyn  # noqa: E402
+from tumorsyn.configfile import real_data_dir  # noqa: E402
 from tumorsyn.metrics import CasePaths, evaluate_case, evaluate_paths, load_case, sha256_file  # noqa: E402
 
 from benchkit import cpu_model, loadavg, print_checks, say, stats  # noqa: E402  (this folder)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-IRCAD_DIR = REPO.parent / "shared" / "data" / "real" / "3dircadb1" / "3Dircadb1.1"
+IRCAD_DIR = real_data_dir()[0] / "3dircadb1" / "3Dircadb1.1"
 IRCAD_TUMOURS = [f"livertumor{i:02d}.nii.gz" for i in range(1, 8)]
 
 SHAPE_Z = 150               # slices of the benchmark pair (IRCAD p1 has 129: padded with background)

@@ -47,7 +47,9 @@ def _write_raw(raw: Path, source: str) -> None:
         ts = np.asarray(nib.load(REPO / "tumorsyn" / "data" / "example_labels.nii.gz").dataobj)
         labels = np.where(ts == 5, 1, np.where(ts > 0, 3, 0)).astype(np.uint8)  # TotalSegmentator liver = 5
     else:
-        root = REPO.parent / "shared" / "data" / "real" / "lits117"
+        from tumorsyn.configfile import real_data_dir
+
+        root = real_data_dir()[0] / "lits117"
         if not (root / "ct.nii.gz").is_file():
             sys.exit(f"{root}: not here (see ../shared/data/README.md); use --source example")
         ct_img = nib.load(root / "ct.nii.gz")

@@ -38,7 +38,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-REAL = REPO.parent / "shared" / "data" / "real" / "3dircadb1"
+from tumorsyn.configfile import real_data_dir  # noqa: E402  (after the path setup)
+
+REAL = real_data_dir()[0] / "3dircadb1"
 
 
 def _link(src: Path, dst: Path) -> None:

@@ -4,8 +4,8 @@ One place that knows where the real lesions are, how each is described, and whic
 generator may be calibrated on. ``bench_realism.py`` reports realism on the TEST half (and on all);
 prior-fitting scripts must use only the CALIBRATION half, so that what is reported was not fitted.
 
-Data root: ``../shared/data/real`` next to the repository (``Path(__file__).resolve().parents[1].parent
-/ "shared/data/real"``), or the folder named by the environment variable ``TUMORSYN_REAL``. The data
+Data root: the folder named by ``$TUMORSYN_REAL_DATA``, else ``../shared/data/real`` beside the repository
+(:func:`tumorsyn.configfile.real_data_dir`, the rule configs' ``${REAL}`` follows). The data
 are non-commercial (3D-IRCADb, LiTS): they are read in place, never copied into the repository.
 Files are read only through :mod:`tumorsyn.io` (canonical RAS+ arrays, HU).
 
@@ -81,15 +81,16 @@ class RealDataMissing(FileNotFoundError):
 
 
 def data_root() -> Path:
-    """Folder of the real data: ``$TUMORSYN_REAL``, else ``../shared/data/real`` beside the repository."""
-    env = os.environ.get("TUMORSYN_REAL")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared/data/real"
+    """Folder of the real data: ``$TUMORSYN_REAL_DATA``, else ``../shared/data/real`` beside the repository."""
+    from tumorsyn.configfile import real_data_dir
+
+    return real_data_dir()[0]
 
 
 def _need(path: Path) -> Path:
     if not path.exists():
         raise RealDataMissing(f"{path}: real data not found; put it there (see shared/data/README.md) or set "
-                              "TUMORSYN_REAL to the folder holding lits117/, 3dircadb1/ and lesion_masks/")
+                              "TUMORSYN_REAL_DATA to the folder holding lits117/, 3dircadb1/ and lesion_masks/")
     return path
 
 

@@ -22,7 +22,7 @@ def test_lits_split_is_by_slab():
 
 
 def test_kidney_has_no_real_tumours(monkeypatch, tmp_path, fresh_cache):
-    monkeypatch.setenv("TUMORSYN_REAL", str(tmp_path))  # nothing there: nothing may be read
+    monkeypatch.setenv("TUMORSYN_REAL_DATA", str(tmp_path))  # nothing there: nothing may be read
     assert realdata.real_lesion_rows("kidney", "all") == []
 
 
@@ -33,7 +33,7 @@ def test_unknown_organ_or_split_refused(organ, split):
 
 
 def test_absent_data_named(monkeypatch, tmp_path, fresh_cache):
-    monkeypatch.setenv("TUMORSYN_REAL", str(tmp_path))
+    monkeypatch.setenv("TUMORSYN_REAL_DATA", str(tmp_path))
     assert set(realdata.missing_sources()) == set(realdata.SOURCES)
     assert set(realdata.missing_sources("pancreas")) == {"msd_pancreas"}
     with pytest.raises(realdata.RealDataMissing, match=str(tmp_path / "lits117")):
@@ -42,7 +42,7 @@ def test_absent_data_named(monkeypatch, tmp_path, fresh_cache):
 
 def test_lits_rows_follow_the_split(monkeypatch, fresh_cache):
     real_path("lits117", "label.nii.gz")
-    monkeypatch.setenv("TUMORSYN_REAL", str(REAL))
+    monkeypatch.setenv("TUMORSYN_REAL_DATA", str(REAL))
     rows = realdata.real_lesion_rows("liver", "all", sources=("lits117",), workers=1)
     assert rows and all(r["source"] == "lits117" and r["has_ct"] and r["voxels"] >= realdata.MIN_VOXELS for r in rows)
     for row in rows:
