@@ -29,6 +29,8 @@ DEFAULTS: dict = {
         # Scans with tumour labels (both stages) and healthy scans (autoencoder only). Each entry is
         # {dataset: DIR_OR_CSV, organ, label_preset, organ_labels, tumor_labels} (decathlon folder,
         # imagesTr/labelsTr, or CSV of ct,labels) or {ct, labels, tumor: [masks], organ, label_preset}.
+        # Any source may add region: {axis: 0|1|2, first: INT, last: INT} (slices, inclusive, canonical
+        # RAS array axes): the scan is cut to it before any crop is read, and tumours the cut crosses are not used.
         "tumor_sources": [],
         "healthy_sources": [],
         # Tumours kept out of training: `tumorsyn train-diffusion --evaluate` (and the end of a run)
@@ -101,7 +103,8 @@ DEFAULTS: dict = {
 
 _FREE_FORM = {"data.tumor_sources", "data.healthy_sources", "data.holdout_sources"}
 _SOURCE_KEYS = {"dataset", "ct", "labels", "tumor", "organ", "label_preset", "organ_labels", "tumor_labels",
-                "healthy_crops"}
+                "healthy_crops", "region"}
+_REGION_KEYS = {"axis", "first", "last"}
 
 
 def _merge(base: dict, update: Mapping, where: str, path: str) -> dict:
@@ -140,6 +143,8 @@ def _check_sources(config: dict, key: str, path: str, base_dir: Path, check_file
             n = src["healthy_crops"]
             _need(isinstance(n, int) and not isinstance(n, bool) and n >= 0, path,
                   f"{where}.healthy_crops must be an integer >= 0 (organ crops drawn from this source), got {n!r}")
+        if "region" in src:
+            _check_region(src["region"], path, f"{where}.region")
         for name in ("dataset", "ct", "labels"):
             if src.get(name):
                 src[name] = _expand(src[name], base_dir, real_data=real_data)
@@ -156,6 +161,24 @@ def _check_sources(config: dict, key: str, path: str, base_dir: Path, check_file
                 _need_path(t, path, f"{where}.tumor", real_data=real_data)
 
 
+def _check_region(region, path: str, where: str) -> None:
+    """``{axis, first, last}``: an array axis and an inclusive slice range (checked against the scan when it is read)."""
+    _need(isinstance(region, Mapping) and set(region) == _REGION_KEYS, path,
+          f"{where} must be {{axis: 0|1|2, first: SLICE, last: SLICE}} (inclusive slices), got {region!r}")
+    _need(region["axis"] in (0, 1, 2) and not isinstance(region["axis"], bool), path,
+          f"{where}.axis must be 0, 1 or 2 (canonical RAS array axis), got {region['axis']!r}")
+    ends = (region["first"], region["last"])
+    _need(all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ends) and ends[0] <= ends[1], path,
+          f"{where} needs integer slices 0 <= first <= last, got first {ends[0]!r}, last {ends[1]!r}")
+
+
+def _regions_disjoint(a: Mapping, b: Mapping) -> bool:
+    """True when two sources' regions share no voxel (same axis, non-overlapping slice ranges)."""
+    ra, rb = a.get("region"), b.get("region")
+    return (ra is not None and rb is not None and ra["axis"] == rb["axis"]
+            and (ra["last"] < rb["first"] or rb["last"] < ra["first"]))
+
+
 def _source_items(src: Mapping) -> set:
     """What a source trains on: its dataset, or (ct, tumour mask) pairs (ct alone when lesions come from labels)."""
     if src.get("dataset"):
@@ -165,16 +188,23 @@ def _source_items(src: Mapping) -> set:
 
 
 def _check_holdout_apart(d: dict, path: str) -> None:
-    """A held-out tumour must never be trained on (the held-out figures would be flattered)."""
-    trained = set().union(*[_source_items(s) for s in d["tumor_sources"]]) if d["tumor_sources"] else set()
-    trained_cts = {item[1] for item in trained if item[0] == "ct" and item[2] == ""}
+    """A held-out tumour must never be trained on (the held-out figures would be flattered).
+
+    Sources of the same scan may coexist when their regions are disjoint (same axis, no shared slice).
+    """
     for i, src in enumerate(d["holdout_sources"]):
         items = _source_items(src)
-        shared = items & trained or {item for item in items if item[0] == "ct" and item[1] in trained_cts}
-        if shared:
-            item = sorted(shared)[0]
-            _need(False, path, f"data.holdout_sources[{i}] is also in data.tumor_sources ({item[-1] or item[1]}); "
-                  "a held-out tumour must not be trained on")
+        for j, train in enumerate(d["tumor_sources"]):
+            if _regions_disjoint(src, train):
+                continue
+            trained = _source_items(train)
+            whole = {item[1] for item in trained if item[0] == "ct" and item[2] == ""}
+            shared = items & trained or {item for item in items if item[0] == "ct" and item[1] in whole}
+            if shared:
+                item = sorted(shared)[0]
+                _need(False, path, f"data.holdout_sources[{i}] is also in data.tumor_sources[{j}] "
+                      f"({item[-1] or item[1]}); a held-out tumour must not be trained on: hold out other tumours, "
+                      "or give both sources disjoint regions of the scan (region: {axis, first, last}, same axis)")
 
 
 def validate_config(config: dict, *, path: str = "config", base_dir: Path | None = None, check_files: bool = True,

@@ -20,7 +20,7 @@ from tumorsyn.generators.diffusion.intensity import relative_window_hu, ring_sta
 from tumorsyn.generators.diffusion.sampler import grow_mask, hu_to_unit
 from tumorsyn.lesion_size import label_lesions, max_diameter_mm
 
-__all__ = ["CropBank", "load_crops", "load_holdout", "resample_crop"]
+__all__ = ["CropBank", "cut_to_region", "load_crops", "load_holdout", "resample_crop"]
 
 _STAGES = {"autoencoder": 1, "ldm": 2, "preview": 3}
 
@@ -119,23 +119,73 @@ def _cases(source: dict) -> list:
     return cases_from_entries([source], organ_mask_key=None)
 
 
-def _read_case(case, organ: str, margin_mm: float, *, lesions: bool):
-    """Canonical HU, organ mask, tumour mask and spacing of one case, cropped to the organ's box plus a margin."""
+def _slab(shape, axis: int, start: int, stop: int) -> tuple[slice, ...]:
+    """Slices ``start:stop`` along ``axis``, everything along the other axes."""
+    return tuple(slice(start, stop) if a == axis else slice(0, n) for a, n in enumerate(shape))
+
+
+def cut_to_region(hu: np.ndarray, organ_mask: np.ndarray, tumor: np.ndarray, region: dict, *, path, where: str):
+    """The arrays cut to ``region`` (``{axis, first, last}``, inclusive slices) and the tumours the cut crosses.
+
+    A tumour (26-connected) crossing the region's border continues in the slice next to the region, so
+    the region plus one slice each side is labelled: a component reaching those outer slices is cut.
+
+    Returns
+    -------
+    hu, organ_mask, tumor : ndarray
+        The region only (the cut tumours' inner parts stay in ``tumor``: no healthy crop centres there).
+    cut : ndarray of bool
+        The inner voxels of tumours crossing the border (their crops are not used).
+    count : int
+        How many tumours cross the border.
+
+    Raises
+    ------
+    ConfigError
+        The region is not inside the scan (naming the file).
+    """
+    axis, first, last = int(region["axis"]), int(region["first"]), int(region["last"])
+    n = hu.shape[axis]
+    if last >= n:
+        raise ConfigError(f"{where} slices {first}-{last} along axis {axis} lie outside the scan's slices 0-{n - 1}",
+                          path=path)
+    lo, hi = max(first - 1, 0), min(last + 2, n)
+    components, _ = label_lesions(tumor[_slab(tumor.shape, axis, lo, hi)])
+    inner = _slab(components.shape, axis, first - lo, last + 1 - lo)
+    outer = np.ones(components.shape[axis], dtype=bool)
+    outer[first - lo:last + 1 - lo] = False
+    crossing = np.unique(np.compress(outer, components, axis=axis))
+    crossing = crossing[crossing > 0]
+    inside = components[inner]
+    crossing = np.intersect1d(crossing, np.unique(inside))
+    box = _slab(hu.shape, axis, first, last + 1)
+    return hu[box], organ_mask[box], tumor[box], np.isin(inside, crossing), int(len(crossing))
+
+
+def _read_case(case, organ: str, margin_mm: float, *, lesions: bool, region: dict | None = None, where: str = ""):
+    """Canonical HU, organ mask, tumour mask, spacing, cut-tumour mask (or None) and cut count of one case,
+    cut to ``region`` (when given) and then to the organ's box plus a margin."""
     from tumorsyn.io.cases import read_case_masks
 
     scan, organ_mask, tumor = read_case_masks(case, organ, lesions=lesions)
     hu = scan.values()
+    cut, n_cut = None, 0
+    if region is not None:
+        # Cut first, before anything reads the scan for crops: no crop can hold a voxel outside the region.
+        hu, organ_mask, tumor, cut, n_cut = cut_to_region(hu, organ_mask, tumor, region, path=case.ct,
+                                                          where=where)
     # Only the organ's box (plus a margin) is kept: a full-resolution scan is 30+ MB per array.
     found = np.argwhere(organ_mask | tumor)
     if len(found) == 0:
-        raise ConfigError(f"no {organ} voxels in the labels (preset {case.label_preset}); set organ_labels for this "
-                          "source", path=case.labels or case.ct)
+        inside = f" inside {where}" if region is not None else ""
+        raise ConfigError(f"no {organ} voxels in the labels{inside} (preset {case.label_preset}); set organ_labels for "
+                          "this source", path=case.labels or case.ct)
     spacing = np.asarray(scan.spacing_mm)
     margin = np.ceil(float(margin_mm) / spacing).astype(int)
     lo = np.maximum(found.min(0) - margin, 0)
     hi = np.minimum(found.max(0) + margin + 1, hu.shape)
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    return hu[box], organ_mask[box], tumor[box], scan.spacing_mm
+    return hu[box], organ_mask[box], tumor[box], scan.spacing_mm, (None if cut is None else cut[box]), n_cut
 
 
 def load_holdout(config: dict, *, log=lambda *a: None) -> CropBank:
@@ -174,18 +224,24 @@ def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True,
     rng = np.random.default_rng([int(config["seed"]), 99])
     for role in roles:
         with_tumors = role in ("tumor_sources", "holdout_sources")
-        for src in d[role]:
+        for i, src in enumerate(d[role]):
             organ = src["organ"]
+            region = src.get("region")
             for case in _cases(src):
                 case_id = case.case_id
-                hu, organ_mask, tumor, scan_spacing = _read_case(case, organ, d["crop_margin_mm"], lesions=with_tumors)
+                hu, organ_mask, tumor, scan_spacing, cut, n_cut = _read_case(
+                    case, organ, d["crop_margin_mm"], lesions=with_tumors, region=region,
+                    where=f"data.{role}[{i}].region")
                 tissue = organ_mask & ~tumor
                 bank.cases.append({"case": case_id, "ct": str(case.ct), "role": role, "organ": organ,
                                    "organ_median_hu": round(float(np.median(hu[tissue])), 1) if tissue.any() else None})
+                if region is not None:
+                    bank.cases[-1].update(region=dict(region), tumours_cut_by_region=n_cut)
+                    log(f"{case_id}: {n_cut} tumour(s) cut by the region border, not used")
                 intensity.host(hu, organ_mask, tumor)
                 if with_tumors:
                     _add_tumors(bank, hu, tumor, scan_spacing, case_id, organ, size=big, spacing=spacing,
-                                intensity=intensity, dilate_mm=dilate_mm, lo_mm=lo_mm, hi_mm=hi_mm)
+                                intensity=intensity, dilate_mm=dilate_mm, lo_mm=lo_mm, hi_mm=hi_mm, cut=cut)
                 # Held-out sources give tumour crops only; a source may set its own healthy_crops.
                 healthy = 0 if role == "holdout_sources" else int(src.get("healthy_crops", d["healthy_crops_per_case"]))
                 organ_idx = np.argwhere(organ_mask & ~tumor)
@@ -204,12 +260,14 @@ def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True,
 
 
 def _add_tumors(bank: CropBank, hu, tumor, scan_spacing, case_id, organ, *, size, spacing, intensity: "_Intensity",
-                dilate_mm, lo_mm, hi_mm) -> None:
+                dilate_mm, lo_mm, hi_mm, cut=None) -> None:
     components, count = label_lesions(tumor)
     boxes = ndimage.find_objects(components)
     for k in range(1, count + 1):
         box = boxes[k - 1]
         one = components[box] == k
+        if cut is not None and cut[box][one].any():
+            continue  # crosses the region's border: its crop would show a truncated tumour
         diameter = max_diameter_mm(one, scan_spacing)
         if diameter < lo_mm or (hi_mm is not None and diameter >= float(hi_mm)):
             continue
