@@ -17,8 +17,11 @@ blanked tumour region. Writes <output_dir>/model/ (config.json + *.safetensors) 
 resumable checkpoints: started again, a run continues from its last checkpoint.
 Under `accelerate launch` the same command trains on several GPUs or nodes.
 With data.holdout_sources set, the end of a run (or --evaluate, on an existing model folder) measures
-the autoencoder's mean absolute HU error inside and outside held-out tumours and the HU statistics of
-tumours inpainted into them: <output_dir>/heldout/heldout.json + heldout.png."""
+the autoencoder's mean absolute HU error inside and outside held-out tumours and the HU statistics and
+realism descriptors (contrast in noise units, internal spread, edge sharpness) of tumours inpainted into
+them, against the real ones' interquartile range: <output_dir>/heldout/heldout.json + heldout.png. It
+then writes early tumours into evaluation.hosts (default: the bundled non-contrast example's liver,
+pancreas and kidneys) and measures them against the same range: hosts.json + hosts.png."""
 
 EXAMPLES = """\
 examples:
@@ -96,6 +99,9 @@ def _source_files(config: dict) -> list[Path]:
                 tumors = src.get("tumor") or []
                 paths += [Path(p) for p in (src["ct"], src.get("labels"), *([tumors] if isinstance(tumors, str)
                                                                            else tumors)) if p]
+    for host in config["evaluation"]["hosts"]:
+        if host != "example":
+            paths += [Path(host["ct"]), Path(host["labels"])]
     return paths
 
 
@@ -111,7 +117,7 @@ def check_run_spares_inputs(config: dict, config_path: str | None, *, evaluate: 
     inputs = [config_path, *_source_files(config)]
     if evaluate:
         heldout = run_dir / "heldout"
-        check_outputs_spare_inputs([heldout / "heldout.json", heldout / "heldout.png"],
+        check_outputs_spare_inputs([heldout / n for n in ("heldout.json", "heldout.png", "hosts.json", "hosts.png")],
                                    [*inputs, Path(model) if model else run_dir / "model"], folders=[heldout],
                                    option="output_dir (--out)")
         return

@@ -87,6 +87,15 @@ DEFAULTS: dict = {
         "sampler": "dpm_solver",           # ddim, dpm_solver (DPM-Solver++ 2M), unipc; euler for flow
         "sampling_steps": 10,              # default steps of `tumorsyn generate` (--steps overrides)
     },
+    "evaluation": {
+        # --evaluate (and the end of a run) also writes early tumours into these scans with the model and
+        # measures them against the held-out real tumours: "example" (the bundled 3 mm non-contrast CT)
+        # or {ct, labels, label_preset}. [] = held-out crops only.
+        "hosts": ["example"],
+        "host_organs": ["liver", "pancreas", "kidney"],
+        "tumours_per_organ": 8,
+        "size_mm": [5.0, 20.0],            # equivalent diameter range of those tumours (mm)
+    },
     "train": {
         "stage": "all",                    # all, autoencoder, ldm
         "mixed_precision": "no",           # no, bf16, fp16 (fp16 needs CUDA)
@@ -101,7 +110,8 @@ DEFAULTS: dict = {
     },
 }
 
-_FREE_FORM = {"data.tumor_sources", "data.healthy_sources", "data.holdout_sources"}
+_FREE_FORM = {"data.tumor_sources", "data.healthy_sources", "data.holdout_sources", "evaluation.hosts"}
+_HOST_KEYS = {"ct", "labels", "label_preset", "organ_labels", "id"}
 _SOURCE_KEYS = {"dataset", "ct", "labels", "tumor", "organ", "label_preset", "organ_labels", "tumor_labels",
                 "healthy_crops", "region"}
 _REGION_KEYS = {"axis", "first", "last"}
@@ -159,6 +169,32 @@ def _check_sources(config: dict, key: str, path: str, base_dir: Path, check_file
                     _need_path(src[name], path, f"{where}.{name}", real_data=real_data)
             for t in src.get("tumor") or []:
                 _need_path(t, path, f"{where}.tumor", real_data=real_data)
+
+
+def _check_evaluation(e: dict, path: str, base_dir: Path, check_files: bool, real_data=None) -> None:
+    """``evaluation``: host scans (``example`` or ``{ct, labels}``), their organs, a tumour count and a size range."""
+    _need(isinstance(e["hosts"], list), path, "evaluation.hosts must be a list (example, or {ct, labels, label_preset})")
+    for i, host in enumerate(e["hosts"]):
+        where = f"evaluation.hosts[{i}]"
+        if host == "example":
+            continue
+        _need(isinstance(host, Mapping) and host.get("ct") and host.get("labels"), path,
+              f"{where} must be example or a mapping with ct and labels, got {host!r}")
+        unknown = sorted(set(host) - _HOST_KEYS)
+        _need(not unknown, path, f"{where} has unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_HOST_KEYS))}")
+        for name in ("ct", "labels"):
+            host[name] = _expand(host[name], base_dir, real_data=real_data)
+            if check_files:
+                _need_path(host[name], path, f"{where}.{name}", real_data=real_data)
+    organs = e["host_organs"]
+    _need(isinstance(organs, list) and bool(organs) and all(o in ORGANS for o in organs), path,
+          f"evaluation.host_organs must list organs of {join_names(ORGANS)}, got {organs!r}")
+    n = e["tumours_per_organ"]
+    _need(isinstance(n, int) and not isinstance(n, bool) and n >= 1, path,
+          f"evaluation.tumours_per_organ must be a positive integer, got {n!r}")
+    size = e["size_mm"]
+    _need(isinstance(size, (list, tuple)) and len(size) == 2 and all(_number(v, low=0, strict_low=True) for v in size)
+          and size[0] <= size[1], path, f"evaluation.size_mm must be [low, high] mm with 0 < low <= high, got {size!r}")
 
 
 def _check_region(region, path: str, where: str) -> None:
@@ -289,6 +325,7 @@ def validate_config(config: dict, *, path: str = "config", base_dir: Path | None
     _need(isinstance(t["preview_every"], int) and t["preview_every"] >= 0, path, "train.preview_every must be >= 0")
     _need(isinstance(t["threads"], int) and t["threads"] >= 0, path, "train.threads must be >= 0")
 
+    _check_evaluation(config["evaluation"], path, base_dir, check_files, real_data)
     for key in ("tumor_sources", "healthy_sources", "holdout_sources"):
         _check_sources(config, key, path, base_dir, check_files, real_data)
     _check_holdout_apart(d, path)

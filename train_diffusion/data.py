@@ -35,6 +35,9 @@ class CropBank:
         Crops centred on selected tumours (masks: that tumour, dilated by ``mask_dilate_mm``).
     tumor_cores : list of ndarray of bool
         The same tumours undilated (held-out figures are measured inside them).
+    tumor_organs, tumor_others : list of ndarray of bool
+        Per tumour crop, its organ (with every lesion) and the voxels of the other lesions: the
+        context the realism descriptors read (:func:`tumorsyn.metrics.realism.descriptors.lesion_descriptors`).
     healthy_images : list of ndarray
         Crops centred on organ voxels (tumour-free scans, and tumour scans away from no lesion in particular).
     tumor_windows, healthy_windows : list of (float, float)
@@ -49,6 +52,8 @@ class CropBank:
     tumor_images: list = field(default_factory=list)
     tumor_masks: list = field(default_factory=list)
     tumor_cores: list = field(default_factory=list)
+    tumor_organs: list = field(default_factory=list)
+    tumor_others: list = field(default_factory=list)
     healthy_images: list = field(default_factory=list)
     tumor_windows: list = field(default_factory=list)
     healthy_windows: list = field(default_factory=list)
@@ -90,6 +95,11 @@ class CropBank:
         return (np.stack([im[window] for im in self.tumor_images]).astype(np.float32),
                 np.stack([m[window] for m in self.tumor_masks]).astype(np.float32),
                 np.stack([c[window] for c in self.tumor_cores]))
+
+    def centred_context(self) -> tuple[np.ndarray, np.ndarray]:
+        """The organ and other-lesion masks of :meth:`centred`'s crops: ``(organs, others)``, each (N, X, Y, Z)."""
+        window = tuple(slice(j, j + n) for j, n in zip(self.jitter_vox, self.crop_size))
+        return (np.stack([o[window] for o in self.tumor_organs]), np.stack([o[window] for o in self.tumor_others]))
 
 
 def resample_crop(volume: np.ndarray, center_vox, spacing_mm, *, size, out_spacing_mm, order: int = 1,
@@ -241,7 +251,8 @@ def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True,
                 intensity.host(hu, organ_mask, tumor)
                 if with_tumors:
                     _add_tumors(bank, hu, tumor, scan_spacing, case_id, organ, size=big, spacing=spacing,
-                                intensity=intensity, dilate_mm=dilate_mm, lo_mm=lo_mm, hi_mm=hi_mm, cut=cut)
+                                intensity=intensity, dilate_mm=dilate_mm, lo_mm=lo_mm, hi_mm=hi_mm, cut=cut,
+                                organ_mask=organ_mask)
                 # Held-out sources give tumour crops only; a source may set its own healthy_crops.
                 healthy = 0 if role == "holdout_sources" else int(src.get("healthy_crops", d["healthy_crops_per_case"]))
                 organ_idx = np.argwhere(organ_mask & ~tumor)
@@ -260,8 +271,9 @@ def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True,
 
 
 def _add_tumors(bank: CropBank, hu, tumor, scan_spacing, case_id, organ, *, size, spacing, intensity: "_Intensity",
-                dilate_mm, lo_mm, hi_mm, cut=None) -> None:
+                dilate_mm, lo_mm, hi_mm, cut=None, organ_mask=None) -> None:
     components, count = label_lesions(tumor)
+    whole_organ = (tumor if organ_mask is None else organ_mask | tumor).astype(np.float32)
     boxes = ndimage.find_objects(components)
     for k in range(1, count + 1):
         box = boxes[k - 1]
@@ -278,12 +290,17 @@ def _add_tumors(bank: CropBank, hu, tumor, scan_spacing, case_id, organ, *, size
         if not mask.any():
             continue  # thinner than one model voxel
         core = mask
+        organ_crop = resample_crop(whole_organ, center, scan_spacing, size=size, out_spacing_mm=spacing, cval=0.0) >= 0.5
+        lesions_crop = resample_crop(tumor.astype(np.float32), center, scan_spacing, size=size, out_spacing_mm=spacing,
+                                     cval=0.0) >= 0.5
         mask = grow_mask(mask, spacing, dilate_mm)
         window = intensity.window(image, center, scan_spacing, spacing, grown=mask)
         bank.tumor_images.append(hu_to_unit(image, window))
         bank.tumor_windows.append(window)
         bank.tumor_masks.append(mask)
         bank.tumor_cores.append(core)
+        bank.tumor_organs.append(organ_crop | core)
+        bank.tumor_others.append(lesions_crop & ~grow_mask(core, spacing, dilate_mm + 1.0))
         bank.tumors.append({"case": case_id, "organ": organ, "max_diameter_mm": round(float(diameter), 2),
                             "voxels_at_model_spacing": int(mask.sum())})
 

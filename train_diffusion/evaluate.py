@@ -9,6 +9,12 @@ trained on) the way training reads its crops, and measures on each centred crop:
   standard deviation of HU inside the tumour, the median of a rim 2-5 mm outside the generated
   region, and the contrast (tumour median - rim median), for the real crop and each sample. A model that learnt tumours gives a tumour-to-rim contrast of the
   real crops' sign and size; an untrained one gives noise around the window's middle.
+- **descriptors**: the realism descriptors of ``tumorsyn realism`` (:data:`FIGURES`: contrast in
+  units of the host's noise, HU spread inside, edge sharpness; the edge gradient beside them) of each
+  real held-out tumour and each sample, both read on the same crop grid with the same tumour mask, the
+  crop's organ and other lesions: the real median and interquartile range, the generated median,
+  and whether it lies inside that range. ``working`` is true when every figure of :data:`FIGURES`
+  does: the issue-16 test of a model that makes tumours.
 
 Writes ``heldout.json`` and ``heldout.png`` (rows: crops; columns: real | blanked | reconstruction |
 samples) to the output folder.
@@ -26,7 +32,13 @@ from tumorsyn.generators.diffusion.sampler import blank_crop, decode, encode, in
 
 from train_diffusion.data import CropBank, load_holdout
 
-__all__ = ["masked_mae", "rim_mask", "reconstruct", "evaluate_bank", "evaluate_model", "summary_line"]
+__all__ = ["FIGURES", "REPORTED", "masked_mae", "rim_mask", "reconstruct", "crop_descriptors", "figures_against",
+           "evaluate_bank", "evaluate_model", "summary_line", "figures_line"]
+
+# The figures a working model's tumours must match (generated median inside the real IQR), and the
+# descriptors reported beside them. Names of tumorsyn.metrics.realism.descriptors.DESCRIPTORS.
+FIGURES = ("contrast_noise", "internal_iqr_noise", "edge_sharpness")
+REPORTED = (*FIGURES, "edge_gradient_noise_per_mm", "contrast_hu", "internal_iqr_hu")
 
 
 def masked_mae(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float | None:
@@ -54,6 +66,38 @@ def reconstruct(model, images: np.ndarray, *, batch_size: int = 4) -> np.ndarray
             x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size, None])).to(model.device)
             out.append(decode(model.autoencoder, encode(model.autoencoder, x))[:, 0].float().clamp(-1, 1).cpu().numpy())
     return np.concatenate(out)
+
+
+def crop_descriptors(hu: np.ndarray, lesion: np.ndarray, organ: np.ndarray, others: np.ndarray, spacing_mm) -> dict:
+    """The :data:`REPORTED` descriptors of one lesion in a crop (HU), as ``tumorsyn realism`` measures them."""
+    from tumorsyn.metrics.realism.descriptors import lesion_descriptors
+
+    row = lesion_descriptors(hu, lesion, organ, spacing_mm, other_lesions=others)
+    return {name: float(row[name]) for name in REPORTED}
+
+
+def figures_against(real: list[dict], generated: list[dict], names=REPORTED) -> dict:
+    """Per descriptor: the real median and IQR, the generated median and IQR, and whether the generated
+    median lies inside the real IQR (NaN rows, e.g. a lesion too small for an interior, are left out).
+
+    ``working`` is true when every name of :data:`FIGURES` among ``names`` is inside.
+    """
+    out: dict = {}
+    for name in names:
+        r = np.array([row[name] for row in real], float)
+        g = np.array([row[name] for row in generated], float)
+        r, g = r[np.isfinite(r)], g[np.isfinite(g)]
+        if not len(r) or not len(g):
+            out[name] = {"n_real": int(len(r)), "n_generated": int(len(g)), "inside_real_iqr": None}
+            continue
+        q1, q3 = np.percentile(r, [25, 75])
+        median = float(np.median(g))
+        out[name] = {"real_median": round(float(np.median(r)), 3), "real_iqr": [round(float(q1), 3), round(float(q3), 3)],
+                     "generated_median": round(median, 3),
+                     "generated_iqr": [round(float(v), 3) for v in np.percentile(g, [25, 75])],
+                     "inside_real_iqr": bool(q1 <= median <= q3), "n_real": int(len(r)), "n_generated": int(len(g))}
+    out["working"] = all(out[name]["inside_real_iqr"] for name in FIGURES if name in out)
+    return out
 
 
 def _stats(hu: np.ndarray, core: np.ndarray, rim: np.ndarray) -> dict:
@@ -132,6 +176,13 @@ def evaluate_bank(model, bank: CropBank, *, samples: int = 4, steps: int | None 
             "tumour_std_real_hu": round(float(np.mean([r["real"]["tumour_std_hu"] for r in rows])), 1),
             "tumour_std_generated_hu": round(float(np.mean([s["tumour_std_hu"] for r in rows for s in r["samples"]])), 1),
         }
+        if bank.tumor_organs:
+            organs, others = bank.centred_context()
+            real_rows = [crop_descriptors(real_hu[k], cores[k], organs[k], others[k], spacing) for k in range(n)]
+            generated_rows = [crop_descriptors(unit_to_hu(g, windows[k]), cores[k], organs[k], others[k], spacing)
+                              for k in range(n) for g in generated[k]]
+            result["descriptors"] = {"real": real_rows, "generated": generated_rows,
+                                     "figures": figures_against(real_rows, generated_rows)}
     if preview is not None:
         _preview(Path(preview), images, masks, recon, generated, float(model.config["data"].get("blank_value", 0.0)))
     return result
@@ -191,6 +242,18 @@ def evaluate_model(config: dict, *, model_dir: str | Path | None = None, out_dir
     result["model_checksum"] = model.checksum
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "heldout.json").write_text(json.dumps(result, indent=2))
+    e = config["evaluation"]
+    if e["hosts"]:
+        from train_diffusion.host_check import check_hosts
+
+        log(f"hosts: {e['tumours_per_organ']} tumour(s) of {e['size_mm'][0]:g}-{e['size_mm'][1]:g} mm per organ "
+            f"({', '.join(e['host_organs'])}) in {len(e['hosts'])} scan(s)")
+        reference = (result.get("descriptors") or {}).get("real")
+        hosts = check_hosts(model_dir, e["hosts"], e["host_organs"], tumours=e["tumours_per_organ"],
+                            size_mm=e["size_mm"], seed=int(config["seed"]), steps=steps, device=device,
+                            reference=reference, preview=out_dir / "hosts.png", log=log)
+        (out_dir / "hosts.json").write_text(json.dumps(hosts, indent=2))
+        result["hosts"] = hosts
     return result
 
 
@@ -204,4 +267,24 @@ def summary_line(result: dict) -> str:
         text += (f"; tumour-to-rim contrast real {i['contrast_real_mean_hu']:+.1f} HU, generated "
                  f"{i['contrast_generated_mean_hu']:+.1f} +- {i['contrast_generated_sd_hu']:.1f} HU; HU std inside "
                  f"tumours real {i['tumour_std_real_hu']:.1f}, generated {i['tumour_std_generated_hu']:.1f}")
+    if "descriptors" in result:
+        text += "\n" + figures_line("held-out", result["descriptors"]["figures"])
+    for entry in (result.get("hosts") or {}).get("hosts", []):
+        where = f"{entry['host']} {entry['organ']} ({len(entry['tumours'])} tumours, {len(entry['warnings'])} warnings)"
+        if "figures" in entry:
+            text += "\n" + figures_line(where, entry["figures"])
     return text
+
+
+def figures_line(where: str, figures: dict) -> str:
+    """One line: each figure of :data:`FIGURES`, generated median against the real IQR, and the verdict."""
+    parts = []
+    for name in FIGURES:
+        f = figures.get(name) or {}
+        if f.get("inside_real_iqr") is None:
+            parts.append(f"{name} n/a")
+            continue
+        mark = "in" if f["inside_real_iqr"] else "OUT"
+        parts.append(f"{name} {f['generated_median']:.2f} vs real IQR [{f['real_iqr'][0]:.2f}, {f['real_iqr'][1]:.2f}] {mark}")
+    verdict = "working" if figures.get("working") else "not working"
+    return f"{where}: " + "; ".join(parts) + f" -> {verdict}"

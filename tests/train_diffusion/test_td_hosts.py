@@ -1,0 +1,95 @@
+"""Held-out descriptor figures and the host check of ``--evaluate`` (issue 16, part 2)."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from diffusion_helpers import tiny_config
+
+
+def _flow(sources) -> str:
+    import yaml
+
+    return yaml.safe_dump(sources, default_flow_style=True).strip()
+
+
+def test_figures_against_by_hand():
+    from train_diffusion.evaluate import FIGURES, figures_against
+
+    real = [{name: float(v) for name in FIGURES} for v in (1, 2, 3, 4, 5)]  # IQR [2, 4]
+    inside = [{name: 3.5 for name in FIGURES}, {name: math.nan for name in FIGURES}]
+    out = figures_against(real, inside, names=FIGURES)
+    assert out["working"] is True
+    assert out["contrast_noise"]["real_iqr"] == [2.0, 4.0] and out["contrast_noise"]["real_median"] == 3.0
+    assert out["contrast_noise"]["n_generated"] == 1  # the NaN row is left out
+    one_off = [{**{name: 3.0 for name in FIGURES}, "edge_sharpness": 4.5}]
+    out = figures_against(real, one_off, names=FIGURES)
+    assert out["edge_sharpness"]["inside_real_iqr"] is False and out["working"] is False
+    assert figures_against(real, [{name: math.nan for name in FIGURES}], names=FIGURES)["working"] is False
+
+
+def test_heldout_descriptors_are_the_realism_descriptors(tmp_path, phantom_sources):
+    """The held-out figures of a tiny run read each real crop as `tumorsyn realism` would."""
+    from train_diffusion.data import load_holdout
+    from train_diffusion.evaluate import FIGURES, crop_descriptors, evaluate_model
+    from tumorsyn.generators.diffusion.sampler import unit_to_hu
+    from train_diffusion.train import train
+
+    config = tiny_config(tmp_path / "run", phantom_sources[:1], f"data.holdout_sources={_flow(phantom_sources[1:])}")
+    folder = train(config, quiet=True)
+    result = evaluate_model(config, model_dir=folder, samples=2, steps=2, device="cpu")
+    d = result["descriptors"]
+    assert len(d["real"]) == 1 and len(d["generated"]) == 2
+    bank = load_holdout(config)
+    images, _, cores = bank.centred()
+    organs, others = bank.centred_context()
+    assert organs[0][cores[0]].all() and not others[0][cores[0]].any()
+    expected = crop_descriptors(unit_to_hu(images[0], bank.tumor_windows[0]), cores[0], organs[0], others[0],
+                                config["data"]["spacing_mm"])
+    assert d["real"][0] == pytest.approx(expected, nan_ok=True)
+    assert d["real"][0]["contrast_noise"] < 0  # the phantom's tumours are hypodense
+    assert set(FIGURES) <= set(d["figures"]) and isinstance(d["figures"]["working"], bool)
+    saved = json.loads((tmp_path / "run" / "heldout" / "heldout.json").read_text())
+    assert saved["descriptors"]["figures"] == d["figures"]
+
+
+def test_host_check_on_the_bundled_example(tmp_path, trained_run):
+    """A relative model writes into the example's liver and kidney with no warning; figures, JSON rows, picture."""
+    from train_diffusion.host_check import check_hosts
+    from train_diffusion.evaluate import FIGURES
+
+    _, folder = trained_run
+    reference = [{name: v for name in (*FIGURES, "edge_gradient_noise_per_mm", "contrast_hu", "internal_iqr_hu")}
+                 for v in (-4.0, -3.0, 1.0, 2.0)]
+    out = check_hosts(folder, ["example"], ["liver", "kidney"], tumours=2, size_mm=(8.0, 12.0), seed=3, steps=2,
+                      device="cpu", reference=reference, preview=tmp_path / "hosts.png")
+    assert [(e["host"], e["organ"]) for e in out["hosts"]] == [("example", "liver"), ("example", "kidney")]
+    for entry in out["hosts"]:
+        assert entry["warnings"] == []  # phase handled, not warned about
+        assert len(entry["tumours"]) == 2
+        assert all(8.0 - 0.5 <= t["size_mm"] <= 12.0 + 0.5 for t in entry["tumours"])
+        # (at 3 mm a kidney's thin shell or a 10 mm tumour's interior may be too small: NaN, as in `realism`)
+        assert all(np.isfinite(t["equivalent_diameter_mm"]) for t in entry["tumours"])
+        assert set(FIGURES) <= set(entry["figures"])
+    assert all(np.isfinite(t["contrast_noise"]) for t in out["hosts"][0]["tumours"])  # the liver's shell is wide
+    assert (tmp_path / "hosts.png").stat().st_size > 0
+    again = check_hosts(folder, ["example"], ["liver"], tumours=2, size_mm=(8.0, 12.0), seed=3, steps=2, device="cpu")
+    assert again["hosts"][0]["tumours"] == out["hosts"][0]["tumours"]  # same seed, same tumours
+    assert "figures" not in again["hosts"][0]  # no reference, no verdict
+
+
+@pytest.mark.parametrize("override, message", [
+    ("evaluation.hosts=[nowhere]", r"evaluation.hosts\[0\] must be example or a mapping with ct and labels"),
+    ("evaluation.host_organs=[heart]", "evaluation.host_organs must list organs"),
+    ("evaluation.tumours_per_organ=0", "evaluation.tumours_per_organ must be a positive integer"),
+    ("evaluation.size_mm=[20, 5]", r"evaluation.size_mm must be \[low, high\] mm"),
+    ("evaluation.hosts=[{ct: /nonexistent/ct.nii.gz, labels: /nonexistent/l.nii.gz}]", r"evaluation.hosts\[0\].ct"),
+])
+def test_evaluation_config_errors(tmp_path, phantom_sources, override, message):
+    from tumorsyn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        tiny_config(tmp_path / "run", phantom_sources, override)
