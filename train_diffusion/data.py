@@ -270,6 +270,40 @@ def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True,
     return bank
 
 
+def tumour_used(one: np.ndarray, box, scan_spacing, cut, lo_mm: float, hi_mm) -> float | None:
+    """The maximum diameter (mm) of a tumour (``one``: its mask in ``box``) that a source uses, or None when
+    it crosses the region's border (its crop would show a truncated tumour) or lies outside the size range."""
+    if cut is not None and cut[box][one].any():
+        return None
+    diameter = max_diameter_mm(one, scan_spacing)
+    if diameter < lo_mm or (hi_mm is not None and diameter >= float(hi_mm)):
+        return None
+    return float(diameter)
+
+
+def holdout_native_rows(config: dict) -> list[dict]:
+    """Realism descriptor rows of the held-out tumours that :func:`load_holdout` crops, read on their own scan's
+    grid (not resampled): the reference of tumours written into other scans, each on its own grid."""
+    from tumorsyn.metrics.realism.descriptors import describe_case
+
+    d = config["data"]
+    rows = []
+    for i, src in enumerate(d["holdout_sources"]):
+        for case in _cases(src):
+            hu, organ_mask, tumor, spacing, cut, _ = _read_case(case, src["organ"], d["crop_margin_mm"], lesions=True,
+                                                                region=src.get("region"),
+                                                                where=f"data.holdout_sources[{i}].region")
+            components, count = label_lesions(tumor)
+            boxes = ndimage.find_objects(components)
+            keep = [k for k in range(1, count + 1)
+                    if tumour_used(components[boxes[k - 1]] == k, boxes[k - 1], spacing, cut,
+                                   float(d["min_diameter_mm"]), d["max_diameter_mm"]) is not None]
+            described = describe_case(hu, components, organ_mask, spacing, organ=src["organ"], labelled=True,
+                                      case_id=case.case_id)
+            rows += [r for r in described if r["lesion_id"] in keep and r["described"]]
+    return rows
+
+
 def _add_tumors(bank: CropBank, hu, tumor, scan_spacing, case_id, organ, *, size, spacing, intensity: "_Intensity",
                 dilate_mm, lo_mm, hi_mm, cut=None, organ_mask=None) -> None:
     components, count = label_lesions(tumor)
@@ -278,10 +312,8 @@ def _add_tumors(bank: CropBank, hu, tumor, scan_spacing, case_id, organ, *, size
     for k in range(1, count + 1):
         box = boxes[k - 1]
         one = components[box] == k
-        if cut is not None and cut[box][one].any():
-            continue  # crosses the region's border: its crop would show a truncated tumour
-        diameter = max_diameter_mm(one, scan_spacing)
-        if diameter < lo_mm or (hi_mm is not None and diameter >= float(hi_mm)):
+        diameter = tumour_used(one, box, scan_spacing, cut, lo_mm, hi_mm)
+        if diameter is None:
             continue
         center = [c + s.start for c, s in zip(ndimage.center_of_mass(one), box)]
         image = resample_crop(hu, center, scan_spacing, size=size, out_spacing_mm=spacing)

@@ -248,10 +248,15 @@ def evaluate_model(config: dict, *, model_dir: str | Path | None = None, out_dir
 
         log(f"hosts: {e['tumours_per_organ']} tumour(s) of {e['size_mm'][0]:g}-{e['size_mm'][1]:g} mm per organ "
             f"({', '.join(e['host_organs'])}) in {len(e['hosts'])} scan(s)")
-        reference = (result.get("descriptors") or {}).get("real")
+        # Host tumours are read on their host's own grid, so the reference is read on the held-out scans' own
+        # grid too (the crops' trilinear resampling smooths noise, which moves the noise-unit figures).
+        from train_diffusion.data import holdout_native_rows
+
+        reference = [{name: float(row[name]) for name in REPORTED} for row in holdout_native_rows(config)]
         hosts = check_hosts(model_dir, e["hosts"], e["host_organs"], tumours=e["tumours_per_organ"],
                             size_mm=e["size_mm"], seed=int(config["seed"]), steps=steps, device=device,
                             reference=reference, preview=out_dir / "hosts.png", log=log)
+        hosts["reference"] = {"what": "held-out real tumours, described on their own scan's grid", "rows": reference}
         (out_dir / "hosts.json").write_text(json.dumps(hosts, indent=2))
         result["hosts"] = hosts
     return result

@@ -38,9 +38,18 @@ def test_heldout_descriptors_are_the_realism_descriptors(tmp_path, phantom_sourc
     from tumorsyn.generators.diffusion.sampler import unit_to_hu
     from train_diffusion.train import train
 
+    from train_diffusion.data import holdout_native_rows
+
     config = tiny_config(tmp_path / "run", phantom_sources[:1], f"data.holdout_sources={_flow(phantom_sources[1:])}")
     folder = train(config, quiet=True)
+    config["evaluation"].update(hosts=["example"], host_organs=["liver"], tumours_per_organ=1)
     result = evaluate_model(config, model_dir=folder, samples=2, steps=2, device="cpu")
+    # The host check's reference: the same held-out tumour, read on its own scan's grid.
+    hosts = json.loads((tmp_path / "run" / "heldout" / "hosts.json").read_text())
+    native = holdout_native_rows(config)
+    assert len(native) == 1 and hosts["reference"]["rows"][0]["contrast_noise"] == pytest.approx(native[0]["contrast_noise"])
+    assert [(e["host"], e["organ"], len(e["tumours"])) for e in hosts["hosts"]] == [("example", "liver", 1)]
+    assert (tmp_path / "run" / "heldout" / "hosts.png").stat().st_size > 0
     d = result["descriptors"]
     assert len(d["real"]) == 1 and len(d["generated"]) == 2
     bank = load_holdout(config)
