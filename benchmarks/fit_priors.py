@@ -32,6 +32,13 @@ OUT = REPO / "tumorsyn" / "data" / "tumour_priors.json"
 SHAPE = ("elongation", "flatness", "sphericity", "solidity", "surface_irregularity")
 INTENSITY = ("contrast_noise", "internal_iqr_noise", "edge_sharpness")
 MIN_LESIONS = 4  # fewer lesions than this give no prior of their own: the entry falls back
+# ... unless at least this many lesions have the descriptor: then the fallback's quantiles are SHIFTED so that
+# their median is those lesions' median (the fallback gives the spread, the class's own lesions the location).
+# Why (issue 14): the calibration half holds 2 large liver tumours with CT (LiTS-117), and both read borders
+# much softer than any early one (edge_sharpness 0.37 and 0.385 against the early class's 0.45-0.74; all 4
+# large test tumours agree: 0.30-0.42), so a plain fallback to the early class drew large tumours' edges,
+# contrast and inner spread from the wrong class.
+MIN_SHIFT_LESIONS = 2
 
 # Kidney: no real kidney tumour is available here. What the literature says of small renal masses
 # (renal cell carcinoma under 4 cm): mostly round to oval, well circumscribed, often exophytic,
@@ -62,19 +69,41 @@ def _quantiles(rows: list[dict], name: str) -> tuple[list[float] | None, int]:
     return [round(float(v), 4) for v in np.quantile(values, QUANTILE_LEVELS)], int(values.size)
 
 
-def _entry(rows: list[dict], names, fallback: str | None) -> dict:
+def _entry(rows: list[dict], names, fallback: str | None, fitted: dict | None = None) -> dict:
+    """One organ/class entry; ``fitted`` holds the entries fitted so far (``{"liver": {"early": ...}}``)."""
     entry: dict = {"quantiles": {}, "n": {}, "sources": sorted({r["source"] for r in rows})}
     missing = []
     for name in names:
         q, n = _quantiles(rows, name)
         entry["n"][name] = n
         if q is None:
-            missing.append(name)
+            shifted = _shifted(rows, name, fallback, fitted or {})
+            if shifted is None:
+                missing.append(name)
+            else:
+                entry["quantiles"][name] = shifted.pop("quantiles")
+                entry.setdefault("shifted", {})[name] = shifted
         else:
             entry["quantiles"][name] = q
     if missing and fallback:
         entry["fallback"] = {name: fallback for name in missing}
     return entry
+
+
+def _shifted(rows: list[dict], name: str, fallback: str | None, fitted: dict) -> dict | None:
+    """The fallback's quantiles of ``name`` moved to the median of this class's few lesions (see MIN_SHIFT_LESIONS)."""
+    values = np.array([r.get(name, math.nan) for r in rows], dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if fallback is None or values.size < MIN_SHIFT_LESIONS:
+        return None
+    organ, cls = fallback.split("/")
+    base = fitted.get(organ, {}).get(cls, {}).get("quantiles", {}).get(name)
+    if base is None:
+        return None
+    median = float(np.median(values))
+    shift = median - float(base[QUANTILE_LEVELS.index(0.5)])
+    return {"quantiles": [round(float(v) + shift, 4) for v in base], "from": fallback, "n": int(values.size),
+            "median": round(median, 4), "shift": round(shift, 4)}
 
 
 def fit() -> dict:
@@ -85,7 +114,7 @@ def fit() -> dict:
         for cls in ("early", "large"):
             subset = [r for r in rows if (r["equivalent_diameter_mm"] < EARLY_BELOW_MM) == (cls == "early")]
             fallback = f"liver/{cls}" if organ != "liver" else ("liver/early" if cls == "large" else None)
-            organs[organ][cls] = _entry(subset, SHAPE + INTENSITY, fallback)
+            organs[organ][cls] = _entry(subset, SHAPE + INTENSITY, fallback, organs)
     for organ, note in BORROWED.items():
         organs[organ] = {cls: {"quantiles": {}, "n": {}, "sources": [], "fallback": {"*": f"liver/{cls}"},
                                "note": note} for cls in ("early", "large")}
@@ -100,6 +129,9 @@ def fit() -> dict:
             "split": "calibration half of benchmarks/realdata.py: LiTS-117 lesions with centroid axis-2 index < 64; "
                      "3D-IRCADb patients 2-6, 8-10 (shapes only); MSD pancreas masks at even sorted positions "
                      "(shapes only). 3D-IRCADb patient 1 and the other halves are never read here.",
+            "few_lesions": f"a class with fewer than {MIN_LESIONS} lesions of a descriptor falls back to its fallback "
+                           f"entry; with {MIN_SHIFT_LESIONS} or more, the fallback's quantiles are shifted to their "
+                           "median ('shifted' records from, n, median and shift)",
             "licences": "derived statistics of LiTS (CC BY-NC-SA 4.0), 3D-IRCADb (CC BY-NC-ND 4.0) and MSD "
                         "(CC BY-SA 4.0) annotations; no voxel of those data is stored",
             "tumorsyn_version": tumorsyn.__version__,
@@ -121,7 +153,7 @@ def main() -> int:
     text = json.dumps(priors, indent=1, sort_keys=False) + "\n"
     for organ, classes in priors["organs"].items():
         for cls, entry in classes.items():
-            print(f"{organ:9s} {cls:6s} n={entry['n']} fallback={entry.get('fallback')}")
+            print(f"{organ:9s} {cls:6s} n={entry['n']} fallback={entry.get('fallback')} shifted={entry.get('shifted')}")
             for name, q in entry["quantiles"].items():
                 print(f"    {name:22s} {q}")
     if args.write:

@@ -17,6 +17,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import expit
 
+from tumorsyn.priors import EARLY_BELOW_MM
+
 __all__ = ["SMOOTH_MM", "MIN_WEIGHT", "sigmoid_weight", "drop_faint", "tissue_level", "blend",
            "visible_contrast", "edge_reach_mm", "edge_mm_for_sharpness"]
 
@@ -31,6 +33,13 @@ MIN_WEIGHT = 1.0 / 256   # presence below this leaves a voxel untouched (byte-id
 # -1.85 vs -1.55 noise units per mm.
 _EDGE_TABLE_SHARPNESS = (0.40, 0.535, 0.75, 0.95)
 _EDGE_TABLE_MM = (5.75, 3.45, 1.725, 0.575)
+# The same for large tumours (>= 20 mm; issue 14): real large tumours read borders as soft as 0.30-0.42, below
+# the table above, and a large tumour shows a lower sharpness than a small one at the same width (its median,
+# the denominator, is reached deeper inside). Measured on the same host with the rules generator's large-tumour
+# texture (tumorsyn.generators.rules), median of 8 tumours of 20-40 mm per width (the same 8 draws each time):
+# 3.5 mm -> 0.480, 5 -> 0.398, 6.5 -> 0.327, 8.5 -> 0.283.
+_EDGE_TABLE_LARGE_SHARPNESS = (0.283, 0.327, 0.398, 0.480)
+_EDGE_TABLE_LARGE_MM = (8.5, 6.5, 5.0, 3.5)
 
 
 def drop_faint(w: np.ndarray) -> np.ndarray:
@@ -61,8 +70,19 @@ def edge_reach_mm(edge_mm: float) -> float:
     return 1.5 * edge_mm
 
 
-def edge_mm_for_sharpness(sharpness: float) -> float:
-    """Sigmoid edge width (mm) whose tumours show ``sharpness`` (realism's edge_sharpness), clamped to the table."""
+def edge_mm_for_sharpness(sharpness: float, size_mm: float | None = None) -> float:
+    """Sigmoid edge width (mm) whose tumours show ``sharpness`` (realism's edge_sharpness), clamped to the table.
+
+    Parameters
+    ----------
+    sharpness : float
+        Target edge sharpness (1).
+    size_mm : float, optional
+        The tumour's equivalent diameter (mm): from 20 mm on (:data:`tumorsyn.priors.EARLY_BELOW_MM`) the
+        large-tumour table applies; without it, the early one.
+    """
+    if size_mm is not None and float(size_mm) >= EARLY_BELOW_MM:
+        return float(np.interp(float(sharpness), _EDGE_TABLE_LARGE_SHARPNESS, _EDGE_TABLE_LARGE_MM))
     return float(np.interp(float(sharpness), _EDGE_TABLE_SHARPNESS, _EDGE_TABLE_MM))
 
 

@@ -211,7 +211,7 @@ def sample_outline(rng: np.random.Generator, *, organ: str, size_mm: float) -> d
               float(rng.uniform(2.0, 6.0))] for _ in range(int(rng.integers(0, 4)))]
     rotation = random_rotation(rng)
     deform = float(irregularity * rng.uniform(0.03, 0.12))
-    edge_mm = edge_mm_for_sharpness(priors.draw(rng, organ, size_mm, "edge_sharpness"))
+    edge_mm = edge_mm_for_sharpness(priors.draw(rng, organ, size_mm, "edge_sharpness"), size_mm=size_mm)
     return {"rotation": rotation, "lobes": lobes, "deform_amplitude": deform, "edge_mm": edge_mm}
 
 

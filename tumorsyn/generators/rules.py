@@ -49,7 +49,41 @@ _TEXTURE_AMOUNT = 0.1  # multiplicative texture kept small: the additive texture
 # liver, 24 early tumours) so the measured median meets the CALIBRATION tumours' median (-3.60 noise units):
 # with the finer texture and wider edges below, 1.1 gives -3.58 and 1.2 gives -3.82.
 _CONTRAST_GAIN = 1.1
+# Large tumours (>= 20 mm, issue 14). Their priors are the early ones shifted to the calibration half's large
+# tumours (tumour_priors.json, "shifted"): softer borders (edge_sharpness 0.38), which the wide sigmoid edges of
+# blend's large-tumour table give. Measured on the reference host (3D-IRCADb p7's liver; 8 large tumours per
+# setting, then benchmarks/calibrate_realism.py --size-class large --n 24 against the CALIBRATION half):
+# - a wide edge turns the label-defining texture modulation into a rough label surface (edge 6.5 mm: sphericity
+#   0.60, surface_irregularity 1.17 with texture_amount 0.1; 0.67 / 1.10 with 0.02), so it is kept at 0.02 and the
+#   additive texture carries the inner spread alone;
+# - a wide edge pulls the measured median contrast towards the host (the label's outer millimetres carry half
+#   the contrast; the shell lies in the sigmoid's tail): with the large prior (median -4.19) and gain 1.1 the
+#   measured median contrast_noise is -3.30 without necrosis, -3.61 with it; 1.2 gives -3.95 over 24 tumours;
+# - the same edge ramp inside the label spreads the interior by itself (1.92 noise units where 1.65 was drawn,
+#   without necrosis), so the additive texture is sized for the drawn spread less _EDGE_SPREAD_LARGE (in
+#   quadrature). 0.8 / 1.2 read internal_iqr_noise 1.84 / 1.67 and GLCM contrast in noise units 2.67 / 2.37
+#   against the calibration tumours' 1.65 and 2.50: 1.0 sits between. A coarser grain (0.5-2.5 mm) was tried for
+#   the mottled look of real large tumours and moved the GLCM figures less than 0.03: the grain stays fine.
+_TEXTURE_AMOUNT_LARGE = 0.02
+_CONTRAST_GAIN_LARGE = 1.2
+_EDGE_SPREAD_LARGE = 1.0  # inner IQR (host noise units) that the wide edge of a large tumour adds
+# A necrotic core lies deeper than a viable rim of (1 - fraction) x the mean radius; in a flat tumour a rim
+# thicker than the short semi-axis leaves only a thin dark slit along the long axis (a "dark streak" on a
+# slice). Large tumours keep the rim to at most this share of the shortest semi-axis.
+_NECROSIS_RIM_OF_SHORT_AXIS = 0.7
+# ... and their necrotic centre is darker than the tumour by this factor of its contrast, not fluid-dark: cores
+# at 10-25 HU over 30-60 % of the radius read an inner spread (internal_iqr_noise) of 3-4 noise units on p7,
+# where the calibration half's large tumours read 1.64-1.66 and none shows a fluid core.
+_NECROSIS_CONTRAST_LARGE = (1.3, 2.0)
 
+
+
+def _texture_spread(internal_iqr_noise: float, large: bool) -> float:
+    """The inner spread (host noise units) the additive texture and the host's grain must give; a large tumour's
+    wide edge gives :data:`_EDGE_SPREAD_LARGE` of the drawn spread itself (added in quadrature)."""
+    if not large:
+        return float(internal_iqr_noise)
+    return float(np.sqrt(max(float(internal_iqr_noise) ** 2 - _EDGE_SPREAD_LARGE ** 2, 0.0)))
 
 
 class RulesGenerator(Generator):
@@ -87,7 +121,9 @@ class RulesGenerator(Generator):
         # Contrast in units of the host's noise at a reference voxel, as real tumours show it (a subtle
         # early lesion in a noisy scan stays subtle, on any grid); the preset's HU bounds still hold.
         unit = reference_noise_hu(noise, spacing_mm)
-        contrast = _clip_contrast(_CONTRAST_GAIN * abs(priors.draw(rng, organ, size_mm, "contrast_noise")) * unit, preset)
+        large = priors.size_class(size_mm) == "large"
+        gain = _CONTRAST_GAIN_LARGE if large else _CONTRAST_GAIN
+        contrast = _clip_contrast(gain * abs(priors.draw(rng, organ, size_mm, "contrast_noise")) * unit, preset)
         outline = sample_outline(rng, organ=organ, size_mm=size_mm)
         params = {
             "appearance": appearance,
@@ -98,8 +134,9 @@ class RulesGenerator(Generator):
             "satellites": [],
             "edge_mm": outline["edge_mm"],
             "texture_scale_mm": float(rng.uniform(*_TEXTURE_SCALE_MM)),
-            "texture_amount": _TEXTURE_AMOUNT,
-            "texture_sd_hu": texture_sd_for_spread(priors.draw(rng, organ, size_mm, "internal_iqr_noise"), noise),
+            "texture_amount": _TEXTURE_AMOUNT_LARGE if large else _TEXTURE_AMOUNT,
+            "texture_sd_hu": texture_sd_for_spread(_texture_spread(priors.draw(rng, organ, size_mm, "internal_iqr_noise"),
+                                                                   large), noise),
             "delta_hu": -contrast,
             "rim": None,
             "capsule": None,
@@ -133,8 +170,14 @@ class RulesGenerator(Generator):
                                  "delta_hu": float(abs(params["delta_hu"]) * rng.uniform(0.8, 1.2))}
         if size_mm >= 15.0 and appearance not in ("cystic",) and rng.random() < preset.necrosis_probability:
             necrotic_hu = rng.uniform(10.0, 25.0)
-            params["necrosis"] = {"fraction": float(rng.uniform(0.3, 0.6)),
-                                  "delta_hu": float(min(necrotic_hu - mu, -1.3 * abs(params["delta_hu"])))}
+            fraction = float(rng.uniform(0.3, 0.6))
+            if large:  # no slit-like core (see _NECROSIS_RIM_OF_SHORT_AXIS); the radius as _fields reads it
+                mean_radius = float(np.prod(radii)) ** (1 / 3)
+                fraction = max(fraction, 1.0 - _NECROSIS_RIM_OF_SHORT_AXIS * min(radii) / mean_radius)
+            necrotic_delta = min(necrotic_hu - mu, -1.3 * abs(params["delta_hu"]))
+            if large:
+                necrotic_delta = max(necrotic_delta, -rng.uniform(*_NECROSIS_CONTRAST_LARGE) * abs(params["delta_hu"]))
+            params["necrosis"] = {"fraction": fraction, "delta_hu": float(necrotic_delta)}
         for key, value in options.items():
             if key in params and key != "appearance" and value is not None:
                 params[key] = value
