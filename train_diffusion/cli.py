@@ -52,6 +52,11 @@ def register(subparsers) -> None:
     group.add_argument("--samples", type=int, default=4, metavar="N",
                        help="inpainted samples per held-out tumour (default 4; 0 = autoencoder only)")
     group.add_argument("--steps", type=int, default=None, metavar="N", help="sampling steps (default: the model's)")
+    from tumorsyn.generators.diffusion.grain import DEFAULT_GRAIN, GRAIN_MODES
+
+    group.add_argument("--grain", choices=GRAIN_MODES, default=DEFAULT_GRAIN,
+                       help="measure samples as the generator's grain option writes them: host (default: the model's "
+                            "content with a tumour-free crop's scanner grain) or model (the model's own voxels)")
     group.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:1 ... (default auto)")
     parser.set_defaults(handler=run_command)
 
@@ -134,6 +139,6 @@ def _evaluate(config: dict, args: argparse.Namespace) -> int:
         raise ConfigError("--samples must be >= 0 and --steps >= 1")
     log = (lambda *m: None) if args.quiet else (lambda *m: print(*m, file=sys.stderr, flush=True))
     result = evaluate_model(config, model_dir=args.model, samples=args.samples, steps=args.steps, device=args.device,
-                            log=log)
+                            grain=args.grain, log=log)
     print(summary_line(result))
     return 0

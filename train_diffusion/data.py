@@ -38,6 +38,9 @@ class CropBank:
     tumor_organs, tumor_others : list of ndarray of bool
         Per tumour crop, its organ (with every lesion) and the voxels of the other lesions: the
         context the realism descriptors read (:func:`tumorsyn.metrics.realism.descriptors.lesion_descriptors`).
+    grain_images, grain_windows : list
+        Held-out sources only: tumour-free crops of the same scans (centres at least
+        ``_GRAIN_CLEARANCE_MM`` from any lesion), the grain source of ``grain="host"`` samples in evaluation.
     healthy_images : list of ndarray
         Crops centred on organ voxels (tumour-free scans, and tumour scans away from no lesion in particular).
     tumor_windows, healthy_windows : list of (float, float)
@@ -54,6 +57,8 @@ class CropBank:
     tumor_cores: list = field(default_factory=list)
     tumor_organs: list = field(default_factory=list)
     tumor_others: list = field(default_factory=list)
+    grain_images: list = field(default_factory=list)
+    grain_windows: list = field(default_factory=list)
     healthy_images: list = field(default_factory=list)
     tumor_windows: list = field(default_factory=list)
     healthy_windows: list = field(default_factory=list)
@@ -95,6 +100,13 @@ class CropBank:
         return (np.stack([im[window] for im in self.tumor_images]).astype(np.float32),
                 np.stack([m[window] for m in self.tumor_masks]).astype(np.float32),
                 np.stack([c[window] for c in self.tumor_cores]))
+
+    def centred_grain(self) -> tuple[np.ndarray, list]:
+        """The grain crops without jitter, ``(images (N, X, Y, Z), windows)``; N may be 0."""
+        window = tuple(slice(j, j + n) for j, n in zip(self.jitter_vox, self.crop_size))
+        if not self.grain_images:
+            return np.zeros((0, *self.crop_size), np.float32), []
+        return np.stack([im[window] for im in self.grain_images]).astype(np.float32), list(self.grain_windows)
 
     def centred_context(self) -> tuple[np.ndarray, np.ndarray]:
         """The organ and other-lesion masks of :meth:`centred`'s crops: ``(organs, others)``, each (N, X, Y, Z)."""
@@ -253,6 +265,9 @@ def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True,
                     _add_tumors(bank, hu, tumor, scan_spacing, case_id, organ, size=big, spacing=spacing,
                                 intensity=intensity, dilate_mm=dilate_mm, lo_mm=lo_mm, hi_mm=hi_mm, cut=cut,
                                 organ_mask=organ_mask)
+                if role == "holdout_sources":
+                    _add_grain(bank, hu, organ_mask, tumor, scan_spacing, size=big, spacing=spacing,
+                               intensity=intensity, rng=np.random.default_rng([int(config["seed"]), 98, i]))
                 # Held-out sources give tumour crops only; a source may set its own healthy_crops.
                 healthy = 0 if role == "holdout_sources" else int(src.get("healthy_crops", d["healthy_crops_per_case"]))
                 organ_idx = np.argwhere(organ_mask & ~tumor)
@@ -268,6 +283,24 @@ def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True,
         raise ConfigError(f"no tumour of {size_text} (measured maximum diameter) in data.{roles[0]}; "
                           "widen data.min_diameter_mm / data.max_diameter_mm or add scans")
     return bank
+
+
+_GRAIN_CROPS_PER_CASE = 4
+_GRAIN_CLEARANCE_MM = 15.0  # grain crops are centred this far from any lesion (nearer where none is)
+
+
+def _add_grain(bank: CropBank, hu, organ_mask, tumor, scan_spacing, *, size, spacing, intensity: "_Intensity",
+               rng) -> None:
+    """Tumour-free crops of a held-out scan: the scanner grain that evaluation puts under ``grain="host"`` samples."""
+    parenchyma = organ_mask & ~tumor
+    clear = parenchyma & (ndimage.distance_transform_edt(~tumor, sampling=scan_spacing) >= _GRAIN_CLEARANCE_MM)
+    centres = np.argwhere(clear if clear.any() else parenchyma)
+    for _ in range(_GRAIN_CROPS_PER_CASE if len(centres) else 0):
+        center = centres[int(rng.integers(len(centres)))]
+        crop = resample_crop(hu, center, scan_spacing, size=size, out_spacing_mm=spacing)
+        window = intensity.window(crop, center, scan_spacing, spacing, grown=None)
+        bank.grain_images.append(hu_to_unit(crop, window))
+        bank.grain_windows.append(window)
 
 
 def tumour_used(one: np.ndarray, box, scan_spacing, cut, lo_mm: float, hi_mm) -> float | None:

@@ -28,7 +28,8 @@ import numpy as np
 from scipy import ndimage
 
 from tumorsyn.errors import ConfigError
-from tumorsyn.generators.diffusion.sampler import blank_crop, decode, encode, inpaint, unit_to_hu
+from tumorsyn.generators.diffusion.grain import DEFAULT_GRAIN
+from tumorsyn.generators.diffusion.sampler import blank_crop, decode, encode, hu_to_unit, inpaint, unit_to_hu
 
 from train_diffusion.data import CropBank, load_holdout
 
@@ -108,8 +109,29 @@ def _stats(hu: np.ndarray, core: np.ndarray, rim: np.ndarray) -> dict:
             "contrast_hu": round(float(np.median(inside) - np.median(around)), 1)}
 
 
+def _written(real_hu, masks, generated, windows, bank: CropBank, spacing, grain: str) -> list[list[np.ndarray]]:
+    """Each sample as the generator writes it (HU): the model's values inside the region it filled, the real crop
+    outside; with ``grain="host"`` the model's content carries the grain of a tumour-free crop of the same scan
+    (:func:`tumorsyn.generators.diffusion.grain.with_grain`; never the real tumour's own voxels)."""
+    from tumorsyn.generators.diffusion.grain import with_grain
+
+    sources, source_windows = bank.centred_grain()
+    out = []
+    for k in range(len(real_hu)):
+        region = masks[k] > 0.5
+        row = []
+        for s, g in enumerate(generated[k]):
+            hu = unit_to_hu(g, windows[k])
+            if grain == "host" and len(sources):
+                j = (k * len(generated[k]) + s) % len(sources)
+                hu = with_grain(hu, unit_to_hu(sources[j], source_windows[j]), spacing)
+            row.append(np.where(region, hu, real_hu[k]).astype(np.float32))
+        out.append(row)
+    return out
+
+
 def evaluate_bank(model, bank: CropBank, *, samples: int = 4, steps: int | None = None, seed: int = 0,
-                  preview: str | Path | None = None) -> dict:
+                  preview: str | Path | None = None, grain: str = DEFAULT_GRAIN) -> dict:
     """The held-out figures of ``model`` on the tumour crops of ``bank`` (see the module docstring).
 
     Parameters
@@ -124,6 +146,9 @@ def evaluate_bank(model, bank: CropBank, *, samples: int = 4, steps: int | None 
         Sampling steps (default: the model's).
     preview : path, optional
         Where to write the PNG of mid-slices.
+    grain : {'host', 'model'}
+        The generator's ``grain`` option: the samples are measured as the generator would write them
+        (see :func:`_written`).
 
     Returns
     -------
@@ -159,16 +184,17 @@ def evaluate_bank(model, bank: CropBank, *, samples: int = 4, steps: int | None 
         seeds = [int(seed) * 1000 + s for _ in range(n) for s in range(samples)]
         generated = inpaint(model, np.repeat(images, samples, axis=0), np.repeat(masks, samples, axis=0), steps=steps,
                             seeds=seeds, batch_size=4).reshape(n, samples, *images.shape[1:])
+        sample_hu = _written(real_hu, masks, generated, windows, bank, spacing, grain)
         rows = []
         for k in range(n):
             rim = rim_mask(masks[k] > 0.5, spacing)
             real = _stats(real_hu[k], cores[k], rim)
-            sampled = [_stats(unit_to_hu(g, windows[k]), cores[k], rim) for g in generated[k]]
+            sampled = [_stats(hu, cores[k], rim) for hu in sample_hu[k]]
             rows.append({**bank.tumors[k], "real": real, "samples": sampled})
         contrast_real = [r["real"]["contrast_hu"] for r in rows]
         contrast_gen = [s["contrast_hu"] for r in rows for s in r["samples"]]
         result["inpainting"] = {
-            "samples_per_crop": int(samples), "steps": int(steps or model.config["sampling"]["steps"]),
+            "samples_per_crop": int(samples), "grain": grain if bank.grain_images else "model", "steps": int(steps or model.config["sampling"]["steps"]),
             "sampler": model.config["sampling"]["sampler"], "per_crop": rows,
             "contrast_real_mean_hu": round(float(np.mean(contrast_real)), 1),
             "contrast_generated_mean_hu": round(float(np.mean(contrast_gen)), 1),
@@ -179,12 +205,14 @@ def evaluate_bank(model, bank: CropBank, *, samples: int = 4, steps: int | None 
         if bank.tumor_organs:
             organs, others = bank.centred_context()
             real_rows = [crop_descriptors(real_hu[k], cores[k], organs[k], others[k], spacing) for k in range(n)]
-            generated_rows = [crop_descriptors(unit_to_hu(g, windows[k]), cores[k], organs[k], others[k], spacing)
-                              for k in range(n) for g in generated[k]]
+            generated_rows = [crop_descriptors(hu, cores[k], organs[k], others[k], spacing)
+                              for k in range(n) for hu in sample_hu[k]]
             result["descriptors"] = {"real": real_rows, "generated": generated_rows,
                                      "figures": figures_against(real_rows, generated_rows)}
     if preview is not None:
-        _preview(Path(preview), images, masks, recon, generated, float(model.config["data"].get("blank_value", 0.0)))
+        # The samples as written (grain, real crop outside the region), in the crop's own [-1, 1] mapping.
+        shown = [[hu_to_unit(hu, windows[k]) for hu in sample_hu[k]] for k in range(len(images))] if samples > 0 else []
+        _preview(Path(preview), images, masks, recon, shown, float(model.config["data"].get("blank_value", 0.0)))
     return result
 
 
@@ -202,7 +230,8 @@ def _preview(path: Path, images, masks, recon, generated, blank: float) -> Path:
 
 
 def evaluate_model(config: dict, *, model_dir: str | Path | None = None, out_dir: str | Path | None = None,
-                   samples: int = 4, steps: int | None = None, device: str = "auto", log=lambda *a: None) -> dict:
+                   samples: int = 4, steps: int | None = None, device: str = "auto", grain: str = DEFAULT_GRAIN,
+                   log=lambda *a: None) -> dict:
     """Evaluate a model folder on the config's held-out tumours; write ``heldout.json`` + ``heldout.png``.
 
     ``model_dir`` defaults to ``<output_dir>/model`` and ``out_dir`` to ``<output_dir>/heldout``.
@@ -236,7 +265,7 @@ def evaluate_model(config: dict, *, model_dir: str | Path | None = None, out_dir
                           "a model folder without data.intensity)")
     bank = load_holdout(config, log=log)
     log(f"held-out: {len(bank.tumor_images)} tumour crop(s); {samples} sample(s) each")
-    result = evaluate_bank(model, bank, samples=samples, steps=steps, seed=int(config["seed"]),
+    result = evaluate_bank(model, bank, samples=samples, steps=steps, seed=int(config["seed"]), grain=grain,
                            preview=out_dir / "heldout.png")
     result["model"] = str(model.path)
     result["model_checksum"] = model.checksum
@@ -254,7 +283,7 @@ def evaluate_model(config: dict, *, model_dir: str | Path | None = None, out_dir
 
         reference = [{name: float(row[name]) for name in REPORTED} for row in holdout_native_rows(config)]
         hosts = check_hosts(model_dir, e["hosts"], e["host_organs"], tumours=e["tumours_per_organ"],
-                            size_mm=e["size_mm"], seed=int(config["seed"]), steps=steps, device=device,
+                            size_mm=e["size_mm"], seed=int(config["seed"]), steps=steps, device=device, grain=grain,
                             reference=reference, preview=out_dir / "hosts.png", log=log)
         hosts["reference"] = {"what": "held-out real tumours, described on their own scan's grid", "rows": reference}
         (out_dir / "hosts.json").write_text(json.dumps(hosts, indent=2))

@@ -80,7 +80,7 @@ def _preview_row(ct, organ_mask, spacing, spec, device) -> list:
 
 
 def check_hosts(model_dir: str | Path, hosts: Sequence, organs: Sequence[str], *, tumours: int, size_mm, seed: int,
-                steps: int | None = None, device: str = "auto", reference: list[dict] | None = None,
+                steps: int | None = None, device: str = "auto", grain: str | None = None, reference: list[dict] | None = None,
                 preview: str | Path | None = None, log=lambda *a: None) -> dict:
     """Write ``tumours`` early tumours per organ and host with the model; measure them (see module docstring).
 
@@ -102,6 +102,8 @@ def check_hosts(model_dir: str | Path, hosts: Sequence, organs: Sequence[str], *
         Sampling steps (default: the model's).
     device : str
         Where the model samples.
+    grain : {'host', 'model'}, optional
+        The generator's ``grain`` option (default: the generator's default).
     reference : list of dict, optional
         Real descriptor rows (``evaluate_bank``'s ``descriptors.real``): each organ's figures are
         compared with them.
@@ -123,6 +125,8 @@ def check_hosts(model_dir: str | Path, hosts: Sequence, organs: Sequence[str], *
     options = {"model": str(model_dir)}
     if steps is not None:
         options["steps"] = int(steps)
+    if grain is not None:
+        options["grain"] = grain
     results, rows_png, row_labels = [], [], []
     for h, case in enumerate(host_cases(hosts)):
         for organ in organs:

@@ -67,10 +67,10 @@ def scan():
     return make_phantom(shape=(48, 48, 32), radii_mm=(20.0, 18.0, 18.0), seed=3)
 
 
-def _spec(scan, model, rng=0):
+def _spec(scan, model, rng=0, **options):
     ct, organ, spacing = scan
     return tumorsyn.sample_spec(organ, spacing, organ="liver", method="diffusion", size_mm=(8, 11), ct_hu=ct, rng=rng,
-                                model=str(model))
+                                model=str(model), **options)
 
 
 # --- (1) the normalisation round trip ----------------------------------------------------------------
@@ -130,7 +130,10 @@ def test_relative_model_writes_a_tumour_that_follows_the_host(scan, relative_mod
         out, tumor = tumorsyn.synthesize(ct, organ, spacing, spec, device="cpu")
         out_up, tumor_up = tumorsyn.synthesize(ct + np.float32(SHIFT_HU), organ, spacing, spec, device="cpu")
         inside = tumor.astype(bool)
-        assert inside.sum() > 50 and np.array_equal(tumor, tumor_up)
+        assert inside.sum() > 50
+        # A relative tumour follows its host exactly, label included; an absolute one's visibility may change
+        # with the host's level (its contrast does).
+        assert name == "absolute" or np.array_equal(tumor, tumor_up)
         host = organ & ~inside
         contrast = float(np.median(out[inside]) - np.median(out[host]))
         contrast_up = float(np.median(out_up[inside]) - np.median(out_up[host]))
@@ -185,7 +188,9 @@ def test_old_model_folder_loads_as_absolute_and_writes_the_same_bytes(scan, tmp_
     if torch.__version__ != OLD_BYTES_TORCH:
         pytest.skip(f"the stored output checksums were computed with torch {OLD_BYTES_TORCH}, this is {torch.__version__}")
     for rng, (ct_sum, label_sum) in OLD_BYTES.items():
-        out, tumor = tumorsyn.synthesize(ct, organ, spacing, _spec(scan, folder, rng=rng), device="cpu")
+        # grain="model": the model's own voxels, as every draw was written before the grain option existed
+        # (a spec without "grain" replays so: test_diffusion_generator.py).
+        out, tumor = tumorsyn.synthesize(ct, organ, spacing, _spec(scan, folder, rng=rng, grain="model"), device="cpu")
         assert hashlib.sha256(out.tobytes()).hexdigest() == ct_sum
         assert hashlib.sha256(np.ascontiguousarray(tumor).tobytes()).hexdigest() == label_sum
 

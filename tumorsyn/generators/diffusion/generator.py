@@ -36,6 +36,7 @@ from scipy import ndimage
 from tumorsyn.blend import SMOOTH_MM, blend, edge_reach_mm, sigmoid_weight
 from tumorsyn.errors import ConfigError
 from tumorsyn.generators.base import Generator, Rendering
+from tumorsyn.generators.diffusion.grain import DEFAULT_GRAIN, GRAIN_MODES, with_grain
 from tumorsyn.generators.diffusion.intensity import LEGACY_INTENSITY, relative_window_hu, ring_statistics
 from tumorsyn.generators.diffusion.model_folder import SAMPLERS, load_model, model_checksum, read_model_config
 from tumorsyn.shapes import box_offsets_mm, fill_holes, sample_outline, sample_radii_mm, shape_distance_mm, shape_reach_mm
@@ -47,6 +48,7 @@ _MIN_VISIBLE_HU = 10.0
 _SHAPE_KEYS = ("radii_mm", "rotation", "lobes", "deform_amplitude", "satellites", "edge_mm")
 _MAX_STEPS = 1000
 _HOST_HU_TOLERANCE = 40.0  # host organ this far (HU) from the model's training organs: likely another phase
+_SPEC_V1_GRAIN = "model"   # specs written before the grain option replay as they were drawn
 
 
 class DiffusionGenerator(Generator):
@@ -54,7 +56,7 @@ class DiffusionGenerator(Generator):
 
     name = "diffusion"
     device_backend = "torch"
-    options = frozenset({"model", "steps", "sampler", "visible_hu"})
+    options = frozenset({"model", "steps", "sampler", "visible_hu", "grain"})
 
     # --- random side ----------------------------------------------------------------------------
     def sample_params(self, rng, *, size_mm, preset, organ_mean_hu, organ_std_hu, spacing_mm, options,
@@ -62,7 +64,9 @@ class DiffusionGenerator(Generator):
         """Shape (mm) from the core's shape family, plus the model, its checksum and the step count.
 
         Options: ``model`` (folder, required), ``steps`` (sampling steps), ``sampler``
-        (ddim, dpm_solver, unipc; euler for rectified flow), ``visible_hu``.
+        (ddim, dpm_solver, unipc; euler for rectified flow), ``visible_hu``, ``grain`` (``host``, the
+        default: the model's content with the host's scanner grain, see :mod:`.grain`; ``model``: the
+        model's own voxels).
         """
         folder, config = read_model_config(options.get("model"))
         checksum = model_checksum(folder)
@@ -88,6 +92,7 @@ class DiffusionGenerator(Generator):
             "steps": int(steps) if steps is not None else int(config["sampling"]["steps"]),
             "sampler": options.get("sampler") or config["sampling"]["sampler"],
             "visible_hu": float(options.get("visible_hu") or max(_MIN_VISIBLE_HU, 0.75 * float(organ_std_hu))),
+            "grain": options.get("grain") or DEFAULT_GRAIN,
         })
         return params
 
@@ -101,6 +106,8 @@ class DiffusionGenerator(Generator):
             raise ConfigError(f"diffusion steps must be an integer in 1..{_MAX_STEPS}, got {p['steps']!r}")
         if p["sampler"] not in SAMPLERS:
             raise ConfigError(f"diffusion sampler must be one of {', '.join(SAMPLERS)}, got {p['sampler']!r}")
+        if p.get("grain", _SPEC_V1_GRAIN) not in GRAIN_MODES:
+            raise ConfigError(f"diffusion grain must be one of {', '.join(GRAIN_MODES)}, got {p['grain']!r}")
         if len(p["radii_mm"]) != 3 or min(p["radii_mm"]) <= 0:
             raise ConfigError(f"diffusion spec radii_mm must be three positive numbers, got {p['radii_mm']}")
         _, config = read_model_config(p["model"])
@@ -208,7 +215,10 @@ class DiffusionGenerator(Generator):
         if not changed.any():
             return ct_box.astype(np.float32, copy=True), np.zeros(ct_box.shape, bool), changed
         gen = self.back_to_box(generated_hu, ct_box.shape, spec, origin, model)
-        # The model's HU replace the scan's own (noise grain included): the level blended from is the input.
+        if spec.params.get("grain", _SPEC_V1_GRAIN) == "host":
+            # The autoencoder cannot draw scanner noise: keep the host's own grain under the model's content.
+            gen = with_grain(gen, ct_box, spec.spacing_mm)
+        # The model's HU replace the scan's own (with grain "model", its noise grain too): the level blended from is the input.
         out, changed = blend(ct_box, w, gen, ct_box.astype(np.float32), changed)
         visible_hu = float(spec.params["visible_hu"])
         # Inside the shape the blend carries at least half of the model's change (w >= 1/2): the

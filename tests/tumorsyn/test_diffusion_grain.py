@@ -1,0 +1,91 @@
+"""The diffusion generator's grain option: the model's content, the host's scanner noise (issue 16)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the diffusion generator needs torch (the diffusion extra)")
+pytest.importorskip("diffusers", reason="the diffusion generator needs diffusers (the diffusion extra)")
+
+import tumorsyn  # noqa: E402
+from tumorsyn.apply import render_label  # noqa: E402
+from tumorsyn.errors import ConfigError  # noqa: E402
+from tumorsyn.generators.diffusion.grain import lowpass, with_grain  # noqa: E402
+from tumorsyn.host import highpass_residual  # noqa: E402
+
+from tests.conftest import make_phantom  # noqa: E402
+from tests.train_diffusion.diffusion_helpers import one_torch_thread, untrained_model  # noqa: E402,F401
+
+
+def _hp_sd(hu, region):
+    return float(np.std(highpass_residual(np.asarray(hu, np.float32))[region]))
+
+
+def test_with_grain_keeps_the_content_and_takes_the_grain():
+    rng = np.random.default_rng(0)
+    spacing = (1.0, 1.0, 1.5)
+    x, y, z = np.meshgrid(*(np.arange(n, dtype=np.float32) for n in (32, 32, 24)), indexing="ij")
+    content = np.where((x - 16) ** 2 + (y - 16) ** 2 + ((z - 12) * 1.5) ** 2 < 64, 40.0, 100.0).astype(np.float32)
+    source = rng.normal(60.0, 12.0, content.shape).astype(np.float32)
+    out = with_grain(content, source, spacing)
+    inner = (slice(4, -4),) * 3
+    # low-pass of the result = low-pass of the content (the grain has no low-pass part left) ...
+    assert np.abs(lowpass(out, spacing) - lowpass(content, spacing))[inner].mean() < 2.0
+    # ... and its grain is the source's, voxel for voxel
+    np.testing.assert_allclose((out - lowpass(content, spacing))[inner], (source - lowpass(source, spacing))[inner],
+                               atol=1e-3)
+    with pytest.raises(ValueError, match="differ in shape"):
+        with_grain(content, source[:-1], spacing)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return untrained_model(tmp_path_factory.mktemp("grain") / "model")
+
+
+@pytest.fixture(scope="module")
+def scan():
+    return make_phantom(shape=(48, 48, 32), radii_mm=(20.0, 18.0, 18.0), seed=5)
+
+
+def _spec(scan, model, **options):
+    ct, organ, spacing = scan
+    return tumorsyn.sample_spec(organ, spacing, organ="liver", method="diffusion", size_mm=(9, 12), ct_hu=ct, rng=2,
+                                model=str(model), **options)
+
+
+def test_host_grain_keeps_the_scan_noise_under_the_tumour(scan, model):
+    """grain=host (the default) changes only the low-pass part of the scan; grain=model replaces its noise."""
+    ct, organ, spacing = scan
+    host_noise = _hp_sd(ct, organ)
+    spec = _spec(scan, model)
+    assert spec.params["grain"] == "host"
+    out, _ = tumorsyn.synthesize(ct, organ, spacing, spec, device="cpu")
+    # The shape (an untrained model's faint sample may be labelled only in part).
+    slices, rendering = render_label(spec, organ)
+    inside = np.zeros(organ.shape, bool)
+    inside[slices] = rendering.label
+    assert inside.sum() > 50
+    assert _hp_sd(out - ct, inside) < 0.3 * host_noise   # the change is smooth: the grain is the host's
+    own = _spec(scan, model, grain="model")
+    out_model, _ = tumorsyn.synthesize(ct, organ, spacing, own, device="cpu")
+    assert _hp_sd(out_model - ct, inside) > 0.7 * host_noise  # the model's voxels replace the host's grain
+
+
+def test_a_spec_without_grain_replays_as_the_model_s_own_voxels(scan, model):
+    ct, organ, spacing = scan
+    own = _spec(scan, model, grain="model")
+    params = dict(own.params)
+    del params["grain"]  # a spec written before the option existed
+    old = own.with_params(params=params)
+    a, _ = tumorsyn.synthesize(ct, organ, spacing, own, device="cpu")
+    b, _ = tumorsyn.synthesize(ct, organ, spacing, old, device="cpu")
+    assert np.array_equal(a, b)
+
+
+def test_bad_grain_is_refused(scan, model):
+    spec = _spec(scan, model)
+    bad = spec.with_params(params={**spec.params, "grain": "film"})
+    ct, organ, spacing = scan
+    with pytest.raises(ConfigError, match="diffusion grain must be one of host, model"):
+        tumorsyn.synthesize(ct, organ, spacing, bad, device="cpu")
