@@ -36,9 +36,11 @@ _EDGE_TABLE_MM = (5.75, 3.45, 1.725, 0.575)
 # The same for large tumours (>= 20 mm; issue 14): real large tumours read borders as soft as 0.30-0.42, below
 # the table above, and a large tumour shows a lower sharpness than a small one at the same width (its median,
 # the denominator, is reached deeper inside). Measured on the same host with the rules generator's large-tumour
-# texture (tumorsyn.generators.rules), median of 8 tumours of 20-40 mm per width (the same 8 draws each time):
-# 3.5 mm -> 0.480, 5 -> 0.398, 6.5 -> 0.327, 8.5 -> 0.283.
-_EDGE_TABLE_LARGE_SHARPNESS = (0.283, 0.327, 0.398, 0.480)
+# texture (tumorsyn.generators.rules), medians of two sets of 20-40 mm tumours per width (the same draws at
+# each width; sets of 8 and 16, which differ by about 0.05: single tumours spread from 0.25 to 1.0, capsules
+# reading highest), averaged with weights 1:2: 3.5 mm -> 0.480 / 0.542, 5 -> 0.398 / 0.445, 6.5 -> 0.327 / 0.383,
+# 8.5 -> 0.283 / 0.334.
+_EDGE_TABLE_LARGE_SHARPNESS = (0.317, 0.364, 0.429, 0.521)
 _EDGE_TABLE_LARGE_MM = (8.5, 6.5, 5.0, 3.5)
 
 
