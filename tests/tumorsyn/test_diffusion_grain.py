@@ -55,21 +55,21 @@ def _spec(scan, model, **options):
 
 
 def test_host_grain_keeps_the_scan_noise_under_the_tumour(scan, model):
-    """grain=host (the default) changes only the low-pass part of the scan; grain=model replaces its noise."""
+    """grain=host changes only the low-pass part of the scan; grain=model (the default) replaces its noise."""
     ct, organ, spacing = scan
     host_noise = _hp_sd(ct, organ)
-    spec = _spec(scan, model)
-    assert spec.params["grain"] == "host"
+    assert _spec(scan, model).params["grain"] == "model"
+    spec = _spec(scan, model, grain="host")
     out, _ = tumorsyn.synthesize(ct, organ, spacing, spec, device="cpu")
     # The shape (an untrained model's faint sample may be labelled only in part).
     slices, rendering = render_label(spec, organ)
     inside = np.zeros(organ.shape, bool)
     inside[slices] = rendering.label
     assert inside.sum() > 50
-    assert _hp_sd(out - ct, inside) < 0.3 * host_noise   # the change is smooth: the grain is the host's
-    own = _spec(scan, model, grain="model")
-    out_model, _ = tumorsyn.synthesize(ct, organ, spacing, own, device="cpu")
+    out_model, _ = tumorsyn.synthesize(ct, organ, spacing, _spec(scan, model), device="cpu")
     assert _hp_sd(out_model - ct, inside) > 0.7 * host_noise  # the model's voxels replace the host's grain
+    # with the host's grain the change is smooth (an untrained model's wild output leaves a little above 1.5 mm)
+    assert _hp_sd(out - ct, inside) < 0.5 * _hp_sd(out_model - ct, inside)
 
 
 def test_a_spec_without_grain_replays_as_the_model_s_own_voxels(scan, model):

@@ -272,9 +272,11 @@ def test_liver_trained_relative_model_writes_into_the_example_pancreas_and_kidne
         out, tumor = tumorsyn.synthesize(ct, organ, spacing, spec, device="cpu")
         changed = (out != ct) & organ  # (a kidney tumour may be exophytic: its blend outside the organ is not checked)
         assert changed.any()
-        # what the model wrote sits within the host window around the organ's own level, not the liver's
-        lo, hi = relative_window_hu(spec.organ_mean_hu, max(spec.organ_std_hu, MIN_SPREAD_HU), (-12.0, 8.0))
-        assert lo - 1.0 <= out[changed].min() and out[changed].max() <= hi + 1.0
+        # what the model wrote sits at the organ's own level (the window comes from the parenchyma around the
+        # tumour on the scan's grid), not at the ~110 HU of the venous-phase livers it learnt
+        spread = max(spec.organ_std_hu, MIN_SPREAD_HU)
+        assert abs(float(np.median(out[changed])) - spec.organ_mean_hu) <= 2.0 * spread
+        assert float(np.median(out[changed])) < 80.0
         with pytest.raises(ConfigError, match=f"trained on liver, not the {organ_name}, in absolute HU"):
             get_generator("diffusion").validate(spec.with_params(params={**spec.params, "model": str(absolute_model)}))
 

@@ -64,9 +64,9 @@ class DiffusionGenerator(Generator):
         """Shape (mm) from the core's shape family, plus the model, its checksum and the step count.
 
         Options: ``model`` (folder, required), ``steps`` (sampling steps), ``sampler``
-        (ddim, dpm_solver, unipc; euler for rectified flow), ``visible_hu``, ``grain`` (``host``, the
-        default: the model's content with the host's scanner grain, see :mod:`.grain`; ``model``: the
-        model's own voxels).
+        (ddim, dpm_solver, unipc; euler for rectified flow), ``visible_hu``, ``grain`` (``model``, the
+        default: the model's own voxels; ``host``: the model's content with the host's scanner grain,
+        see :mod:`.grain`).
         """
         folder, config = read_model_config(options.get("model"))
         checksum = model_checksum(folder)
@@ -185,12 +185,27 @@ class DiffusionGenerator(Generator):
         grown = grow_mask(mask, step, model.mask_dilate_mm)
         window = model.hu_window
         if model.intensity == "relative":
-            # The host's parenchyma around the region to generate, as training measured its crops.
-            organ = (np.zeros(size, bool) if organ_box is None else
-                     ndimage.map_coordinates(np.asarray(organ_box, np.float32), coords, order=1, mode="nearest") >= 0.5)
-            median, spread, _ = ring_statistics(hu, organ, grown, fallback=(spec.organ_mean_hu, spec.organ_std_hu))
+            # The host's parenchyma around the region to generate, on the scan's own grid: resampling a
+            # coarse scan (3 mm) to the model's grid (1.25 mm) smooths it and would shrink the measured
+            # spread, and every written contrast with it.
+            median, spread, _ = self._native_ring(ct_box, organ_box, spec, origin, model)
             window = relative_window_hu(median, spread, model.relative_window_sd)
         return hu_to_unit(hu, window), grown, window
+
+    def _native_ring(self, ct_box: np.ndarray, organ_box: np.ndarray | None, spec: TumorSpec, origin, model):
+        """Median and spread (HU) of the host organ inside the model crop's field of view, outside the grown
+        shape, read on the scan's own grid (:func:`ring_statistics`; the spec's organ-wide statistics when
+        too few voxels)."""
+        fallback = (spec.organ_mean_hu, spec.organ_std_hu)
+        if organ_box is None:
+            return ring_statistics(np.zeros(1, np.float32), np.zeros(1, bool), None, fallback=fallback)
+        offsets = box_offsets_mm(ct_box.shape, origin, spec.center_vox, spec.spacing_mm)
+        half = [0.5 * n * s for n, s in zip(model.crop_size, model.spacing_mm)]
+        field = np.ones(ct_box.shape, bool)
+        for axis, h in enumerate(half):
+            field &= np.abs(offsets[axis]) <= h
+        grown = self._distance(spec, ct_box.shape, origin) <= float(model.mask_dilate_mm)
+        return ring_statistics(ct_box, np.asarray(organ_box, bool) & field, grown, fallback=fallback)
 
     def back_to_box(self, generated: np.ndarray, box_shape, spec: TumorSpec, origin, model) -> np.ndarray:
         """A model-grid crop (HU) read back on the scan's box grid (trilinear)."""
