@@ -270,13 +270,10 @@ def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True,
                                intensity=intensity, rng=np.random.default_rng([int(config["seed"]), 98, i]))
                 # Held-out sources give tumour crops only; a source may set its own healthy_crops.
                 healthy = 0 if role == "holdout_sources" else int(src.get("healthy_crops", d["healthy_crops_per_case"]))
-                organ_idx = np.argwhere(organ_mask & ~tumor)
-                for _ in range(healthy if len(organ_idx) else 0):
-                    center = organ_idx[int(rng.integers(len(organ_idx)))]
-                    crop = resample_crop(hu, center, scan_spacing, size=big, out_spacing_mm=spacing)
-                    window = intensity.window(crop, center, scan_spacing, spacing, grown=None)
-                    bank.healthy_images.append(hu_to_unit(crop, window))
-                    bank.healthy_windows.append(window)
+                images, windows = _organ_crops(hu, np.argwhere(organ_mask & ~tumor), healthy, rng, scan_spacing,
+                                               size=big, spacing=spacing, intensity=intensity)
+                bank.healthy_images += images
+                bank.healthy_windows += windows
                 log(f"{case_id}: {sum(t['case'] == case_id for t in bank.tumors)} tumour crop(s)")
     if need_tumors and not bank.tumor_images:
         size_text = f"{lo_mm:g}-{hi_mm:g} mm" if hi_mm is not None else f">= {lo_mm:g} mm"
@@ -294,13 +291,23 @@ def _add_grain(bank: CropBank, hu, organ_mask, tumor, scan_spacing, *, size, spa
     """Tumour-free crops of a held-out scan: the scanner grain that evaluation puts under ``grain="host"`` samples."""
     parenchyma = organ_mask & ~tumor
     clear = parenchyma & (ndimage.distance_transform_edt(~tumor, sampling=scan_spacing) >= _GRAIN_CLEARANCE_MM)
-    centres = np.argwhere(clear if clear.any() else parenchyma)
-    for _ in range(_GRAIN_CROPS_PER_CASE if len(centres) else 0):
+    images, windows = _organ_crops(hu, np.argwhere(clear if clear.any() else parenchyma), _GRAIN_CROPS_PER_CASE, rng,
+                                   scan_spacing, size=size, spacing=spacing, intensity=intensity)
+    bank.grain_images += images
+    bank.grain_windows += windows
+
+
+def _organ_crops(hu, centres: np.ndarray, count: int, rng, scan_spacing, *, size, spacing,
+                 intensity: "_Intensity") -> tuple[list, list]:
+    """``count`` crops (in [-1, 1]) centred on voxels drawn from ``centres``, and their HU windows."""
+    images, windows = [], []
+    for _ in range(count if len(centres) else 0):
         center = centres[int(rng.integers(len(centres)))]
         crop = resample_crop(hu, center, scan_spacing, size=size, out_spacing_mm=spacing)
         window = intensity.window(crop, center, scan_spacing, spacing, grown=None)
-        bank.grain_images.append(hu_to_unit(crop, window))
-        bank.grain_windows.append(window)
+        images.append(hu_to_unit(crop, window))
+        windows.append(window)
+    return images, windows
 
 
 def tumour_used(one: np.ndarray, box, scan_spacing, cut, lo_mm: float, hi_mm) -> float | None:
