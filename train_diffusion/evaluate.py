@@ -9,12 +9,12 @@ trained on) the way training reads its crops, and measures on each centred crop:
   standard deviation of HU inside the tumour, the median of a rim 2-5 mm outside the generated
   region, and the contrast (tumour median - rim median), for the real crop and each sample. A model that learnt tumours gives a tumour-to-rim contrast of the
   real crops' sign and size; an untrained one gives noise around the window's middle.
-- **descriptors**: the realism descriptors of ``tumorsyn realism`` (:data:`FIGURES`: contrast in
-  units of the host's noise, HU spread inside, edge sharpness; the edge gradient beside them) of each
-  real held-out tumour and each sample, both read on the same crop grid with the same tumour mask, the
-  crop's organ and other lesions: the real median and interquartile range, the generated median,
-  and whether it lies inside that range. ``working`` is true when every figure of :data:`FIGURES`
-  does: the issue-16 test of a model that makes tumours.
+- **descriptors**: the realism descriptors of ``tumorsyn realism`` (:data:`train_diffusion.figures.FIGURES`:
+  contrast in units of the host's noise, HU spread inside, edge sharpness; the edge gradient beside
+  them) of each real held-out tumour and each sample, both read on the same crop grid with the same
+  tumour mask, the crop's organ and other lesions: the real median and interquartile range, the
+  generated median, and whether it lies inside that range. ``working`` is true when every figure of
+  ``FIGURES`` does: the issue-16 test of a model that makes tumours.
 
 Writes ``heldout.json`` and ``heldout.png`` (rows: crops; columns: real | blanked | reconstruction |
 samples) to the output folder.
@@ -32,14 +32,10 @@ from tumorsyn.generators.diffusion.grain import DEFAULT_GRAIN
 from tumorsyn.generators.diffusion.sampler import blank_crop, decode, encode, hu_to_unit, inpaint, unit_to_hu
 
 from train_diffusion.data import CropBank, load_holdout
+from train_diffusion.figures import REPORTED, crop_descriptors, figures_against, figures_line
 
-__all__ = ["FIGURES", "REPORTED", "masked_mae", "rim_mask", "reconstruct", "crop_descriptors", "figures_against",
-           "evaluate_bank", "evaluate_model", "summary_line", "figures_line"]
+__all__ = ["masked_mae", "rim_mask", "reconstruct", "evaluate_bank", "evaluate_model", "summary_line"]
 
-# The figures a working model's tumours must match (generated median inside the real IQR), and the
-# descriptors reported beside them. Names of tumorsyn.metrics.realism.descriptors.DESCRIPTORS.
-FIGURES = ("contrast_noise", "internal_iqr_noise", "edge_sharpness")
-REPORTED = (*FIGURES, "edge_gradient_noise_per_mm", "contrast_hu", "internal_iqr_hu")
 
 
 def masked_mae(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float | None:
@@ -67,38 +63,6 @@ def reconstruct(model, images: np.ndarray, *, batch_size: int = 4) -> np.ndarray
             x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size, None])).to(model.device)
             out.append(decode(model.autoencoder, encode(model.autoencoder, x))[:, 0].float().clamp(-1, 1).cpu().numpy())
     return np.concatenate(out)
-
-
-def crop_descriptors(hu: np.ndarray, lesion: np.ndarray, organ: np.ndarray, others: np.ndarray, spacing_mm) -> dict:
-    """The :data:`REPORTED` descriptors of one lesion in a crop (HU), as ``tumorsyn realism`` measures them."""
-    from tumorsyn.metrics.realism.descriptors import lesion_descriptors
-
-    row = lesion_descriptors(hu, lesion, organ, spacing_mm, other_lesions=others)
-    return {name: float(row[name]) for name in REPORTED}
-
-
-def figures_against(real: list[dict], generated: list[dict], names=REPORTED) -> dict:
-    """Per descriptor: the real median and IQR, the generated median and IQR, and whether the generated
-    median lies inside the real IQR (NaN rows, e.g. a lesion too small for an interior, are left out).
-
-    ``working`` is true when every name of :data:`FIGURES` among ``names`` is inside.
-    """
-    out: dict = {}
-    for name in names:
-        r = np.array([row[name] for row in real], float)
-        g = np.array([row[name] for row in generated], float)
-        r, g = r[np.isfinite(r)], g[np.isfinite(g)]
-        if not len(r) or not len(g):
-            out[name] = {"n_real": int(len(r)), "n_generated": int(len(g)), "inside_real_iqr": None}
-            continue
-        q1, q3 = np.percentile(r, [25, 75])
-        median = float(np.median(g))
-        out[name] = {"real_median": round(float(np.median(r)), 3), "real_iqr": [round(float(q1), 3), round(float(q3), 3)],
-                     "generated_median": round(median, 3),
-                     "generated_iqr": [round(float(v), 3) for v in np.percentile(g, [25, 75])],
-                     "inside_real_iqr": bool(q1 <= median <= q3), "n_real": int(len(r)), "n_generated": int(len(g))}
-    out["working"] = all(out[name]["inside_real_iqr"] for name in FIGURES if name in out)
-    return out
 
 
 def _stats(hu: np.ndarray, core: np.ndarray, rim: np.ndarray) -> dict:
@@ -308,17 +272,3 @@ def summary_line(result: dict) -> str:
         if "figures" in entry:
             text += "\n" + figures_line(where, entry["figures"])
     return text
-
-
-def figures_line(where: str, figures: dict) -> str:
-    """One line: each figure of :data:`FIGURES`, generated median against the real IQR, and the verdict."""
-    parts = []
-    for name in FIGURES:
-        f = figures.get(name) or {}
-        if f.get("inside_real_iqr") is None:
-            parts.append(f"{name} n/a")
-            continue
-        mark = "in" if f["inside_real_iqr"] else "OUT"
-        parts.append(f"{name} {f['generated_median']:.2f} vs real IQR [{f['real_iqr'][0]:.2f}, {f['real_iqr'][1]:.2f}] {mark}")
-    verdict = "working" if figures.get("working") else "not working"
-    return f"{where}: " + "; ".join(parts) + f" -> {verdict}"

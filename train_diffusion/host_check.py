@@ -6,7 +6,7 @@
 non-contrast example) through the same path as ``tumorsyn generate --method diffusion``
 (:func:`tumorsyn.sample_spec`, :func:`tumorsyn.synthesize`), and measures each written tumour with the
 realism descriptors on the host's own grid. Where held-out real figures exist they are the reference:
-per organ, each figure of :data:`train_diffusion.evaluate.FIGURES` is compared with the real
+per organ, each figure of :data:`train_diffusion.figures.FIGURES` is compared with the real
 tumours' IQR (a relative model should write, into a non-contrast liver, tumours as conspicuous in
 units of that liver's noise as the real contrast-phase ones are in theirs). Warnings raised while
 sampling (e.g. the phase warning of an absolute model in another phase) are recorded per organ.
@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from train_diffusion.evaluate import REPORTED, figures_against
+from train_diffusion.figures import REPORTED, figures_against
 
 __all__ = ["DISPLAY_WINDOW_HU", "host_cases", "check_hosts"]
 

@@ -17,7 +17,7 @@ def _flow(sources) -> str:
 
 
 def test_figures_against_by_hand():
-    from train_diffusion.evaluate import FIGURES, figures_against
+    from train_diffusion.figures import FIGURES, figures_against
 
     real = [{name: float(v) for name in FIGURES} for v in (1, 2, 3, 4, 5)]  # IQR [2, 4]
     inside = [{name: 3.5 for name in FIGURES}, {name: math.nan for name in FIGURES}]
@@ -34,7 +34,8 @@ def test_figures_against_by_hand():
 def test_heldout_descriptors_are_the_realism_descriptors(tmp_path, phantom_sources):
     """The held-out figures of a tiny run read each real crop as `tumorsyn realism` would."""
     from train_diffusion.data import load_holdout
-    from train_diffusion.evaluate import FIGURES, crop_descriptors, evaluate_model
+    from train_diffusion.evaluate import evaluate_model
+    from train_diffusion.figures import FIGURES, crop_descriptors
     from tumorsyn.generators.diffusion.sampler import unit_to_hu
     from train_diffusion.train import train
 
@@ -68,7 +69,7 @@ def test_heldout_descriptors_are_the_realism_descriptors(tmp_path, phantom_sourc
 def test_host_check_on_the_bundled_example(tmp_path, trained_run):
     """A relative model writes into the example's liver and kidney with no warning; figures, JSON rows, picture."""
     from train_diffusion.host_check import check_hosts
-    from train_diffusion.evaluate import FIGURES
+    from train_diffusion.figures import FIGURES
 
     _, folder = trained_run
     reference = [{name: v for name in (*FIGURES, "edge_gradient_noise_per_mm", "contrast_hu", "internal_iqr_hu")}
