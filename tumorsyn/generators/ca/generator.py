@@ -61,6 +61,11 @@ _EDGE_TABLE_MM = (1.725, 1.15, 0.69, 0.345)
 # host, so the design asks for this much more. Re-calibrated on 24 early tumours in 3D-IRCADb patient 7
 # against the CALIBRATION tumours (contrast_noise median -3.60): 1.15 gave -2.78, 1.3 -3.40, 1.5 -4.06.
 _CONTRAST_GAIN = 1.4
+# Large tumours (>= 20 mm) take the large class's own contrast prior (median -4.19, shifted from the early
+# class, see docs/rules.md). On patient 7 against the CALIBRATION half (calibrate_realism --generators ca
+# --size-class large --n 12): gain 1.4 read -5.01, 1.17 read -3.92, 1.25 read -4.42 (twelve tumours: the draw
+# spread is about +-0.3, and the real IQR comes from 2 tumours).
+_CONTRAST_GAIN_LARGE = 1.25
 _TEXTURE_SCALE_MM = (0.2, 0.5)  # grain of the internal texture (Gaussian sigma, mm), as the rules generator's
 _TEXTURE_AMOUNT = 0.1  # multiplicative texture kept small: the additive texture_sd_hu carries the spread
 
@@ -153,7 +158,8 @@ class CAGenerator(Generator):
         # Contrast in units of the host's noise at a reference voxel, as real tumours show it (the same
         # on any grid); the preset's HU bounds still hold.
         unit = reference_noise_hu(noise, spacing_mm)
-        contrast = float(np.clip(_CONTRAST_GAIN * abs(priors.draw(rng, organ, size_mm, "contrast_noise")) * unit,
+        gain = _CONTRAST_GAIN_LARGE if priors.size_class(size_mm) == "large" else _CONTRAST_GAIN
+        contrast = float(np.clip(gain * abs(priors.draw(rng, organ, size_mm, "contrast_noise")) * unit,
                                  *preset.contrast_hu))
         params = {
             "capacity": _CAPACITY,
