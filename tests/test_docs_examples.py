@@ -243,7 +243,7 @@ FATES: dict[tuple[str, str], Fate] = {
     ("docs/diffusion.md", "config.yaml, versions.json           the resolved config; library versions and device"):
         Fate("not run", "a listing of the run folder's files"),
     ("docs/diffusion.md", "tumorsyn train-diffusion CONFIG.yaml --evaluate [--model DIR] [--samples 4] [--steps N] "
-                          "[--device cpu]"): Fate("not run", SYNOPSIS),
+                          "[--grain model|host]"): Fate("not run", SYNOPSIS),
     ("docs/diffusion.md", "config.json              format \"tumorsyn-diffusion\" (version 1); organs; autoencoder "
                           "and unet:"): Fate("not run", "a listing of the model folder's files"),
     ("docs/diffusion.md", DIFFUSION_TRAIN[0]): Fate(
