@@ -41,6 +41,20 @@ def tiny_config(out: Path, sources: list[dict], *overrides: str, need_data: bool
     return load_config(TINY, sets, need_data=need_data)
 
 
+def phantom_scan(seed: int = 3):
+    """The diffusion generator tests' host: a 48 x 48 x 32 phantom liver, ``(ct, organ, spacing)``."""
+    return make_phantom(shape=(48, 48, 32), radii_mm=(20.0, 18.0, 18.0), seed=seed)
+
+
+def diffusion_spec(scan, model, rng=0, size_mm=(8, 11), **options):
+    """A diffusion spec of the liver of ``scan`` (``(ct, organ, spacing)``) with the model folder ``model``."""
+    import tumorsyn
+
+    ct, organ, spacing = scan
+    return tumorsyn.sample_spec(organ, spacing, organ="liver", method="diffusion", size_mm=size_mm, ct_hu=ct, rng=rng,
+                                model=str(model), **options)
+
+
 def untrained_model(folder: Path, *overrides: str) -> Path:
     """A model folder with the tiny architecture and random weights (plumbing tests)."""
     from train_diffusion.export import export_untrained

@@ -17,8 +17,8 @@ from tumorsyn.generators.diffusion.model_folder import clear_cache  # noqa: E402
 from tumorsyn.shapes import shape_reach_mm  # noqa: E402
 from tumorsyn.spec import TumorSpec  # noqa: E402
 
-from tests.conftest import make_phantom  # noqa: E402
-from tests.train_diffusion.diffusion_helpers import one_torch_thread, tiny_config, write_phantom_case  # noqa: E402,F401
+from tests.train_diffusion.diffusion_helpers import (diffusion_spec, one_torch_thread, phantom_scan,  # noqa: E402,F401
+                                                     tiny_config, write_phantom_case)
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +34,10 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scan():
-    return make_phantom(shape=(48, 48, 32), radii_mm=(20.0, 18.0, 18.0), seed=3)
+    return phantom_scan()
 
 
-def _spec(scan, model_dir, rng=0, **options):
-    ct, organ, spacing = scan
-    return tumorsyn.sample_spec(organ, spacing, organ="liver", method="diffusion", size_mm=(8, 11), ct_hu=ct, rng=rng,
-                                model=str(model_dir), **options)
+_spec = diffusion_spec
 
 
 def test_spec_records_model_and_same_spec_gives_same_voxels(scan, model_dir):

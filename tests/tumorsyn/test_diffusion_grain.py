@@ -13,8 +13,8 @@ from tumorsyn.errors import ConfigError  # noqa: E402
 from tumorsyn.generators.diffusion.grain import lowpass, with_grain  # noqa: E402
 from tumorsyn.host import highpass_residual  # noqa: E402
 
-from tests.conftest import make_phantom  # noqa: E402
-from tests.train_diffusion.diffusion_helpers import one_torch_thread, untrained_model  # noqa: E402,F401
+from tests.train_diffusion.diffusion_helpers import (diffusion_spec, one_torch_thread, phantom_scan,  # noqa: E402,F401
+                                                     untrained_model)
 
 
 def _hp_sd(hu, region):
@@ -45,13 +45,11 @@ def model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scan():
-    return make_phantom(shape=(48, 48, 32), radii_mm=(20.0, 18.0, 18.0), seed=5)
+    return phantom_scan(seed=5)
 
 
 def _spec(scan, model, **options):
-    ct, organ, spacing = scan
-    return tumorsyn.sample_spec(organ, spacing, organ="liver", method="diffusion", size_mm=(9, 12), ct_hu=ct, rng=2,
-                                model=str(model), **options)
+    return diffusion_spec(scan, model, rng=2, size_mm=(9, 12), **options)
 
 
 def test_host_grain_keeps_the_scan_noise_under_the_tumour(scan, model):

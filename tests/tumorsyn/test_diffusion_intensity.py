@@ -25,9 +25,8 @@ from tumorsyn.generators.diffusion.intensity import (MIN_RING_VOXELS, MIN_SPREAD
 from tumorsyn.generators.diffusion.model_folder import load_model, read_model_config  # noqa: E402
 from tumorsyn.generators.diffusion.sampler import hu_to_unit, unit_to_hu  # noqa: E402
 
-from tests.conftest import make_phantom  # noqa: E402
-from tests.train_diffusion.diffusion_helpers import (one_torch_thread, tiny_config, untrained_model,  # noqa: E402,F401
-                                                     write_phantom_case)
+from tests.train_diffusion.diffusion_helpers import (diffusion_spec, one_torch_thread, phantom_scan,  # noqa: E402,F401
+                                                     tiny_config, untrained_model, write_phantom_case)
 
 # A shifted host changes every HU by +60 exactly; what comes back differs only by float32 rounding:
 # values of ~100-250 HU carry ~2e-5 HU of rounding per operation, the network sees inputs that differ
@@ -64,13 +63,10 @@ def absolute_model(tmp_path_factory, sources):
 
 @pytest.fixture(scope="module")
 def scan():
-    return make_phantom(shape=(48, 48, 32), radii_mm=(20.0, 18.0, 18.0), seed=3)
+    return phantom_scan()
 
 
-def _spec(scan, model, rng=0, **options):
-    ct, organ, spacing = scan
-    return tumorsyn.sample_spec(organ, spacing, organ="liver", method="diffusion", size_mm=(8, 11), ct_hu=ct, rng=rng,
-                                model=str(model), **options)
+_spec = diffusion_spec
 
 
 # --- (1) the normalisation round trip ----------------------------------------------------------------
