@@ -8,11 +8,14 @@ from tumorsyn.cli.common import device
 from tumorsyn.configfile import REAL_DATA_HELP
 from tumorsyn.errors import ConfigError
 
+from train_diffusion.config import STAGES
+
 DESCRIPTION = """\
-Train the diffusion generator in two stages as CONFIG says (configs/diffusion/*.yaml): the
+Train the diffusion generator in stages as CONFIG says (configs/diffusion/*.yaml): the
 autoencoder (L1 + KL or VQ + patch adversarial loss) on tumour and healthy organ crops resampled to
-data.spacing_mm (mm) in the HU window data.hu_window, then the latent diffusion UNet that inpaints a
-blanked tumour region. Writes <output_dir>/model/ (config.json + *.safetensors) for
+data.spacing_mm (mm) in the HU window data.hu_window; with refiner.steps > 0, the border refiner (a
+full-resolution UNet that redraws the decoded tumour's border at the exact mask); then the latent
+diffusion UNet that inpaints a blanked tumour region. Writes <output_dir>/model/ (config.json + *.safetensors) for
 `tumorsyn generate --method diffusion --model DIR`, with loss curves (CSV + PNG), preview PNGs and
 resumable checkpoints: started again, a run continues from its last checkpoint.
 Under `accelerate launch` the same command trains on several GPUs or nodes.
@@ -41,7 +44,7 @@ def register(subparsers) -> None:
                         help="override one config key, e.g. --set ldm.steps=100 (repeatable; values are YAML)")
     parser.add_argument("--out", metavar="DIR", help="run folder (overrides output_dir)")
     parser.add_argument("--seed", type=int, default=None, help="master seed (overrides seed); recorded in the model")
-    parser.add_argument("--stage", choices=["all", "autoencoder", "ldm"], help="train one stage only (overrides train.stage)")
+    parser.add_argument("--stage", choices=list(STAGES), help="train one stage only (overrides train.stage)")
     parser.add_argument("--no-resume", action="store_true", help="refuse to continue a run folder that has checkpoints")
     parser.add_argument("--quiet", action="store_true", help="no progress bars and no log lines")
     parser.add_argument("--real-data", metavar="DIR", help=REAL_DATA_HELP)

@@ -19,7 +19,7 @@ from tumorsyn.configfile import positive_ints as _positive_ints
 from tumorsyn.generators.diffusion.intensity import DEFAULT_INTENSITY, DEFAULT_RELATIVE_WINDOW_SD, INTENSITY_MODES
 from tumorsyn.organs import ORGANS, join_names
 
-__all__ = ["DEFAULTS", "load_config", "apply_overrides", "validate_config", "dump_config", "REPO_ROOT"]
+__all__ = ["DEFAULTS", "STAGES", "load_config", "apply_overrides", "validate_config", "dump_config", "REPO_ROOT"]
 
 DEFAULTS: dict = {
     "output_dir": "runs/diffusion",
@@ -87,6 +87,17 @@ DEFAULTS: dict = {
         "sampler": "dpm_solver",           # ddim, dpm_solver (DPM-Solver++ 2M), unipc; euler for flow
         "sampling_steps": 10,              # default steps of `tumorsyn generate` (--steps overrides)
     },
+    "refiner": {
+        # The border refiner (train_diffusion.train_refiner): a small full-resolution UNet trained after the
+        # autoencoder that redraws the decoded tumour's border at the exact mask. 0 steps = no refiner.
+        "steps": 0,
+        "channels": [16, 32, 64],          # MONAI UNet, stride 2 between levels
+        "batch_size": 4,
+        "lr": 3.0e-4,
+        "latent_noise": 0.5,               # training inputs: up to this x the latent's SD of noise in the masked latent
+        "blur_max_mm": 2.0,                # ... and a Gaussian blur of the decoded region of SD up to this (mm)
+        "outside_weight": 0.1,             # L1 weight outside the generated region (1 inside)
+    },
     "evaluation": {
         # --evaluate (and the end of a run) also writes early tumours into these scans with the model and
         # measures them against the held-out real tumours: "example" (the bundled 3 mm non-contrast CT)
@@ -97,7 +108,7 @@ DEFAULTS: dict = {
         "size_mm": [5.0, 20.0],            # equivalent diameter range of those tumours (mm)
     },
     "train": {
-        "stage": "all",                    # all, autoencoder, ldm
+        "stage": "all",                    # all, autoencoder, refiner, ldm
         "mixed_precision": "no",           # no, bf16, fp16 (fp16 needs CUDA)
         "grad_accum": 1,
         "max_grad_norm": 1.0,
@@ -110,6 +121,7 @@ DEFAULTS: dict = {
     },
 }
 
+STAGES = ("all", "autoencoder", "refiner", "ldm")
 _FREE_FORM = {"data.tumor_sources", "data.healthy_sources", "data.holdout_sources", "evaluation.hosts"}
 _HOST_KEYS = {"ct", "labels", "label_preset", "organ_labels", "id"}
 _SOURCE_KEYS = {"dataset", "ct", "labels", "tumor", "organ", "label_preset", "organ_labels", "tumor_labels",
@@ -195,6 +207,19 @@ def _check_evaluation(e: dict, path: str, base_dir: Path, check_files: bool, rea
     size = e["size_mm"]
     _need(isinstance(size, (list, tuple)) and len(size) == 2 and all(_number(v, low=0, strict_low=True) for v in size)
           and size[0] <= size[1], path, f"evaluation.size_mm must be [low, high] mm with 0 < low <= high, got {size!r}")
+
+
+def _check_refiner(r: dict, path: str) -> None:
+    """The refiner section (see DEFAULTS): 0 steps turns the stage off."""
+    _need(isinstance(r["steps"], int) and not isinstance(r["steps"], bool) and r["steps"] >= 0, path,
+          f"refiner.steps must be an integer >= 0 (0 = no refiner), got {r['steps']!r}")
+    _need(isinstance(r["batch_size"], int) and not isinstance(r["batch_size"], bool) and r["batch_size"] >= 1, path,
+          f"refiner.batch_size must be a positive integer, got {r['batch_size']!r}")
+    _need(isinstance(r["channels"], list) and len(r["channels"]) >= 2 and _positive_ints(r["channels"], len(r["channels"])),
+          path, f"refiner.channels must list >= 2 positive integers, got {r['channels']!r}")
+    _need(_number(r["lr"], low=0, strict_low=True), path, "refiner.lr must be > 0")
+    for key in ("latent_noise", "blur_max_mm", "outside_weight"):
+        _need(_number(r[key], low=0), path, f"refiner.{key} must be >= 0, got {r[key]!r}")
 
 
 def _check_region(region, path: str, where: str) -> None:
@@ -318,7 +343,10 @@ def validate_config(config: dict, *, path: str = "config", base_dir: Path | None
     for key in ("kl_weight", "vq_weight", "adv_weight", "perceptual_weight"):
         _need(_number(a[key], low=0), path, f"autoencoder.{key} must be >= 0")
     _need(_number(a["healthy_fraction"], low=0, high=1), path, "autoencoder.healthy_fraction must lie in [0, 1]")
-    _need(t["stage"] in ("all", "autoencoder", "ldm"), path, f"train.stage must be all, autoencoder or ldm, got {t['stage']!r}")
+    _need(t["stage"] in STAGES, path, f"train.stage must be {join_names(STAGES)}, got {t['stage']!r}")
+    _check_refiner(config["refiner"], path)
+    _need(t["stage"] != "refiner" or config["refiner"]["steps"] > 0, path,
+          "train.stage=refiner trains nothing with refiner.steps=0; set refiner.steps")
     _need(t["mixed_precision"] in ("no", "bf16", "fp16"), path, "train.mixed_precision must be no, bf16 or fp16")
     for key in ("grad_accum", "checkpoint_every", "keep_checkpoints", "log_every"):
         _need(isinstance(t[key], int) and t[key] >= 1, path, f"train.{key} must be a positive integer")

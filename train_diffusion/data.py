@@ -22,7 +22,7 @@ from tumorsyn.lesion_size import label_lesions, max_diameter_mm
 
 __all__ = ["CropBank", "cut_to_region", "load_crops", "load_holdout", "resample_crop"]
 
-_STAGES = {"autoencoder": 1, "ldm": 2, "preview": 3}
+_STAGES = {"autoencoder": 1, "ldm": 2, "preview": 3, "refiner": 4}
 
 
 @dataclass
@@ -66,32 +66,37 @@ class CropBank:
     cases: list = field(default_factory=list)
 
     def batch(self, kind: str, size: int, *, seed: int, stage: str, index: int, rank: int = 0, flip: bool = True,
-              healthy_fraction: float = 0.0):
+              healthy_fraction: float = 0.0, cores: bool = False):
         """Batch ``index`` of a stage: ``(images, masks)`` as float32 arrays (B, 1, X, Y, Z).
 
         ``kind`` ``"tumor"`` draws tumour crops only; ``"mixed"`` draws healthy crops with
-        probability ``healthy_fraction`` (their masks are empty).
+        probability ``healthy_fraction`` (their masks are empty). With ``cores``, the undilated
+        tumour masks come third, cut and flipped alike (the same random draws either way).
         """
         rng = np.random.default_rng([int(seed), _STAGES[stage], int(index), int(rank)])
-        images, masks = [], []
+        images, masks, core_masks = [], [], []
         for _ in range(int(size)):
             healthy = kind == "mixed" and self.healthy_images and rng.random() < healthy_fraction
             if healthy:
                 image = self.healthy_images[int(rng.integers(len(self.healthy_images)))]
-                mask = None
+                mask = core = None
             else:
                 k = int(rng.integers(len(self.tumor_images)))
-                image, mask = self.tumor_images[k], self.tumor_masks[k]
+                image, mask, core = self.tumor_images[k], self.tumor_masks[k], self.tumor_cores[k]
             start = [int(rng.integers(0, 2 * j + 1)) for j in self.jitter_vox]
             window = tuple(slice(s, s + n) for s, n in zip(start, self.crop_size))
             img = image[window]
             msk = np.zeros(self.crop_size, np.float32) if mask is None else mask[window].astype(np.float32)
+            cor = np.zeros(self.crop_size, np.float32) if core is None else core[window].astype(np.float32)
             if flip:
                 for axis in range(3):
                     if rng.random() < 0.5:
-                        img, msk = np.flip(img, axis), np.flip(msk, axis)
+                        img, msk, cor = np.flip(img, axis), np.flip(msk, axis), np.flip(cor, axis)
             images.append(np.ascontiguousarray(img, dtype=np.float32))
             masks.append(np.ascontiguousarray(msk, dtype=np.float32))
+            core_masks.append(np.ascontiguousarray(cor, dtype=np.float32))
+        if cores:
+            return np.stack(images)[:, None], np.stack(masks)[:, None], np.stack(core_masks)[:, None]
         return np.stack(images)[:, None], np.stack(masks)[:, None]
 
     def centred(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -256,7 +261,8 @@ def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True,
                     where=f"data.{role}[{i}].region")
                 tissue = organ_mask & ~tumor
                 bank.cases.append({"case": case_id, "ct": str(case.ct), "role": role, "organ": organ,
-                                   "organ_median_hu": round(float(np.median(hu[tissue])), 1) if tissue.any() else None})
+                                   "organ_median_hu": round(float(np.median(hu[tissue])), 1) if tissue.any() else None,
+                                   "organ_noise_ref_hu": _reference_noise(hu, tissue, scan_spacing)})
                 if region is not None:
                     bank.cases[-1].update(region=dict(region), tumours_cut_by_region=n_cut)
                     log(f"{case_id}: {n_cut} tumour(s) cut by the region border, not used")
@@ -280,6 +286,30 @@ def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True,
         raise ConfigError(f"no tumour of {size_text} (measured maximum diameter) in data.{roles[0]}; "
                           "widen data.min_diameter_mm / data.max_diameter_mm or add scans")
     return bank
+
+
+def _reference_noise(hu: np.ndarray, tissue: np.ndarray, scan_spacing) -> float | None:
+    """The organ's scanner noise (HU) on the scan's own grid, at the reference voxel (what sampling reads of a host)."""
+    from tumorsyn.host import reference_noise_hu
+    from tumorsyn.placement import organ_noise, organ_statistics
+
+    if not tissue.any():
+        return None
+    return round(reference_noise_hu(organ_noise(hu, tissue, organ_statistics(hu, tissue)), scan_spacing), 3)
+
+
+def spread_per_noise(bank: CropBank, window_sd) -> float | None:
+    """Median over the tumour crops of (the crop's ring spread / its scan's reference noise), or None.
+
+    A relative model learns contrast in units of the ring spread it was normalised by; this ratio
+    lets sampling turn a host's scanner noise, which does not depend on the voxel size once at the
+    reference voxel, into the spread that model means (:mod:`tumorsyn.generators.diffusion.intensity`).
+    """
+    noise = {c["case"]: c.get("organ_noise_ref_hu") for c in bank.cases}
+    lo, hi = float(window_sd[0]), float(window_sd[1])
+    ratios = [((w[1] - w[0]) / (hi - lo)) / noise[t["case"]] for t, w in zip(bank.tumors, bank.tumor_windows)
+              if noise.get(t["case"])]
+    return round(float(np.median(ratios)), 4) if ratios else None
 
 
 _GRAIN_CROPS_PER_CASE = 4

@@ -147,7 +147,7 @@ def evaluate_bank(model, bank: CropBank, *, samples: int = 4, steps: int | None 
         n = len(images)
         seeds = [int(seed) * 1000 + s for _ in range(n) for s in range(samples)]
         generated = inpaint(model, np.repeat(images, samples, axis=0), np.repeat(masks, samples, axis=0), steps=steps,
-                            seeds=seeds, batch_size=4).reshape(n, samples, *images.shape[1:])
+                            seeds=seeds, batch_size=4, cores=np.repeat(cores, samples, axis=0)).reshape(n, samples, *images.shape[1:])
         sample_hu = _written(real_hu, masks, generated, windows, bank, spacing, grain)
         rows = []
         for k in range(n):

@@ -1,4 +1,5 @@
-"""The model folder: ``config.json`` + ``autoencoder.safetensors`` + ``unet.safetensors`` + ``scheduler_config.json``.
+"""The model folder: ``config.json`` + ``autoencoder.safetensors`` + ``unet.safetensors`` + ``scheduler_config.json``
+(+ ``refiner.safetensors`` when the run trained a border refiner).
 
 Written under a temporary name and renamed, so a reader never sees half a model.
 """
@@ -9,9 +10,9 @@ import shutil
 import uuid
 from pathlib import Path
 
-from tumorsyn.generators.diffusion.model_folder import FORMAT, FORMAT_VERSION, SCHEDULER_FILE, WEIGHT_FILES
+from tumorsyn.generators.diffusion.model_folder import FORMAT, FORMAT_VERSION, OPTIONAL_WEIGHT_FILES, SCHEDULER_FILE, WEIGHT_FILES
 
-from train_diffusion.models import autoencoder_spec, unet_spec
+from train_diffusion.models import autoencoder_spec, refiner_spec, unet_spec
 
 __all__ = ["model_config", "export_model", "export_untrained", "pooled_organs"]
 
@@ -23,9 +24,10 @@ def pooled_organs(config: dict) -> list[str]:
     return sorted({s["organ"] for s in config["data"]["tumor_sources"]})
 
 
-def model_config(config: dict, *, scale_factor: float, summary: dict | None = None) -> dict:
+def model_config(config: dict, *, scale_factor: float, summary: dict | None = None, refiner: bool = False) -> dict:
     """``config.json`` of a model folder (also used in memory for previews during training)."""
     d, l = config["data"], config["ldm"]
+    extra = {"refiner": {**refiner_spec(config), "weights": OPTIONAL_WEIGHT_FILES["refiner"]}} if refiner else {}
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "organs": pooled_organs(config),
@@ -40,6 +42,7 @@ def model_config(config: dict, *, scale_factor: float, summary: dict | None = No
                  "max_diameter_mm": None if d["max_diameter_mm"] is None else float(d["max_diameter_mm"]),
                  "mask_dilate_mm": float(d["mask_dilate_mm"])},
         "training": summary or {},
+        **extra,
     }
 
 
@@ -48,7 +51,7 @@ def _state(module) -> dict:
 
 
 def export_model(folder: str | Path, config: dict, *, autoencoder, unet, noise_scheduler, scale_factor: float,
-                 summary: dict) -> Path:
+                 summary: dict, refiner=None) -> Path:
     """Write the model folder ``folder`` (replacing an older one only once the new one is complete)."""
     from safetensors.torch import save_file
 
@@ -58,12 +61,14 @@ def export_model(folder: str | Path, config: dict, *, autoencoder, unet, noise_s
     try:
         save_file(_state(autoencoder), str(tmp / WEIGHT_FILES["autoencoder"]))
         save_file(_state(unet), str(tmp / WEIGHT_FILES["unet"]))
+        if refiner is not None:
+            save_file(_state(refiner), str(tmp / OPTIONAL_WEIGHT_FILES["refiner"]))
         noise_scheduler.save_config(str(tmp))  # diffusers' own format, with _class_name
         if not (tmp / SCHEDULER_FILE).is_file():
             raise RuntimeError(f"diffusers wrote no {SCHEDULER_FILE}")
         # config.json last: a folder with it is complete.
-        (tmp / "config.json").write_text(json.dumps(model_config(config, scale_factor=scale_factor, summary=summary),
-                                                    indent=2))
+        (tmp / "config.json").write_text(json.dumps(model_config(config, scale_factor=scale_factor, summary=summary,
+                                                                 refiner=refiner is not None), indent=2))
         old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
         if folder.exists():
             folder.replace(old)

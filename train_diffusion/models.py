@@ -8,8 +8,8 @@ from __future__ import annotations
 from tumorsyn.generators.diffusion.model_folder import build_network
 from tumorsyn.generators.diffusion.schedulers import training_scheduler
 
-__all__ = ["downsampling", "autoencoder_spec", "unet_spec", "build_autoencoder", "build_unet", "build_discriminator", "latent_shape",
-           "noise_scheduler"]
+__all__ = ["downsampling", "autoencoder_spec", "unet_spec", "refiner_spec", "build_autoencoder", "build_unet", "build_refiner",
+           "build_discriminator", "latent_shape", "noise_scheduler"]
 
 
 def downsampling(config: dict) -> int:
@@ -47,6 +47,14 @@ def unet_spec(config: dict) -> dict:
         "num_head_channels": int(l["num_head_channels"]), "norm_num_groups": int(l["norm_num_groups"])}}
 
 
+def refiner_spec(config: dict) -> dict:
+    """MONAI ``UNet`` arguments of the border refiner: decoded crop + blanked crop + exact mask in, a correction out."""
+    channels = [int(c) for c in config["refiner"]["channels"]]
+    return {"class": "UNet", "kwargs": {
+        "spatial_dims": 3, "in_channels": 3, "out_channels": 1, "channels": channels,
+        "strides": [2] * (len(channels) - 1), "num_res_units": 1, "norm": "INSTANCE"}}
+
+
 def latent_shape(config: dict) -> tuple[int, int, int, int]:
     """(C, X, Y, Z) of a crop's latent."""
     factor = downsampling(config)
@@ -59,6 +67,10 @@ def build_autoencoder(config: dict):
 
 def build_unet(config: dict):
     return build_network(unet_spec(config))
+
+
+def build_refiner(config: dict):
+    return build_network(refiner_spec(config))
 
 
 def build_discriminator(config: dict):

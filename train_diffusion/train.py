@@ -1,11 +1,15 @@
-"""Both stages in order, then the model folder: what ``tumorsyn train-diffusion`` runs.
+"""The stages in order, then the model folder: what ``tumorsyn train-diffusion`` runs.
+
+Stages: the autoencoder, the border refiner (when ``refiner.steps`` > 0; it needs only the
+autoencoder) and the latent diffusion UNet.
 
 Run folder (``output_dir``)::
 
     config.yaml, versions.json      the resolved config and library versions
     autoencoder/                    stage 1: checkpoints/, autoencoder.safetensors, network.json
+    refiner/                        with refiner.steps > 0: checkpoints/, refiner.safetensors
     ldm/                            stage 2: checkpoints/
-    steps_autoencoder.csv, steps_ldm.csv, curves_autoencoder.png, curves_ldm.png
+    steps_<stage>.csv, curves_<stage>.png
     previews/                       PNG mid-slices during training
     model/                          the model folder (what `tumorsyn generate --model` loads)
     heldout/                        with data.holdout_sources: heldout.json + heldout.png (train_diffusion.evaluate)
@@ -24,11 +28,12 @@ from pathlib import Path
 from tumorsyn.errors import ConfigError
 
 from train_diffusion.config import dump_config
-from train_diffusion.data import load_crops
+from train_diffusion.data import load_crops, spread_per_noise
 from train_diffusion.export import export_model
 from train_diffusion.runtime import versions
 from train_diffusion.train_autoencoder import done_path, train_autoencoder
 from train_diffusion.train_ldm import train_ldm
+from train_diffusion.train_refiner import load_refiner, refiner_done_path, train_refiner
 
 __all__ = ["train"]
 
@@ -50,12 +55,12 @@ def train(config: dict, *, resume: bool = True, quiet: bool = False, stop_at: tu
     quiet : bool
         No progress bars and no log lines.
     stop_at : (stage, step), optional
-        Stop (as if killed) after this optimizer step of ``"autoencoder"`` or ``"ldm"``; a later
-        call resumes.
+        Stop (as if killed) after this optimizer step of ``"autoencoder"``, ``"refiner"`` or ``"ldm"``;
+        a later call resumes.
     """
     run_dir = Path(config["output_dir"])
     stage = config["train"]["stage"]
-    if not resume and any((run_dir / s / "checkpoints" / "LAST").is_file() for s in ("autoencoder", "ldm")):
+    if not resume and any((run_dir / s / "checkpoints" / "LAST").is_file() for s in ("autoencoder", "refiner", "ldm")):
         raise ConfigError(f"{run_dir}: run folder already holds checkpoints; resume it or choose another output_dir")
     from accelerate import PartialState
 
@@ -77,23 +82,36 @@ def train(config: dict, *, resume: bool = True, quiet: bool = False, stop_at: tu
             return None
         if stage == "autoencoder":
             return None
+    with_refiner = int(config["refiner"]["steps"]) > 0
+    if with_refiner and stage in ("all", "refiner"):
+        stop = stop_at[1] if stop_at and stop_at[0] == "refiner" else None
+        if train_refiner(config, bank, ae_path, resume=resume, quiet=quiet, stop_at_step=stop) is None:
+            return None
+    if stage == "refiner":
+        return None
     stop = stop_at[1] if stop_at and stop_at[0] == "ldm" else None
     result = train_ldm(config, bank, ae_path, resume=resume, quiet=quiet, stop_at_step=stop)
     if result is None:
         return None
     summary = {
         "autoencoder_steps": int(config["autoencoder"]["steps"]), "ldm_steps": int(result.steps),
+        "refiner_steps": int(config["refiner"]["steps"]),
         "ema": config["ldm"]["ema_decay"] is not None, "seed": int(config["seed"]),
         "tumour_crops": len(bank.tumor_images), "healthy_crops": len(bank.healthy_images),
         "tumours": bank.tumors, "cases": bank.cases, "organ": config["organ"],
         # What the model learnt the organ to look like (HU): the generator warns on a host far from it.
         "organ_median_hu": _median([c["organ_median_hu"] for c in bank.cases]),
+        # The ring spread the model's contrast is measured in, per unit of its scan's reference noise.
+        "spread_per_noise": (spread_per_noise(bank, config["data"]["relative_window_sd"])
+                             if config["data"]["intensity"] == "relative" else None),
         "seconds_this_call": round(time.perf_counter() - started, 1), "versions": versions(),
     }
     folder = run_dir / "model"
     if main_process:
+        refiner = load_refiner(config, refiner_done_path(run_dir), "cpu") if with_refiner else None
         export_model(folder, config, autoencoder=result.autoencoder, unet=result.unet,
-                     noise_scheduler=result.noise_scheduler, scale_factor=result.scale_factor, summary=summary)
+                     noise_scheduler=result.noise_scheduler, scale_factor=result.scale_factor, summary=summary,
+                     refiner=refiner)
         log(f"model folder: {folder}")
         if config["data"]["holdout_sources"]:
             from train_diffusion.evaluate import evaluate_model, summary_line

@@ -10,6 +10,8 @@ After the idea of DiffTumor, rebuilt from its description (see ``docs/diffusion.
 3. the model samples the masked region in latent space, keeping the known region (RePaint); the
    region is the shape grown as training grew its tumour masks (``data.mask_dilate_mm``), so the
    tumour the model draws fills the shape;
+   when the model folder has a border refiner, it redraws the decoded border at the exact shape
+   (:func:`tumorsyn.generators.diffusion.sampler.refine`), which the coarse latent cannot hold;
 4. the decoded crop is resampled back to the scan's own grid and blended in with a soft edge
    (:mod:`tumorsyn.blend`)::
 
@@ -37,8 +39,9 @@ from tumorsyn.blend import SMOOTH_MM, blend, edge_reach_mm, sigmoid_weight
 from tumorsyn.errors import ConfigError
 from tumorsyn.generators.base import Generator, Rendering
 from tumorsyn.generators.diffusion.grain import DEFAULT_GRAIN, GRAIN_MODES, with_grain
-from tumorsyn.generators.diffusion.intensity import LEGACY_INTENSITY, relative_window_hu, ring_statistics
+from tumorsyn.generators.diffusion.intensity import LEGACY_INTENSITY, MIN_SPREAD_HU, relative_window_hu, ring_statistics
 from tumorsyn.generators.diffusion.model_folder import SAMPLERS, load_model, model_checksum, read_model_config
+from tumorsyn.host import reference_noise_hu
 from tumorsyn.shapes import box_offsets_mm, fill_holes, sample_outline, sample_radii_mm, shape_distance_mm, shape_reach_mm
 from tumorsyn.spec import TumorSpec
 
@@ -94,6 +97,11 @@ class DiffusionGenerator(Generator):
             "visible_hu": float(options.get("visible_hu") or max(_MIN_VISIBLE_HU, 0.75 * float(organ_std_hu))),
             "grain": options.get("grain") or DEFAULT_GRAIN,
         })
+        per_noise = (config.get("training") or {}).get("spread_per_noise")
+        if not absolute and per_noise and organ_noise_hu is not None:
+            # The host's spread in the model's unit, from its scanner noise at the reference voxel: a 3 mm
+            # scan's parenchyma spread is its noise averaged down, and would shrink every written contrast.
+            params["host_spread_hu"] = round(float(per_noise) * reference_noise_hu(organ_noise_hu, spacing_mm), 4)
         return params
 
     # --- deterministic side ---------------------------------------------------------------------
@@ -108,6 +116,9 @@ class DiffusionGenerator(Generator):
             raise ConfigError(f"diffusion sampler must be one of {', '.join(SAMPLERS)}, got {p['sampler']!r}")
         if p.get("grain", _SPEC_V1_GRAIN) not in GRAIN_MODES:
             raise ConfigError(f"diffusion grain must be one of {', '.join(GRAIN_MODES)}, got {p['grain']!r}")
+        spread = p.get("host_spread_hu")
+        if spread is not None and not (isinstance(spread, (int, float)) and not isinstance(spread, bool) and spread > 0):
+            raise ConfigError(f"diffusion host_spread_hu must be a positive number (HU), got {spread!r}")
         if len(p["radii_mm"]) != 3 or min(p["radii_mm"]) <= 0:
             raise ConfigError(f"diffusion spec radii_mm must be three positive numbers, got {p['radii_mm']}")
         _, config = read_model_config(p["model"])
@@ -173,8 +184,7 @@ class DiffusionGenerator(Generator):
                 for n, s, ss, c, o in zip(size, step, spec.spacing_mm, spec.center_vox, origin)]
         coords = np.stack(np.meshgrid(*axes, indexing="ij"))
         hu = ndimage.map_coordinates(ct_box.astype(np.float32), coords, order=1, mode="nearest")
-        # The crop grid has its own origin: index (n - 1) / 2 is the tumour centre.
-        mask = self._distance(spec, size, (0, 0, 0), spacing_mm=step, center=tuple(0.5 * (n - 1) for n in size)) <= 0
+        mask = self.shape_on_model_grid(spec, model)
         border = mask.copy()
         border[1:-1, 1:-1, 1:-1] = False
         if border.any():
@@ -189,8 +199,17 @@ class DiffusionGenerator(Generator):
             # coarse scan (3 mm) to the model's grid (1.25 mm) smooths it and would shrink the measured
             # spread, and every written contrast with it.
             median, spread, _ = self._native_ring(ct_box, organ_box, spec, origin, model)
+            # Specs drawn before host_spread_hu existed (or without a scan's noise) keep the ring spread.
+            spread = max(float(spec.params.get("host_spread_hu") or spread), MIN_SPREAD_HU)
             window = relative_window_hu(median, spread, model.relative_window_sd)
         return hu_to_unit(hu, window), grown, window
+
+    def shape_on_model_grid(self, spec: TumorSpec, model) -> np.ndarray:
+        """The tumour's shape (bool, the model's crop shape) on the model crop's grid, centred as :meth:`crop_for`."""
+        size = model.crop_size
+        # The crop grid has its own origin: index (n - 1) / 2 is the tumour centre.
+        return self._distance(spec, size, (0, 0, 0), spacing_mm=model.spacing_mm,
+                              center=tuple(0.5 * (n - 1) for n in size)) <= 0
 
     def _native_ring(self, ct_box: np.ndarray, organ_box: np.ndarray | None, spec: TumorSpec, origin, model):
         """Median and spread (HU) of the host organ inside the model crop's field of view, outside the grown
@@ -279,9 +298,11 @@ class DiffusionGenerator(Generator):
                 raise ConfigError("apply_batch needs one model, step count and sampler for every tumour of a batch")
         model = self._model(first)
         crops = [self.crop_for(ct_box, spec, origin, model, organ_box=organ_box) for ct_box, organ_box, spec, origin in jobs]
+        # The exact shapes, for a model whose border refiner draws the edge where the shape is.
+        cores = np.stack([self.shape_on_model_grid(spec, model) for _, _, spec, _ in jobs]) if model.refiner is not None else None
         generated = inpaint(model, np.stack([c[0] for c in crops]), np.stack([c[1] for c in crops]),
                             steps=first.params["steps"], seeds=[spec.seed for _, _, spec, _ in jobs],
-                            sampler=first.params["sampler"])
+                            sampler=first.params["sampler"], cores=cores)
         # Each crop back to HU with the window it was mapped with (the host's own, for a relative model).
         return [self.compose(ct_box, organ_box, spec, origin, unit_to_hu(gen, crop[2]), model)
                 for (ct_box, organ_box, spec, origin), gen, crop in zip(jobs, generated, crops)]

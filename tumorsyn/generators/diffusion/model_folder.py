@@ -7,6 +7,8 @@ A model folder (written by ``tumorsyn train-diffusion``) holds::
     autoencoder.safetensors   stage 1 weights (MONAI AutoencoderKL or VQVAE)
     unet.safetensors          stage 2 weights (MONAI DiffusionModelUNet, EMA weights when trained with EMA)
     scheduler_config.json     the training noise schedule (diffusers format)
+    refiner.safetensors       optional: the border refiner (MONAI UNet at full resolution), named in
+                              config.json's "refiner" section when the model has one
 
 This module is the small interface through which ``tumorsyn`` uses a model: it never imports the
 training package and never touches the network. Loaded models are cached per process, keyed by
@@ -29,11 +31,13 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "DiffusionModel", "build_network", "load_
 FORMAT = "tumorsyn-diffusion"
 FORMAT_VERSION = 1
 WEIGHT_FILES = {"autoencoder": "autoencoder.safetensors", "unet": "unet.safetensors"}
+OPTIONAL_WEIGHT_FILES = {"refiner": "refiner.safetensors"}
 SCHEDULER_FILE = "scheduler_config.json"
 # Network classes a model folder may name, with the MONAI class that builds each.
 NETWORKS = {"AutoencoderKL": "monai.networks.nets:AutoencoderKL",
             "VQVAE": "monai.networks.nets:VQVAE",
-            "DiffusionModelUNet": "monai.networks.nets:DiffusionModelUNet"}
+            "DiffusionModelUNet": "monai.networks.nets:DiffusionModelUNet",
+            "UNet": "monai.networks.nets:UNet"}
 SAMPLERS = ("ddim", "dpm_solver", "unipc", "euler")  # euler: rectified flow
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample", "flow")
 
@@ -58,6 +62,8 @@ class DiffusionModel:
         ``scheduler_config.json`` (diffusers format).
     autoencoder, unet : torch.nn.Module
     device : torch.device
+    refiner : torch.nn.Module or None
+        The border refiner (:func:`tumorsyn.generators.diffusion.sampler.refine`), when the folder has one.
     """
 
     path: Path
@@ -67,6 +73,7 @@ class DiffusionModel:
     autoencoder: Any = field(repr=False)
     unet: Any = field(repr=False)
     device: Any = None
+    refiner: Any = field(default=None, repr=False)
 
     @property
     def spacing_mm(self) -> tuple[float, float, float]:
@@ -97,6 +104,13 @@ class DiffusionModel:
         """Robust SDs of the host parenchyma mapped to [-1, 1] (relative mode)."""
         lo, hi = self.config["data"].get("relative_window_sd", DEFAULT_RELATIVE_WINDOW_SD)
         return float(lo), float(hi)
+
+    @property
+    def spread_per_noise(self) -> float | None:
+        """Relative models: the training crops' ring spread per unit of their scan's reference noise (None
+        for folders written before it was recorded: they read the host's ring spread)."""
+        value = (self.config.get("training") or {}).get("spread_per_noise")
+        return float(value) if value else None
 
     @property
     def mask_dilate_mm(self) -> float:
@@ -139,10 +153,11 @@ def read_model_config(path: str | Path) -> tuple[Path, dict]:
           f"(reads {FORMAT_VERSION})")
     for key in ("autoencoder", "unet", "data", "sampling", "organs"):
         _need(key in config, folder, f"config.json lacks {key!r}")
-    for part, name in WEIGHT_FILES.items():
+    for part, name in _weight_files(config).items():
         _need((folder / name).is_file(), folder, f"missing {name}")
-        _need(config[part].get("class") in NETWORKS, folder,
-              f"{part} class {config[part].get('class')!r} is not one of {', '.join(NETWORKS)}")
+        _need(isinstance(config[part], dict) and config[part].get("class") in NETWORKS, folder,
+              f"{part} class {config[part].get('class') if isinstance(config[part], dict) else None!r} is not one of "
+              f"{', '.join(NETWORKS)}")
     _need((folder / SCHEDULER_FILE).is_file(), folder, f"missing {SCHEDULER_FILE}")
     sampling = config["sampling"]
     _need(sampling.get("sampler") in SAMPLERS, folder, f"sampler {sampling.get('sampler')!r} is not one of {', '.join(SAMPLERS)}")
@@ -160,6 +175,11 @@ def read_model_config(path: str | Path) -> tuple[Path, dict]:
           and window_sd[0] < 0 < window_sd[1], folder,
           f"data.relative_window_sd must be [low, high] robust SDs with low < 0 < high, got {window_sd!r}")
     return folder, config
+
+
+def _weight_files(config: dict) -> dict:
+    """The weight files a folder must hold: both stages', and the refiner's when config.json names one."""
+    return {**WEIGHT_FILES, **{part: name for part, name in OPTIONAL_WEIGHT_FILES.items() if config.get(part)}}
 
 
 def model_checksum(path: str | Path) -> str:
@@ -232,7 +252,7 @@ def load_model(path: str | Path, *, device: str | None = "auto", checksum: str |
         if cached is not None:
             return cached
         nets = {}
-        for part, name in WEIGHT_FILES.items():
+        for part, name in _weight_files(config).items():
             net = build_network(config[part])
             try:
                 state = load_file(str(folder / name))
@@ -247,7 +267,8 @@ def load_model(path: str | Path, *, device: str | None = "auto", checksum: str |
             nets[part] = net.to(dev).eval().requires_grad_(False)
         scheduler_config = json.loads((folder / SCHEDULER_FILE).read_text())
         model = DiffusionModel(path=folder, checksum=actual, config=config, scheduler_config=scheduler_config,
-                               autoencoder=nets["autoencoder"], unet=nets["unet"], device=dev)
+                               autoencoder=nets["autoencoder"], unet=nets["unet"], device=dev,
+                               refiner=nets.get("refiner"))
         _CACHE[key] = model
         return model
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from tumorsyn.generators.diffusion.schedulers import is_flow, sampling_scheduler, training_scheduler
 
-__all__ = ["hu_to_unit", "unit_to_hu", "grow_mask", "blank_crop", "latent_mask", "encode", "decode", "inpaint"]
+__all__ = ["hu_to_unit", "unit_to_hu", "grow_mask", "blank_crop", "refiner_input", "refine", "latent_mask", "encode", "decode", "inpaint"]
 
 
 def hu_to_unit(hu: np.ndarray, window: Sequence[float]) -> np.ndarray:
@@ -71,6 +71,27 @@ def blank_crop(x, mask, blank_value: float):
     return x * (1.0 - mask) + float(blank_value) * mask
 
 
+def refiner_input(decoded, x, mask, core, blank_value: float):
+    """The border refiner's input (B, 3, X, Y, Z): the decoded crop, the blanked crop (the known host), the exact mask.
+
+    The refiner (:func:`refine`) sees what the latent grid cannot hold: the tumour's outline at full
+    resolution (``core``, the undilated shape) and the host's own voxels around it.
+    """
+    import torch
+
+    return torch.cat([decoded, blank_crop(x, mask, blank_value), core], dim=1)
+
+
+def refine(refiner, decoded, x, mask, core, blank_value: float):
+    """The decoded crop with the refiner's correction added: ``decoded + refiner(refiner_input(...))``.
+
+    The latent is four times coarser than the crop, so the diffusion UNet knows the tumour's outline
+    only to a latent voxel (5 mm at 1.25 mm) and the decoder draws a soft border; the refiner, trained
+    after the autoencoder (``train_diffusion.train_refiner``), redraws it at the exact mask.
+    """
+    return decoded + refiner(refiner_input(decoded, x, mask, core, blank_value))
+
+
 def latent_mask(mask, latent_shape):
     """Mask (B, 1, X, Y, Z) on the latent grid: a latent voxel is unknown if any voxel under it is."""
     import torch.nn.functional as F
@@ -106,7 +127,7 @@ def _noised(z_known, noise, level: float, flow: bool, alphas_cumprod, t):
 
 
 def inpaint(model, images, masks, *, steps: int | None = None, seeds: Sequence[int], sampler: str | None = None,
-            batch_size: int | None = None):
+            batch_size: int | None = None, cores=None):
     """Sample the masked region of each crop; return the decoded crops in [-1, 1].
 
     Parameters
@@ -126,6 +147,8 @@ def inpaint(model, images, masks, *, steps: int | None = None, seeds: Sequence[i
         Override the model's sampler (ddim, dpm_solver, unipc; euler for rectified flow).
     batch_size : int, optional
         Crops per network call (default: all at once).
+    cores : ndarray of bool, shape (B, X, Y, Z), optional
+        The tumours' exact (ungrown) shapes, for a model with a border refiner (default: ``masks``).
 
     Returns
     -------
@@ -137,6 +160,9 @@ def inpaint(model, images, masks, *, steps: int | None = None, seeds: Sequence[i
         raise ValueError(f"images and masks must share a (B, X, Y, Z) shape, got {images.shape} and {masks.shape}")
     if len(seeds) != len(images):
         raise ValueError(f"one seed per crop: {len(seeds)} seeds for {len(images)} crops")
+    cores = masks if cores is None else np.asarray(cores, np.float32)
+    if cores.shape != masks.shape:
+        raise ValueError(f"cores must have the masks' shape {masks.shape}, got {cores.shape}")
     cfg = model.config
     steps = int(steps or cfg["sampling"]["steps"])
     if steps < 1:
@@ -144,12 +170,13 @@ def inpaint(model, images, masks, *, steps: int | None = None, seeds: Sequence[i
     out = []
     size = int(batch_size or len(images))
     for start in range(0, len(images), size):
-        out.append(_inpaint_batch(model, images[start:start + size], masks[start:start + size], steps=steps,
-                                  seeds=list(seeds[start:start + size]), sampler=sampler or cfg["sampling"]["sampler"]))
+        part = slice(start, start + size)
+        out.append(_inpaint_batch(model, images[part], masks[part], cores[part], steps=steps,
+                                  seeds=list(seeds[part]), sampler=sampler or cfg["sampling"]["sampler"]))
     return np.concatenate(out, axis=0) if out else np.zeros_like(images)
 
 
-def _inpaint_batch(model, images, masks, *, steps, seeds, sampler):
+def _inpaint_batch(model, images, masks, cores, *, steps, seeds, sampler):
     import torch
 
     cfg, device = model.config, model.device
@@ -186,6 +213,8 @@ def _inpaint_batch(model, images, masks, *, steps, seeds, sampler):
                 known = z_known
             z = m_lat * z + (1.0 - m_lat) * known
         decoded = decode(model.autoencoder, z / scale)
+        if getattr(model, "refiner", None) is not None:
+            decoded = refine(model.refiner, decoded, x, m, torch.from_numpy(cores[:, None]).to(device), blank)
     return decoded[:, 0].float().clamp(-1.0, 1.0).cpu().numpy()
 
 

@@ -1,0 +1,181 @@
+"""The border refiner stage: training, resume, the model folder, sampling with it; and the noise-based host spread."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file
+
+from tumorsyn.errors import ConfigError, ModelError
+from tumorsyn.generators.diffusion.model_folder import clear_cache, load_model
+from tumorsyn.generators.diffusion.sampler import decode, encode, inpaint
+from train_diffusion.train import train
+from train_diffusion.train_refiner import _blur, degraded_decode
+
+from diffusion_helpers import tiny_config
+
+REFINER = ("refiner.steps=3", "refiner.channels=[4,8]", "refiner.batch_size=2", "train.preview_every=2")
+
+
+@pytest.fixture(scope="module")
+def refined_run(tmp_path_factory, phantom_sources):
+    """A tiny run with a 3-step refiner: ``(config, model folder)``."""
+    torch.set_num_threads(1)
+    config = tiny_config(tmp_path_factory.mktemp("refined") / "run", phantom_sources, *REFINER)
+    return config, train(config, quiet=True)
+
+
+def test_refiner_run_writes_its_weights_logs_and_previews(refined_run):
+    config, folder = refined_run
+    run = folder.parent
+    assert (folder / "refiner.safetensors").is_file()
+    meta = json.loads((folder / "config.json").read_text())
+    assert meta["refiner"]["class"] == "UNet" and meta["refiner"]["kwargs"]["in_channels"] == 3
+    assert meta["refiner"]["weights"] == "refiner.safetensors" and meta["training"]["refiner_steps"] == 3
+    rows = (run / "steps_refiner.csv").read_text().splitlines()
+    assert rows[0].startswith("step,l1_inside,l1_outside") and len(rows) == 4
+    assert (run / "previews" / "refiner_step0000002.png").is_file() and (run / "curves_refiner.png").is_file()
+    clear_cache()
+    model = load_model(folder, device="cpu")
+    assert model.refiner is not None and not model.refiner.training
+
+
+def test_a_run_without_refiner_has_none(trained_run):
+    _, folder = trained_run
+    assert not (folder / "refiner.safetensors").exists()
+    assert "refiner" not in json.loads((folder / "config.json").read_text())
+    assert load_model(folder, device="cpu").refiner is None
+
+
+def test_sampling_adds_the_refiner_correction_where_the_exact_shape_says(refined_run):
+    _, folder = refined_run
+    model = load_model(folder, device="cpu")
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-0.3, 0.3, (1, 16, 16, 16)).astype(np.float32)
+    masks = np.zeros_like(images, dtype=bool)
+    masks[:, 5:11, 5:11, 5:11] = True
+    cores = np.zeros_like(masks)
+    cores[:, 6:10, 6:10, 6:10] = True
+    refined = inpaint(model, images, masks, seeds=[4], steps=2, cores=cores)
+    again = inpaint(model, images, masks, seeds=[4], steps=2, cores=cores)
+    np.testing.assert_array_equal(refined, again)  # same seed, same bytes
+    plain = inpaint(dataclasses.replace(model, refiner=None), images, masks, seeds=[4], steps=2, cores=cores)
+    assert np.abs(refined - plain).max() > 1e-3
+    # The refiner reads the exact shape: another shape under the same grown region changes the output.
+    other = inpaint(model, images, masks, seeds=[4], steps=2, cores=masks)
+    assert np.abs(refined - other).max() > 1e-4
+    with pytest.raises(ValueError, match="cores must have the masks' shape"):
+        inpaint(model, images, masks, seeds=[4], steps=2, cores=cores[:, :8])
+
+
+def test_refiner_resume_gives_the_same_weights(tmp_path, refined_run, phantom_sources):
+    _, reference = refined_run
+    config = tiny_config(tmp_path / "run", phantom_sources, *REFINER)
+    assert train(config, quiet=True, stop_at=("refiner", 1)) is None
+    assert (tmp_path / "run" / "refiner" / "checkpoints" / "LAST").read_text() == "step_0000001"
+    assert not (tmp_path / "run" / "model").exists()
+    folder = train(config, quiet=True)
+    ours, theirs = load_file(str(folder / "refiner.safetensors")), load_file(str(reference / "refiner.safetensors"))
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
+
+
+def test_stage_refiner_needs_the_autoencoder_and_steps(tmp_path, phantom_sources):
+    with pytest.raises(ConfigError, match="train.stage=refiner trains nothing with refiner.steps=0"):
+        tiny_config(tmp_path / "a", phantom_sources, "train.stage=refiner")
+    with pytest.raises(ConfigError, match="refiner.steps must be an integer >= 0"):
+        tiny_config(tmp_path / "b", phantom_sources, "refiner.steps=-1")
+    with pytest.raises(ConfigError, match="refiner.channels must list >= 2 positive integers"):
+        tiny_config(tmp_path / "c", phantom_sources, "refiner.steps=1", "refiner.channels=[4]")
+    config = tiny_config(tmp_path / "d", phantom_sources, "refiner.steps=1", "train.stage=refiner")
+    with pytest.raises(ConfigError, match="no trained autoencoder"):
+        train(config, quiet=True)
+
+
+def test_model_folder_naming_a_refiner_needs_its_weights(tmp_path, refined_run):
+    import shutil
+
+    folder = shutil.copytree(refined_run[1], tmp_path / "model")
+    (folder / "refiner.safetensors").unlink()
+    clear_cache()
+    with pytest.raises(ModelError, match="missing refiner.safetensors"):
+        load_model(folder, device="cpu")
+
+
+def test_degraded_decode_without_degradation_is_the_round_trip(refined_run):
+    _, folder = refined_run
+    ae = load_model(folder, device="cpu").autoencoder
+    x = torch.from_numpy(np.random.default_rng(1).uniform(-0.5, 0.5, (2, 1, 16, 16, 16)).astype(np.float32))
+    m = torch.zeros_like(x)
+    m[:, :, 4:12, 4:12, 4:12] = 1.0
+    plain = decode(ae, encode(ae, x)).float()
+    same = degraded_decode(ae, x, m, latent_noise=0.0, blur_vox=0.0, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(same, plain)
+    noisy = degraded_decode(ae, x, m, latent_noise=2.0, blur_vox=1.5, generator=torch.Generator().manual_seed(0))
+    assert (noisy - plain).abs().max() > 1e-3
+    # Outside the generated region the decoded crop is kept as it is (only its latent's noise reaches it).
+    again = degraded_decode(ae, x, m, latent_noise=2.0, blur_vox=1.5, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(noisy, again)
+
+
+def test_blur_keeps_the_mean_and_spreads_a_point_by_its_sigma():
+    volume = torch.zeros(1, 1, 21, 21, 21)
+    volume[0, 0, 10, 10, 10] = 1.0
+    out = _blur(volume, 1.5)
+    assert float(out.sum()) == pytest.approx(1.0, abs=1e-5)
+    offsets = torch.arange(21, dtype=torch.float32) - 10
+    variance = float((out[0, 0].sum(dim=(1, 2)) * offsets ** 2).sum())
+    assert variance == pytest.approx(1.5 ** 2, rel=0.02)
+    torch.testing.assert_close(_blur(torch.full((1, 1, 6, 6, 6), 0.3), 1.0), torch.full((1, 1, 6, 6, 6), 0.3))
+
+
+# --- the host's spread from its noise ------------------------------------------------------------------
+
+def test_spread_per_noise_is_the_median_crop_spread_over_scan_noise():
+    from train_diffusion.data import CropBank, spread_per_noise
+
+    bank = CropBank(crop_size=(4, 4, 4), jitter_vox=(0, 0, 0))
+    bank.cases = [{"case": "a", "organ_noise_ref_hu": 10.0}, {"case": "b", "organ_noise_ref_hu": 20.0},
+                  {"case": "c", "organ_noise_ref_hu": None}]
+    bank.tumors = [{"case": "a"}, {"case": "a"}, {"case": "b"}, {"case": "c"}]
+    # Window (m + a s, m + b s) with (a, b) = (-12, 8): width 20 s.
+    bank.tumor_windows = [(100 - 120.0, 100 + 80.0), (0.0, 20 * 15.0), (0.0, 20 * 10.0), (0.0, 20 * 99.0)]
+    assert spread_per_noise(bank, (-12, 8)) == pytest.approx(1.0)  # ratios 1.0, 1.5, 0.5 (case c has no noise)
+    bank.cases = [{"case": "a", "organ_noise_ref_hu": None}]
+    assert spread_per_noise(bank, (-12, 8)) is None
+
+
+def test_trained_relative_model_records_spread_per_noise_and_specs_carry_the_host_spread(refined_run):
+    import tumorsyn
+    from tumorsyn.host import reference_noise_hu
+    from tumorsyn.placement import organ_noise, organ_statistics
+
+    from diffusion_helpers import diffusion_spec, phantom_scan
+
+    _, folder = refined_run
+    per_noise = json.loads((folder / "config.json").read_text())["training"]["spread_per_noise"]
+    assert per_noise > 0
+    scan = phantom_scan()
+    ct, organ, spacing = scan
+    spec = diffusion_spec(scan, folder)
+    noise = organ_noise(ct, organ, organ_statistics(ct, organ))
+    assert spec.params["host_spread_hu"] == pytest.approx(per_noise * reference_noise_hu(noise, spacing), rel=0.05)
+    from tumorsyn.generators import get_generator
+
+    gen = get_generator("diffusion", device="cpu")
+    local = tumorsyn.apply_specs(ct, organ, spacing, spec).tumors[0]
+    origin = tuple(s.start for s in local.slices)
+    model = gen._model(spec)
+    a, b = model.relative_window_sd
+    _, _, window = gen.crop_for(ct[local.slices], spec, origin, model, organ_box=organ[local.slices])
+    assert (window[1] - window[0]) / (b - a) == pytest.approx(spec.params["host_spread_hu"], rel=1e-6)
+    # A spec drawn before the key existed keeps the ring spread it was drawn with.
+    legacy = spec.with_params(params={k: v for k, v in spec.params.items() if k != "host_spread_hu"})
+    _, _, ring = gen.crop_for(ct[local.slices], legacy, origin, model, organ_box=organ[local.slices])
+    assert ring != window
+    with pytest.raises(ConfigError, match="host_spread_hu must be a positive number"):
+        gen.validate(spec.with_params(params={**spec.params, "host_spread_hu": -1.0}))

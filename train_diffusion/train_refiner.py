@@ -1,0 +1,204 @@
+"""Stage 1b: the border refiner, a small full-resolution MONAI UNet trained on the frozen autoencoder.
+
+Why: the latent grid is four times coarser than the crop, so the diffusion UNet sees the tumour's
+outline only to a latent voxel (5 mm at 1.25 mm) and the decoder draws a soft border. The refiner
+sees the decoded crop, the blanked crop (the host's own voxels) and the exact tumour mask at full
+resolution, and adds a correction (:func:`tumorsyn.generators.diffusion.sampler.refine`).
+
+Training pairs come from real tumour crops: the target is the crop itself; the input is its
+autoencoder round trip, degraded inside the generated region the way a sampled latent falls short of
+a real one (Gaussian noise of up to ``refiner.latent_noise`` x the latent's SD in the masked latent
+voxels, then a Gaussian blur of SD up to ``refiner.blur_max_mm`` mm of the decoded region). The loss
+is L1, weight 1 inside the generated (grown) region, ``refiner.outside_weight`` elsewhere.
+
+Writes ``<run>/refiner/``: ``checkpoints/`` (resumable), ``refiner.safetensors`` when done, and
+``<run>/steps_refiner.csv``, ``curves_refiner.png``, ``previews/refiner_step<N>.png``
+(real | decoded, degraded | refined).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tumorsyn.errors import ConfigError
+from tumorsyn.generators.diffusion.sampler import decode, encode, latent_mask, refine
+
+from train_diffusion.data import CropBank
+from train_diffusion.models import build_refiner
+from train_diffusion.runlog import (Checkpoints, StageState, checkpoint_or_stop, plot_curves, read_rows, save_preview,
+                                    write_rows)
+from train_diffusion.runtime import make_accelerator
+
+__all__ = ["train_refiner", "refiner_done_path", "load_refiner", "degraded_decode", "FIELDS"]
+
+FIELDS = ["step", "l1_inside", "l1_outside", "loss", "seconds"]
+
+
+def refiner_done_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "refiner" / "refiner.safetensors"
+
+
+def load_refiner(config: dict, path: Path, device):
+    """The trained refiner of a run folder, frozen, or None when the config trains none."""
+    from safetensors.torch import load_file
+
+    if int(config["refiner"]["steps"]) == 0:
+        return None
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: no trained refiner; run its stage first (train.stage=all or refiner), "
+                          "or set refiner.steps=0")
+    model = build_refiner(config)
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except RuntimeError as exc:
+        raise ConfigError(f"{path}: refiner weights do not fit the config's refiner ({str(exc).splitlines()[0]}); "
+                          "retrain the refiner with this config") from None
+    return model.to(device).eval().requires_grad_(False)
+
+
+def _blur(volume: torch.Tensor, sigma_vox: float) -> torch.Tensor:
+    """Separable Gaussian blur (B, 1, X, Y, Z) with SD ``sigma_vox`` voxels, edges replicated."""
+    if sigma_vox <= 0:
+        return volume
+    radius = max(1, int(np.ceil(3 * sigma_vox)))
+    offsets = torch.arange(-radius, radius + 1, dtype=volume.dtype, device=volume.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma_vox) ** 2)
+    kernel = kernel / kernel.sum()
+    out = volume
+    for axis in range(3):
+        shape = [1, 1, 1, 1, 1]
+        shape[2 + axis] = len(kernel)
+        pad = [0] * 6
+        pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = radius
+        out = torch.nn.functional.conv3d(torch.nn.functional.pad(out, pad, mode="replicate"), kernel.view(shape))
+    return out
+
+
+def degraded_decode(ae, x, mask, *, latent_noise: float, blur_vox: float, generator: torch.Generator):
+    """decode(encode(x)) with the masked latent noised and the decoded region blurred (one level per crop).
+
+    Parameters
+    ----------
+    ae : torch.nn.Module
+        The frozen autoencoder.
+    x, mask : torch.Tensor, shape (B, 1, X, Y, Z)
+        Crops in [-1, 1] and their generated (grown) regions.
+    latent_noise : float
+        Largest noise SD, in units of the batch latent's SD; each crop draws its own in [0, latent_noise].
+    blur_vox : float
+        Largest blur SD (voxels); each crop draws its own in [0, blur_vox].
+    generator : torch.Generator
+        CPU generator of every draw (a resumed run repeats them).
+    """
+    with torch.no_grad():
+        z = encode(ae, x).float()
+        b = len(z)
+        levels = torch.rand(b, generator=generator) * float(latent_noise) * float(z.std())
+        noise = torch.randn(tuple(z.shape), generator=generator)
+        z = z + latent_mask(mask, z.shape[2:]) * (levels.view(-1, 1, 1, 1, 1) * noise).to(z.device)
+        decoded = decode(ae, z).float()
+        sigmas = (torch.rand(b, generator=generator) * float(blur_vox)).tolist()
+        blurred = torch.cat([_blur(decoded[k:k + 1], s) for k, s in enumerate(sigmas)])
+        return decoded * (1.0 - mask) + blurred * mask
+
+
+def train_refiner(config: dict, bank: CropBank, ae_path: Path, *, resume: bool = True, quiet: bool = False,
+                  stop_at_step: int | None = None) -> Path | None:
+    """Train the refiner; return its weights file when all steps are done (None when stopped early)."""
+    from safetensors.torch import save_file
+
+    from tumorsyn.cli.common import progress
+    from train_diffusion.train_ldm import load_frozen_autoencoder
+
+    r, t, d = config["refiner"], config["train"], config["data"]
+    run_dir = Path(config["output_dir"])
+    stage_dir = run_dir / "refiner"
+    checkpoints = Checkpoints(stage_dir / "checkpoints", keep=t["keep_checkpoints"])
+    accelerator = make_accelerator(config)
+    log = (lambda *m: None) if quiet or not accelerator.is_main_process else (lambda *m: print(*m, file=sys.stderr, flush=True))
+    device = accelerator.device
+    torch.manual_seed(int(config["seed"]))
+    ae = load_frozen_autoencoder(config, ae_path, device)
+    model = build_refiner(config)
+    opt = torch.optim.Adam(model.parameters(), lr=float(r["lr"]))
+    model, opt = accelerator.prepare(model, opt)
+    state = StageState()
+    accelerator.register_for_checkpointing(state)
+    last = checkpoints.last() if resume else None
+    if last is not None:
+        accelerator.load_state(str(last))
+        log(f"refiner: resumed from {last} (step {state.step})")
+    rows = read_rows(run_dir / "steps_refiner.csv", state.step)
+    total, rank, blank = int(r["steps"]), accelerator.process_index, float(d["blank_value"])
+    blur_vox = float(r["blur_max_mm"]) / min(float(s) for s in d["spacing_mm"])
+    bar = progress(total=total, desc="refiner", unit="step", quiet=quiet or not accelerator.is_main_process)
+    bar.update(state.step)
+    model.train()
+    sums: dict[str, float] = {}
+    started = time.perf_counter()
+    while state.step < total:
+        x, m, core = (torch.from_numpy(a).to(device) for a in bank.batch(
+            "tumor", r["batch_size"], seed=config["seed"], stage="refiner", index=state.step, rank=rank,
+            flip=d["flip"], cores=True))
+        # The degradations of this step come from (seed, step, rank) alone: a resumed run repeats them.
+        generator = torch.Generator().manual_seed(int(config["seed"]) * 1_000_003 + state.step * 101 + rank)
+        decoded = degraded_decode(ae, x, m, latent_noise=float(r["latent_noise"]), blur_vox=blur_vox, generator=generator)
+        with accelerator.autocast():
+            refined = refine(model, decoded, x, m, core, blank).float()
+        error = (refined - x).abs()
+        inside = (error * m).sum() / m.sum().clamp(min=1.0)
+        outside = (error * (1.0 - m)).sum() / (1.0 - m).sum().clamp(min=1.0)
+        loss = inside + float(r["outside_weight"]) * outside
+        accelerator.backward(loss)
+        if t["max_grad_norm"]:
+            accelerator.clip_grad_norm_(model.parameters(), float(t["max_grad_norm"]))
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        for key, value in (("l1_inside", inside), ("l1_outside", outside), ("loss", loss)):
+            sums[key] = sums.get(key, 0.0) + float(value.detach())
+        state.step += 1
+        bar.update(1)
+        if state.step % int(t["log_every"]) == 0 or state.step == total:
+            n = int(t["log_every"]) if state.step % int(t["log_every"]) == 0 else state.step % int(t["log_every"])
+            rows.append({"step": state.step, "seconds": round(time.perf_counter() - started, 3),
+                         **{k: f"{v / n:.6g}" for k, v in sums.items()}})
+            sums = {}
+            if accelerator.is_main_process:
+                write_rows(run_dir / "steps_refiner.csv", FIELDS, rows)
+        if t["preview_every"] and state.step % int(t["preview_every"]) == 0 and accelerator.is_main_process:
+            _preview(ae, accelerator.unwrap_model(model), bank, config, run_dir, state.step, device, blur_vox)
+        if checkpoint_or_stop(accelerator, checkpoints, state.step, total, t["checkpoint_every"], stop_at_step):
+            bar.close()
+            return None
+    bar.close()
+    out = refiner_done_path(run_dir)
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        _preview(ae, unwrapped, bank, config, run_dir, state.step, device, blur_vox)
+        plot_curves(run_dir / "curves_refiner.png", rows, ["l1_inside", "l1_outside"], "border refiner")
+        tmp = out.with_suffix(".tmp")
+        save_file({k: v.detach().cpu().contiguous() for k, v in unwrapped.state_dict().items()}, str(tmp))
+        tmp.replace(out)
+    accelerator.wait_for_everyone()
+    log(f"refiner: {state.step} steps done -> {out}")
+    return out
+
+
+def _preview(ae, refiner, bank: CropBank, config: dict, run_dir: Path, step: int, device, blur_vox: float) -> None:
+    x, m, core = (torch.from_numpy(a).to(device) for a in bank.batch("tumor", 1, seed=config["seed"], stage="preview",
+                                                                    index=0, flip=False, cores=True))
+    was = refiner.training
+    refiner.eval()
+    generator = torch.Generator().manual_seed(int(config["seed"]))
+    decoded = degraded_decode(ae, x, m, latent_noise=float(config["refiner"]["latent_noise"]), blur_vox=blur_vox,
+                              generator=generator)
+    with torch.inference_mode():
+        refined = refine(refiner, decoded, x, m, core, float(config["data"]["blank_value"])).float()
+    refiner.train(was)
+    panels = [a[0, 0].cpu().numpy() for a in (x, decoded, refined)]
+    save_preview(run_dir / "previews" / f"refiner_step{step:07d}.png", panels,
+                 ["real", "decoded, degraded", "refined"], mask=core[0, 0].cpu().numpy())
