@@ -55,11 +55,13 @@ def register(subparsers) -> None:
     group.add_argument("--samples", type=int, default=4, metavar="N",
                        help="inpainted samples per held-out tumour (default 4; 0 = autoencoder only)")
     group.add_argument("--steps", type=int, default=None, metavar="N", help="sampling steps (default: the model's)")
-    from tumorsyn.generators.diffusion.grain import DEFAULT_GRAIN, GRAIN_MODES
+    from tumorsyn.generators.diffusion.grain import GRAIN_MODES
 
-    group.add_argument("--grain", choices=GRAIN_MODES, default=DEFAULT_GRAIN,
-                       help="measure samples as the generator's grain option writes them: host (default: the model's "
-                            "content with a tumour-free crop's scanner grain) or model (the model's own voxels)")
+    group.add_argument("--grain", choices=GRAIN_MODES, default=None,
+                       help="measure samples as the generator's grain option writes them: model (the model's own "
+                            "voxels), noise (the model's values plus a tumour-free crop's scanner noise) or host (the "
+                            "model's content above 1.5 mm, that crop's grain below); default: the generator's default "
+                            "for the model (noise with a border refiner, else model)")
     group.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:1 ... (default auto)")
     parser.set_defaults(handler=run_command)
 

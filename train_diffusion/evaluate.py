@@ -28,7 +28,6 @@ import numpy as np
 from scipy import ndimage
 
 from tumorsyn.errors import ConfigError
-from tumorsyn.generators.diffusion.grain import DEFAULT_GRAIN
 from tumorsyn.generators.diffusion.sampler import blank_crop, decode, encode, hu_to_unit, inpaint, unit_to_hu
 
 from train_diffusion.data import CropBank, load_holdout
@@ -75,9 +74,9 @@ def _stats(hu: np.ndarray, core: np.ndarray, rim: np.ndarray) -> dict:
 
 def _written(real_hu, masks, generated, windows, bank: CropBank, spacing, grain: str) -> list[list[np.ndarray]]:
     """Each sample as the generator writes it (HU): the model's values inside the region it filled, the real crop
-    outside; with ``grain="host"`` the model's content carries the grain of a tumour-free crop of the same scan
-    (:func:`tumorsyn.generators.diffusion.grain.with_grain`; never the real tumour's own voxels)."""
-    from tumorsyn.generators.diffusion.grain import with_grain
+    outside; with ``grain="host"`` or ``"noise"`` the model's content carries the grain of a tumour-free crop of
+    the same scan (:func:`tumorsyn.generators.diffusion.grain.grained`; never the real tumour's own voxels)."""
+    from tumorsyn.generators.diffusion.grain import grained
 
     sources, source_windows = bank.centred_grain()
     out = []
@@ -86,16 +85,16 @@ def _written(real_hu, masks, generated, windows, bank: CropBank, spacing, grain:
         row = []
         for s, g in enumerate(generated[k]):
             hu = unit_to_hu(g, windows[k])
-            if grain == "host" and len(sources):
+            if grain != "model" and len(sources):
                 j = (k * len(generated[k]) + s) % len(sources)
-                hu = with_grain(hu, unit_to_hu(sources[j], source_windows[j]), spacing)
+                hu = grained(grain, hu, unit_to_hu(sources[j], source_windows[j]), spacing)
             row.append(np.where(region, hu, real_hu[k]).astype(np.float32))
         out.append(row)
     return out
 
 
 def evaluate_bank(model, bank: CropBank, *, samples: int = 4, steps: int | None = None, seed: int = 0,
-                  preview: str | Path | None = None, grain: str = DEFAULT_GRAIN) -> dict:
+                  preview: str | Path | None = None, grain: str | None = None) -> dict:
     """The held-out figures of ``model`` on the tumour crops of ``bank`` (see the module docstring).
 
     Parameters
@@ -110,9 +109,9 @@ def evaluate_bank(model, bank: CropBank, *, samples: int = 4, steps: int | None 
         Sampling steps (default: the model's).
     preview : path, optional
         Where to write the PNG of mid-slices.
-    grain : {'host', 'model'}
+    grain : {'host', 'model', 'noise'}, optional
         The generator's ``grain`` option: the samples are measured as the generator would write them
-        (see :func:`_written`).
+        (see :func:`_written`); default: the generator's default for this model.
 
     Returns
     -------
@@ -120,6 +119,9 @@ def evaluate_bank(model, bank: CropBank, *, samples: int = 4, steps: int | None 
         ``reconstruction`` (pooled and per-crop MAE in HU inside and outside tumours), ``inpainting``
         (per crop: real and sampled tumour statistics in HU) and ``summary``.
     """
+    from tumorsyn.generators.diffusion.grain import default_grain
+
+    grain = grain or default_grain(model.config)
     window = model.hu_window
     images, masks, cores = bank.centred()
     # Each crop back to HU with the window it was mapped with (its own host's, for a relative model).
@@ -194,7 +196,7 @@ def _preview(path: Path, images, masks, recon, generated, blank: float) -> Path:
 
 
 def evaluate_model(config: dict, *, model_dir: str | Path | None = None, out_dir: str | Path | None = None,
-                   samples: int = 4, steps: int | None = None, device: str = "auto", grain: str = DEFAULT_GRAIN,
+                   samples: int = 4, steps: int | None = None, device: str = "auto", grain: str | None = None,
                    log=lambda *a: None) -> dict:
     """Evaluate a model folder on the config's held-out tumours; write ``heldout.json`` + ``heldout.png``.
 

@@ -102,7 +102,7 @@ def check_hosts(model_dir: str | Path, hosts: Sequence, organs: Sequence[str], *
         Sampling steps (default: the model's).
     device : str
         Where the model samples.
-    grain : {'host', 'model'}, optional
+    grain : {'host', 'model', 'noise'}, optional
         The generator's ``grain`` option (default: the generator's default).
     reference : list of dict, optional
         Real descriptor rows (``evaluate_bank``'s ``descriptors.real``): each organ's figures are

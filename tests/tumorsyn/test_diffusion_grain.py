@@ -10,7 +10,7 @@ pytest.importorskip("diffusers", reason="the diffusion generator needs diffusers
 import tumorsyn  # noqa: E402
 from tumorsyn.apply import render_label  # noqa: E402
 from tumorsyn.errors import ConfigError  # noqa: E402
-from tumorsyn.generators.diffusion.grain import lowpass, with_grain  # noqa: E402
+from tumorsyn.generators.diffusion.grain import default_grain, grained, lowpass, with_grain  # noqa: E402
 from tumorsyn.host import highpass_residual  # noqa: E402
 
 from tests.train_diffusion.diffusion_helpers import (diffusion_spec, one_torch_thread, phantom_scan,  # noqa: E402,F401
@@ -36,6 +36,30 @@ def test_with_grain_keeps_the_content_and_takes_the_grain():
                                atol=1e-3)
     with pytest.raises(ValueError, match="differ in shape"):
         with_grain(content, source[:-1], spacing)
+
+
+def test_noise_grain_keeps_the_values_and_adds_the_source_noise():
+    rng = np.random.default_rng(1)
+    spacing = (1.25, 1.25, 1.25)
+    content = np.full((24, 24, 24), 70.0, np.float32)
+    content[8:16, 8:16, 8:16] = 30.0  # a step edge the noise grain must keep
+    source = rng.normal(100.0, 10.0, content.shape).astype(np.float32)
+    out = grained("noise", content, source, spacing)
+    np.testing.assert_allclose(out - content, source - lowpass(source, spacing), atol=1e-4)
+    # the step is whole: the mean change across the edge is the content's 40 HU
+    assert abs(float(out[10:14, 10:14, 10:14].mean() - out[18:22, 10:14, 10:14].mean()) + 40.0) < 3.0
+    assert grained("model", content, source, spacing) is not None
+    np.testing.assert_array_equal(grained("model", content, source, spacing), content)
+    np.testing.assert_array_equal(grained("host", content, source, spacing), with_grain(content, source, spacing))
+    with pytest.raises(ValueError, match="grain must be one of"):
+        grained("film", content, source, spacing)
+    with pytest.raises(ValueError, match="differ in shape"):
+        grained("noise", content, source[:-1], spacing)
+
+
+def test_default_grain_is_noise_for_a_model_with_a_refiner():
+    assert default_grain({"refiner": {"class": "UNet"}}) == "noise"
+    assert default_grain({}) == "model"
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +105,26 @@ def test_a_spec_without_grain_replays_as_the_model_s_own_voxels(scan, model):
     assert np.array_equal(a, b)
 
 
+def test_noise_grain_writes_the_model_values_plus_the_host_noise(scan, model):
+    ct, organ, spacing = scan
+    plain, _ = tumorsyn.synthesize(ct, organ, spacing, _spec(scan, model, grain="model"), device="cpu")
+    noisy, _ = tumorsyn.synthesize(ct, organ, spacing, _spec(scan, model, grain="noise"), device="cpu")
+    spec = _spec(scan, model, grain="noise")
+    slices, rendering = render_label(spec, organ)
+    inside = np.zeros(organ.shape, bool)
+    inside[slices] = rendering.label
+    assert inside.sum() > 50
+    # Inside the shape the difference is the host's own high-pass noise (the blend weight is ~1 there).
+    hp = ct - lowpass(ct, spacing)
+    assert np.corrcoef((noisy - plain)[inside], hp[inside])[0, 1] > 0.9
+    away = np.ones(organ.shape, bool)
+    away[tuple(slice(max(sl.start - 4, 0), sl.stop + 4) for sl in slices)] = False  # beyond the tumour's box + blend
+    assert np.array_equal(noisy[away], ct[away])
+
+
 def test_bad_grain_is_refused(scan, model):
     spec = _spec(scan, model)
     bad = spec.with_params(params={**spec.params, "grain": "film"})
     ct, organ, spacing = scan
-    with pytest.raises(ConfigError, match="diffusion grain must be one of host, model"):
+    with pytest.raises(ConfigError, match="diffusion grain must be one of host, model, noise"):
         tumorsyn.synthesize(ct, organ, spacing, bad, device="cpu")

@@ -38,7 +38,7 @@ from scipy import ndimage
 from tumorsyn.blend import SMOOTH_MM, blend, edge_reach_mm, sigmoid_weight
 from tumorsyn.errors import ConfigError
 from tumorsyn.generators.base import Generator, Rendering
-from tumorsyn.generators.diffusion.grain import DEFAULT_GRAIN, GRAIN_MODES, with_grain
+from tumorsyn.generators.diffusion.grain import GRAIN_MODES, default_grain, grained
 from tumorsyn.generators.diffusion.intensity import LEGACY_INTENSITY, MIN_SPREAD_HU, relative_window_hu, ring_statistics
 from tumorsyn.generators.diffusion.model_folder import SAMPLERS, load_model, model_checksum, read_model_config
 from tumorsyn.host import reference_noise_hu
@@ -67,9 +67,10 @@ class DiffusionGenerator(Generator):
         """Shape (mm) from the core's shape family, plus the model, its checksum and the step count.
 
         Options: ``model`` (folder, required), ``steps`` (sampling steps), ``sampler``
-        (ddim, dpm_solver, unipc; euler for rectified flow), ``visible_hu``, ``grain`` (``model``, the
-        default: the model's own voxels; ``host``: the model's content with the host's scanner grain,
-        see :mod:`.grain`).
+        (ddim, dpm_solver, unipc; euler for rectified flow), ``visible_hu``, ``grain`` (``model``: the
+        model's own voxels, the default of a model without a border refiner; ``noise``: the model's values
+        plus the host's scanner noise, the default with one; ``host``: the model's content above 1.5 mm with
+        the host's grain below, see :mod:`.grain`).
         """
         folder, config = read_model_config(options.get("model"))
         checksum = model_checksum(folder)
@@ -95,7 +96,7 @@ class DiffusionGenerator(Generator):
             "steps": int(steps) if steps is not None else int(config["sampling"]["steps"]),
             "sampler": options.get("sampler") or config["sampling"]["sampler"],
             "visible_hu": float(options.get("visible_hu") or max(_MIN_VISIBLE_HU, 0.75 * float(organ_std_hu))),
-            "grain": options.get("grain") or DEFAULT_GRAIN,
+            "grain": options.get("grain") or default_grain(config),
         })
         per_noise = (config.get("training") or {}).get("spread_per_noise")
         if not absolute and per_noise and organ_noise_hu is not None:
@@ -249,9 +250,8 @@ class DiffusionGenerator(Generator):
         if not changed.any():
             return ct_box.astype(np.float32, copy=True), np.zeros(ct_box.shape, bool), changed
         gen = self.back_to_box(generated_hu, ct_box.shape, spec, origin, model)
-        if spec.params.get("grain", _SPEC_V1_GRAIN) == "host":
-            # The autoencoder cannot draw scanner noise: keep the host's own grain under the model's content.
-            gen = with_grain(gen, ct_box, spec.spacing_mm)
+        # The autoencoder cannot draw scanner noise: grain "host" / "noise" put the host's own under the model's content.
+        gen = grained(spec.params.get("grain", _SPEC_V1_GRAIN), gen, ct_box, spec.spacing_mm)
         # The model's HU replace the scan's own (with grain "model", its noise grain too): the level blended from is the input.
         out, changed = blend(ct_box, w, gen, ct_box.astype(np.float32), changed)
         visible_hu = float(spec.params["visible_hu"])
