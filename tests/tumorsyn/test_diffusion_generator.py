@@ -259,3 +259,32 @@ def test_warns_when_the_host_organ_is_far_from_what_the_model_learnt(scan, model
     darker = (ct - 120.0, organ, spacing)  # e.g. a non-contrast scan for a venous-phase model
     with pytest.warns(UserWarning, match=r"learnt organs of about .* HU, this organ is .* \(another contrast phase"):
         _spec(darker, absolute)
+
+
+def test_a_coarse_scan_averages_the_model_crop_over_its_voxels(scan, model_dir):
+    """resample "area": a scan voxel larger than the model's reads the crop's mean over it (partial volume);
+    on a scan finer than the model nothing changes, and specs without the key replay point sampling."""
+    spec = _spec(scan, model_dir)
+    assert spec.params["resample"] == "area"
+    gen = get_generator("diffusion", device="cpu")
+    model = gen._model(spec)
+    n = model.crop_size[0]
+    step = np.zeros(model.crop_size, np.float32)
+    step[n // 2:] = 100.0  # a step edge across axis 0 of the model crop
+    # Scan voxels 3x the model's, the step 0.3 scan voxel off a scan voxel centre: point sampling reads 0 or 100
+    coarse = spec.with_params(spacing_mm=[3.0 * s for s in model.spacing_mm], center_vox=[6.3, 6.0, 6.0])
+    point = coarse.with_params(params={**coarse.params, "resample": "point"})
+    area_box = gen.back_to_box(step, (12, 12, 12), coarse, (0, 0, 0), model)
+    point_box = gen.back_to_box(step, (12, 12, 12), point, (0, 0, 0), model)
+    # The step spreads over more scan voxels (partial volume) ...
+    between = lambda box: int(np.count_nonzero((box > 1.0) & (box < 99.0)))  # noqa: E731
+    assert between(point_box) == 0 and between(area_box) >= 12 * 12
+    assert area_box.mean() == pytest.approx(point_box.mean(), abs=3.0)  # averaging moves no HU level
+    fine = spec.with_params(spacing_mm=[0.5 * s for s in model.spacing_mm], center_vox=[12.0, 12.0, 12.0])
+    np.testing.assert_array_equal(gen.back_to_box(step, (24, 24, 24), fine, (0, 0, 0), model),
+                                  gen.back_to_box(step, (24, 24, 24), fine.with_params(
+                                      params={**fine.params, "resample": "point"}), (0, 0, 0), model))
+    legacy = coarse.with_params(params={k: v for k, v in coarse.params.items() if k != "resample"})
+    np.testing.assert_array_equal(gen.back_to_box(step, (12, 12, 12), legacy, (0, 0, 0), model), point_box)
+    with pytest.raises(ConfigError, match="diffusion resample must be one of area, point"):
+        gen.validate(spec.with_params(params={**spec.params, "resample": "nearest"}))

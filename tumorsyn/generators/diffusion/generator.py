@@ -12,7 +12,8 @@ After the idea of DiffTumor, rebuilt from its description (see ``docs/diffusion.
    tumour the model draws fills the shape;
    when the model folder has a border refiner, it redraws the decoded border at the exact shape
    (:func:`tumorsyn.generators.diffusion.sampler.refine`), which the coarse latent cannot hold;
-4. the decoded crop is resampled back to the scan's own grid and blended in with a soft edge
+4. the decoded crop is resampled back to the scan's own grid (averaged over each scan voxel larger than
+   the model's: partial volume) and blended in with a soft edge
    (:mod:`tumorsyn.blend`)::
 
        w(x)   = sigmoid(-d(x) / tau)     d = signed distance to the shape (mm), tau = edge_mm / 4
@@ -52,6 +53,8 @@ _SHAPE_KEYS = ("radii_mm", "rotation", "lobes", "deform_amplitude", "satellites"
 _MAX_STEPS = 1000
 _HOST_HU_TOLERANCE = 40.0  # host organ this far (HU) from the model's training organs: likely another phase
 _SPEC_V1_GRAIN = "model"   # specs written before the grain option replay as they were drawn
+_SPEC_V1_RESAMPLE = "point"  # ... and before partial-volume resampling, with point sampling
+_RESAMPLE_MODES = ("area", "point")
 
 
 class DiffusionGenerator(Generator):
@@ -98,6 +101,7 @@ class DiffusionGenerator(Generator):
             "visible_hu": float(options.get("visible_hu") or max(_MIN_VISIBLE_HU, 0.75 * float(organ_std_hu))),
             "grain": options.get("grain") or default_grain(config),
         })
+        params["resample"] = "area"
         per_noise = (config.get("training") or {}).get("spread_per_noise")
         if not absolute and per_noise and organ_noise_hu is not None:
             # The host's spread in the model's unit, from its scanner noise at the reference voxel: a 3 mm
@@ -117,6 +121,8 @@ class DiffusionGenerator(Generator):
             raise ConfigError(f"diffusion sampler must be one of {', '.join(SAMPLERS)}, got {p['sampler']!r}")
         if p.get("grain", _SPEC_V1_GRAIN) not in GRAIN_MODES:
             raise ConfigError(f"diffusion grain must be one of {', '.join(GRAIN_MODES)}, got {p['grain']!r}")
+        if p.get("resample", _SPEC_V1_RESAMPLE) not in _RESAMPLE_MODES:
+            raise ConfigError(f"diffusion resample must be one of {', '.join(_RESAMPLE_MODES)}, got {p['resample']!r}")
         spread = p.get("host_spread_hu")
         if spread is not None and not (isinstance(spread, (int, float)) and not isinstance(spread, bool) and spread > 0):
             raise ConfigError(f"diffusion host_spread_hu must be a positive number (HU), got {spread!r}")
@@ -228,8 +234,20 @@ class DiffusionGenerator(Generator):
         return ring_statistics(ct_box, np.asarray(organ_box, bool) & field, grown, fallback=fallback)
 
     def back_to_box(self, generated: np.ndarray, box_shape, spec: TumorSpec, origin, model) -> np.ndarray:
-        """A model-grid crop (HU) read back on the scan's box grid (trilinear)."""
+        """A model-grid crop (HU) read back on the scan's box grid (trilinear).
+
+        With ``resample: "area"`` (specs drawn since it was recorded), a scan voxel larger than the
+        model's along an axis first averages the crop over its own extent (partial volume, as the
+        scanner integrates over a voxel): a Gaussian of SD ``sqrt(scan^2 - model^2) / sqrt(12)`` mm,
+        the variance a box of the scan's voxel adds to the model's. Without it, a 3 mm voxel sampled a
+        1.25 mm crop at one point and drew step edges no 3 mm scan shows.
+        """
         size, step = model.crop_size, model.spacing_mm
+        if spec.params.get("resample", _SPEC_V1_RESAMPLE) == "area":
+            sigma = [np.sqrt(max(ss * ss - s * s, 0.0) / 12.0) / s for ss, s in zip(spec.spacing_mm, step)]
+            if max(sigma) > 0:
+                generated = ndimage.gaussian_filter(np.asarray(generated, np.float32), sigma=sigma, mode="nearest",
+                                                    truncate=3.0)
         axes = [((np.arange(n, dtype=np.float64) + o - c) * ss) / s + 0.5 * (m - 1)
                 for n, o, c, ss, s, m in zip(box_shape, origin, spec.center_vox, spec.spacing_mm, step, size)]
         coords = np.stack(np.meshgrid(*axes, indexing="ij"))
