@@ -351,9 +351,14 @@ def tumour_used(one: np.ndarray, box, scan_spacing, cut, lo_mm: float, hi_mm) ->
     return float(diameter)
 
 
-def holdout_native_rows(config: dict) -> list[dict]:
+def holdout_native_rows(config: dict, spacing_mm=None) -> list[dict]:
     """Realism descriptor rows of the held-out tumours that :func:`load_holdout` crops, read on their own scan's
-    grid (not resampled): the reference of tumours written into other scans, each on its own grid."""
+    grid (not resampled): the reference of tumours written into other scans, each on its own grid.
+
+    With ``spacing_mm``, each held-out scan is first averaged onto voxels of that size where they are
+    larger than its own (:func:`area_resample`): what the same real tumours read on a coarser host's
+    grid (a 3 mm scan's voxels hold a tumour's border in one partial-volume layer).
+    """
     from tumorsyn.metrics.realism.descriptors import describe_case
 
     d = config["data"]
@@ -368,10 +373,40 @@ def holdout_native_rows(config: dict) -> list[dict]:
             keep = [k for k in range(1, count + 1)
                     if tumour_used(components[boxes[k - 1]] == k, boxes[k - 1], spacing, cut,
                                    float(d["min_diameter_mm"]), d["max_diameter_mm"]) is not None]
+            if spacing_mm is not None:
+                hu, organ_mask, components, spacing = area_resample(hu, organ_mask, components, spacing, spacing_mm)
             described = describe_case(hu, components, organ_mask, spacing, organ=src["organ"], labelled=True,
                                       case_id=case.case_id)
             rows += [r for r in described if r["lesion_id"] in keep and r["described"]]
     return rows
+
+
+def area_resample(hu: np.ndarray, organ: np.ndarray, components: np.ndarray, spacing_mm, out_spacing_mm):
+    """A scan averaged onto voxels of ``out_spacing_mm`` (mm) where they are larger than its own (partial volume).
+
+    HU: Gaussian of :func:`tumorsyn.generators.diffusion.sampler.partial_volume_sigma`, then trilinear at the
+    new voxel centres; masks: the same averaging of each mask, kept at >= 1/2 (each lesion its own id).
+    Axes whose voxels are not larger keep their own spacing.
+
+    Returns
+    -------
+    (hu, organ, components, spacing_mm)
+    """
+    from tumorsyn.generators.diffusion.sampler import partial_volume_sigma
+
+    out = [max(float(o), float(s)) for o, s in zip(out_spacing_mm, spacing_mm)]
+    sigma = partial_volume_sigma(spacing_mm, out)
+    shape = [max(1, int(np.floor(n * s / o))) for n, s, o in zip(hu.shape, spacing_mm, out)]
+    coords = np.stack(np.meshgrid(*[np.arange(m) * o / s for m, o, s in zip(shape, out, spacing_mm)], indexing="ij"))
+
+    def average(volume):
+        return ndimage.map_coordinates(ndimage.gaussian_filter(np.asarray(volume, np.float32), sigma), coords, order=1,
+                                       mode="nearest")
+
+    lesions = np.zeros(shape, components.dtype)
+    for k in range(1, int(components.max()) + 1):
+        lesions[(average(components == k) >= 0.5) & (lesions == 0)] = k
+    return average(hu), (average(organ) >= 0.5) | (lesions > 0), lesions, tuple(out)
 
 
 def _add_tumors(bank: CropBank, hu, tumor, scan_spacing, case_id, organ, *, size, spacing, intensity: "_Intensity",

@@ -247,11 +247,27 @@ def evaluate_model(config: dict, *, model_dir: str | Path | None = None, out_dir
         # grid too (the crops' trilinear resampling smooths noise, which moves the noise-unit figures).
         from train_diffusion.data import holdout_native_rows
 
-        reference = [{name: float(row[name]) for name in REPORTED} for row in holdout_native_rows(config)]
+        def figures_only(rows):
+            return [{name: float(row[name]) for name in REPORTED} for row in rows]
+
+        reference = figures_only(holdout_native_rows(config))
+        on_grid: dict = {}
+
+        def reference_on_grid(spacing):
+            # The same real tumours averaged onto the host's voxels (partial volume), once per spacing.
+            key = tuple(round(float(s), 4) for s in spacing)
+            if key not in on_grid:
+                on_grid[key] = figures_only(holdout_native_rows(config, spacing_mm=key))
+            return on_grid[key]
+
         hosts = check_hosts(model_dir, e["hosts"], e["host_organs"], tumours=e["tumours_per_organ"],
                             size_mm=e["size_mm"], seed=int(config["seed"]), steps=steps, device=device, grain=grain,
-                            reference=reference, preview=out_dir / "hosts.png", log=log)
+                            reference=reference, reference_on_grid=reference_on_grid, preview=out_dir / "hosts.png",
+                            log=log)
         hosts["reference"] = {"what": "held-out real tumours, described on their own scan's grid", "rows": reference}
+        hosts["reference_on_grid"] = {"what": "the same tumours averaged onto each host's voxels (partial volume), "
+                                              "the reference of each host's figures",
+                                      "rows": {"x".join(f"{v:g}" for v in k): rows for k, rows in on_grid.items()}}
         (out_dir / "hosts.json").write_text(json.dumps(hosts, indent=2))
         result["hosts"] = hosts
     return result

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["FIGURES", "REPORTED", "crop_descriptors", "figures_against", "figures_line"]
+__all__ = ["FIGURES", "REPORTED", "MIN_REFERENCE", "crop_descriptors", "figures_against", "figures_preferring",
+           "figures_line"]
 
 # The figures a working model's tumours must match (generated median inside the real IQR), and the
 # descriptors reported beside them. Names of tumorsyn.metrics.realism.descriptors.DESCRIPTORS.
 FIGURES = ("contrast_noise", "internal_iqr_noise", "edge_sharpness")
 REPORTED = (*FIGURES, "edge_gradient_noise_per_mm", "contrast_hu", "internal_iqr_hu")
+
+
+# Fewer real values than this make no interquartile range to judge by (e.g. the interior spread of
+# early tumours averaged onto 3 mm voxels, where most have no interior voxel left).
+MIN_REFERENCE = 5
 
 
 def crop_descriptors(hu: np.ndarray, lesion: np.ndarray, organ: np.ndarray, others: np.ndarray, spacing_mm) -> dict:
@@ -48,6 +54,19 @@ def figures_against(real: list[dict], generated: list[dict], names=REPORTED) -> 
     return out
 
 
+def figures_preferring(preferred: dict, fallback: dict) -> dict:
+    """Per figure, ``preferred`` where its real values number at least :data:`MIN_REFERENCE`, else ``fallback``
+    (each entry records which as ``reference``); ``working`` recomputed over :data:`FIGURES`."""
+    out: dict = {}
+    for name, entry in preferred.items():
+        if name == "working":
+            continue
+        use_preferred = entry.get("n_real", 0) >= MIN_REFERENCE or name not in fallback
+        out[name] = {**(entry if use_preferred else fallback[name]), "reference": "preferred" if use_preferred else "fallback"}
+    out["working"] = all(out[name].get("inside_real_iqr") for name in FIGURES if name in out)
+    return out
+
+
 def figures_line(where: str, figures: dict) -> str:
     """One line: each figure of :data:`FIGURES`, generated median against the real IQR, and the verdict."""
     parts = []
@@ -57,6 +76,7 @@ def figures_line(where: str, figures: dict) -> str:
             parts.append(f"{name} n/a")
             continue
         mark = "in" if f["inside_real_iqr"] else "OUT"
-        parts.append(f"{name} {f['generated_median']:.2f} vs real IQR [{f['real_iqr'][0]:.2f}, {f['real_iqr'][1]:.2f}] {mark}")
+        own = " (real on its own grid)" if f.get("reference") == "fallback" else ""
+        parts.append(f"{name} {f['generated_median']:.2f} vs real IQR [{f['real_iqr'][0]:.2f}, {f['real_iqr'][1]:.2f}]{own} {mark}")
     verdict = "working" if figures.get("working") else "not working"
     return f"{where}: " + "; ".join(parts) + f" -> {verdict}"

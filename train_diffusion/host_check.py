@@ -7,7 +7,9 @@ non-contrast example) through the same path as ``tumorsyn generate --method diff
 (:func:`tumorsyn.sample_spec`, :func:`tumorsyn.synthesize`), and measures each written tumour with the
 realism descriptors on the host's own grid. Where held-out real figures exist they are the reference:
 per organ, each figure of :data:`train_diffusion.figures.FIGURES` is compared with the real
-tumours' IQR (a relative model should write, into a non-contrast liver, tumours as conspicuous in
+tumours' IQR, read on the host's grid (the held-out scans averaged onto its voxels where they are
+larger: edge sharpness is measured across one voxel, so a 3 mm host and a 1.4 mm scan are not compared
+as they are), with the figures on the real scans' own grid beside them (a relative model should write, into a non-contrast liver, tumours as conspicuous in
 units of that liver's noise as the real contrast-phase ones are in theirs). Warnings raised while
 sampling (e.g. the phase warning of an absolute model in another phase) are recorded per organ.
 
@@ -19,11 +21,11 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from train_diffusion.figures import REPORTED, figures_against
+from train_diffusion.figures import REPORTED, figures_against, figures_preferring
 
 __all__ = ["DISPLAY_WINDOW_HU", "host_cases", "check_hosts"]
 
@@ -81,7 +83,8 @@ def _preview_row(ct, organ_mask, spacing, spec, device) -> list:
 
 def check_hosts(model_dir: str | Path, hosts: Sequence, organs: Sequence[str], *, tumours: int, size_mm, seed: int,
                 steps: int | None = None, device: str = "auto", grain: str | None = None, reference: list[dict] | None = None,
-                preview: str | Path | None = None, log=lambda *a: None) -> dict:
+                reference_on_grid: Callable | None = None, preview: str | Path | None = None,
+                log=lambda *a: None) -> dict:
     """Write ``tumours`` early tumours per organ and host with the model; measure them (see module docstring).
 
     Parameters
@@ -105,8 +108,12 @@ def check_hosts(model_dir: str | Path, hosts: Sequence, organs: Sequence[str], *
     grain : {'host', 'model', 'noise'}, optional
         The generator's ``grain`` option (default: the generator's default).
     reference : list of dict, optional
-        Real descriptor rows (``evaluate_bank``'s ``descriptors.real``): each organ's figures are
-        compared with them.
+        Real descriptor rows on the real scans' own grid: each organ's figures are compared with them
+        (``figures_native``; ``figures`` too when ``reference_on_grid`` is not given).
+    reference_on_grid : callable, optional
+        ``spacing_mm -> rows``: the real rows read on a host's grid; each organ's ``figures`` (the verdict)
+        are compared with those of its host's spacing, figure by figure where at least
+        :data:`train_diffusion.figures.MIN_REFERENCE` real values are left (else with ``reference``).
     preview : path, optional
         Where to write the PNG (one row per host and organ).
     log : callable
@@ -149,7 +156,14 @@ def check_hosts(model_dir: str | Path, hosts: Sequence, organs: Sequence[str], *
             entry = {"host": case.case_id, "organ": organ, "spacing_mm": list(spacing), "tumours": rows,
                      "organ_median_hu": round(float(np.median(ct[organ_mask])), 1), "warnings": caught}
             if reference:
-                entry["figures"] = figures_against(reference, rows)
+                entry["figures_native"] = figures_against(reference, rows)
+                entry["figures"] = entry["figures_native"]
+            if reference_on_grid is not None:
+                # The host's grid where enough real tumours are left to judge by, else their own grid.
+                on_grid = figures_against(reference_on_grid(spacing), rows)
+                entry["figures_on_grid"] = on_grid
+                entry["figures"] = figures_preferring(on_grid, entry.get("figures_native", {}))
+                entry["reference_grid_mm"] = list(spacing)
             results.append(entry)
             log(f"{case.case_id} {organ}: {len(rows)} tumour(s), {len(caught)} warning(s)")
             if preview is not None and specs:

@@ -242,9 +242,11 @@ class DiffusionGenerator(Generator):
         the variance a box of the scan's voxel adds to the model's. Without it, a 3 mm voxel sampled a
         1.25 mm crop at one point and drew step edges no 3 mm scan shows.
         """
+        from tumorsyn.generators.diffusion.sampler import partial_volume_sigma
+
         size, step = model.crop_size, model.spacing_mm
         if spec.params.get("resample", _SPEC_V1_RESAMPLE) == "area":
-            sigma = [np.sqrt(max(ss * ss - s * s, 0.0) / 12.0) / s for ss, s in zip(spec.spacing_mm, step)]
+            sigma = partial_volume_sigma(step, spec.spacing_mm)
             if max(sigma) > 0:
                 generated = ndimage.gaussian_filter(np.asarray(generated, np.float32), sigma=sigma, mode="nearest",
                                                     truncate=3.0)
