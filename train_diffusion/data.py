@@ -261,8 +261,7 @@ def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True,
                     where=f"data.{role}[{i}].region")
                 tissue = organ_mask & ~tumor
                 bank.cases.append({"case": case_id, "ct": str(case.ct), "role": role, "organ": organ,
-                                   "organ_median_hu": round(float(np.median(hu[tissue])), 1) if tissue.any() else None,
-                                   "organ_noise_ref_hu": _reference_noise(hu, tissue, scan_spacing)})
+                                   "organ_median_hu": round(float(np.median(hu[tissue])), 1) if tissue.any() else None})
                 if region is not None:
                     bank.cases[-1].update(region=dict(region), tumours_cut_by_region=n_cut)
                     log(f"{case_id}: {n_cut} tumour(s) cut by the region border, not used")
@@ -288,27 +287,28 @@ def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True,
     return bank
 
 
-def _reference_noise(hu: np.ndarray, tissue: np.ndarray, scan_spacing) -> float | None:
-    """The organ's scanner noise (HU) on the scan's own grid, at the reference voxel (what sampling reads of a host)."""
-    from tumorsyn.host import reference_noise_hu
-    from tumorsyn.placement import organ_noise, organ_statistics
+def _shell_noise(hu, components, k, tumor, organ_mask, scan_spacing) -> float | None:
+    """The tumour's shell noise at the reference voxel on its scan's own grid (``tumorsyn realism``'s unit), or None."""
+    from tumorsyn.metrics.realism.descriptors import shell_noise_ref_hu
 
-    if not tissue.any():
-        return None
-    return round(reference_noise_hu(organ_noise(hu, tissue, organ_statistics(hu, tissue)), scan_spacing), 3)
+    one = components == k
+    organ = one if organ_mask is None else organ_mask
+    noise = shell_noise_ref_hu(hu, one, organ, scan_spacing, other_lesions=tumor & ~one)
+    return round(noise, 3) if np.isfinite(noise) and noise > 0 else None
 
 
 def spread_per_noise(bank: CropBank, window_sd) -> float | None:
-    """Median over the tumour crops of (the crop's ring spread / its scan's reference noise), or None.
+    """Median over the tumour crops of (the crop's ring spread / the tumour's shell noise), or None.
 
-    A relative model learns contrast in units of the ring spread it was normalised by; this ratio
-    lets sampling turn a host's scanner noise, which does not depend on the voxel size once at the
-    reference voxel, into the spread that model means (:mod:`tumorsyn.generators.diffusion.intensity`).
+    The shell noise is ``tumorsyn realism``'s ``shell_noise_ref_hu``, read on the scan's own grid: the
+    unit contrast is measured in. A relative model learns contrast in units of the ring spread it was
+    normalised by; this ratio lets sampling turn the shell noise around the tumour it writes into the
+    spread that model means (:mod:`tumorsyn.generators.diffusion.intensity`), so the written tumour is as
+    conspicuous in that unit as the training tumours, on any grid.
     """
-    noise = {c["case"]: c.get("organ_noise_ref_hu") for c in bank.cases}
     lo, hi = float(window_sd[0]), float(window_sd[1])
-    ratios = [((w[1] - w[0]) / (hi - lo)) / noise[t["case"]] for t, w in zip(bank.tumors, bank.tumor_windows)
-              if noise.get(t["case"])]
+    ratios = [((w[1] - w[0]) / (hi - lo)) / t["shell_noise_ref_hu"] for t, w in zip(bank.tumors, bank.tumor_windows)
+              if t.get("shell_noise_ref_hu")]
     return round(float(np.median(ratios)), 4) if ratios else None
 
 
@@ -439,7 +439,8 @@ def _add_tumors(bank: CropBank, hu, tumor, scan_spacing, case_id, organ, *, size
         bank.tumor_organs.append(organ_crop | core)
         bank.tumor_others.append(lesions_crop & ~grow_mask(core, spacing, dilate_mm + 1.0))
         bank.tumors.append({"case": case_id, "organ": organ, "max_diameter_mm": round(float(diameter), 2),
-                            "voxels_at_model_spacing": int(mask.sum())})
+                            "voxels_at_model_spacing": int(mask.sum()),
+                            "shell_noise_ref_hu": _shell_noise(hu, components, k, tumor, organ_mask, scan_spacing)})
 
 
 class _Intensity:

@@ -101,7 +101,7 @@ def train(config: dict, *, resume: bool = True, quiet: bool = False, stop_at: tu
         "tumours": bank.tumors, "cases": bank.cases, "organ": config["organ"],
         # What the model learnt the organ to look like (HU): the generator warns on a host far from it.
         "organ_median_hu": _median([c["organ_median_hu"] for c in bank.cases]),
-        # The ring spread the model's contrast is measured in, per unit of its scan's reference noise.
+        # The ring spread the model's contrast is measured in, per unit of its tumours' shell noise.
         "spread_per_noise": (spread_per_noise(bank, config["data"]["relative_window_sd"])
                              if config["data"]["intensity"] == "relative" else None),
         "seconds_this_call": round(time.perf_counter() - started, 1), "versions": versions(),

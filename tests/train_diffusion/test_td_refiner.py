@@ -135,47 +135,48 @@ def test_blur_keeps_the_mean_and_spreads_a_point_by_its_sigma():
 
 # --- the host's spread from its noise ------------------------------------------------------------------
 
-def test_spread_per_noise_is_the_median_crop_spread_over_scan_noise():
+def test_spread_per_noise_is_the_median_crop_spread_over_shell_noise():
     from train_diffusion.data import CropBank, spread_per_noise
 
     bank = CropBank(crop_size=(4, 4, 4), jitter_vox=(0, 0, 0))
-    bank.cases = [{"case": "a", "organ_noise_ref_hu": 10.0}, {"case": "b", "organ_noise_ref_hu": 20.0},
-                  {"case": "c", "organ_noise_ref_hu": None}]
-    bank.tumors = [{"case": "a"}, {"case": "a"}, {"case": "b"}, {"case": "c"}]
+    bank.tumors = [{"shell_noise_ref_hu": 10.0}, {"shell_noise_ref_hu": 10.0}, {"shell_noise_ref_hu": 20.0},
+                   {"shell_noise_ref_hu": None}]
     # Window (m + a s, m + b s) with (a, b) = (-12, 8): width 20 s.
     bank.tumor_windows = [(100 - 120.0, 100 + 80.0), (0.0, 20 * 15.0), (0.0, 20 * 10.0), (0.0, 20 * 99.0)]
-    assert spread_per_noise(bank, (-12, 8)) == pytest.approx(1.0)  # ratios 1.0, 1.5, 0.5 (case c has no noise)
-    bank.cases = [{"case": "a", "organ_noise_ref_hu": None}]
+    assert spread_per_noise(bank, (-12, 8)) == pytest.approx(1.0)  # ratios 1.0, 1.5, 0.5 (the last has no shell)
+    bank.tumors = [{"shell_noise_ref_hu": None}]
+    bank.tumor_windows = bank.tumor_windows[:1]
     assert spread_per_noise(bank, (-12, 8)) is None
 
 
-def test_trained_relative_model_records_spread_per_noise_and_specs_carry_the_host_spread(refined_run):
+def test_trained_relative_model_takes_the_host_spread_from_the_tumour_shell_noise(refined_run):
     import tumorsyn
-    from tumorsyn.host import reference_noise_hu
-    from tumorsyn.placement import organ_noise, organ_statistics
+    from tumorsyn.generators import get_generator
+    from tumorsyn.metrics.realism.descriptors import lesion_descriptors
 
     from diffusion_helpers import diffusion_spec, phantom_scan
 
     _, folder = refined_run
-    per_noise = json.loads((folder / "config.json").read_text())["training"]["spread_per_noise"]
-    assert per_noise > 0
+    meta = json.loads((folder / "config.json").read_text())["training"]
+    per_noise = meta["spread_per_noise"]
+    assert per_noise > 0 and all(t["shell_noise_ref_hu"] > 0 for t in meta["tumours"])
     scan = phantom_scan()
     ct, organ, spacing = scan
     spec = diffusion_spec(scan, folder)
-    noise = organ_noise(ct, organ, organ_statistics(ct, organ))
-    assert spec.params["host_spread_hu"] == pytest.approx(per_noise * reference_noise_hu(noise, spacing), rel=0.05)
-    from tumorsyn.generators import get_generator
-
+    assert spec.params["host_spread"] == "shell_noise"
     gen = get_generator("diffusion", device="cpu")
     local = tumorsyn.apply_specs(ct, organ, spacing, spec).tumors[0]
     origin = tuple(s.start for s in local.slices)
     model = gen._model(spec)
     a, b = model.relative_window_sd
     _, _, window = gen.crop_for(ct[local.slices], spec, origin, model, organ_box=organ[local.slices])
-    assert (window[1] - window[0]) / (b - a) == pytest.approx(spec.params["host_spread_hu"], rel=1e-6)
+    # The unit is tumorsyn realism's: the shell noise of the shape about to be written, on the host's grid.
+    shape = gen.render(spec, organ[local.slices], origin).presence
+    noise = lesion_descriptors(ct[local.slices], shape, organ[local.slices], spacing)["shell_noise_ref_hu"]
+    assert (window[1] - window[0]) / (b - a) == pytest.approx(per_noise * noise, rel=1e-6)
     # A spec drawn before the key existed keeps the ring spread it was drawn with.
-    legacy = spec.with_params(params={k: v for k, v in spec.params.items() if k != "host_spread_hu"})
+    legacy = spec.with_params(params={k: v for k, v in spec.params.items() if k != "host_spread"})
     _, _, ring = gen.crop_for(ct[local.slices], legacy, origin, model, organ_box=organ[local.slices])
     assert ring != window
-    with pytest.raises(ConfigError, match="host_spread_hu must be a positive number"):
-        gen.validate(spec.with_params(params={**spec.params, "host_spread_hu": -1.0}))
+    with pytest.raises(ConfigError, match="diffusion host_spread must be one of ring, shell_noise"):
+        gen.validate(spec.with_params(params={**spec.params, "host_spread": "organ"}))

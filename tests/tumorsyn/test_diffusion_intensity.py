@@ -216,8 +216,8 @@ def test_sampling_uses_the_spec_organ_statistics_when_the_crop_holds_too_little_
     ct, organ, spacing = scan
     gen = get_generator("diffusion", device="cpu")
     spec = _spec(scan, relative_model).with_params(organ_mean_hu=40.0, organ_std_hu=7.0)  # not the phantom's 100 HU
-    noise_spread = spec.params["host_spread_hu"]  # the spread from the host's noise (specs since it was recorded)
-    spec = spec.with_params(params={k: v for k, v in spec.params.items() if k != "host_spread_hu"})
+    # The ring's median with the ring's spread (a spec drawn before the spread came from the shell noise).
+    spec = spec.with_params(params={k: v for k, v in spec.params.items() if k != "host_spread"})
     local = tumorsyn.apply_specs(ct, organ, spacing, spec).tumors[0]
     origin = tuple(s.start for s in local.slices)
     model = gen._model(spec)
@@ -228,9 +228,10 @@ def test_sampling_uses_the_spec_organ_statistics_when_the_crop_holds_too_little_
     assert median == pytest.approx(100.0, abs=3.0)  # the ring: the phantom's parenchyma
     _, _, fallback = gen.crop_for(ct[local.slices], spec, origin, model, organ_box=np.zeros_like(organ[local.slices]))
     assert fallback == pytest.approx(relative_window_hu(40.0, 7.0, window_sd))
-    with_noise = spec.with_params(params={**spec.params, "host_spread_hu": noise_spread})
+    # Without an organ around the tumour there is no shell either: the fallback's spread too.
+    with_noise = spec.with_params(params={**spec.params, "host_spread": "shell_noise"})
     _, _, fallback = gen.crop_for(ct[local.slices], with_noise, origin, model, organ_box=np.zeros_like(organ[local.slices]))
-    assert fallback == pytest.approx(relative_window_hu(40.0, noise_spread, window_sd))
+    assert fallback == pytest.approx(relative_window_hu(40.0, 7.0, window_sd))
 
 
 # --- config and model-folder checks -----------------------------------------------------------------

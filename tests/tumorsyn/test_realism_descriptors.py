@@ -157,3 +157,18 @@ def test_noise_unit_texture_ignores_the_scanner_but_hu_texture_does_not():
     # White noise of 1 SD in bins of 1 SD: neighbours differ by sqrt(2) SD, so contrast ~ 2 bins^2.
     assert 1.5 < quiet["glcm_contrast_noise"] < 2.8
     assert {DESCRIPTORS[n][0] for n in ("contrast_hu", "internal_iqr_hu", "glcm_contrast")} == {"scanner"}
+
+
+def test_shell_noise_alone_equals_the_descriptor_and_ignores_the_lesion_voxels():
+    from tumorsyn.metrics.realism import descriptors
+
+    ct, lesion, organ = noisy_scene(spacing=(0.8, 0.8, 1.5), noise_hu=12.0)
+    other = ellipsoid(ct.shape, (0.8, 0.8, 1.5), (10, 10, 20), (3.0, 3.0, 3.0))
+    row = lesion_descriptors(ct, lesion, organ, (0.8, 0.8, 1.5), other_lesions=other)
+    alone = descriptors.shell_noise_ref_hu(ct, lesion, organ, (0.8, 0.8, 1.5), other_lesions=other)
+    assert alone == pytest.approx(row["shell_noise_ref_hu"], rel=1e-9)
+    # A tumour about to be written: the host without it reads the same unit.
+    healthy = np.where(lesion, 100.0, ct).astype(np.float32)
+    assert descriptors.shell_noise_ref_hu(healthy, lesion, organ, (0.8, 0.8, 1.5), other_lesions=other) == alone
+    with pytest.raises(ValueError, match="lesion_mask is empty"):
+        descriptors.shell_noise_ref_hu(ct, np.zeros_like(lesion), organ, (0.8, 0.8, 1.5))

@@ -42,7 +42,6 @@ from tumorsyn.generators.base import Generator, Rendering
 from tumorsyn.generators.diffusion.grain import GRAIN_MODES, default_grain, grained
 from tumorsyn.generators.diffusion.intensity import LEGACY_INTENSITY, MIN_SPREAD_HU, relative_window_hu, ring_statistics
 from tumorsyn.generators.diffusion.model_folder import SAMPLERS, load_model, model_checksum, read_model_config
-from tumorsyn.host import reference_noise_hu
 from tumorsyn.shapes import box_offsets_mm, fill_holes, sample_outline, sample_radii_mm, shape_distance_mm, shape_reach_mm
 from tumorsyn.spec import TumorSpec
 
@@ -55,6 +54,8 @@ _HOST_HU_TOLERANCE = 40.0  # host organ this far (HU) from the model's training 
 _SPEC_V1_GRAIN = "model"   # specs written before the grain option replay as they were drawn
 _SPEC_V1_RESAMPLE = "point"  # ... and before partial-volume resampling, with point sampling
 _RESAMPLE_MODES = ("area", "point")
+_SPEC_V1_SPREAD = "ring"     # ... and before the host spread came from the shell noise, with the ring spread
+_SPREAD_MODES = ("ring", "shell_noise")
 
 
 class DiffusionGenerator(Generator):
@@ -102,11 +103,10 @@ class DiffusionGenerator(Generator):
             "grain": options.get("grain") or default_grain(config),
         })
         params["resample"] = "area"
-        per_noise = (config.get("training") or {}).get("spread_per_noise")
-        if not absolute and per_noise and organ_noise_hu is not None:
-            # The host's spread in the model's unit, from its scanner noise at the reference voxel: a 3 mm
-            # scan's parenchyma spread is its noise averaged down, and would shrink every written contrast.
-            params["host_spread_hu"] = round(float(per_noise) * reference_noise_hu(organ_noise_hu, spacing_mm), 4)
+        if not absolute and (config.get("training") or {}).get("spread_per_noise"):
+            # The host's spread from the noise of the tumour's shell (see crop_for); specs without the key replay
+            # with the ring spread they were drawn with.
+            params["host_spread"] = "shell_noise"
         return params
 
     # --- deterministic side ---------------------------------------------------------------------
@@ -123,9 +123,8 @@ class DiffusionGenerator(Generator):
             raise ConfigError(f"diffusion grain must be one of {', '.join(GRAIN_MODES)}, got {p['grain']!r}")
         if p.get("resample", _SPEC_V1_RESAMPLE) not in _RESAMPLE_MODES:
             raise ConfigError(f"diffusion resample must be one of {', '.join(_RESAMPLE_MODES)}, got {p['resample']!r}")
-        spread = p.get("host_spread_hu")
-        if spread is not None and not (isinstance(spread, (int, float)) and not isinstance(spread, bool) and spread > 0):
-            raise ConfigError(f"diffusion host_spread_hu must be a positive number (HU), got {spread!r}")
+        if p.get("host_spread", _SPEC_V1_SPREAD) not in _SPREAD_MODES:
+            raise ConfigError(f"diffusion host_spread must be one of {', '.join(_SPREAD_MODES)}, got {p['host_spread']!r}")
         if len(p["radii_mm"]) != 3 or min(p["radii_mm"]) <= 0:
             raise ConfigError(f"diffusion spec radii_mm must be three positive numbers, got {p['radii_mm']}")
         _, config = read_model_config(p["model"])
@@ -206,8 +205,8 @@ class DiffusionGenerator(Generator):
             # coarse scan (3 mm) to the model's grid (1.25 mm) smooths it and would shrink the measured
             # spread, and every written contrast with it.
             median, spread, _ = self._native_ring(ct_box, organ_box, spec, origin, model)
-            # Specs drawn before host_spread_hu existed (or without a scan's noise) keep the ring spread.
-            spread = max(float(spec.params.get("host_spread_hu") or spread), MIN_SPREAD_HU)
+            if spec.params.get("host_spread", _SPEC_V1_SPREAD) == "shell_noise":
+                spread = self._shell_spread(ct_box, organ_box, spec, origin, model, spread)
             window = relative_window_hu(median, spread, model.relative_window_sd)
         return hu_to_unit(hu, window), grown, window
 
@@ -217,6 +216,24 @@ class DiffusionGenerator(Generator):
         # The crop grid has its own origin: index (n - 1) / 2 is the tumour centre.
         return self._distance(spec, size, (0, 0, 0), spacing_mm=model.spacing_mm,
                               center=tuple(0.5 * (n - 1) for n in size)) <= 0
+
+    def _shell_spread(self, ct_box, organ_box, spec: TumorSpec, origin, model, ring_spread: float) -> float:
+        """The host's spread in the model's unit: ``training.spread_per_noise`` x the noise of the tumour's shell.
+
+        The shell noise is ``tumorsyn realism``'s unit of contrast (:func:`shell_noise_ref_hu`: scanner
+        noise 2-10 mm around the lesion, at the reference voxel), read on the scan's own grid around the
+        shape about to be written, so the tumour is as conspicuous in that unit as the training tumours
+        were. A parenchyma's spread depends on the voxel size (a 3 mm scan's is its noise averaged
+        down); this does not. Without an organ box, a model ratio or enough shell: the ring spread.
+        """
+        from tumorsyn.metrics.realism.descriptors import shell_noise_ref_hu
+
+        per_noise = model.spread_per_noise
+        shape = self._distance(spec, ct_box.shape, origin) <= 0
+        if organ_box is None or not per_noise or not shape.any():
+            return ring_spread
+        noise = shell_noise_ref_hu(ct_box, shape, np.asarray(organ_box, bool), spec.spacing_mm)
+        return max(float(per_noise) * noise, MIN_SPREAD_HU) if np.isfinite(noise) and noise > 0 else ring_spread
 
     def _native_ring(self, ct_box: np.ndarray, organ_box: np.ndarray | None, spec: TumorSpec, origin, model):
         """Median and spread (HU) of the host organ inside the model crop's field of view, outside the grown

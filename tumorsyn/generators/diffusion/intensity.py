@@ -25,12 +25,13 @@ Two modes, recorded in the model folder (``config.json``, ``data.intensity``):
     ``m - 240`` to ``m + 160`` HU, about the width of the absolute default window.
 
 The spread a host is sampled with. Models that record ``training.spread_per_noise`` (the median,
-over their tumour crops, of the crop's ring spread divided by its scan's scanner noise at the
-reference voxel, :func:`tumorsyn.host.reference_noise_hu`) take the host's spread as that ratio times
-the host organ's own reference noise (recorded in the spec as ``host_spread_hu``). Noise at the
-reference voxel does not depend on the voxel size; a parenchyma's spread does: on a 3 mm scan it is
-the noise averaged down, and a spread-relative contrast written there came out at half the real
-tumours' conspicuity. Older folders and specs without the key use the ring spread.
+over their tumour crops, of the crop's ring spread divided by the tumour's shell noise, ``tumorsyn
+realism``'s unit of contrast read on the scan's own grid,
+:func:`tumorsyn.metrics.realism.descriptors.shell_noise_ref_hu`) take the host's spread as that ratio
+times the shell noise around the tumour about to be written (spec key ``host_spread: shell_noise``).
+Noise at the reference voxel does not depend on the voxel size; a parenchyma's spread does: on a 3 mm
+scan it is the noise averaged down, and a spread-relative contrast written there came out at about
+half the real tumours' conspicuity. Older folders and specs without the key use the ring spread.
 
 "The parenchyma around the tumour" is the ring of organ voxels in the model crop outside the grown
 tumour mask (and, in training, outside every labelled lesion). Where fewer than

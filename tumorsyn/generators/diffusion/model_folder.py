@@ -107,8 +107,8 @@ class DiffusionModel:
 
     @property
     def spread_per_noise(self) -> float | None:
-        """Relative models: the training crops' ring spread per unit of their scan's reference noise (None
-        for folders written before it was recorded: they read the host's ring spread)."""
+        """Relative models: the training crops' ring spread per unit of their tumours' shell noise (None for
+        folders written before it was recorded: they read the host's ring spread)."""
         value = (self.config.get("training") or {}).get("spread_per_noise")
         return float(value) if value else None
 

@@ -79,7 +79,7 @@ from tumorsyn.lesion_size import label_lesions, max_diameter_mm
 from tumorsyn.metrics.sizes import check_bins_mm, size_bin_index, size_bin_labels
 
 __all__ = ["DESCRIPTORS", "DEFAULTS", "SIZE_BINS_MM", "descriptor_names", "lesion_descriptors", "describe_case",
-           "organ_depth_mm", "size_class"]
+           "organ_depth_mm", "shell_noise_ref_hu", "size_class"]
 
 # One place for every number behind the definitions above (recorded in each report).
 DEFAULTS: dict[str, float] = {
@@ -422,6 +422,29 @@ def lesion_descriptors(ct_hu: np.ndarray, lesion_mask: np.ndarray, organ_mask: n
     box = _box(found[0], lesion.shape, np.ceil(DEFAULTS["margin_mm"] / sp))
     return _describe_crop(np.asarray(ct_hu, dtype=np.float32)[box], lesion[box], organ[box], other[box],
                           np.asarray(depth_mm)[box], sp)
+
+
+def shell_noise_ref_hu(ct_hu: np.ndarray, lesion_mask: np.ndarray, organ_mask: np.ndarray, spacing_mm: Sequence[float],
+                       *, other_lesions: np.ndarray | None = None) -> float:
+    """``shell_noise_ref_hu`` of :func:`lesion_descriptors` alone: the scanner noise of the lesion's shell (HU, at
+    the reference voxel), the unit ``contrast_noise`` is measured in; NaN when the shell is too small.
+
+    ``lesion_mask`` need not be written into ``ct_hu`` yet: only voxels outside it are read, so a
+    generator can measure the unit of the tumour it is about to write.
+    """
+    sp = _spacing(spacing_mm)
+    _check(ct_hu, {"lesion_mask": lesion_mask, "organ_mask": organ_mask, "other_lesions": other_lesions})
+    lesion = np.asarray(lesion_mask, dtype=bool)
+    found = ndimage.find_objects(lesion.astype(np.uint8))
+    if not found or found[0] is None:
+        raise ValueError("lesion_mask is empty")
+    other = np.zeros_like(lesion) if other_lesions is None else np.asarray(other_lesions, dtype=bool) & ~lesion
+    box = _box(found[0], lesion.shape, np.ceil(DEFAULTS["margin_mm"] / sp))
+    lesion, organ, other = lesion[box], (np.asarray(organ_mask, dtype=bool) | lesion_mask)[box], other[box]
+    d_out = ndimage.distance_transform_edt(~lesion, sampling=sp)
+    d_in = ndimage.distance_transform_edt(lesion, sampling=sp)
+    out, _, _ = _intensity(np.asarray(ct_hu, dtype=np.float32)[box], lesion, organ, other | lesion, d_out, d_in, sp)
+    return float(out["shell_noise_ref_hu"])
 
 
 def describe_case(ct_hu: np.ndarray, lesions: np.ndarray, organ_mask: np.ndarray, spacing_mm: Sequence[float], *,
