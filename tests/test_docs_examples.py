@@ -239,11 +239,11 @@ FATES: dict[tuple[str, str], Fate] = {
         stage=("ct.nii.gz", "seg.nii.gz"), prelude=ROUND_TRIP + "PREVIOUS_BLOCK"),
     # docs/diffusion.md
     ("docs/diffusion.md", "tumorsyn train-diffusion CONFIG.yaml [--set key=value ...] [--out RUN_DIR] [--seed N] "
-                          "[--stage all|autoencoder|ldm]"): Fate("not run", SYNOPSIS),
+                          "[--stage all|autoencoder|refiner|ldm]"): Fate("not run", SYNOPSIS),
     ("docs/diffusion.md", "config.yaml, versions.json           the resolved config; library versions and device"):
         Fate("not run", "a listing of the run folder's files"),
     ("docs/diffusion.md", "tumorsyn train-diffusion CONFIG.yaml --evaluate [--model DIR] [--samples 4] [--steps N] "
-                          "[--grain model|host]"): Fate("not run", SYNOPSIS),
+                          "[--grain model|noise|host]"): Fate("not run", SYNOPSIS),
     ("docs/diffusion.md", "config.json              format \"tumorsyn-diffusion\" (version 1); organs; autoencoder "
                           "and unet:"): Fate("not run", "a listing of the model folder's files"),
     ("docs/diffusion.md", DIFFUSION_TRAIN[0]): Fate(
