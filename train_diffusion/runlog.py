@@ -8,7 +8,7 @@ import numpy as np
 
 from tumorsyn.runfolder import Checkpoints, read_rows, write_rows
 
-__all__ = ["StageState", "Checkpoints", "checkpoint_or_stop", "read_rows", "write_rows", "plot_curves", "save_preview",
+__all__ = ["StageState", "Checkpoints", "checkpoint_or_stop", "log_step", "save_weights", "read_rows", "write_rows", "plot_curves", "save_preview",
            "preview_tiles", "save_sheet"]
 
 
@@ -92,3 +92,28 @@ def checkpoint_or_stop(accelerator, checkpoints: Checkpoints, step: int, total: 
     if step % int(every) == 0 or step == total:
         checkpoints.save(accelerator, step)
     return stop_at_step is not None and stop_at_step <= step < total
+
+
+def log_step(rows: list[dict], sums: dict, *, step: int, total: int, every: int, started: float, path: Path,
+             fields: list[str], write: bool) -> dict:
+    """Every ``every`` steps (and at the last): a CSV row of the summed losses' means; returns the sums to go on with."""
+    import time
+
+    if step % int(every) and step != total:
+        return sums
+    n = int(every) if step % int(every) == 0 else step % int(every)
+    rows.append({"step": step, "seconds": round(time.perf_counter() - started, 3),
+                 **{k: f"{v / n:.6g}" for k, v in sums.items()}})
+    if write:
+        write_rows(path, fields, rows)
+    return {}
+
+
+def save_weights(module, path: Path) -> Path:
+    """A module's weights as safetensors, written under a temporary name and renamed (never half a file)."""
+    from safetensors.torch import save_file
+
+    tmp = Path(path).with_suffix(".tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp))
+    tmp.replace(path)
+    return Path(path)

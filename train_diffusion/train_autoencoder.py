@@ -19,8 +19,8 @@ from tumorsyn.generators.diffusion.sampler import decode, encode
 
 from train_diffusion.data import CropBank
 from train_diffusion.models import autoencoder_spec, build_autoencoder, build_discriminator
-from train_diffusion.runlog import (Checkpoints, StageState, checkpoint_or_stop, plot_curves, read_rows, save_preview,
-                                    write_rows)
+from train_diffusion.runlog import (Checkpoints, StageState, checkpoint_or_stop, log_step, plot_curves, read_rows,
+                                    save_preview, save_weights)
 from train_diffusion.runtime import make_accelerator
 
 __all__ = ["train_autoencoder", "kl_loss", "FIELDS"]
@@ -53,7 +53,6 @@ def train_autoencoder(config: dict, bank: CropBank, *, resume: bool = True, quie
                       stop_at_step: int | None = None) -> Path | None:
     """Train stage 1; return the weights file when all steps are done (None when stopped early)."""
     from monai.losses import PatchAdversarialLoss
-    from safetensors.torch import save_file
 
     from tumorsyn.cli.common import progress
 
@@ -138,14 +137,8 @@ def train_autoencoder(config: dict, bank: CropBank, *, resume: bool = True, quie
             opt_d.zero_grad(set_to_none=True)
         state.step += 1
         bar.update(1)
-        if state.step % int(t["log_every"]) == 0 or state.step == total:
-            n = int(t["log_every"]) if state.step % int(t["log_every"]) == 0 else state.step % int(t["log_every"])
-            row = {"step": state.step, "seconds": round(time.perf_counter() - started, 3)}
-            row.update({k: f"{v / n:.6g}" for k, v in sums.items()})
-            rows.append(row)
-            sums = {}
-            if accelerator.is_main_process:
-                write_rows(run_dir / "steps_autoencoder.csv", FIELDS, rows)
+        sums = log_step(rows, sums, step=state.step, total=total, every=t["log_every"], started=started,
+                        path=run_dir / "steps_autoencoder.csv", fields=FIELDS, write=accelerator.is_main_process)
         if t["preview_every"] and state.step % int(t["preview_every"]) == 0 and accelerator.is_main_process:
             _preview(accelerator.unwrap_model(model), bank, config, run_dir, state.step, device)
         if checkpoint_or_stop(accelerator, checkpoints, state.step, total, t["checkpoint_every"], stop_at_step):
@@ -157,10 +150,8 @@ def train_autoencoder(config: dict, bank: CropBank, *, resume: bool = True, quie
         unwrapped = accelerator.unwrap_model(model)
         _preview(unwrapped, bank, config, run_dir, state.step, device)
         plot_curves(run_dir / "curves_autoencoder.png", rows, ["recon_l1", "gen_adv", "disc"], "autoencoder")
-        tmp = out.with_suffix(".tmp")
-        save_file({k: v.detach().cpu().contiguous() for k, v in unwrapped.state_dict().items()}, str(tmp))
         (stage_dir / "network.json").write_text(json.dumps(autoencoder_spec(config), indent=2))
-        tmp.replace(out)
+        save_weights(unwrapped, out)
     accelerator.wait_for_everyone()
     log(f"autoencoder: {state.step} steps done -> {out}")
     return out

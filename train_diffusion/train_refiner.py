@@ -29,8 +29,8 @@ from tumorsyn.generators.diffusion.sampler import decode, encode, latent_mask, r
 
 from train_diffusion.data import CropBank
 from train_diffusion.models import build_refiner
-from train_diffusion.runlog import (Checkpoints, StageState, checkpoint_or_stop, plot_curves, read_rows, save_preview,
-                                    write_rows)
+from train_diffusion.runlog import (Checkpoints, StageState, checkpoint_or_stop, log_step, plot_curves, read_rows,
+                                    save_preview, save_weights)
 from train_diffusion.runtime import make_accelerator
 
 __all__ = ["train_refiner", "refiner_done_path", "load_refiner", "degraded_decode", "FIELDS"]
@@ -109,8 +109,6 @@ def degraded_decode(ae, x, mask, *, latent_noise: float, blur_vox: float, genera
 def train_refiner(config: dict, bank: CropBank, ae_path: Path, *, resume: bool = True, quiet: bool = False,
                   stop_at_step: int | None = None) -> Path | None:
     """Train the refiner; return its weights file when all steps are done (None when stopped early)."""
-    from safetensors.torch import save_file
-
     from tumorsyn.cli.common import progress
     from train_diffusion.train_ldm import load_frozen_autoencoder
 
@@ -162,13 +160,8 @@ def train_refiner(config: dict, bank: CropBank, ae_path: Path, *, resume: bool =
             sums[key] = sums.get(key, 0.0) + float(value.detach())
         state.step += 1
         bar.update(1)
-        if state.step % int(t["log_every"]) == 0 or state.step == total:
-            n = int(t["log_every"]) if state.step % int(t["log_every"]) == 0 else state.step % int(t["log_every"])
-            rows.append({"step": state.step, "seconds": round(time.perf_counter() - started, 3),
-                         **{k: f"{v / n:.6g}" for k, v in sums.items()}})
-            sums = {}
-            if accelerator.is_main_process:
-                write_rows(run_dir / "steps_refiner.csv", FIELDS, rows)
+        sums = log_step(rows, sums, step=state.step, total=total, every=t["log_every"], started=started,
+                        path=run_dir / "steps_refiner.csv", fields=FIELDS, write=accelerator.is_main_process)
         if t["preview_every"] and state.step % int(t["preview_every"]) == 0 and accelerator.is_main_process:
             _preview(ae, accelerator.unwrap_model(model), bank, config, run_dir, state.step, device, blur_vox)
         if checkpoint_or_stop(accelerator, checkpoints, state.step, total, t["checkpoint_every"], stop_at_step):
@@ -180,9 +173,7 @@ def train_refiner(config: dict, bank: CropBank, ae_path: Path, *, resume: bool =
         unwrapped = accelerator.unwrap_model(model)
         _preview(ae, unwrapped, bank, config, run_dir, state.step, device, blur_vox)
         plot_curves(run_dir / "curves_refiner.png", rows, ["l1_inside", "l1_outside"], "border refiner")
-        tmp = out.with_suffix(".tmp")
-        save_file({k: v.detach().cpu().contiguous() for k, v in unwrapped.state_dict().items()}, str(tmp))
-        tmp.replace(out)
+        save_weights(unwrapped, out)
     accelerator.wait_for_everyone()
     log(f"refiner: {state.step} steps done -> {out}")
     return out
