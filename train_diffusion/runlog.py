@@ -8,7 +8,7 @@ import numpy as np
 
 from tumorsyn.runfolder import Checkpoints, read_rows, write_rows
 
-__all__ = ["StageState", "Checkpoints", "checkpoint_or_stop", "log_step", "save_weights", "read_rows", "write_rows", "plot_curves", "save_preview",
+__all__ = ["StageState", "Checkpoints", "checkpoint_or_stop", "log_step", "after_step", "save_weights", "read_rows", "write_rows", "plot_curves", "save_preview",
            "preview_tiles", "save_sheet"]
 
 
@@ -117,3 +117,14 @@ def save_weights(module, path: Path) -> Path:
     save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp))
     tmp.replace(path)
     return Path(path)
+
+
+def after_step(accelerator, checkpoints: Checkpoints, rows: list[dict], sums: dict, *, step: int, total: int, train: dict,
+               started: float, path: Path, fields: list[str], preview, stop_at_step: int | None) -> tuple[dict, bool]:
+    """The bookkeeping after an optimizer step: the CSV row (:func:`log_step`), a preview every
+    ``train.preview_every`` steps (``preview()``, main process), the checkpoint; returns ``(sums, stopped)``."""
+    sums = log_step(rows, sums, step=step, total=total, every=train["log_every"], started=started, path=path,
+                    fields=fields, write=accelerator.is_main_process)
+    if train["preview_every"] and step % int(train["preview_every"]) == 0 and accelerator.is_main_process:
+        preview()
+    return sums, checkpoint_or_stop(accelerator, checkpoints, step, total, train["checkpoint_every"], stop_at_step)

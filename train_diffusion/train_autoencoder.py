@@ -19,7 +19,7 @@ from tumorsyn.generators.diffusion.sampler import decode, encode
 
 from train_diffusion.data import CropBank
 from train_diffusion.models import autoencoder_spec, build_autoencoder, build_discriminator
-from train_diffusion.runlog import (Checkpoints, StageState, checkpoint_or_stop, log_step, plot_curves, read_rows,
+from train_diffusion.runlog import (Checkpoints, StageState, after_step, plot_curves, read_rows,
                                     save_preview, save_weights)
 from train_diffusion.runtime import make_accelerator
 
@@ -137,11 +137,10 @@ def train_autoencoder(config: dict, bank: CropBank, *, resume: bool = True, quie
             opt_d.zero_grad(set_to_none=True)
         state.step += 1
         bar.update(1)
-        sums = log_step(rows, sums, step=state.step, total=total, every=t["log_every"], started=started,
-                        path=run_dir / "steps_autoencoder.csv", fields=FIELDS, write=accelerator.is_main_process)
-        if t["preview_every"] and state.step % int(t["preview_every"]) == 0 and accelerator.is_main_process:
-            _preview(accelerator.unwrap_model(model), bank, config, run_dir, state.step, device)
-        if checkpoint_or_stop(accelerator, checkpoints, state.step, total, t["checkpoint_every"], stop_at_step):
+        sums, stopped = after_step(accelerator, checkpoints, rows, sums, step=state.step, total=total, train=t,
+                                   started=started, path=run_dir / "steps_autoencoder.csv", fields=FIELDS, stop_at_step=stop_at_step,
+                                   preview=lambda: _preview(accelerator.unwrap_model(model), bank, config, run_dir, state.step, device))
+        if stopped:
             bar.close()
             return None
     bar.close()

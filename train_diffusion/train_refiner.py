@@ -29,7 +29,7 @@ from tumorsyn.generators.diffusion.sampler import decode, encode, latent_mask, r
 
 from train_diffusion.data import CropBank
 from train_diffusion.models import build_refiner
-from train_diffusion.runlog import (Checkpoints, StageState, checkpoint_or_stop, log_step, plot_curves, read_rows,
+from train_diffusion.runlog import (Checkpoints, StageState, after_step, plot_curves, read_rows,
                                     save_preview, save_weights)
 from train_diffusion.runtime import make_accelerator
 
@@ -160,11 +160,12 @@ def train_refiner(config: dict, bank: CropBank, ae_path: Path, *, resume: bool =
             sums[key] = sums.get(key, 0.0) + float(value.detach())
         state.step += 1
         bar.update(1)
-        sums = log_step(rows, sums, step=state.step, total=total, every=t["log_every"], started=started,
-                        path=run_dir / "steps_refiner.csv", fields=FIELDS, write=accelerator.is_main_process)
-        if t["preview_every"] and state.step % int(t["preview_every"]) == 0 and accelerator.is_main_process:
-            _preview(ae, accelerator.unwrap_model(model), bank, config, run_dir, state.step, device, blur_vox)
-        if checkpoint_or_stop(accelerator, checkpoints, state.step, total, t["checkpoint_every"], stop_at_step):
+        sums, stopped = after_step(
+            accelerator, checkpoints, rows, sums, step=state.step, total=total, train=t, started=started,
+            path=run_dir / "steps_refiner.csv", fields=FIELDS, stop_at_step=stop_at_step,
+            preview=lambda: _preview(ae, accelerator.unwrap_model(model), bank, config, run_dir, state.step, device,
+                                     blur_vox))
+        if stopped:
             bar.close()
             return None
     bar.close()
