@@ -31,6 +31,43 @@ def test_figures_against_by_hand():
     assert figures_against(real, [{name: math.nan for name in FIGURES}], names=FIGURES)["working"] is False
 
 
+def test_figures_preferring_takes_the_host_grid_where_enough_real_values_remain():
+    from train_diffusion.figures import FIGURES, MIN_REFERENCE, figures_against, figures_preferring
+
+    many = [{name: float(v) for name in FIGURES} for v in (1, 2, 3, 4, 5)]            # IQR [2, 4]
+    few = [{**{name: float(v) for name in FIGURES}, "internal_iqr_noise": math.nan} for v in (1, 2, 3, 4, 5)]
+    few[0]["internal_iqr_noise"] = 9.0                                                # one real value left
+    generated = [{name: 3.0 for name in FIGURES}]
+    grid, native = figures_against(few, generated, names=FIGURES), figures_against(many, generated, names=FIGURES)
+    assert grid["internal_iqr_noise"]["n_real"] == 1 < MIN_REFERENCE
+    out = figures_preferring(grid, native)
+    assert out["internal_iqr_noise"]["reference"] == "fallback" and out["internal_iqr_noise"]["real_iqr"] == [2.0, 4.0]
+    assert out["contrast_noise"]["reference"] == "preferred" and out["working"] is True
+    assert grid["working"] is False  # judged on one real value the spread would have failed
+
+
+def test_area_resample_averages_onto_larger_voxels():
+    from train_diffusion.data import area_resample
+
+    rng = np.random.default_rng(0)
+    shape, spacing = (60, 60, 40), (1.0, 1.0, 1.5)
+    idx = np.indices(shape).astype(float)
+    lesion = ((idx[0] - 30) ** 2 + (idx[1] - 30) ** 2 + ((idx[2] - 20) * 1.5) ** 2) <= 8.0 ** 2
+    hu = np.where(lesion, 60.0, 100.0) + rng.normal(0.0, 15.0, shape)
+    organ = np.ones(shape, bool)
+    components = lesion.astype(np.int32)
+    out_hu, out_organ, out_lesions, out_spacing = area_resample(hu, organ, components, spacing, (3.0, 3.0, 1.0))
+    assert out_spacing == (3.0, 3.0, 1.5)            # an axis whose voxels are not larger keeps its own
+    assert out_hu.shape == (20, 20, 40) and out_lesions.shape == out_hu.shape and out_organ.all()
+    # volume and level kept, noise averaged down (about 1/sqrt(9) for white noise in 3 x 3 voxels)
+    assert out_lesions.sum() * 9.0 == pytest.approx(lesion.sum(), rel=0.1)
+    assert float(np.median(out_hu[out_lesions == 1])) == pytest.approx(60.0, abs=3.0)
+    from scipy import ndimage
+
+    background = ~ndimage.binary_dilation(out_lesions > 0, iterations=2)
+    assert 2.0 < float(np.std(out_hu[background])) < 0.6 * 15.0
+
+
 def test_heldout_descriptors_are_the_realism_descriptors(tmp_path, phantom_sources):
     """The held-out figures of a tiny run read each real crop as `tumorsyn realism` would."""
     from train_diffusion.data import load_holdout
@@ -49,6 +86,13 @@ def test_heldout_descriptors_are_the_realism_descriptors(tmp_path, phantom_sourc
     hosts = json.loads((tmp_path / "run" / "heldout" / "hosts.json").read_text())
     native = holdout_native_rows(config)
     assert len(native) == 1 and hosts["reference"]["rows"][0]["contrast_noise"] == pytest.approx(native[0]["contrast_noise"])
+    # ... and read on the host's grid (the example's 3 mm voxels), which judges the host's figures.
+    on_grid = holdout_native_rows(config, spacing_mm=(3.0, 3.0, 3.0))
+    saved = hosts["reference_on_grid"]["rows"]["3x3x3"]
+    assert len(saved) == len(on_grid) == 1
+    assert saved[0]["contrast_noise"] == pytest.approx(on_grid[0]["contrast_noise"], nan_ok=True)
+    liver = hosts["hosts"][0]
+    assert liver["reference_grid_mm"] == [3.0, 3.0, 3.0] and "figures_native" in liver and "figures_on_grid" in liver
     assert [(e["host"], e["organ"], len(e["tumours"])) for e in hosts["hosts"]] == [("example", "liver", 1)]
     assert (tmp_path / "run" / "heldout" / "hosts.png").stat().st_size > 0
     d = result["descriptors"]
