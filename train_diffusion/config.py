@@ -95,6 +95,7 @@ DEFAULTS: dict = {
         "batch_size": 4,
         "lr": 3.0e-4,
         "latent_noise": 0.5,               # training inputs: up to this x the latent's SD of noise in the masked latent
+        "contrast_shrink": 0.0,            # ... the region's contrast shrunk by up to this fraction (0 = off)
         "blur_max_mm": 2.0,                # ... and a Gaussian blur of the decoded region of SD up to this (mm)
         "outside_weight": 0.1,             # L1 weight outside the generated region (1 inside)
     },
@@ -220,6 +221,8 @@ def _check_refiner(r: dict, path: str) -> None:
     _need(_number(r["lr"], low=0, strict_low=True), path, "refiner.lr must be > 0")
     for key in ("latent_noise", "blur_max_mm", "outside_weight"):
         _need(_number(r[key], low=0), path, f"refiner.{key} must be >= 0, got {r[key]!r}")
+    _need(_number(r["contrast_shrink"], low=0, high=1), path,
+          f"refiner.contrast_shrink must lie in [0, 1], got {r['contrast_shrink']!r}")
 
 
 def _check_region(region, path: str, where: str) -> None:

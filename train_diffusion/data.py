@@ -82,7 +82,8 @@ class CropBank:
                 mask = core = None
             else:
                 k = int(rng.integers(len(self.tumor_images)))
-                image, mask, core = self.tumor_images[k], self.tumor_masks[k], self.tumor_cores[k]
+                image, mask = self.tumor_images[k], self.tumor_masks[k]
+                core = self.tumor_cores[k] if cores else None  # banks built by hand may hold no cores
             start = [int(rng.integers(0, 2 * j + 1)) for j in self.jitter_vox]
             window = tuple(slice(s, s + n) for s, n in zip(start, self.crop_size))
             img = image[window]

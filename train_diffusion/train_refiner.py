@@ -8,7 +8,8 @@ resolution, and adds a correction (:func:`tumorsyn.generators.diffusion.sampler.
 Training pairs come from real tumour crops: the target is the crop itself; the input is its
 autoencoder round trip, degraded inside the generated region the way a sampled latent falls short of
 a real one (Gaussian noise of up to ``refiner.latent_noise`` x the latent's SD in the masked latent
-voxels, then a Gaussian blur of SD up to ``refiner.blur_max_mm`` mm of the decoded region). The loss
+voxels, the region's contrast shrunk by up to ``refiner.contrast_shrink``, then a Gaussian blur of SD
+up to ``refiner.blur_max_mm`` mm of the decoded region). The loss
 is L1, weight 1 inside the generated (grown) region, ``refiner.outside_weight`` elsewhere.
 
 Writes ``<run>/refiner/``: ``checkpoints/`` (resumable), ``refiner.safetensors`` when done, and
@@ -78,8 +79,9 @@ def _blur(volume: torch.Tensor, sigma_vox: float) -> torch.Tensor:
     return out
 
 
-def degraded_decode(ae, x, mask, *, latent_noise: float, blur_vox: float, generator: torch.Generator):
-    """decode(encode(x)) with the masked latent noised and the decoded region blurred (one level per crop).
+def degraded_decode(ae, x, mask, *, latent_noise: float, blur_vox: float, generator: torch.Generator,
+                    contrast_shrink: float = 0.0):
+    """decode(encode(x)) with the masked latent noised, the region's contrast shrunk and blurred (one level per crop).
 
     Parameters
     ----------
@@ -91,6 +93,10 @@ def degraded_decode(ae, x, mask, *, latent_noise: float, blur_vox: float, genera
         Largest noise SD, in units of the batch latent's SD; each crop draws its own in [0, latent_noise].
     blur_vox : float
         Largest blur SD (voxels); each crop draws its own in [0, blur_vox].
+    contrast_shrink : float
+        Largest fraction by which the region's departure from the mean of the one-voxel ring around it is
+        shrunk (each crop draws its own in [0, contrast_shrink]; 0 = off, and no draw is made): a sampled
+        tumour may fill its region only in part, and the refiner learns to restore it at the mask.
     generator : torch.Generator
         CPU generator of every draw (a resumed run repeats them).
     """
@@ -101,6 +107,11 @@ def degraded_decode(ae, x, mask, *, latent_noise: float, blur_vox: float, genera
         noise = torch.randn(tuple(z.shape), generator=generator)
         z = z + latent_mask(mask, z.shape[2:]) * (levels.view(-1, 1, 1, 1, 1) * noise).to(z.device)
         decoded = decode(ae, z).float()
+        if contrast_shrink > 0:
+            keep = (1.0 - torch.rand(b, generator=generator) * float(contrast_shrink)).view(-1, 1, 1, 1, 1).to(z.device)
+            ring = torch.nn.functional.max_pool3d(mask, 3, stride=1, padding=1) - mask
+            level = (decoded * ring).sum(dim=(1, 2, 3, 4), keepdim=True) / ring.sum(dim=(1, 2, 3, 4), keepdim=True).clamp(min=1)
+            decoded = decoded + mask * (keep - 1.0) * (decoded - level)
         sigmas = (torch.rand(b, generator=generator) * float(blur_vox)).tolist()
         blurred = torch.cat([_blur(decoded[k:k + 1], s) for k, s in enumerate(sigmas)])
         return decoded * (1.0 - mask) + blurred * mask
@@ -144,7 +155,8 @@ def train_refiner(config: dict, bank: CropBank, ae_path: Path, *, resume: bool =
             flip=d["flip"], cores=True))
         # The degradations of this step come from (seed, step, rank) alone: a resumed run repeats them.
         generator = torch.Generator().manual_seed(int(config["seed"]) * 1_000_003 + state.step * 101 + rank)
-        decoded = degraded_decode(ae, x, m, latent_noise=float(r["latent_noise"]), blur_vox=blur_vox, generator=generator)
+        decoded = degraded_decode(ae, x, m, latent_noise=float(r["latent_noise"]), blur_vox=blur_vox, generator=generator,
+                                  contrast_shrink=float(r["contrast_shrink"]))
         with accelerator.autocast():
             refined = refine(model, decoded, x, m, core, blank).float()
         error = (refined - x).abs()
@@ -187,7 +199,7 @@ def _preview(ae, refiner, bank: CropBank, config: dict, run_dir: Path, step: int
     refiner.eval()
     generator = torch.Generator().manual_seed(int(config["seed"]))
     decoded = degraded_decode(ae, x, m, latent_noise=float(config["refiner"]["latent_noise"]), blur_vox=blur_vox,
-                              generator=generator)
+                              generator=generator, contrast_shrink=float(config["refiner"]["contrast_shrink"]))
     with torch.inference_mode():
         refined = refine(refiner, decoded, x, m, core, float(config["data"]["blank_value"])).float()
     refiner.train(was)

@@ -89,6 +89,8 @@ def test_stage_refiner_needs_the_autoencoder_and_steps(tmp_path, phantom_sources
         tiny_config(tmp_path / "a", phantom_sources, "train.stage=refiner")
     with pytest.raises(ConfigError, match="refiner.steps must be an integer >= 0"):
         tiny_config(tmp_path / "b", phantom_sources, "refiner.steps=-1")
+    with pytest.raises(ConfigError, match=r"refiner.contrast_shrink must lie in \[0, 1\]"):
+        tiny_config(tmp_path / "e", phantom_sources, "refiner.contrast_shrink=1.5")
     with pytest.raises(ConfigError, match="refiner.channels must list >= 2 positive integers"):
         tiny_config(tmp_path / "c", phantom_sources, "refiner.steps=1", "refiner.channels=[4]")
     config = tiny_config(tmp_path / "d", phantom_sources, "refiner.steps=1", "train.stage=refiner")
@@ -120,6 +122,23 @@ def test_degraded_decode_without_degradation_is_the_round_trip(refined_run):
     # Outside the generated region the decoded crop is kept as it is (only its latent's noise reaches it).
     again = degraded_decode(ae, x, m, latent_noise=2.0, blur_vox=1.5, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(noisy, again)
+
+
+def test_contrast_shrink_pulls_the_region_towards_its_ring(refined_run):
+    _, folder = refined_run
+    ae = load_model(folder, device="cpu").autoencoder
+    x = torch.from_numpy(np.random.default_rng(2).uniform(-0.5, 0.5, (3, 1, 16, 16, 16)).astype(np.float32))
+    m = torch.zeros_like(x)
+    m[:, :, 5:11, 5:11, 5:11] = 1.0
+    plain = decode(ae, encode(ae, x)).float()
+    shrunk = degraded_decode(ae, x, m, latent_noise=0.0, blur_vox=0.0, generator=torch.Generator().manual_seed(3),
+                             contrast_shrink=1.0)
+    torch.testing.assert_close(shrunk * (1 - m), plain * (1 - m))  # outside the region: untouched
+    ring = torch.nn.functional.max_pool3d(m, 3, stride=1, padding=1) - m
+    level = (plain * ring).sum(dim=(1, 2, 3, 4), keepdim=True) / ring.sum(dim=(1, 2, 3, 4), keepdim=True)
+    inside = m > 0
+    before, after = (plain - level).abs()[inside], (shrunk - level).abs()[inside]
+    assert bool((after <= before + 1e-6).all()) and float(after.sum()) < 0.99 * float(before.sum())
 
 
 def test_blur_keeps_the_mean_and_spreads_a_point_by_its_sigma():
@@ -180,3 +199,13 @@ def test_trained_relative_model_takes_the_host_spread_from_the_tumour_shell_nois
     assert ring != window
     with pytest.raises(ConfigError, match="diffusion host_spread must be one of ring, shell_noise"):
         gen.validate(spec.with_params(params={**spec.params, "host_spread": "organ"}))
+
+
+def test_a_bank_built_without_cores_still_batches():
+    """Benchmarks build banks by hand with images and masks only (bench_diffusion's training timing)."""
+    from train_diffusion.data import CropBank
+
+    bank = CropBank(crop_size=(4, 4, 4), jitter_vox=(1, 1, 1), tumor_images=[np.zeros((6, 6, 6), np.float32)],
+                    tumor_masks=[np.ones((6, 6, 6), bool)])
+    x, m = bank.batch("tumor", 2, seed=0, stage="autoencoder", index=0)
+    assert x.shape == m.shape == (2, 1, 4, 4, 4) and m.all()
