@@ -108,29 +108,28 @@ def test_model_folder_naming_a_refiner_needs_its_weights(tmp_path, refined_run):
         load_model(folder, device="cpu")
 
 
-def test_degraded_decode_without_degradation_is_the_round_trip(refined_run):
-    _, folder = refined_run
+def _round_trip(folder, *, seed: int, crops: int, region: slice):
+    """The model's autoencoder, random crops, a cubic region in each and their plain round trip."""
     ae = load_model(folder, device="cpu").autoencoder
-    x = torch.from_numpy(np.random.default_rng(1).uniform(-0.5, 0.5, (2, 1, 16, 16, 16)).astype(np.float32))
+    x = torch.from_numpy(np.random.default_rng(seed).uniform(-0.5, 0.5, (crops, 1, 16, 16, 16)).astype(np.float32))
     m = torch.zeros_like(x)
-    m[:, :, 4:12, 4:12, 4:12] = 1.0
-    plain = decode(ae, encode(ae, x)).float()
+    m[:, :, region, region, region] = 1.0
+    return ae, x, m, decode(ae, encode(ae, x)).float()
+
+
+def test_degraded_decode_without_degradation_is_the_round_trip(refined_run):
+    ae, x, m, plain = _round_trip(refined_run[1], seed=1, crops=2, region=slice(4, 12))
     same = degraded_decode(ae, x, m, latent_noise=0.0, blur_vox=0.0, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(same, plain)
     noisy = degraded_decode(ae, x, m, latent_noise=2.0, blur_vox=1.5, generator=torch.Generator().manual_seed(0))
     assert (noisy - plain).abs().max() > 1e-3
-    # Outside the generated region the decoded crop is kept as it is (only its latent's noise reaches it).
+    # The same generator, the same degradations.
     again = degraded_decode(ae, x, m, latent_noise=2.0, blur_vox=1.5, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(noisy, again)
 
 
 def test_contrast_shrink_pulls_the_region_towards_its_ring(refined_run):
-    _, folder = refined_run
-    ae = load_model(folder, device="cpu").autoencoder
-    x = torch.from_numpy(np.random.default_rng(2).uniform(-0.5, 0.5, (3, 1, 16, 16, 16)).astype(np.float32))
-    m = torch.zeros_like(x)
-    m[:, :, 5:11, 5:11, 5:11] = 1.0
-    plain = decode(ae, encode(ae, x)).float()
+    ae, x, m, plain = _round_trip(refined_run[1], seed=2, crops=3, region=slice(5, 11))
     shrunk = degraded_decode(ae, x, m, latent_noise=0.0, blur_vox=0.0, generator=torch.Generator().manual_seed(3),
                              contrast_shrink=1.0)
     torch.testing.assert_close(shrunk * (1 - m), plain * (1 - m))  # outside the region: untouched
