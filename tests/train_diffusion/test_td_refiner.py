@@ -208,3 +208,34 @@ def test_a_bank_built_without_cores_still_batches():
                     tumor_masks=[np.ones((6, 6, 6), bool)])
     x, m = bank.batch("tumor", 2, seed=0, stage="autoencoder", index=0)
     assert x.shape == m.shape == (2, 1, 4, 4, 4) and m.all()
+
+
+def test_a_refiner_model_writes_its_values_over_its_region_without_a_second_edge(refined_run):
+    """blend "region": the model's values replace the scan's exactly where it generated (the shape grown by
+    mask_dilate_mm), as --evaluate measures them; older specs keep the sigmoid edge."""
+    import tumorsyn
+    from tumorsyn.generators import get_generator
+
+    from diffusion_helpers import diffusion_spec, phantom_scan
+
+    _, folder = refined_run
+    ct, organ, spacing = scan = phantom_scan()
+    spec = diffusion_spec(scan, folder)
+    assert spec.params["blend"] == "region"
+    gen = get_generator("diffusion", device="cpu")
+    model = gen._model(spec)
+    out, _ = tumorsyn.synthesize(ct, organ, spacing, spec, device="cpu")
+    local = tumorsyn.apply_specs(ct, organ, spacing, spec).tumors[0]
+    origin = tuple(s.start for s in local.slices)
+    distance = gen._distance(spec, organ[local.slices].shape, origin)
+    region = (distance <= model.mask_dilate_mm) & organ[local.slices]
+    changed = out[local.slices] != ct[local.slices]
+    assert changed.any() and not (changed & ~region).any()  # nothing written outside the generated region
+    outside = np.ones(ct.shape, bool)
+    outside[local.slices] = False
+    assert np.array_equal(out[outside], ct[outside])
+    legacy = spec.with_params(params={k: v for k, v in spec.params.items() if k != "blend"})
+    old, _ = tumorsyn.synthesize(ct, organ, spacing, legacy, device="cpu")
+    assert ((old[local.slices] != ct[local.slices]) & ~region).any()  # the sigmoid edge reaches beyond it
+    with pytest.raises(ConfigError, match="diffusion blend must be one of edge, region"):
+        gen.validate(spec.with_params(params={**spec.params, "blend": "soft"}))

@@ -56,6 +56,8 @@ _SPEC_V1_RESAMPLE = "point"  # ... and before partial-volume resampling, with po
 _RESAMPLE_MODES = ("area", "point")
 _SPEC_V1_SPREAD = "ring"     # ... and before the host spread came from the shell noise, with the ring spread
 _SPREAD_MODES = ("ring", "shell_noise")
+_SPEC_V1_BLEND = "edge"      # ... and before a refiner model's values were written over its region, with the edge
+_BLEND_MODES = ("edge", "region")
 
 
 class DiffusionGenerator(Generator):
@@ -103,6 +105,8 @@ class DiffusionGenerator(Generator):
             "grain": options.get("grain") or default_grain(config),
         })
         params["resample"] = "area"
+        # A model with a border refiner draws the edge at the shape: written over its region, not blended again.
+        params["blend"] = "region" if config.get("refiner") else "edge"
         if not absolute and (config.get("training") or {}).get("spread_per_noise"):
             # The host's spread from the noise of the tumour's shell (see crop_for); specs without the key replay
             # with the ring spread they were drawn with.
@@ -123,6 +127,8 @@ class DiffusionGenerator(Generator):
             raise ConfigError(f"diffusion grain must be one of {', '.join(GRAIN_MODES)}, got {p['grain']!r}")
         if p.get("resample", _SPEC_V1_RESAMPLE) not in _RESAMPLE_MODES:
             raise ConfigError(f"diffusion resample must be one of {', '.join(_RESAMPLE_MODES)}, got {p['resample']!r}")
+        if p.get("blend", _SPEC_V1_BLEND) not in _BLEND_MODES:
+            raise ConfigError(f"diffusion blend must be one of {', '.join(_BLEND_MODES)}, got {p['blend']!r}")
         if p.get("host_spread", _SPEC_V1_SPREAD) not in _SPREAD_MODES:
             raise ConfigError(f"diffusion host_spread must be one of {', '.join(_SPREAD_MODES)}, got {p['host_spread']!r}")
         if len(p["radii_mm"]) != 3 or min(p["radii_mm"]) <= 0:
@@ -157,8 +163,13 @@ class DiffusionGenerator(Generator):
                                  spec.spacing_mm if spacing_mm is None else spacing_mm)
         return shape_distance_mm(spec.params, seed=spec.seed, offsets_mm=offsets)
 
-    def _weight(self, spec: TumorSpec, distance: np.ndarray, organ_box: np.ndarray) -> np.ndarray:
-        w = sigmoid_weight(distance, spec.params["edge_mm"])
+    def _weight(self, spec: TumorSpec, distance: np.ndarray, organ_box: np.ndarray, model) -> np.ndarray:
+        if spec.params.get("blend", _SPEC_V1_BLEND) == "region":
+            # The model drew the border itself (a border refiner, at the exact shape): its values replace the
+            # scan's in the region it generated, as --evaluate measures them, with no second, blended edge.
+            w = (distance <= float(model.mask_dilate_mm)).astype(np.float32)
+        else:
+            w = sigmoid_weight(distance, spec.params["edge_mm"])
         return w if spec.exophytic else w * organ_box
 
     def render(self, spec: TumorSpec, organ_box: np.ndarray, origin, *, ct_box: np.ndarray | None = None) -> Rendering:
@@ -281,7 +292,7 @@ class DiffusionGenerator(Generator):
         Otherwise it is the part of the shape whose smoothed change reaches ``visible_hu``.
         """
         distance = self._distance(spec, ct_box.shape, origin)
-        w = self._weight(spec, distance, organ_box)
+        w = self._weight(spec, distance, organ_box, model)
         changed = w > 0
         shape = self._shape(spec, distance, organ_box).label
         if not changed.any():
