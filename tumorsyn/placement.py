@@ -171,6 +171,9 @@ class PlacementContext:
         Existing lesions (and tumours already placed) that new tumours keep clear of.
     organ_stats : (float, float), optional
         Organ mean and standard deviation in HU, when ``ct_hu`` is not given.
+    centers : ndarray of bool, shape (X, Y, Z), optional
+        Where tumour centres may lie (a training patch's part that survives a later crop);
+        by default anywhere in the organ. Tumours still grow across its border.
     """
 
     organ_mask: np.ndarray
@@ -180,10 +183,12 @@ class PlacementContext:
     avoid: np.ndarray | None = None
     organ_stats: tuple | None = None
     organ_noise_hu: float | None = None
+    centers: np.ndarray | None = None
     preset: OrganPreset = field(init=False)
     _box: tuple = field(init=False, repr=False)
     _depth: np.ndarray = field(init=False, repr=False)
     _clearance: np.ndarray = field(init=False, repr=False)
+    _allowed: np.ndarray = field(init=False, repr=False)
     _depth_origin: np.ndarray = field(init=False, repr=False)
     _stride: np.ndarray = field(init=False, repr=False)
 
@@ -240,6 +245,14 @@ class PlacementContext:
                 clearance = ndimage.distance_transform_edt(~vessels, sampling=sampling)
         self._depth = depth.astype(np.float32)
         self._clearance = clearance.astype(np.float32)
+        if self.centers is None:
+            self._allowed = np.ones(depth.shape, dtype=bool)
+        else:
+            centers = np.asarray(self.centers, dtype=bool)
+            if centers.shape != self.organ_mask.shape:
+                raise InputError(f"centers mask shape {centers.shape} differs from organ mask shape "
+                                 f"{self.organ_mask.shape}")
+            self._allowed = centers[self._box][step]
         self._depth_origin = np.array([s.start for s in self._box])
         self._stride = stride
 
@@ -268,8 +281,9 @@ class PlacementContext:
 
     @property
     def max_depth_mm(self) -> float:
-        """Distance (mm) from the organ's deepest point to its surface (coarse)."""
-        return float(self._depth.max())
+        """Distance (mm) from the organ's deepest allowed centre to its surface (coarse)."""
+        allowed = self._depth[self._allowed]
+        return float(allowed.max()) if allowed.size else 0.0
 
     def sample_center(self, rng: np.random.Generator, *, min_depth_mm: float, max_depth_mm: float = np.inf,
                       min_clearance_mm: float = 0.0) -> tuple[float, float, float] | None:
@@ -278,7 +292,7 @@ class PlacementContext:
         Centres at least ``min_clearance_mm`` from any vessel are preferred; when the organ has no
         such place, the vessel check of :func:`check_placement` alone decides.
         """
-        depth_ok = (self._depth >= min_depth_mm) & (self._depth <= max_depth_mm)
+        depth_ok = (self._depth >= min_depth_mm) & (self._depth <= max_depth_mm) & self._allowed
         candidates = np.flatnonzero(depth_ok & (self._clearance >= min_clearance_mm))
         if candidates.size == 0:
             candidates = np.flatnonzero(depth_ok)

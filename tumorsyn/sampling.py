@@ -261,7 +261,7 @@ def _draw(organ_mask: np.ndarray, spacing_mm, *, organ: str, method: str = "rule
 
 
 def iter_specs(organ_mask: np.ndarray, spacing_mm, *, count: int, organ: str, size_mm=(5.0, 20.0), rng=None,
-               ct_hu=None, avoid=None, **kwargs) -> Iterator[TumorSpec]:
+               ct_hu=None, avoid=None, centers=None, **kwargs) -> Iterator[TumorSpec]:
     """Draw up to ``count`` specs for one scan, one at a time; their tumours never overlap.
 
     Each tumour keeps clear of the previous ones (they join the placement context's ``avoid``).
@@ -277,6 +277,9 @@ def iter_specs(organ_mask: np.ndarray, spacing_mm, *, count: int, organ: str, si
     size_mm : float, (float, float) or sequence of ((float, float), float)
         A range, or weighted bins (:func:`parse_size_bins`); with bins one is drawn per tumour
         (from ``rng``), then a size in it.
+    centers : ndarray of bool, shape (X, Y, Z), optional
+        Where tumour centres may lie (:class:`~tumorsyn.placement.PlacementContext`); ignored
+        when a ``context`` is given.
     **kwargs
         Passed to :func:`sample_spec` (``context``, ``device``, ``method``, generator options ...).
 
@@ -288,7 +291,7 @@ def iter_specs(organ_mask: np.ndarray, spacing_mm, *, count: int, organ: str, si
     ranges, weights = parse_size_bins(size_mm)
     context = kwargs.pop("context", None) or PlacementContext(
         organ_mask, spacing_mm, organ, ct_hu=ct_hu, avoid=None if avoid is None else avoid.copy(),
-        organ_stats=kwargs.pop("organ_stats", None))
+        organ_stats=kwargs.pop("organ_stats", None), centers=centers)
     for _ in range(int(count)):
         # One range needs no bin draw (the draws, and so the specs, stay those of a plain range).
         k = 0 if len(ranges) == 1 else int(rng.choice(len(ranges), p=weights))

@@ -3,6 +3,7 @@ preprocessed by nnunetv2 itself, trained for two iterations on the CPU; tumours 
 from __future__ import annotations
 
 import json
+import random
 
 import nibabel as nib
 import numpy as np
@@ -116,6 +117,8 @@ def test_trainer_writes_tumours_into_training_batches(nnunet_env, monkeypatch):
     dataset_json = json.loads((preprocessed / "dataset.json").read_text())
     cls, torch = _trainer_class()
     trainer = cls(plans, "3d_fullres", "all", dataset_json, device=torch.device("cpu"))
+    # nnU-Net draws patches and augmentations from the global generators: seed them, one run.
+    random.seed(0), np.random.seed(0), torch.manual_seed(0)
     trainer.run_training()
 
     # The transform saw liver and wrote tumours: label 2 on former liver, CT changed there, and nowhere else.
@@ -135,4 +138,5 @@ def test_trainer_writes_tumours_into_training_batches(nnunet_env, monkeypatch):
     record = json.loads((preprocessed.parent.parent / "nnUNet_results" / DATASET /
                          f"{cls.__name__}__{plans_name}__3d_fullres" / "fold_all" / "tumorsyn_nnunet.json").read_text())
     assert record["organ_labels"] == [1] and record["tumor_label"] == 2
+    assert trainer.recording.inner.kept_shape == (16, 48, 48)  # centres where the spatial crop keeps them
     assert record["settings"]["size_mm"] == [8, 15]

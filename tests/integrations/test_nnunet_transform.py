@@ -25,11 +25,11 @@ def _patch(spacing=(1.0, 1.0, 1.5), properties=PROPERTIES):
     return intensity.normalise(ct)[None], seg, intensity, spacing
 
 
-def _transform(settings: dict, intensity, spacing):
+def _transform(settings: dict, intensity, spacing, kept_shape=None):
     from tumorsyn.integrations.nnunet.transform import TumorSynthesisTransform
 
     return TumorSynthesisTransform(TumorSynSettings.from_dict(settings), intensity, spacing, organ_labels=(1,),
-                                   tumor_label=2)
+                                   tumor_label=2, kept_shape=kept_shape)
 
 
 def test_normalisation_is_nnunets_ctnormalization_and_inverts_it():
@@ -79,6 +79,30 @@ def test_unselected_and_organless_patches_pass_unchanged():
     transform = _transform({"organ": "liver", "prob": 1.0}, intensity, spacing)
     assert transform.write(image, seg, rng=0) == ([], "organ absent or too small in the patch")
     assert np.array_equal(image, copy[0])
+
+
+def test_tumour_centres_lie_in_the_part_the_spatial_augmentation_keeps():
+    # nnU-Net's spatial augmentation keeps the centred patch_size box of the larger loaded patch:
+    # a tumour outside it never reaches the batch.
+    image, seg, intensity, spacing = _patch()
+    settings = {"organ": "liver", "prob": 1.0, "size_mm": [6, 8]}
+    kept = _transform(settings, intensity, spacing, kept_shape=(16, 64, 40))  # X 24..39 of 64
+    anywhere = _transform(settings, intensity, spacing)
+    kept_x, anywhere_x = [], []
+    for seed in range(10):
+        for transform, xs in ((kept, kept_x), (anywhere, anywhere_x)):
+            specs, reason = transform.write(image.copy(), seg.copy(), rng=seed)
+            assert reason == ""
+            xs.append(specs[0].center_vox[0])
+    assert all(24 - 2 <= x <= 39 + 2 for x in kept_x), kept_x  # within a coarse placement cell
+    assert not all(24 - 2 <= x <= 39 + 2 for x in anywhere_x)  # without it, centres spread over the organ
+    # A patch whose organ lies only outside that centre passes unchanged, and says why.
+    seg[0, 20:44] = 0
+    before = image.copy()
+    assert kept.write(image, seg, rng=0) == ([], "organ absent from the centre the spatial augmentation keeps")
+    assert np.array_equal(image, before)
+    with pytest.raises(ConfigError, match="kept_shape"):
+        _transform(settings, intensity, spacing, kept_shape=(16, 0, 40))
 
 
 def test_transform_refuses_2d_patches():

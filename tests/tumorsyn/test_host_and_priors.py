@@ -42,6 +42,21 @@ def test_context_has_host_noise_and_parenchyma_level():
     assert 8.5 < ctx.organ_noise_hu < 11.5
 
 
+def test_context_draws_centres_only_where_allowed():
+    ct, organ, sp = make_phantom()
+    centers = np.zeros(organ.shape, bool)
+    centers[40:50] = True  # off-centre slab: shallower than the organ's deepest point
+    ctx = PlacementContext(organ, sp, "liver", ct_hu=ct, centers=centers)
+    free = PlacementContext(organ, sp, "liver", ct_hu=ct)
+    rng = np.random.default_rng(0)
+    xs = [ctx.sample_center(rng, min_depth_mm=0.0)[0] for _ in range(200)]
+    assert min(xs) >= 40 - 1.5 and max(xs) <= 49 + 1.5  # within a coarse placement cell of the slab
+    assert ctx.max_depth_mm < free.max_depth_mm
+    assert ctx.sample_center(rng, min_depth_mm=free.max_depth_mm) is None
+    with pytest.raises(tumorsyn.errors.InputError, match="centers mask shape"):
+        PlacementContext(organ, sp, "liver", ct_hu=ct, centers=centers[1:])
+
+
 def test_example_pancreas_level_is_parenchyma_not_fat():
     from tumorsyn.io import load_labels, load_scan
     from tumorsyn.io.labels import label_values, organ_mask_from_labels

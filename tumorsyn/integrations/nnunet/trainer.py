@@ -51,8 +51,9 @@ class nnUNetTrainerTumorSyn(nnUNetTrainer):
         intensity = CTIntensity.from_plans(schemes[settings.channel], properties or {}, channel=settings.channel,
                                            path=path)
         organ_labels, tumor_label = settings.labels(self.dataset_json, path=path)
+        # The data loader cuts a larger patch; the spatial augmentation keeps its centre, patch_size.
         transform = TumorSynthesisTransform(settings, intensity, configuration.spacing, organ_labels=organ_labels,
-                                            tumor_label=tumor_label)
+                                            tumor_label=tumor_label, kept_shape=configuration.patch_size)
         record = {"tumorsyn_version": __version__, "settings_file": str(path), "settings": settings.to_dict(),
                   "organ_labels": list(organ_labels), "tumor_label": tumor_label,
                   "spacing_mm": list(transform.spacing_mm),

@@ -45,6 +45,11 @@ class TumorSynthesisTransform(BasicTransform):
         The organ's values in the segmentation.
     tumor_label : int
         The value written where a tumour is visible; existing voxels of it are kept clear of.
+    kept_shape : (int, int, int), optional
+        The patch size (voxels) the spatial augmentation later cuts from the centre of this
+        patch (nnU-Net loads a larger patch so that rotations have data at the corners).
+        Tumour centres are drawn in that central box, so that the tumours reach the batch;
+        by default anywhere in the patch.
 
     Notes
     -----
@@ -60,7 +65,7 @@ class TumorSynthesisTransform(BasicTransform):
     """
 
     def __init__(self, settings: TumorSynSettings, intensity: CTIntensity, spacing_mm: Sequence[float], *,
-                 organ_labels: Sequence[int], tumor_label: int) -> None:
+                 organ_labels: Sequence[int], tumor_label: int, kept_shape: Sequence[int] | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.intensity = intensity
@@ -71,6 +76,9 @@ class TumorSynthesisTransform(BasicTransform):
         self.spacing_mm = spacing
         self.organ_labels = tuple(int(v) for v in organ_labels)
         self.tumor_label = int(tumor_label)
+        self.kept_shape = None if kept_shape is None else tuple(int(n) for n in kept_shape)
+        if self.kept_shape is not None and (len(self.kept_shape) != 3 or min(self.kept_shape) < 1):
+            raise ConfigError(f"kept_shape must be three positive voxel counts, got {kept_shape!r}")
         # Fail now, not in the middle of an epoch: an unknown method, an option it does not take.
         get_generator(settings.method, device=settings.device)
         check_options(settings.method, settings.options)
@@ -122,12 +130,16 @@ class TumorSynthesisTransform(BasicTransform):
         organ_mask = np.isin(labels, self.organ_labels)
         if organ_mask.sum() < self.min_organ_voxels:
             return [], "organ absent or too small in the patch"
+        centers = self.central_box(labels.shape)
+        if centers is not None and not (organ_mask & centers).any():
+            return [], "organ absent from the centre the spatial augmentation keeps"
         hu = self.intensity.to_hu(image[settings.channel])
         specs: list[TumorSpec] = []
         try:
             for spec in iter_specs(organ_mask, self.spacing_mm, count=settings.count, organ=settings.organ,
                                    size_mm=settings.size_mm, rng=rng, ct_hu=hu, avoid=labels == self.tumor_label,
-                                   method=settings.method, device=settings.device, **settings.options):
+                                   centers=centers, method=settings.method, device=settings.device,
+                                   **settings.options):
                 specs.append(spec)
         except (EmptyOrganError, OrganTooSmallError, NotHUError) as exc:
             # One odd patch must not stop a training run: keep what fits and say why.
@@ -145,3 +157,11 @@ class TumorSynthesisTransform(BasicTransform):
         paste(image[settings.channel], normalised)
         paste_labels(labels, applied.tumors, self.tumor_label)
         return specs, ""
+
+    def central_box(self, shape: Sequence[int]) -> np.ndarray | None:
+        """Where tumour centres may lie in a patch of ``shape``: the centred ``kept_shape`` box, or None (anywhere)."""
+        if self.kept_shape is None or all(k >= n for k, n in zip(self.kept_shape, shape)):
+            return None
+        box = np.zeros(tuple(shape), dtype=bool)
+        box[tuple(slice(max((n - k) // 2, 0), max((n - k) // 2, 0) + k) for k, n in zip(self.kept_shape, shape))] = True
+        return box
