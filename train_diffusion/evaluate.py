@@ -286,7 +286,8 @@ def summary_line(result: dict) -> str:
     if "descriptors" in result:
         text += "\n" + figures_line("held-out", result["descriptors"]["figures"])
     for entry in (result.get("hosts") or {}).get("hosts", []):
-        where = f"{entry['host']} {entry['organ']} ({len(entry['tumours'])} tumours, {len(entry['warnings'])} warnings)"
+        where = (f"{entry['host']} {entry['organ']} ({len(entry['tumours'])} tumours, "
+                 f"{entry.get('invisible', 0)} invisible, {len(entry['warnings'])} warnings)")
         if "figures" in entry:
             text += "\n" + figures_line(where, entry["figures"])
     return text

@@ -11,7 +11,9 @@ tumours' IQR, read on the host's grid (the held-out scans averaged onto its voxe
 larger: edge sharpness is measured across one voxel, so a 3 mm host and a 1.4 mm scan are not compared
 as they are), with the figures on the real scans' own grid beside them (a relative model should write, into a non-contrast liver, tumours as conspicuous in
 units of that liver's noise as the real contrast-phase ones are in theirs). Warnings raised while
-sampling (e.g. the phase warning of an absolute model in another phase) are recorded per organ.
+sampling (e.g. the phase warning of an absolute model in another phase) are recorded per organ. A
+sample fainter than the generator's ``visible_hu`` everywhere writes no label (the label is what is
+visible): it is counted (``invisible``) and its figures are NaN.
 
 Writes ``hosts.json`` and ``hosts.png`` (rows: organ; columns: host | blanked | generated x4, the
 same tumour shape with four sampling seeds, axial slice, liver window) to the output folder.
@@ -146,14 +148,17 @@ def check_hosts(model_dir: str | Path, hosts: Sequence, organs: Sequence[str], *
                     spec = sample_spec(organ_mask, spacing, organ=organ, method="diffusion", size_mm=tuple(size_mm),
                                        ct_hu=ct, rng=np.random.default_rng([int(seed), h, i]), device=device, **options)
                     out, tumor = synthesize(ct, organ_mask, spacing, spec, device=device)
-                    row = lesion_descriptors(out, tumor > 0, organ_mask, spacing)
-                    rows.append({"seed": int(spec.seed), "size_mm": round(float(spec.size_mm), 2),
-                                 **{name: float(row[name]) for name in ("equivalent_diameter_mm", *REPORTED)}})
+                    row = {"seed": int(spec.seed), "size_mm": round(float(spec.size_mm), 2), "visible": bool(tumor.any())}
+                    # A sample fainter than visible_hu everywhere has no label, so nothing to measure: NaN, counted.
+                    measured = lesion_descriptors(out, tumor > 0, organ_mask, spacing) if row["visible"] else {}
+                    rows.append({**row, **{name: float(measured.get(name, np.nan))
+                                           for name in ("equivalent_diameter_mm", *REPORTED)}})
                     specs.append(spec)
                 # What a user would be told (library deprecation notices are not about this host).
                 caught = sorted({str(w.message) for w in seen
                                  if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning))})
             entry = {"host": case.case_id, "organ": organ, "spacing_mm": list(spacing), "tumours": rows,
+                     "invisible": sum(not r["visible"] for r in rows),
                      "organ_median_hu": round(float(np.median(ct[organ_mask])), 1), "warnings": caught}
             if reference:
                 entry["figures_native"] = figures_against(reference, rows)
@@ -165,7 +170,8 @@ def check_hosts(model_dir: str | Path, hosts: Sequence, organs: Sequence[str], *
                 entry["figures"] = figures_preferring(on_grid, entry.get("figures_native", {}))
                 entry["reference_grid_mm"] = list(spacing)
             results.append(entry)
-            log(f"{case.case_id} {organ}: {len(rows)} tumour(s), {len(caught)} warning(s)")
+            log(f"{case.case_id} {organ}: {len(rows)} tumour(s) ({entry['invisible']} invisible), "
+                f"{len(caught)} warning(s)")
             if preview is not None and specs:
                 rows_png.append(_preview_row(ct, organ_mask, spacing, specs[0], device))
                 row_labels.append(f"{case.case_id} {organ}")

@@ -135,6 +135,27 @@ def test_host_check_on_the_bundled_example(tmp_path, trained_run):
     assert "figures" not in again["hosts"][0]  # no reference, no verdict
 
 
+def test_host_check_counts_invisible_tumours(trained_run, monkeypatch):
+    """A sample too faint to label (an empty mask) is counted and measured as NaN, not a crash."""
+    import tumorsyn
+    from train_diffusion.host_check import check_hosts
+
+    _, folder = trained_run
+    real = tumorsyn.synthesize
+    calls = []
+
+    def faint_first(ct, organ_mask, spacing, spec, **kwargs):
+        out, tumor = real(ct, organ_mask, spacing, spec, **kwargs)
+        calls.append(spec.seed)
+        return (ct.copy(), np.zeros_like(tumor)) if len(calls) == 1 else (out, tumor)
+
+    monkeypatch.setattr(tumorsyn, "synthesize", faint_first)
+    out = check_hosts(folder, ["example"], ["liver"], tumours=2, size_mm=(8.0, 12.0), seed=3, steps=2, device="cpu")
+    entry = out["hosts"][0]
+    assert entry["invisible"] == 1 and [t["visible"] for t in entry["tumours"]] == [False, True]
+    assert np.isnan(entry["tumours"][0]["contrast_noise"]) and np.isfinite(entry["tumours"][1]["contrast_noise"])
+
+
 @pytest.mark.parametrize("override, message", [
     ("evaluation.hosts=[nowhere]", r"evaluation.hosts\[0\] must be example or a mapping with ct and labels"),
     ("evaluation.host_organs=[heart]", "evaluation.host_organs must list organs"),
