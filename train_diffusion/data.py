@@ -20,7 +20,7 @@ from tumorsyn.generators.diffusion.intensity import relative_window_hu, ring_sta
 from tumorsyn.generators.diffusion.sampler import grow_mask, hu_to_unit
 from tumorsyn.lesion_size import label_lesions, max_diameter_mm
 
-__all__ = ["CropBank", "cut_to_region", "load_crops", "load_holdout", "resample_crop"]
+__all__ = ["CropBank", "HeldoutReference", "cut_to_region", "load_crops", "load_holdout", "resample_crop"]
 
 _STAGES = {"autoencoder": 1, "ldm": 2, "preview": 3, "refiner": 4}
 
@@ -380,6 +380,30 @@ def holdout_native_rows(config: dict, spacing_mm=None) -> list[dict]:
                                       case_id=case.case_id)
             rows += [r for r in described if r["lesion_id"] in keep and r["described"]]
     return rows
+
+
+class HeldoutReference:
+    """The held-out real tumours' :data:`~train_diffusion.figures.REPORTED` figures, the reference of tumours
+    written into other scans: on their own scans' grid (``native``), and, called with a host's spacing,
+    averaged onto that host's voxels (read once per spacing).
+    """
+
+    def __init__(self, config: dict) -> None:
+        self.config = config
+        self.native = self._figures(holdout_native_rows(config))
+        self.on_grid: dict = {}
+
+    @staticmethod
+    def _figures(rows: list[dict]) -> list[dict]:
+        from train_diffusion.figures import REPORTED
+
+        return [{name: float(row[name]) for name in REPORTED} for row in rows]
+
+    def __call__(self, spacing_mm) -> list[dict]:
+        key = tuple(round(float(s), 4) for s in spacing_mm)
+        if key not in self.on_grid:
+            self.on_grid[key] = self._figures(holdout_native_rows(self.config, spacing_mm=key))
+        return self.on_grid[key]
 
 
 def area_resample(hu: np.ndarray, organ: np.ndarray, components: np.ndarray, spacing_mm, out_spacing_mm):

@@ -31,7 +31,7 @@ from tumorsyn.errors import ConfigError
 from tumorsyn.generators.diffusion.sampler import blank_crop, decode, encode, hu_to_unit, inpaint, unit_to_hu
 
 from train_diffusion.data import CropBank, load_holdout
-from train_diffusion.figures import REPORTED, crop_descriptors, figures_against, figures_line
+from train_diffusion.figures import crop_descriptors, figures_against, figures_line
 
 __all__ = ["masked_mae", "rim_mask", "reconstruct", "evaluate_bank", "evaluate_model", "summary_line"]
 
@@ -245,29 +245,19 @@ def evaluate_model(config: dict, *, model_dir: str | Path | None = None, out_dir
             f"({', '.join(e['host_organs'])}) in {len(e['hosts'])} scan(s)")
         # Host tumours are read on their host's own grid, so the reference is read on the held-out scans' own
         # grid too (the crops' trilinear resampling smooths noise, which moves the noise-unit figures).
-        from train_diffusion.data import holdout_native_rows
+        from train_diffusion.data import HeldoutReference
 
-        def figures_only(rows):
-            return [{name: float(row[name]) for name in REPORTED} for row in rows]
-
-        reference = figures_only(holdout_native_rows(config))
-        on_grid: dict = {}
-
-        def reference_on_grid(spacing):
-            # The same real tumours averaged onto the host's voxels (partial volume), once per spacing.
-            key = tuple(round(float(s), 4) for s in spacing)
-            if key not in on_grid:
-                on_grid[key] = figures_only(holdout_native_rows(config, spacing_mm=key))
-            return on_grid[key]
-
+        reference = HeldoutReference(config)
         hosts = check_hosts(model_dir, e["hosts"], e["host_organs"], tumours=e["tumours_per_organ"],
                             size_mm=e["size_mm"], seed=int(config["seed"]), steps=steps, device=device, grain=grain,
-                            reference=reference, reference_on_grid=reference_on_grid, preview=out_dir / "hosts.png",
+                            reference=reference.native, reference_on_grid=reference, preview=out_dir / "hosts.png",
                             log=log)
-        hosts["reference"] = {"what": "held-out real tumours, described on their own scan's grid", "rows": reference}
+        hosts["reference"] = {"what": "held-out real tumours, described on their own scan's grid",
+                              "rows": reference.native}
         hosts["reference_on_grid"] = {"what": "the same tumours averaged onto each host's voxels (partial volume), "
                                               "the reference of each host's figures",
-                                      "rows": {"x".join(f"{v:g}" for v in k): rows for k, rows in on_grid.items()}}
+                                      "rows": {"x".join(f"{v:g}" for v in k): rows
+                                               for k, rows in reference.on_grid.items()}}
         (out_dir / "hosts.json").write_text(json.dumps(hosts, indent=2))
         result["hosts"] = hosts
     return result

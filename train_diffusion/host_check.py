@@ -29,7 +29,7 @@ import numpy as np
 
 from train_diffusion.figures import REPORTED, figures_against, figures_preferring
 
-__all__ = ["DISPLAY_WINDOW_HU", "host_cases", "check_hosts"]
+__all__ = ["DISPLAY_WINDOW_HU", "host_cases", "check_hosts", "measure_written", "organ_figures"]
 
 DISPLAY_WINDOW_HU = (-160.0, 240.0)  # W 400 / L 40: the abdominal soft-tissue window of the pictures
 _PREVIEW_SEEDS = 4
@@ -83,16 +83,50 @@ def _preview_row(ct, organ_mask, spacing, spec, device) -> list:
     return preview_tiles([_to_unit(p) for p in (host, blanked, *panels)], mask=label, scale=3)
 
 
+def measure_written(ct_out: np.ndarray, tumor: np.ndarray, organ_mask: np.ndarray, spacing_mm, *, seed: int,
+                    size_mm: float) -> dict:
+    """One written tumour's row: seed, drawn size, whether it is visible, and the :data:`REPORTED` descriptors.
+
+    A sample fainter than the generator's ``visible_hu`` everywhere has no label and nothing to measure:
+    ``visible`` false, figures NaN.
+    """
+    from tumorsyn.metrics.realism.descriptors import lesion_descriptors
+
+    tumor = np.asarray(tumor) > 0
+    row = {"seed": int(seed), "size_mm": round(float(size_mm), 2), "visible": bool(tumor.any())}
+    measured = lesion_descriptors(ct_out, tumor, organ_mask, spacing_mm) if row["visible"] else {}
+    return {**row, **{name: float(measured.get(name, np.nan)) for name in ("equivalent_diameter_mm", *REPORTED)}}
+
+
+def organ_figures(rows: list[dict], spacing_mm, reference: list[dict] | None = None,
+                  reference_on_grid: Callable | None = None) -> dict:
+    """The figures of one organ's written tumours (``rows``, :func:`measure_written`) against the real ones.
+
+    ``figures_native`` against ``reference`` (the real tumours on their own grid); ``figures_on_grid``
+    against ``reference_on_grid(spacing_mm)`` (the same averaged onto the host's voxels); ``figures``, the
+    verdict: the host's grid where at least :data:`~train_diffusion.figures.MIN_REFERENCE` real values are
+    left for a figure, else the real tumours' own grid. Empty without a reference.
+    """
+    out: dict = {}
+    if reference:
+        out["figures_native"] = out["figures"] = figures_against(reference, rows)
+    if reference_on_grid is not None:
+        out["figures_on_grid"] = figures_against(reference_on_grid(spacing_mm), rows)
+        out["figures"] = figures_preferring(out["figures_on_grid"], out.get("figures_native", {}))
+        out["reference_grid_mm"] = list(spacing_mm)
+    return out
+
+
 def check_hosts(model_dir: str | Path, hosts: Sequence, organs: Sequence[str], *, tumours: int, size_mm, seed: int,
                 steps: int | None = None, device: str = "auto", grain: str | None = None, reference: list[dict] | None = None,
                 reference_on_grid: Callable | None = None, preview: str | Path | None = None,
-                log=lambda *a: None) -> dict:
+                method: str = "diffusion", log=lambda *a: None) -> dict:
     """Write ``tumours`` early tumours per organ and host with the model; measure them (see module docstring).
 
     Parameters
     ----------
-    model_dir : path
-        A model folder (``tumorsyn generate --model``).
+    model_dir : path or None
+        A model folder (``tumorsyn generate --model``); None for another ``method``.
     hosts : sequence
         ``"example"`` or ``{ct, labels, label_preset}`` entries.
     organs : sequence of str
@@ -118,6 +152,9 @@ def check_hosts(model_dir: str | Path, hosts: Sequence, organs: Sequence[str], *
         :data:`train_diffusion.figures.MIN_REFERENCE` real values are left (else with ``reference``).
     preview : path, optional
         Where to write the PNG (one row per host and organ).
+    method : str
+        The generator (default ``diffusion``; ``rules`` or ``ca`` write their tumours the same way, with
+        the same seeds, for a side-by-side: ``benchmarks/bench_example_figures.py``).
     log : callable
         Progress lines.
 
@@ -129,9 +166,8 @@ def check_hosts(model_dir: str | Path, hosts: Sequence, organs: Sequence[str], *
     """
     from tumorsyn import sample_spec, synthesize
     from tumorsyn.io.cases import read_case_masks
-    from tumorsyn.metrics.realism.descriptors import lesion_descriptors
 
-    options = {"model": str(model_dir)}
+    options = {"model": str(model_dir)} if method == "diffusion" else {}
     if steps is not None:
         options["steps"] = int(steps)
     if grain is not None:
@@ -145,14 +181,10 @@ def check_hosts(model_dir: str | Path, hosts: Sequence, organs: Sequence[str], *
             with warnings.catch_warnings(record=True) as seen:
                 warnings.simplefilter("always")
                 for i in range(int(tumours)):
-                    spec = sample_spec(organ_mask, spacing, organ=organ, method="diffusion", size_mm=tuple(size_mm),
+                    spec = sample_spec(organ_mask, spacing, organ=organ, method=method, size_mm=tuple(size_mm),
                                        ct_hu=ct, rng=np.random.default_rng([int(seed), h, i]), device=device, **options)
                     out, tumor = synthesize(ct, organ_mask, spacing, spec, device=device)
-                    row = {"seed": int(spec.seed), "size_mm": round(float(spec.size_mm), 2), "visible": bool(tumor.any())}
-                    # A sample fainter than visible_hu everywhere has no label, so nothing to measure: NaN, counted.
-                    measured = lesion_descriptors(out, tumor > 0, organ_mask, spacing) if row["visible"] else {}
-                    rows.append({**row, **{name: float(measured.get(name, np.nan))
-                                           for name in ("equivalent_diameter_mm", *REPORTED)}})
+                    rows.append(measure_written(out, tumor, organ_mask, spacing, seed=spec.seed, size_mm=spec.size_mm))
                     specs.append(spec)
                 # What a user would be told (library deprecation notices are not about this host).
                 caught = sorted({str(w.message) for w in seen
@@ -160,15 +192,7 @@ def check_hosts(model_dir: str | Path, hosts: Sequence, organs: Sequence[str], *
             entry = {"host": case.case_id, "organ": organ, "spacing_mm": list(spacing), "tumours": rows,
                      "invisible": sum(not r["visible"] for r in rows),
                      "organ_median_hu": round(float(np.median(ct[organ_mask])), 1), "warnings": caught}
-            if reference:
-                entry["figures_native"] = figures_against(reference, rows)
-                entry["figures"] = entry["figures_native"]
-            if reference_on_grid is not None:
-                # The host's grid where enough real tumours are left to judge by, else their own grid.
-                on_grid = figures_against(reference_on_grid(spacing), rows)
-                entry["figures_on_grid"] = on_grid
-                entry["figures"] = figures_preferring(on_grid, entry.get("figures_native", {}))
-                entry["reference_grid_mm"] = list(spacing)
+            entry.update(organ_figures(rows, spacing, reference, reference_on_grid))
             results.append(entry)
             log(f"{case.case_id} {organ}: {len(rows)} tumour(s) ({entry['invisible']} invisible), "
                 f"{len(caught)} warning(s)")
