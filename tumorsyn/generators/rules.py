@@ -21,7 +21,7 @@ import numpy as np
 from scipy.special import expit
 
 from tumorsyn import priors
-from tumorsyn.blend import blend, edge_reach_mm, sigmoid_weight, tissue_level, visible_contrast
+from tumorsyn.blend import LEVEL_BLURS, blend, edge_reach_mm, sigmoid_weight, tissue_level, visible_contrast
 from tumorsyn.errors import ConfigError
 from tumorsyn.generators.base import MIN_DELTA_HU, Generator, Rendering, hypodense_contrast
 from tumorsyn.host import reference_noise_hu
@@ -33,6 +33,9 @@ from tumorsyn.spec import TumorSpec
 from tumorsyn.texture import seeded_streams, smooth_noise
 
 __all__ = ["RulesGenerator"]
+
+
+_SPEC_V1_LEVEL_BLUR = "mm"  # specs drawn before the one-voxel floor of the tissue level replay as they were drawn
 
 
 def _clip_contrast(value_hu: float, preset: OrganPreset) -> float:
@@ -184,6 +187,7 @@ class RulesGenerator(Generator):
         for key, value in options.items():
             if key in params and key != "appearance" and value is not None:
                 params[key] = value
+        params["level_blur"] = "voxel"  # the host's whole grain kept inside (tumorsyn.blend.tissue_level)
         return params
 
     # --- deterministic side ---------------------------------------------------------------------
@@ -197,6 +201,8 @@ class RulesGenerator(Generator):
             raise ConfigError(f"rules spec radii_mm must be three positive numbers, got {p['radii_mm']}")
         if abs(p["delta_hu"]) < 1e-6:
             raise ConfigError("rules spec delta_hu must not be 0")
+        if p.get("level_blur", _SPEC_V1_LEVEL_BLUR) not in LEVEL_BLURS:
+            raise ConfigError(f"rules spec level_blur must be one of {', '.join(LEVEL_BLURS)}, got {p['level_blur']!r}")
 
     def extent_mm(self, spec: TumorSpec) -> float:
         return shape_reach_mm(spec.params) + edge_reach_mm(spec.params["edge_mm"]) + 1.0
@@ -266,5 +272,6 @@ class RulesGenerator(Generator):
             w = w * organ_box
         label = self._label(w, delta, spec)
         target = np.float32(spec.organ_mean_hu) + delta + texture_hu
-        out, changed = blend(ct_box, w, target, tissue_level(ct_box, spec.spacing_mm))
+        level = tissue_level(ct_box, spec.spacing_mm, spec.params.get("level_blur", _SPEC_V1_LEVEL_BLUR), organ_box)
+        out, changed = blend(ct_box, w, target, level)
         return out, label, changed

@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 from tumorsyn import priors
-from tumorsyn.blend import blend, drop_faint, tissue_level, visible_contrast
+from tumorsyn.blend import LEVEL_BLURS, blend, drop_faint, tissue_level, visible_contrast
 from tumorsyn.errors import ConfigError
 from tumorsyn.generators.base import Generator, Rendering, hypodense_contrast
 from tumorsyn.generators.ca import calibration
@@ -48,6 +48,7 @@ __all__ = ["CAGenerator"]
 _CAPACITY = 10
 _INVASION_KEYS = ("low", "mid", "high", "vessel", "outside")
 _MASS_EFFECT_PROBABILITY = 0.5
+_SPEC_V1_LEVEL_BLUR = "mm"  # specs drawn before the one-voxel floor of the tissue level replay as they were drawn
 
 
 # Edge blur (mm, the presence map's Gaussian sigma) -> edge sharpness (tumorsyn realism) of automaton
@@ -205,6 +206,7 @@ class CAGenerator(Generator):
             if key in params and key not in ("necrosis", "capsule", "mass_effect") and value is not None:
                 params[key] = value
         params["steps"] = calibration.steps_for_diameter(size_mm, spacing_mm, params)
+        params["level_blur"] = "voxel"  # the host's whole grain kept inside (tumorsyn.blend.tissue_level)
         return params
 
     # --- deterministic side ---------------------------------------------------------------------
@@ -226,6 +228,8 @@ class CAGenerator(Generator):
             raise ConfigError(f"ca spec capacity must be 2..100, got {p['capacity']}")
         if abs(p["delta_hu"]) < 1e-6:
             raise ConfigError("ca spec delta_hu must not be 0")
+        if p.get("level_blur", _SPEC_V1_LEVEL_BLUR) not in LEVEL_BLURS:
+            raise ConfigError(f"ca spec level_blur must be one of {', '.join(LEVEL_BLURS)}, got {p['level_blur']!r}")
         mass = p.get("mass_effect")
         if mass is not None and not (isinstance(mass, dict) and 0.0 <= float(mass.get("push", -1.0)) <= 0.5):
             raise ConfigError(f"ca spec mass_effect must be null or {{'push': 0..0.5}}, got {mass!r}")
@@ -360,7 +364,8 @@ class CAGenerator(Generator):
         changed = w > 0
         if not changed.any():
             return ct_box.astype(np.float32, copy=True), label, changed
-        start, level = ct_box, tissue_level(ct_box, spec.spacing_mm)
+        start, level = ct_box, tissue_level(ct_box, spec.spacing_mm, spec.params.get("level_blur", _SPEC_V1_LEVEL_BLUR),
+                                            organ_box)
         mass = spec.params.get("mass_effect")
         if mass:
             # Push the tissue aside first; the tumour is then drawn over the displaced scan.
