@@ -54,9 +54,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 __all__ = ["MIN_VOXELS", "ORGANS", "RealDataMissing", "SHAPE_ONLY_GROUPS", "SOURCES", "SPLITS", "data_root",
-           "describe_source", "lits_split", "missing_sources", "real_lesion_rows"]
+           "describe_source", "lits_rows_on_grid", "lits_split", "missing_sources", "real_lesion_rows"]
 
 MIN_VOXELS = 3
 SPLITS = ("calibration", "test", "all")
@@ -284,6 +285,45 @@ def describe_source(source: str, *, workers: int | None = None) -> list[dict]:
         rows = [row for part in parts for row in part]
     _CACHE[source] = rows
     return rows
+
+
+def lits_rows_on_grid(spacing_mm, split: str = "all") -> list[dict]:
+    """LiTS-117's lesions described after the scan is averaged onto voxels of ``spacing_mm`` (mm).
+
+    The real tumours as a coarser host's grid holds them (partial volume: each lesion and the liver are
+    averaged like the HU and kept at >= 1/2, :func:`train_diffusion.data.area_resample`; axes whose voxels
+    are not larger keep their own spacing), for comparing tumours written into a 3 mm scan at matched
+    voxels. The split is each lesion's own, from its centroid on the native grid, as in
+    :func:`real_lesion_rows`; lesions left with fewer than ``MIN_VOXELS`` voxels drop out. Cached per spacing.
+    """
+    from tumorsyn.io import load_labels, load_scan
+    from tumorsyn.io.labels import label_values
+    from tumorsyn.io.scan import check_same_grid
+    from tumorsyn.lesion_size import label_lesions
+    from tumorsyn.metrics.realism import describe_case
+    from train_diffusion.data import area_resample
+
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose among {', '.join(SPLITS)}")
+    key = "lits117@" + "x".join(f"{float(v):g}" for v in spacing_mm)
+    if key not in _CACHE:
+        root = data_root() / "lits117"
+        ct = load_scan(_need(root / "ct.nii.gz"))
+        labels = load_labels(_need(root / "label.nii.gz"))
+        check_same_grid(ct, labels)
+        values = label_values(labels)
+        components, count = label_lesions(values == 2)
+        centroid_z = ndimage.center_of_mass(np.ones(components.shape), components, range(1, count + 1))
+        split_of = {k + 1: lits_split(c[2]) for k, c in enumerate(centroid_z)}
+        hu, liver, components, spacing = area_resample(ct.values(), values >= 1, components, ct.spacing_mm,
+                                                        tuple(float(v) for v in spacing_mm))
+        rows = describe_case(hu, components, liver, spacing, organ="liver", labelled=True, min_voxels=MIN_VOXELS,
+                             case_id=key)
+        for row in rows:
+            row.update(source=key, has_ct=True, spacing_mm=tuple(float(v) for v in spacing),
+                       split=split_of[int(row["lesion_id"])])
+        _CACHE[key] = rows
+    return [dict(row) for row in _CACHE[key] if split == "all" or row["split"] == split]
 
 
 def real_lesion_rows(organ: str, split: str = "all", *, sources: tuple[str, ...] | None = None,

@@ -52,3 +52,18 @@ def test_lits_rows_follow_the_split(monkeypatch, fresh_cache):
     assert len(test) + len(calib) == len(rows) and test and calib
     test[0]["size_class"] = "changed"  # callers get copies: the cache stays as described
     assert realdata.real_lesion_rows("liver", "test", sources=("lits117",))[0]["size_class"] != "changed"
+
+
+def test_lits_rows_on_a_coarser_grid_keep_each_lesions_split(monkeypatch, fresh_cache):
+    real_path("lits117", "label.nii.gz")
+    monkeypatch.setenv("TUMORSYN_REAL_DATA", str(REAL))
+    native = realdata.real_lesion_rows("liver", "all", sources=("lits117",), workers=1)
+    coarse = realdata.lits_rows_on_grid((3.0, 3.0, 3.0))
+    assert coarse and len(coarse) < len(native)  # the smallest lesions do not survive 3 mm voxels
+    assert all(r["spacing_mm"] == (3.0, 3.0, 3.0) and r["split"] in ("calibration", "test") for r in coarse)
+    split_native = {r["lesion_id"]: r["split"] for r in native}
+    assert all(r["split"] == split_native[r["lesion_id"]] for r in coarse)  # the same lesion, the same half
+    test = realdata.lits_rows_on_grid((3.0, 3.0, 3.0), "test")
+    assert test and {r["lesion_id"] for r in test} < {r["lesion_id"] for r in coarse}
+    with pytest.raises(ValueError, match="unknown split"):
+        realdata.lits_rows_on_grid((3.0, 3.0, 3.0), "train")
