@@ -46,6 +46,9 @@ def _median(values) -> float | None:
 def train(config: dict, *, resume: bool = True, quiet: bool = False, stop_at: tuple[str, int] | None = None) -> Path | None:
     """Train as the (validated) config says; return the model folder (None when stopped early).
 
+    ``train.threads`` sets torch's CPU threads for the run only: the caller's count is restored after
+    (float sums follow the thread count, so a leaked setting would change later results in-process).
+
     Parameters
     ----------
     config : dict
@@ -58,6 +61,16 @@ def train(config: dict, *, resume: bool = True, quiet: bool = False, stop_at: tu
         Stop (as if killed) after this optimizer step of ``"autoencoder"``, ``"refiner"`` or ``"ldm"``;
         a later call resumes.
     """
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        return _train(config, resume=resume, quiet=quiet, stop_at=stop_at)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(config: dict, *, resume: bool, quiet: bool, stop_at) -> Path | None:
     run_dir = Path(config["output_dir"])
     stage = config["train"]["stage"]
     if not resume and any((run_dir / s / "checkpoints" / "LAST").is_file() for s in ("autoencoder", "refiner", "ldm")):

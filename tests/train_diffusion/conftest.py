@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
-from diffusion_helpers import one_torch_thread, tiny_config, write_phantom_case  # noqa: F401 (autouse)
+from diffusion_helpers import one_torch_thread, tiny_config, torch_threads, write_phantom_case  # noqa: F401 (autouse)
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +17,6 @@ def trained_run(tmp_path_factory, phantom_sources):
     """One tiny run (3 + 3 steps) on the phantoms: ``(config, model folder)``."""
     from train_diffusion.train import train
 
-    torch.set_num_threads(1)
     config = tiny_config(tmp_path_factory.mktemp("run") / "run", phantom_sources)
-    return config, train(config, quiet=True)
+    with torch_threads(1):
+        return config, train(config, quiet=True)

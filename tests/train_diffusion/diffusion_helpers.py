@@ -1,6 +1,7 @@
 """Phantom tumour scans on disk and tiny training configs for the diffusion tests."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nib
@@ -61,6 +62,18 @@ def untrained_model(folder: Path, *overrides: str) -> Path:
 
     config = tiny_config(folder.parent / "unused_run", [], *overrides, need_data=False)
     return export_untrained(folder, config, seed=0)
+
+
+@contextmanager
+def torch_threads(n: int = 1):
+    """torch at ``n`` CPU threads inside the block, its previous count after: a fixture that trains once
+    must not leave later tests (in the same xdist worker) at one thread, which changes their float sums."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ from tumorsyn.generators.diffusion.sampler import decode, encode, inpaint
 from train_diffusion.train import train
 from train_diffusion.train_refiner import _blur, degraded_decode
 
-from diffusion_helpers import tiny_config
+from diffusion_helpers import tiny_config, torch_threads
 
 REFINER = ("refiner.steps=3", "refiner.channels=[4,8]", "refiner.batch_size=2", "train.preview_every=2")
 
@@ -23,9 +23,9 @@ REFINER = ("refiner.steps=3", "refiner.channels=[4,8]", "refiner.batch_size=2", 
 @pytest.fixture(scope="module")
 def refined_run(tmp_path_factory, phantom_sources):
     """A tiny run with a 3-step refiner: ``(config, model folder)``."""
-    torch.set_num_threads(1)
     config = tiny_config(tmp_path_factory.mktemp("refined") / "run", phantom_sources, *REFINER)
-    return config, train(config, quiet=True)
+    with torch_threads(1):
+        return config, train(config, quiet=True)
 
 
 def test_refiner_run_writes_its_weights_logs_and_previews(refined_run):

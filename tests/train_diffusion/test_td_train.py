@@ -71,6 +71,17 @@ def test_another_seed_trains_other_weights(tmp_path, trained_run, phantom_source
     assert any(not np.array_equal(ours[k], theirs[k]) for k in ours)
 
 
+def test_threads_setting_applies_to_the_run_only(tmp_path, phantom_sources):
+    import torch
+
+    torch.set_num_threads(2)  # the caller's count (the autouse fixture restores its own after the test)
+    config = tiny_config(tmp_path / "run", phantom_sources, "autoencoder.steps=1", "ldm.steps=1",
+                         "train.preview_every=0")
+    assert config["train"]["threads"] == 1
+    train(config, quiet=True)
+    assert torch.get_num_threads() == 2
+
+
 @pytest.mark.parametrize("extra", [["ldm.prediction_type=flow", "ldm.sampler=euler"],
                                    ["ldm.prediction_type=epsilon", "autoencoder.kind=vq", "autoencoder.num_embeddings=16"],
                                    ["ldm.prediction_type=v_prediction", "ldm.sampler=dpm_solver", "ldm.ema_decay=null",

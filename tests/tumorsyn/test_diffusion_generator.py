@@ -17,7 +17,7 @@ from tumorsyn.generators.diffusion.model_folder import clear_cache  # noqa: E402
 from tumorsyn.shapes import shape_reach_mm  # noqa: E402
 from tumorsyn.spec import TumorSpec  # noqa: E402
 
-from tests.train_diffusion.diffusion_helpers import (diffusion_spec, one_torch_thread, phantom_scan,  # noqa: E402,F401
+from tests.train_diffusion.diffusion_helpers import (diffusion_spec, one_torch_thread, phantom_scan, torch_threads,  # noqa: E402,F401
                                                      tiny_config, write_phantom_case)
 
 
@@ -26,10 +26,10 @@ def model_dir(tmp_path_factory):
     """A tiny model trained for 3 + 3 steps on phantom tumours: the save -> load -> sample round trip."""
     from train_diffusion.train import train
 
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("diffusion")
     sources = [write_phantom_case(root / "case0", seed=0)]
-    return train(tiny_config(root / "run", sources, "train.preview_every=0"), quiet=True)
+    with torch_threads(1):
+        return train(tiny_config(root / "run", sources, "train.preview_every=0"), quiet=True)
 
 
 @pytest.fixture(scope="module")

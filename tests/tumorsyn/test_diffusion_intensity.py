@@ -25,7 +25,7 @@ from tumorsyn.generators.diffusion.intensity import (MIN_RING_VOXELS, MIN_SPREAD
 from tumorsyn.generators.diffusion.model_folder import load_model, read_model_config  # noqa: E402
 from tumorsyn.generators.diffusion.sampler import hu_to_unit, unit_to_hu  # noqa: E402
 
-from tests.train_diffusion.diffusion_helpers import (diffusion_spec, one_torch_thread, phantom_scan,  # noqa: E402,F401
+from tests.train_diffusion.diffusion_helpers import (diffusion_spec, one_torch_thread, phantom_scan, torch_threads,  # noqa: E402,F401
                                                      tiny_config, untrained_model, write_phantom_case)
 
 # A shifted host changes every HU by +60 exactly; what comes back differs only by float32 rounding:
@@ -46,8 +46,8 @@ def relative_model(tmp_path_factory, sources):
     """A tiny model trained 3 + 3 steps with the default intensity (relative)."""
     from train_diffusion.train import train
 
-    torch.set_num_threads(1)
-    return train(tiny_config(tmp_path_factory.mktemp("rel") / "run", sources, "train.preview_every=0"), quiet=True)
+    with torch_threads(1):
+        return train(tiny_config(tmp_path_factory.mktemp("rel") / "run", sources, "train.preview_every=0"), quiet=True)
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +55,10 @@ def absolute_model(tmp_path_factory, sources):
     """The same tiny training with ``data.intensity: absolute``."""
     from train_diffusion.train import train
 
-    torch.set_num_threads(1)
     config = tiny_config(tmp_path_factory.mktemp("abs") / "run", sources, "train.preview_every=0",
                          "data.intensity=absolute")
-    return train(config, quiet=True)
+    with torch_threads(1):
+        return train(config, quiet=True)
 
 
 @pytest.fixture(scope="module")
