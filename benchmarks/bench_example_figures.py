@@ -11,7 +11,10 @@ IQR is "in". The diffusion model, rules and CA write through ``train_diffusion.h
 recipe through ``bench_realism.synth_baseline``.
 
 Several ``--seeds`` show how much the verdict moves from one draw of ``--n`` tumours to the next; the
-pooled line joins them. Setup (reading the reference) is untimed; nothing asserts.
+pooled line joins them. Last, the pooled liver tumours are compared on every descriptor of ``tumorsyn
+realism`` with the same real tumours (in IQR, in-range share, AI-reader AUC: ``bench_realism.figures``):
+issue 14's ruler, on the only real tumours the diffusion recipe never trained on. Setup (reading the
+reference) is untimed; nothing asserts.
 
     python benchmarks/bench_example_figures.py --model RUN/model [--n 24] [--seeds 0,1,2] [--json OUT]
 """
@@ -49,7 +52,8 @@ def _baseline_rows(organ: str, n: int, seed: int) -> tuple[list[dict], tuple]:
     rows = []
     for i in range(n):
         ct_out, tumour = bench_realism.synth_baseline(host, SIZE_MM, rng)
-        rows.append(measure_written(ct_out, tumour, host.mask, host.spacing_mm, seed=i, size_mm=float("nan")))
+        rows.append(measure_written(ct_out, tumour, host.mask, host.spacing_mm, seed=i, size_mm=float("nan"),
+                                    every_descriptor=True))
     return rows, tuple(host.spacing_mm)
 
 
@@ -65,7 +69,7 @@ def run_generator(name: str, *, model: str | None, n: int, seed: int, reference:
         warnings.simplefilter("ignore")  # the host check records warnings itself
         result = check_hosts(model if name == "diffusion" else None, ["example"], ORGANS, tumours=n, size_mm=SIZE_MM,
                              seed=seed, device="cpu", reference=reference.native, reference_on_grid=reference,
-                             method=name)
+                             method=name, every_descriptor=True)
     return {e["organ"]: {k: e[k] for k in ("tumours", "figures", "warnings", "invisible")} for e in result["hosts"]}
 
 
@@ -92,6 +96,33 @@ def print_table(title: str, results: dict[str, dict]) -> None:
             cells.append(text)
             total += inside
         say(f"| {name} | " + " | ".join(cells) + f" | {total} |")
+
+
+def descriptor_table(reference: HeldoutReference, pooled_rows: dict, spacing, seed: int) -> dict:
+    """Every realism descriptor of the pooled liver tumours against the held-out real ones on the example's grid:
+    descriptors in the real IQR, the in-range share and the AI reader's AUC (``bench_realism.figures``)."""
+    def tagged(rows, has_ct=True):
+        out = []
+        for row in rows:
+            cls = bench_realism.class_of(row["equivalent_diameter_mm"]) if np.isfinite(row["equivalent_diameter_mm"]) \
+                else None
+            if cls == "early":
+                out.append({**row, "organ": "liver", "size_class": cls, "has_ct": has_ct})
+        return out
+
+    real = tagged(reference.rows_on_grid(spacing))
+    say(f"\nliver, every descriptor of tumorsyn realism against the {len(real)} held-out real tumours of 5-20 mm "
+        "on the example's grid (pooled)")
+    say("| generator | in IQR | in-range | AI-reader AUC [CI] | outside the IQR |")
+    say("|---|---|---|---|---|")
+    out = {}
+    for name, per_organ in pooled_rows.items():
+        fig = bench_realism.figures(real, tagged(per_organ["liver"]), "liver", "early", seed)
+        out[name] = fig
+        auc = "n/a" if fig["auc"] is None else f"{fig['auc']:.2f} [{fig['ci95'][0]:.2f}-{fig['ci95'][1]:.2f}]"
+        in_range = "n/a" if fig["in_range"] is None else f"{fig['in_range']:.2f}"
+        say(f"| {name} | {fig['in_iqr']}/{fig['of']} | {in_range} | {auc} | {', '.join(fig['outside_iqr'])} |")
+    return out
 
 
 def main(argv=None) -> int:
@@ -121,7 +152,6 @@ def main(argv=None) -> int:
     say(f"reference: {len(reference.native)} held-out real tumours of {args.config}")
     everything: dict = {"n": args.n, "seeds": seeds, "size_mm": list(SIZE_MM), "model": args.model, "runs": {}}
     pooled_rows: dict = {g: {o: [] for o in ORGANS} for g in generators}
-    spacing = None
     for seed in seeds:
         results = {}
         for name in generators:
@@ -133,14 +163,15 @@ def main(argv=None) -> int:
         everything["runs"][str(seed)] = results
         print_table(f"seed {seed}: {args.n} tumours of 5-20 mm per organ (generated median, in/out of the real IQR)",
                     results)
-    if len(seeds) > 1:
-        from tumorsyn.io import load_scan
+    from tumorsyn.io import load_scan
 
-        spacing = tuple(load_scan(REPO / "tumorsyn" / "data" / "example_ct.nii.gz").spacing_mm)
+    spacing = tuple(load_scan(REPO / "tumorsyn" / "data" / "example_ct.nii.gz").spacing_mm)
+    if len(seeds) > 1:
         pooled = {g: {o: {"figures": organ_figures(rows, spacing, reference.native, reference)["figures"]}
                       for o, rows in per.items()} for g, per in pooled_rows.items()}
         everything["pooled"] = pooled
         print_table(f"pooled over seeds {', '.join(map(str, seeds))} ({args.n * len(seeds)} tumours per cell)", pooled)
+    everything["descriptors_liver"] = descriptor_table(reference, pooled_rows, spacing, seeds[0])
     if args.json:
         Path(args.json).write_text(json.dumps(everything, indent=1, default=float))
         say(f"wrote {args.json}")

@@ -25,6 +25,9 @@ class _Reference:
     def __call__(self, spacing_mm):
         return self.native
 
+    def rows_on_grid(self, spacing_mm):
+        return [{**row, "equivalent_diameter_mm": d, "has_ct": True} for row, d in zip(self.native, (6, 9, 12, 15, 18))]
+
 
 def test_side_by_side_rows_tables_and_json(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "HeldoutReference", _Reference)
@@ -33,9 +36,12 @@ def test_side_by_side_rows_tables_and_json(tmp_path, monkeypatch, capsys):
     assert bench.main(["--generators", "rules,ca", "--n", "1", "--seeds", "0,1", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "no --model: the diffusion row is skipped" not in printed  # diffusion was not asked for
-    assert printed.count("| rules |") == 3 and printed.count("| ca |") == 3  # two seeds and the pooled table
+    assert printed.count("| rules |") == 4 and printed.count("| ca |") == 4  # two seeds, pooled, descriptors
+    assert "every descriptor of tumorsyn realism against the 5 held-out real tumours" in printed
     saved = json.loads(out.read_text())
     assert set(saved["runs"]) == {"0", "1"} and set(saved["pooled"]) == {"rules", "ca"}
+    assert set(saved["descriptors_liver"]) == {"rules", "ca"}
+    assert saved["descriptors_liver"]["rules"]["n_syn"] >= 1 and saved["descriptors_liver"]["rules"]["n_real"] == 5
     for seed in ("0", "1"):
         for organ in bench.ORGANS:
             cell = saved["runs"][seed]["rules"][organ]

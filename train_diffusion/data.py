@@ -385,13 +385,15 @@ def holdout_native_rows(config: dict, spacing_mm=None) -> list[dict]:
 class HeldoutReference:
     """The held-out real tumours' :data:`~train_diffusion.figures.REPORTED` figures, the reference of tumours
     written into other scans: on their own scans' grid (``native``), and, called with a host's spacing,
-    averaged onto that host's voxels (read once per spacing).
+    averaged onto that host's voxels (read once per spacing). :meth:`rows_on_grid` gives their whole
+    descriptor rows.
     """
 
     def __init__(self, config: dict) -> None:
         self.config = config
         self.native = self._figures(holdout_native_rows(config))
         self.on_grid: dict = {}
+        self._rows: dict = {}
 
     @staticmethod
     def _figures(rows: list[dict]) -> list[dict]:
@@ -399,10 +401,17 @@ class HeldoutReference:
 
         return [{name: float(row[name]) for name in REPORTED} for row in rows]
 
+    def rows_on_grid(self, spacing_mm) -> list[dict]:
+        """Every descriptor row (``describe_case``) of the held-out tumours averaged onto ``spacing_mm``."""
+        key = tuple(round(float(s), 4) for s in spacing_mm)
+        if key not in self._rows:
+            self._rows[key] = holdout_native_rows(self.config, spacing_mm=key)
+        return self._rows[key]
+
     def __call__(self, spacing_mm) -> list[dict]:
         key = tuple(round(float(s), 4) for s in spacing_mm)
         if key not in self.on_grid:
-            self.on_grid[key] = self._figures(holdout_native_rows(self.config, spacing_mm=key))
+            self.on_grid[key] = self._figures(self.rows_on_grid(key))
         return self.on_grid[key]
 
 

@@ -84,8 +84,9 @@ def _preview_row(ct, organ_mask, spacing, spec, device) -> list:
 
 
 def measure_written(ct_out: np.ndarray, tumor: np.ndarray, organ_mask: np.ndarray, spacing_mm, *, seed: int,
-                    size_mm: float) -> dict:
-    """One written tumour's row: seed, drawn size, whether it is visible, and the :data:`REPORTED` descriptors.
+                    size_mm: float, every_descriptor: bool = False) -> dict:
+    """One written tumour's row: seed, drawn size, whether it is visible, and the :data:`REPORTED` descriptors
+    (with ``every_descriptor``, every descriptor of ``tumorsyn realism``).
 
     A sample fainter than the generator's ``visible_hu`` everywhere has no label and nothing to measure:
     ``visible`` false, figures NaN.
@@ -95,7 +96,9 @@ def measure_written(ct_out: np.ndarray, tumor: np.ndarray, organ_mask: np.ndarra
     tumor = np.asarray(tumor) > 0
     row = {"seed": int(seed), "size_mm": round(float(size_mm), 2), "visible": bool(tumor.any())}
     measured = lesion_descriptors(ct_out, tumor, organ_mask, spacing_mm) if row["visible"] else {}
-    return {**row, **{name: float(measured.get(name, np.nan)) for name in ("equivalent_diameter_mm", *REPORTED)}}
+    names = [n for n in measured if isinstance(measured[n], (int, float))] if every_descriptor else []
+    names = list(dict.fromkeys(["equivalent_diameter_mm", *REPORTED, *names]))
+    return {**row, **{name: float(measured.get(name, np.nan)) for name in names}}
 
 
 def organ_figures(rows: list[dict], spacing_mm, reference: list[dict] | None = None,
@@ -120,7 +123,7 @@ def organ_figures(rows: list[dict], spacing_mm, reference: list[dict] | None = N
 def check_hosts(model_dir: str | Path, hosts: Sequence, organs: Sequence[str], *, tumours: int, size_mm, seed: int,
                 steps: int | None = None, device: str = "auto", grain: str | None = None, reference: list[dict] | None = None,
                 reference_on_grid: Callable | None = None, preview: str | Path | None = None,
-                method: str = "diffusion", log=lambda *a: None) -> dict:
+                method: str = "diffusion", every_descriptor: bool = False, log=lambda *a: None) -> dict:
     """Write ``tumours`` early tumours per organ and host with the model; measure them (see module docstring).
 
     Parameters
@@ -155,6 +158,8 @@ def check_hosts(model_dir: str | Path, hosts: Sequence, organs: Sequence[str], *
     method : str
         The generator (default ``diffusion``; ``rules`` or ``ca`` write their tumours the same way, with
         the same seeds, for a side-by-side: ``benchmarks/bench_example_figures.py``).
+    every_descriptor : bool
+        Rows with every descriptor of ``tumorsyn realism``, not only :data:`REPORTED`.
     log : callable
         Progress lines.
 
@@ -184,7 +189,8 @@ def check_hosts(model_dir: str | Path, hosts: Sequence, organs: Sequence[str], *
                     spec = sample_spec(organ_mask, spacing, organ=organ, method=method, size_mm=tuple(size_mm),
                                        ct_hu=ct, rng=np.random.default_rng([int(seed), h, i]), device=device, **options)
                     out, tumor = synthesize(ct, organ_mask, spacing, spec, device=device)
-                    rows.append(measure_written(out, tumor, organ_mask, spacing, seed=spec.seed, size_mm=spec.size_mm))
+                    rows.append(measure_written(out, tumor, organ_mask, spacing, seed=spec.seed, size_mm=spec.size_mm,
+                                                every_descriptor=every_descriptor))
                     specs.append(spec)
                 # What a user would be told (library deprecation notices are not about this host).
                 caught = sorted({str(w.message) for w in seen
