@@ -10,19 +10,27 @@ IQR is "in". The diffusion model, rules and CA write through ``train_diffusion.h
 (the path of ``tumorsyn generate``, tumour ``i`` from seed ``[seed, 0, i]``); the SyntheticTumors
 recipe through ``bench_realism.synth_baseline``.
 
+With ``--heldout-host`` the same generators also write ``--n`` liver tumours into the held-out region of
+the config's held-out scans (LiTS-117's slab z 87-127: portal-venous, 1.36 x 1.36 x 1.6 mm), on that
+scan's own grid, and are compared there with the real tumours of that same region on the same grid
+(issue 14's ruler too). This is the path of ``tumorsyn generate`` in the contrast phase and on the grid
+the diffusion recipe learnt from, in voxels it never trained on; ``--evaluate`` instead inpaints the real
+tumours' own sites on the model's grid.
+
 Several ``--seeds`` show how much the verdict moves from one draw of ``--n`` tumours to the next; the
 pooled line joins them. Last, the pooled liver tumours are compared on every descriptor of ``tumorsyn
 realism`` with the same real tumours (in IQR, in-range share, AI-reader AUC: ``bench_realism.figures``):
 issue 14's ruler, on the only real tumours the diffusion recipe never trained on. Setup (reading the
 reference) is untimed; nothing asserts.
 
-    python benchmarks/bench_example_figures.py --model RUN/model [--n 24] [--seeds 0,1,2] [--json OUT]
+    python benchmarks/bench_example_figures.py --model RUN/model [--n 24] [--seeds 0,1,2] [--heldout-host] [--json OUT]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -30,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from train_diffusion.config import load_config
-from train_diffusion.data import HeldoutReference
+from train_diffusion.data import HeldoutReference, heldout_scans, holdout_native_rows
 from train_diffusion.figures import FIGURES
 from train_diffusion.host_check import check_hosts, measure_written, organ_figures
 
@@ -73,6 +81,52 @@ def run_generator(name: str, *, model: str | None, n: int, seed: int, reference:
     return {e["organ"]: {k: e[k] for k in ("tumours", "figures", "warnings", "invisible")} for e in result["hosts"]}
 
 
+class HeldoutHost:
+    """The held-out region of the config's first held-out scan as a host: NIfTI files for ``check_hosts`` (in a
+    temporary folder: the data's licence keeps them off the repository) and a ``bench_realism.Host`` for the
+    SyntheticTumors recipe."""
+
+    def __init__(self, config: dict, folder: Path) -> None:
+        import nibabel as nib
+
+        scan = heldout_scans(config)[0]
+        self.case_id, self.spacing_mm, self.organ = scan["case_id"], scan["spacing_mm"], scan["organ_name"]
+        affine = np.diag([*self.spacing_mm, 1.0])
+        labels = np.where(scan["tumour"], 2, np.where(scan["organ"], 1, 0)).astype(np.uint8)  # decathlon: 1 organ, 2 tumour
+        nib.save(nib.Nifti1Image(np.round(scan["hu"]).astype(np.int16), affine), folder / "heldout_ct.nii.gz")
+        nib.save(nib.Nifti1Image(labels, affine), folder / "heldout_labels.nii.gz")
+        self.entry = {"ct": str(folder / "heldout_ct.nii.gz"), "labels": str(folder / "heldout_labels.nii.gz"),
+                      "label_preset": "decathlon"}
+        self.host = bench_realism._host("heldout", self.case_id, self.organ, scan["hu"], scan["organ"], self.spacing_mm)
+
+
+def run_heldout_host(name: str, *, model: str | None, n: int, seed: int, host: HeldoutHost, reference: list[dict]) -> dict:
+    """One generator's ``n`` tumours in the held-out host (rows and figures against its real tumours, same grid)."""
+    if name == "baseline":
+        rng = np.random.default_rng([seed, 8])
+        rows = []
+        for i in range(n):
+            ct_out, tumour = bench_realism.synth_baseline(host.host, SIZE_MM, rng)
+            rows.append(measure_written(ct_out, tumour, host.host.mask, host.spacing_mm, seed=i, size_mm=float("nan"),
+                                        every_descriptor=True))
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = check_hosts(model if name == "diffusion" else None, [host.entry], [host.organ], tumours=n,
+                                 size_mm=SIZE_MM, seed=seed, device="cpu", method=name, every_descriptor=True)
+        rows = result["hosts"][0]["tumours"]
+    return {"tumours": rows, **organ_figures(rows, host.spacing_mm, reference)}
+
+
+def print_host_table(title: str, results: dict[str, dict]) -> None:
+    say(f"\n{title}")
+    say("| generator | liver: contrast / spread / edge | in (of 3) |")
+    say("|---|---|---|")
+    for name, entry in results.items():
+        text, inside = _cell(entry["figures"])
+        say(f"| {name} | {text} | {inside} |")
+
+
 def _cell(figures: dict) -> str:
     parts, inside = [], 0
     for name in FIGURES:
@@ -98,9 +152,9 @@ def print_table(title: str, results: dict[str, dict]) -> None:
         say(f"| {name} | " + " | ".join(cells) + f" | {total} |")
 
 
-def descriptor_table(reference: HeldoutReference, pooled_rows: dict, spacing, seed: int) -> dict:
-    """Every realism descriptor of the pooled liver tumours against the held-out real ones on the example's grid:
-    descriptors in the real IQR, the in-range share and the AI reader's AUC (``bench_realism.figures``)."""
+def descriptor_table(real_rows: list[dict], pooled_rows: dict, seed: int, where: str = "the example's grid") -> dict:
+    """Every realism descriptor of the pooled liver tumours against held-out real ones (``real_rows``, read on the
+    hosts' grid): descriptors in the real IQR, the in-range share and the AI reader's AUC (``bench_realism.figures``)."""
     def tagged(rows, has_ct=True):
         out = []
         for row in rows:
@@ -110,9 +164,9 @@ def descriptor_table(reference: HeldoutReference, pooled_rows: dict, spacing, se
                 out.append({**row, "organ": "liver", "size_class": cls, "has_ct": has_ct})
         return out
 
-    real = tagged(reference.rows_on_grid(spacing))
+    real = tagged(real_rows)
     say(f"\nliver, every descriptor of tumorsyn realism against the {len(real)} held-out real tumours of 5-20 mm "
-        "on the example's grid (pooled)")
+        f"on {where} (pooled)")
     say("| generator | in IQR | in-range | AI-reader AUC [CI] | outside the IQR |")
     say("|---|---|---|---|---|")
     out = {}
@@ -122,6 +176,34 @@ def descriptor_table(reference: HeldoutReference, pooled_rows: dict, spacing, se
         auc = "n/a" if fig["auc"] is None else f"{fig['auc']:.2f} [{fig['ci95'][0]:.2f}-{fig['ci95'][1]:.2f}]"
         in_range = "n/a" if fig["in_range"] is None else f"{fig['in_range']:.2f}"
         say(f"| {name} | {fig['in_iqr']}/{fig['of']} | {in_range} | {auc} | {', '.join(fig['outside_iqr'])} |")
+    return out
+
+
+def heldout_host_runs(config: dict, generators: list[str], args, seeds: list[int]) -> dict:
+    """Every generator's liver tumours in the held-out host, per seed and pooled, and issue 14's ruler there."""
+    real = holdout_native_rows(config)
+    out: dict = {"runs": {}}
+    pooled: dict = {g: [] for g in generators}
+    with tempfile.TemporaryDirectory(prefix="tumorsyn_heldout_") as folder:
+        host = HeldoutHost(config, Path(folder))
+        say(f"\nheld-out host: {host.case_id}'s held-out region, {host.organ}, "
+            f"{' x '.join(f'{s:g}' for s in host.spacing_mm)} mm; {len(real)} real tumours there")
+        out["host"] = {"case": host.case_id, "spacing_mm": list(host.spacing_mm)}
+        for seed in seeds:
+            results = {}
+            for name in generators:
+                started = time.perf_counter()
+                results[name] = run_heldout_host(name, model=args.model, n=args.n, seed=seed, host=host, reference=real)
+                say(f"{name}, held-out host, seed {seed}: {time.perf_counter() - started:.0f} s")
+                pooled[name] += results[name]["tumours"]
+            out["runs"][str(seed)] = results
+            print_host_table(f"held-out host, seed {seed}: {args.n} liver tumours of 5-20 mm (generated median, in/out "
+                             "of the real IQR on the same grid)", results)
+    if len(seeds) > 1:
+        out["pooled"] = {g: {"figures": organ_figures(rows, host.spacing_mm, real)["figures"]} for g, rows in pooled.items()}
+        print_host_table(f"held-out host, pooled over seeds {', '.join(map(str, seeds))}", out["pooled"])
+    out["descriptors_liver"] = descriptor_table(real, {g: {"liver": rows} for g, rows in pooled.items()}, seeds[0],
+                                                where="the held-out scan's own grid")
     return out
 
 
@@ -135,6 +217,8 @@ def main(argv=None) -> int:
                                                                            f"{', '.join(GENERATORS)}")
     parser.add_argument("--n", type=int, default=24, help="tumours per generator, organ and seed (default 24)")
     parser.add_argument("--seeds", default="0", help="comma-separated master seeds (default 0)")
+    parser.add_argument("--heldout-host", action="store_true", help="also write liver tumours into the held-out region "
+                                                                     "of the config's held-out scan, on its own grid")
     parser.add_argument("--json", help="write every row and figure here")
     args = parser.parse_args(argv)
     generators = [g for g in args.generators.split(",") if g]
@@ -171,7 +255,9 @@ def main(argv=None) -> int:
                       for o, rows in per.items()} for g, per in pooled_rows.items()}
         everything["pooled"] = pooled
         print_table(f"pooled over seeds {', '.join(map(str, seeds))} ({args.n * len(seeds)} tumours per cell)", pooled)
-    everything["descriptors_liver"] = descriptor_table(reference, pooled_rows, spacing, seeds[0])
+    everything["descriptors_liver"] = descriptor_table(reference.rows_on_grid(spacing), pooled_rows, seeds[0])
+    if args.heldout_host:
+        everything["heldout_host"] = heldout_host_runs(config, generators, args, seeds)
     if args.json:
         Path(args.json).write_text(json.dumps(everything, indent=1, default=float))
         say(f"wrote {args.json}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO
@@ -56,3 +57,44 @@ def test_unknown_generator_refused(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--generators", "gan"])
     assert "unknown generator(s) gan" in capsys.readouterr().err
+
+
+def test_heldout_host_writes_into_the_held_out_region_on_its_own_grid(tmp_path, monkeypatch, capsys):
+    """--heldout-host: the generators' liver tumours in the held-out scan region (a phantom stands in), compared with
+    that region's real tumours; the temporary NIfTI files are gone afterwards."""
+    from tests.conftest import make_phantom
+
+    ct, organ, spacing = make_phantom(shape=(48, 48, 32), radii_mm=(20.0, 18.0, 18.0), seed=5)
+    real_tumour = np.zeros_like(organ)
+    real_tumour[10:14, 24:28, 14:18] = organ[10:14, 24:28, 14:18]
+    scan = {"case_id": "phantom", "hu": ct, "organ": organ & ~real_tumour, "tumour": real_tumour,
+            "spacing_mm": tuple(spacing), "organ_name": "liver"}
+    written = []
+
+    def scans(config):
+        return [scan]
+
+    real = _Reference(None).rows_on_grid(None)
+    monkeypatch.setattr(bench, "HeldoutReference", _Reference)
+    monkeypatch.setattr(bench, "load_config", lambda path: {})
+    monkeypatch.setattr(bench, "heldout_scans", scans)
+    monkeypatch.setattr(bench, "holdout_native_rows", lambda config: real)
+    original = bench.HeldoutHost.__init__
+
+    def remember(self, config, folder):
+        original(self, config, folder)
+        written.append(folder)
+
+    monkeypatch.setattr(bench.HeldoutHost, "__init__", remember)
+    out = tmp_path / "figures.json"
+    assert bench.main(["--generators", "rules", "--n", "2", "--seeds", "0,1", "--heldout-host", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "held-out host: phantom's held-out region, liver, 1 x 1 x 1.5 mm; 5 real tumours there" in printed
+    assert "on the held-out scan's own grid (pooled)" in printed
+    saved = json.loads(out.read_text())["heldout_host"]
+    assert saved["host"] == {"case": "phantom", "spacing_mm": [1.0, 1.0, 1.5]}
+    assert set(saved["runs"]) == {"0", "1"} and set(saved["pooled"]) == {"rules"}
+    rows = saved["runs"]["0"]["rules"]["tumours"]
+    assert len(rows) == 2 and all(r["visible"] for r in rows) and set(bench.FIGURES) <= set(saved["pooled"]["rules"]["figures"])
+    assert saved["descriptors_liver"]["rules"]["n_real"] == 5
+    assert written and not any(p.exists() for p in written)  # the scan's copy is not left behind

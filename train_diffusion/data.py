@@ -20,7 +20,8 @@ from tumorsyn.generators.diffusion.intensity import relative_window_hu, ring_sta
 from tumorsyn.generators.diffusion.sampler import grow_mask, hu_to_unit
 from tumorsyn.lesion_size import label_lesions, max_diameter_mm
 
-__all__ = ["CropBank", "HeldoutReference", "cut_to_region", "load_crops", "load_holdout", "resample_crop"]
+__all__ = ["CropBank", "HeldoutReference", "cut_to_region", "heldout_scans", "load_crops", "load_holdout",
+           "resample_crop"]
 
 _STAGES = {"autoencoder": 1, "ldm": 2, "preview": 3, "refiner": 4}
 
@@ -352,6 +353,17 @@ def tumour_used(one: np.ndarray, box, scan_spacing, cut, lo_mm: float, hi_mm) ->
     return float(diameter)
 
 
+def _heldout_regions(config: dict):
+    """Each held-out scan cut to its region: ``(source, case, hu, organ mask, tumour mask, spacing, cut mask)``."""
+    d = config["data"]
+    for i, src in enumerate(d["holdout_sources"]):
+        for case in _cases(src):
+            hu, organ_mask, tumor, spacing, cut, _ = _read_case(case, src["organ"], d["crop_margin_mm"], lesions=True,
+                                                                region=src.get("region"),
+                                                                where=f"data.holdout_sources[{i}].region")
+            yield src, case, hu, organ_mask, tumor, spacing, cut
+
+
 def holdout_native_rows(config: dict, spacing_mm=None) -> list[dict]:
     """Realism descriptor rows of the held-out tumours that :func:`load_holdout` crops, read on their own scan's
     grid (not resampled): the reference of tumours written into other scans, each on its own grid.
@@ -364,22 +376,32 @@ def holdout_native_rows(config: dict, spacing_mm=None) -> list[dict]:
 
     d = config["data"]
     rows = []
-    for i, src in enumerate(d["holdout_sources"]):
-        for case in _cases(src):
-            hu, organ_mask, tumor, spacing, cut, _ = _read_case(case, src["organ"], d["crop_margin_mm"], lesions=True,
-                                                                region=src.get("region"),
-                                                                where=f"data.holdout_sources[{i}].region")
-            components, count = label_lesions(tumor)
-            boxes = ndimage.find_objects(components)
-            keep = [k for k in range(1, count + 1)
-                    if tumour_used(components[boxes[k - 1]] == k, boxes[k - 1], spacing, cut,
-                                   float(d["min_diameter_mm"]), d["max_diameter_mm"]) is not None]
-            if spacing_mm is not None:
-                hu, organ_mask, components, spacing = area_resample(hu, organ_mask, components, spacing, spacing_mm)
-            described = describe_case(hu, components, organ_mask, spacing, organ=src["organ"], labelled=True,
-                                      case_id=case.case_id)
-            rows += [r for r in described if r["lesion_id"] in keep and r["described"]]
+    for src, case, hu, organ_mask, tumor, spacing, cut in _heldout_regions(config):
+        components, count = label_lesions(tumor)
+        boxes = ndimage.find_objects(components)
+        keep = [k for k in range(1, count + 1)
+                if tumour_used(components[boxes[k - 1]] == k, boxes[k - 1], spacing, cut,
+                               float(d["min_diameter_mm"]), d["max_diameter_mm"]) is not None]
+        if spacing_mm is not None:
+            hu, organ_mask, components, spacing = area_resample(hu, organ_mask, components, spacing, spacing_mm)
+        described = describe_case(hu, components, organ_mask, spacing, organ=src["organ"], labelled=True,
+                                  case_id=case.case_id)
+        rows += [r for r in described if r["lesion_id"] in keep and r["described"]]
     return rows
+
+
+def heldout_scans(config: dict) -> list[dict]:
+    """The held-out region of each ``data.holdout_sources`` scan, as a host to write tumours into.
+
+    Each entry: ``case_id``, ``hu`` (float32), ``organ`` and ``tumour`` (bool; the organ without its real
+    tumours, and those tumours), ``spacing_mm`` and ``organ_name``; cut to the region and the organ's box
+    plus ``data.crop_margin_mm``, exactly as :func:`holdout_native_rows` reads the reference tumours. Only
+    voxels of the held-out region are in it, so a model never trained on them writes into a scan region it
+    has not seen, on that scan's own grid and contrast phase.
+    """
+    return [{"case_id": case.case_id, "hu": np.asarray(hu, np.float32), "organ": organ_mask & ~tumor, "tumour": tumor,
+             "spacing_mm": tuple(float(s) for s in spacing), "organ_name": src["organ"]}
+            for src, case, hu, organ_mask, tumor, spacing, _ in _heldout_regions(config)]
 
 
 class HeldoutReference:

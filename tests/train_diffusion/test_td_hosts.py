@@ -168,3 +168,27 @@ def test_evaluation_config_errors(tmp_path, phantom_sources, override, message):
 
     with pytest.raises(ConfigError, match=message):
         tiny_config(tmp_path / "run", phantom_sources, override)
+
+
+def test_heldout_scans_are_the_held_out_region_as_a_host(tmp_path, phantom_sources):
+    """The benchmarks' held-out host: the region's scan, its organ without the real tumours, the tumours, its grid."""
+    import nibabel as nib
+
+    from train_diffusion.data import heldout_scans, holdout_native_rows
+
+    config = tiny_config(tmp_path / "run", phantom_sources[:1], f"data.holdout_sources={_flow(phantom_sources[1:])}")
+    (scan,) = heldout_scans(config)
+    tumour_file = nib.load(phantom_sources[1]["tumor"][0])
+    assert scan["spacing_mm"] == pytest.approx(tumour_file.header.get_zooms()[:3])
+    assert scan["hu"].shape == scan["organ"].shape == scan["tumour"].shape and scan["hu"].dtype == np.float32
+    assert scan["tumour"].sum() == int(np.asarray(tumour_file.dataobj).sum())  # every tumour voxel, none cut
+    assert scan["organ"].any() and not (scan["organ"] & scan["tumour"]).any()
+    assert scan["organ_name"] == "liver"
+    # The same voxels the reference rows read: its one tumour, described on this very array.
+    (row,) = holdout_native_rows(config)
+    assert row["equivalent_diameter_mm"] == pytest.approx((6 * scan["tumour"].sum() * np.prod(scan["spacing_mm"])
+                                                           / math.pi) ** (1 / 3), rel=1e-6)
+    # A region keeps only its slices (and the organ's box within them).
+    cut = tiny_config(tmp_path / "cut", phantom_sources[:1], f"data.holdout_sources={_flow([{**phantom_sources[1], 'region': {'axis': 2, 'first': 0, 'last': 9}}])}")
+    (part,) = heldout_scans(cut)
+    assert part["hu"].shape[2] <= 10 and part["tumour"].sum() < scan["tumour"].sum()

@@ -210,23 +210,29 @@ def test_a_bank_built_without_cores_still_batches():
     assert x.shape == m.shape == (2, 1, 4, 4, 4) and m.all()
 
 
-def test_a_refiner_model_writes_its_values_over_its_region_without_a_second_edge(refined_run):
-    """blend "region": the model's values replace the scan's exactly where it generated (the shape grown by
-    mask_dilate_mm), as --evaluate measures them; older specs keep the sigmoid edge."""
+def _placed_spec(folder):
+    """A refiner model's spec in the phantom liver: ``(ct, organ, spacing, spec, generator, model, placed tumour, box
+    origin)``."""
     import tumorsyn
     from tumorsyn.generators import get_generator
 
     from diffusion_helpers import diffusion_spec, phantom_scan
 
-    _, folder = refined_run
     ct, organ, spacing = scan = phantom_scan()
     spec = diffusion_spec(scan, folder)
-    assert spec.params["blend"] == "region"
     gen = get_generator("diffusion", device="cpu")
-    model = gen._model(spec)
-    out, _ = tumorsyn.synthesize(ct, organ, spacing, spec, device="cpu")
     local = tumorsyn.apply_specs(ct, organ, spacing, spec).tumors[0]
-    origin = tuple(s.start for s in local.slices)
+    return ct, organ, spacing, spec, gen, gen._model(spec), local, tuple(s.start for s in local.slices)
+
+
+def test_a_refiner_model_writes_its_values_over_its_region_without_a_second_edge(refined_run):
+    """blend "region": the model's values replace the scan's exactly where it generated (the shape grown by
+    mask_dilate_mm), as --evaluate measures them; older specs keep the sigmoid edge."""
+    import tumorsyn
+
+    ct, organ, spacing, spec, gen, model, local, origin = _placed_spec(refined_run[1])
+    assert spec.params["blend"] == "region"
+    out, _ = tumorsyn.synthesize(ct, organ, spacing, spec, device="cpu")
     distance = gen._distance(spec, organ[local.slices].shape, origin)
     region = (distance <= model.mask_dilate_mm) & organ[local.slices]
     changed = out[local.slices] != ct[local.slices]
@@ -239,3 +245,29 @@ def test_a_refiner_model_writes_its_values_over_its_region_without_a_second_edge
     assert ((old[local.slices] != ct[local.slices]) & ~region).any()  # the sigmoid edge reaches beyond it
     with pytest.raises(ConfigError, match="diffusion blend must be one of edge, region"):
         gen.validate(spec.with_params(params={**spec.params, "blend": "soft"}))
+
+
+def test_a_refiner_model_is_read_back_with_its_border_at_the_shape(refined_run):
+    """resample "shape": the written crop is the model's, each side of the border from its own model voxels
+    (tumorsyn.generators.diffusion.resample); specs drawn before the key replay with the partial-volume
+    interpolation they were drawn with."""
+    import tumorsyn
+
+    ct, organ, spacing, spec, gen, model, local, origin = _placed_spec(refined_run[1])
+    assert spec.params["resample"] == "shape"
+    box = organ[local.slices].shape
+    # A crop that is 100 HU on the tumour's shape (on the model's grid) and 0 elsewhere reads back as exactly
+    # that on the scan's grid: no scan voxel mixes the two sides (the phantom's voxels are finer than 1 model voxel
+    # plus the box, so each reads one point).
+    core = gen.shape_on_model_grid(spec, model)
+    crop = np.where(core, 100.0, 0.0).astype(np.float32)
+    shape = gen._distance(spec, box, origin) <= 0
+    written = gen.back_to_box(crop, box, spec, origin, model)
+    np.testing.assert_allclose(written[shape], 100.0, atol=1e-3)
+    np.testing.assert_allclose(written[~shape], 0.0, atol=1e-3)
+    legacy = spec.with_params(params={**spec.params, "resample": "area"})
+    mixed = gen.back_to_box(crop, box, legacy, origin, model)
+    assert np.count_nonzero((mixed > 1.0) & (mixed < 99.0)) > 0
+    out, label = tumorsyn.synthesize(ct, organ, spacing, spec, device="cpu")
+    again, _ = tumorsyn.synthesize(ct, organ, spacing, spec, device="cpu")
+    assert label.any() and np.array_equal(out, again)  # same spec, same bytes

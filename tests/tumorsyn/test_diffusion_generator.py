@@ -286,5 +286,5 @@ def test_a_coarse_scan_averages_the_model_crop_over_its_voxels(scan, model_dir):
                                       params={**fine.params, "resample": "point"}), (0, 0, 0), model))
     legacy = coarse.with_params(params={k: v for k, v in coarse.params.items() if k != "resample"})
     np.testing.assert_array_equal(gen.back_to_box(step, (12, 12, 12), legacy, (0, 0, 0), model), point_box)
-    with pytest.raises(ConfigError, match="diffusion resample must be one of area, point"):
+    with pytest.raises(ConfigError, match="diffusion resample must be one of shape, area, point"):
         gen.validate(spec.with_params(params={**spec.params, "resample": "nearest"}))

@@ -13,8 +13,9 @@ After the idea of DiffTumor, rebuilt from its description (see ``docs/diffusion.
    when the model folder has a border refiner, it redraws the decoded border at the exact shape
    (:func:`tumorsyn.generators.diffusion.sampler.refine`), which the coarse latent cannot hold;
 4. the decoded crop is resampled back to the scan's own grid (averaged over each scan voxel larger than
-   the model's: partial volume) and blended in with a soft edge
-   (:mod:`tumorsyn.blend`)::
+   the model's: partial volume; with a border refiner each side of the shape from its own model voxels,
+   :mod:`.resample`) and written over the region the model generated (with a refiner) or blended in
+   with a soft edge (:mod:`tumorsyn.blend`)::
 
        w(x)   = sigmoid(-d(x) / tau)     d = signed distance to the shape (mm), tau = edge_mm / 4
        out(x) = in(x) + w(x) * (gen(x) - in(x))
@@ -42,6 +43,7 @@ from tumorsyn.generators.base import Generator, Rendering
 from tumorsyn.generators.diffusion.grain import GRAIN_MODES, default_grain, grained
 from tumorsyn.generators.diffusion.intensity import LEGACY_INTENSITY, MIN_SPREAD_HU, relative_window_hu, ring_statistics
 from tumorsyn.generators.diffusion.model_folder import SAMPLERS, load_model, model_checksum, read_model_config
+from tumorsyn.generators.diffusion.resample import averaging_points, point_axes, two_sided_resample
 from tumorsyn.shapes import box_offsets_mm, fill_holes, sample_outline, sample_radii_mm, shape_distance_mm, shape_reach_mm
 from tumorsyn.spec import TumorSpec
 
@@ -53,7 +55,7 @@ _MAX_STEPS = 1000
 _HOST_HU_TOLERANCE = 40.0  # host organ this far (HU) from the model's training organs: likely another phase
 _SPEC_V1_GRAIN = "model"   # specs written before the grain option replay as they were drawn
 _SPEC_V1_RESAMPLE = "point"  # ... and before partial-volume resampling, with point sampling
-_RESAMPLE_MODES = ("area", "point")
+_RESAMPLE_MODES = ("shape", "area", "point")
 _SPEC_V1_SPREAD = "ring"     # ... and before the host spread came from the shell noise, with the ring spread
 _SPREAD_MODES = ("ring", "shell_noise")
 _SPEC_V1_BLEND = "edge"      # ... and before a refiner model's values were written over its region, with the edge
@@ -104,8 +106,9 @@ class DiffusionGenerator(Generator):
             "visible_hu": float(options.get("visible_hu") or max(_MIN_VISIBLE_HU, 0.75 * float(organ_std_hu))),
             "grain": options.get("grain") or default_grain(config),
         })
-        params["resample"] = "area"
-        # A model with a border refiner draws the edge at the shape: written over its region, not blended again.
+        # A model with a border refiner draws the edge at the shape: written over its region, not blended again,
+        # and read back on the scan's grid with that edge kept at the shape (see .resample).
+        params["resample"] = "shape" if config.get("refiner") else "area"
         params["blend"] = "region" if config.get("refiner") else "edge"
         if not absolute and (config.get("training") or {}).get("spread_per_noise"):
             # The host's spread from the noise of the tumour's shell (see crop_for); specs without the key replay
@@ -268,11 +271,15 @@ class DiffusionGenerator(Generator):
         model's along an axis first averages the crop over its own extent (partial volume, as the
         scanner integrates over a voxel): a Gaussian of SD ``sqrt(scan^2 - model^2) / sqrt(12)`` mm,
         the variance a box of the scan's voxel adds to the model's. Without it, a 3 mm voxel sampled a
-        1.25 mm crop at one point and drew step edges no 3 mm scan shows.
+        1.25 mm crop at one point and drew step edges no 3 mm scan shows. With ``resample: "shape"``
+        (refiner models' specs since it was recorded), each side of the shape from its own model voxels and
+        the same extra box averaged at points (:mod:`.resample`).
         """
         from tumorsyn.generators.diffusion.sampler import partial_volume_sigma
 
         size, step = model.crop_size, model.spacing_mm
+        if spec.params.get("resample", _SPEC_V1_RESAMPLE) == "shape":
+            return self._two_sided(generated, box_shape, spec, origin, model)
         if spec.params.get("resample", _SPEC_V1_RESAMPLE) == "area":
             sigma = partial_volume_sigma(step, spec.spacing_mm)
             if max(sigma) > 0:
@@ -282,6 +289,15 @@ class DiffusionGenerator(Generator):
                 for n, o, c, ss, s, m in zip(box_shape, origin, spec.center_vox, spec.spacing_mm, step, size)]
         coords = np.stack(np.meshgrid(*axes, indexing="ij"))
         return ndimage.map_coordinates(generated, coords, order=1, mode="nearest").astype(np.float32)
+
+    def _two_sided(self, generated: np.ndarray, box_shape, spec: TumorSpec, origin, model) -> np.ndarray:
+        """``resample: shape``: :func:`.resample.two_sided_resample` with this spec's shape and crop placement."""
+        points, widths = averaging_points(spec.spacing_mm, model.spacing_mm)
+        return two_sided_resample(
+            generated, self.shape_on_model_grid(spec, model), box_shape,
+            axes_vox=point_axes(box_shape, origin, spec.center_vox, points, widths), scan_spacing_mm=spec.spacing_mm,
+            model_spacing_mm=model.spacing_mm, points=points,
+            shape_distance=lambda offsets: shape_distance_mm(spec.params, seed=spec.seed, offsets_mm=offsets))
 
     def compose(self, ct_box: np.ndarray, organ_box: np.ndarray, spec: TumorSpec, origin, generated_hu: np.ndarray,
                 model):
