@@ -19,11 +19,17 @@ from scipy.special import expit
 
 from tumorsyn.priors import EARLY_BELOW_MM
 
-__all__ = ["SMOOTH_MM", "MIN_WEIGHT", "LEVEL_BLURS", "sigmoid_weight", "drop_faint", "tissue_level", "blend",
-           "visible_contrast", "edge_reach_mm", "edge_mm_for_sharpness"]
+__all__ = ["SMOOTH_MM", "MIN_WEIGHT", "LABEL_AT", "LABEL_AT_TIGHT", "LEVEL_BLURS", "sigmoid_weight", "drop_faint",
+           "tissue_level", "blend", "visible_contrast", "edge_reach_mm", "edge_mm_for_sharpness"]
 
 SMOOTH_MM = 1.5          # blur (mm) that separates the tissue level from the scan's noise grain
 MIN_WEIGHT = 1.0 / 256   # presence below this leaves a voxel untouched (byte-identical on disk)
+LABEL_AT = 0.5           # a tumour's label: the voxels with at least this share of its contrast (half-maximum)
+# Real early tumours' reference labels lie inside the half-maximum: on LiTS-117's calibration half the first
+# voxel layer outside the label still carries 0.34 of the lesion's contrast and the first layer inside 0.92
+# (median of 19 tumours of 5-20 mm); a sigmoid edge labelled at half its contrast gives 0.10-0.23 and 0.82
+# (benchmarks/RESULTS.md, eighth session). Labelled at 0.7, it gives 0.34 and 0.94.
+LABEL_AT_TIGHT = 0.7
 
 # Sigmoid edge width (mm) -> edge sharpness (tumorsyn realism) of sigmoid-edged tumours (rules) on
 # the reference host, 3D-IRCADb patient 7's liver (0.78 x 0.78 x 1.6 mm), median of 6 tumours of
@@ -42,6 +48,16 @@ _EDGE_TABLE_MM = (5.75, 3.45, 1.725, 0.575)
 # 8.5 -> 0.283 / 0.334.
 _EDGE_TABLE_LARGE_SHARPNESS = (0.317, 0.364, 0.429, 0.521)
 _EDGE_TABLE_LARGE_MM = (8.5, 6.5, 5.0, 3.5)
+# Early tumours labelled at 0.7 of their contrast (the rules generator's label_at, issue 14), measured where the
+# real tumours' sharpness is measured: rules tumours written into 3D-IRCADb p7's liver and read on LiTS-117's
+# grid (p7 block-averaged 2 x 2 x 1 to 1.56 x 1.56 x 1.6 mm, as bench_realism's matched cell does); median of 24
+# hypodense 5-20 mm tumours per width (the same draws at each width; benchmarks/RESULTS.md, eighth session).
+_EDGE_TABLE_LABEL70_SHARPNESS = (0.452, 0.516, 0.556, 0.626, 0.692, 0.738, 0.801)
+# Widths then x 0.9: with the default appearance mix and the rules contrast gain 1.2, two sets of 48 early tumours
+# (benchmarks/calibrate_realism.py --lits-grid --n 48 --seed 0 / 1) read sharpness 0.549 / 0.608 and an edge gradient
+# of -1.42 / -1.47 noise units per mm against the CALIBRATION tumours' 0.565 and -1.59 (1.36 mm voxels in-plane, where
+# the 1.56 mm of the matched grid reads about an eighth softer).
+_EDGE_TABLE_LABEL70_MM = (3.06, 2.52, 2.16, 1.8, 1.44, 1.08, 0.72)
 
 
 def drop_faint(w: np.ndarray) -> np.ndarray:
@@ -72,7 +88,7 @@ def edge_reach_mm(edge_mm: float) -> float:
     return 1.5 * edge_mm
 
 
-def edge_mm_for_sharpness(sharpness: float, size_mm: float | None = None) -> float:
+def edge_mm_for_sharpness(sharpness: float, size_mm: float | None = None, *, label_at: float = LABEL_AT) -> float:
     """Sigmoid edge width (mm) whose tumours show ``sharpness`` (realism's edge_sharpness), clamped to the table.
 
     Parameters
@@ -82,10 +98,20 @@ def edge_mm_for_sharpness(sharpness: float, size_mm: float | None = None) -> flo
     size_mm : float, optional
         The tumour's equivalent diameter (mm): from 20 mm on (:data:`tumorsyn.priors.EARLY_BELOW_MM`) the
         large-tumour table applies; without it, the early one.
+    label_at : {0.5, 0.7}
+        The share of the nominal contrast at which the tumour is labelled (:func:`visible_contrast`): the
+        same edge reads sharper when the label is drawn further inside it, so each has its table (0.7:
+        early tumours only).
     """
     if size_mm is not None and float(size_mm) >= EARLY_BELOW_MM:
+        if label_at != LABEL_AT:
+            raise ValueError(f"large tumours have an edge table for label_at {LABEL_AT} only, not {label_at}")
         return float(np.interp(float(sharpness), _EDGE_TABLE_LARGE_SHARPNESS, _EDGE_TABLE_LARGE_MM))
-    return float(np.interp(float(sharpness), _EDGE_TABLE_SHARPNESS, _EDGE_TABLE_MM))
+    tables = {LABEL_AT: (_EDGE_TABLE_SHARPNESS, _EDGE_TABLE_MM),
+              LABEL_AT_TIGHT: (_EDGE_TABLE_LABEL70_SHARPNESS, _EDGE_TABLE_LABEL70_MM)}
+    if label_at not in tables:
+        raise ValueError(f"no edge table for label_at {label_at}; choose one of {', '.join(map(str, tables))}")
+    return float(np.interp(float(sharpness), *tables[label_at]))
 
 
 LEVEL_BLURS = ("voxel", "mm")  # spec key level_blur of rules and CA; specs without it were drawn with "mm"
@@ -152,9 +178,11 @@ def blend(ct_box: np.ndarray, w: np.ndarray, target_hu: np.ndarray, level_hu: np
     return out, changed
 
 
-def visible_contrast(w: np.ndarray, delta_hu: np.ndarray, nominal_delta_hu: float) -> np.ndarray:
-    """Voxels carrying at least half of the lesion's nominal contrast: ``w |delta| >= |delta_0| / 2``.
+def visible_contrast(w: np.ndarray, delta_hu: np.ndarray, nominal_delta_hu: float,
+                     label_at: float = LABEL_AT) -> np.ndarray:
+    """Voxels carrying at least ``label_at`` of the lesion's nominal contrast: ``w |delta| >= label_at |delta_0|``.
 
-    The lesion's half-maximum edge: the label is what is visible.
+    The default, one half, is the lesion's half-maximum edge: the label is what is visible.
+    :data:`LABEL_AT_TIGHT` draws it further inside, where real reference labels of early tumours lie.
     """
-    return w * np.abs(delta_hu) >= 0.5 * abs(nominal_delta_hu)
+    return w * np.abs(delta_hu) >= label_at * abs(nominal_delta_hu)

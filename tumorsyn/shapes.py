@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from tumorsyn import priors
-from tumorsyn.blend import edge_mm_for_sharpness
+from tumorsyn.blend import LABEL_AT, edge_mm_for_sharpness
 from tumorsyn.texture import lattice_noise, sample_lattice, seeded_streams
 
 __all__ = [
@@ -192,11 +192,12 @@ def sample_radii_mm(rng: np.random.Generator, *, organ: str, size_mm: float) -> 
     return [float(r) for r in 0.5 * float(size_mm) * priors.ellipsoid_axes(rng, organ, size_mm)]
 
 
-def sample_outline(rng: np.random.Generator, *, organ: str, size_mm: float) -> dict:
+def sample_outline(rng: np.random.Generator, *, organ: str, size_mm: float, label_at: float = LABEL_AT) -> dict:
     """Lobes, rotation, surface deformation and sigmoid edge width of a tumour, drawn from the priors.
 
     The less solid the drawn solidity, the more lobulated and deformed the surface; the edge width
-    follows the edge-sharpness prior (:func:`tumorsyn.blend.edge_mm_for_sharpness`). Drawn apart from
+    follows the edge-sharpness prior (:func:`tumorsyn.blend.edge_mm_for_sharpness`) for a tumour labelled at
+    ``label_at`` of its contrast. Drawn apart from
     :func:`sample_radii_mm` because the rules generator draws its appearance and contrast in between
     (the order of draws is what makes a seed replay the same tumour).
 
@@ -211,7 +212,8 @@ def sample_outline(rng: np.random.Generator, *, organ: str, size_mm: float) -> d
               float(rng.uniform(2.0, 6.0))] for _ in range(int(rng.integers(0, 4)))]
     rotation = random_rotation(rng)
     deform = float(irregularity * rng.uniform(0.03, 0.12))
-    edge_mm = edge_mm_for_sharpness(priors.draw(rng, organ, size_mm, "edge_sharpness"), size_mm=size_mm)
+    edge_mm = edge_mm_for_sharpness(priors.draw(rng, organ, size_mm, "edge_sharpness"), size_mm=size_mm,
+                                    label_at=label_at)
     return {"rotation": rotation, "lobes": lobes, "deform_amplitude": deform, "edge_mm": edge_mm}
 
 

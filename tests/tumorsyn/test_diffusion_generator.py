@@ -70,19 +70,37 @@ def test_only_the_blend_zone_changes_and_the_label_is_inside_it(scan, model_dir)
     assert reach <= shape_reach_mm(spec.params) + edge_reach_mm(spec.params["edge_mm"]) + 1.0
 
 
-def test_shape_draw_is_the_rules_generators(scan, model_dir):
-    """Diffusion draws its shape with the core's shape functions, as the rules generator does for one seed."""
+def test_shape_draw_is_the_rules_generators(scan, model_dir, monkeypatch):
+    """Diffusion draws its shape with the core's shape functions, as the rules generator does for one seed.
+
+    The edge sharpness drawn is the same too; each generator turns it into a width for where it labels the
+    tumour (rules: early tumours at 0.7 of their contrast; diffusion: its own visible label, blended at 0.5).
+    """
+    import tumorsyn.shapes
     from tumorsyn.organs import get_preset
 
+    drawn = []
+    table = tumorsyn.shapes.edge_mm_for_sharpness
+    def recorded(sharpness, **kw):
+        drawn.append((sharpness, kw.get("label_at", 0.5)))
+        return table(sharpness, **kw)
+
+    monkeypatch.setattr(tumorsyn.shapes, "edge_mm_for_sharpness", recorded)
     kwargs = dict(size_mm=10.0, preset=get_preset("liver"), organ_mean_hu=100.0, organ_std_hu=15.0,
                   spacing_mm=(1.0, 1.0, 1.0), organ_noise_hu=12.0)
     for seed in range(5):
+        drawn.clear()
         rules = get_generator("rules").sample_params(np.random.default_rng(seed), options={}, **kwargs)
         diffusion = get_generator("diffusion").sample_params(np.random.default_rng(seed),
                                                              options={"model": str(model_dir)}, **kwargs)
-        for key in ("radii_mm", "rotation", "lobes", "deform_amplitude", "edge_mm"):
+        for key in ("radii_mm", "rotation", "lobes", "deform_amplitude"):
             assert diffusion[key] == rules[key], key
         assert diffusion["satellites"] == []
+        (rules_sharpness, rules_label_at), (diffusion_sharpness, diffusion_label_at) = drawn
+        assert rules_sharpness == diffusion_sharpness
+        assert (rules_label_at, diffusion_label_at) == (0.7, 0.5) and rules["label_at"] == 0.7
+        assert rules["edge_mm"] == table(rules_sharpness, size_mm=10.0, label_at=0.7)
+        assert diffusion["edge_mm"] == table(diffusion_sharpness, size_mm=10.0)
 
 
 def test_label_is_what_is_visible(scan, model_dir):

@@ -62,11 +62,14 @@ def test_label_is_what_is_visible():
     inside = tumor.astype(bool)
     change = np.abs(out - ct)
     delta0 = abs(spec.params["delta_hu"])
-    # Every labelled voxel changed by a visible amount, and no unlabelled voxel changed by half
-    # the nominal contrast or more (away from the label's one-voxel rim).
+    # Every labelled voxel changed by a visible amount, and no unlabelled voxel changed by the share of the
+    # nominal contrast the label is drawn at (0.7 for an early tumour) or more (away from its one-voxel rim).
+    label_at = spec.params["label_at"]
+    assert label_at == 0.7
     assert change[inside].min() > 0.25 * delta0
     rim = ndimage.binary_dilation(inside, iterations=1)
-    assert (change[~rim] < 0.5 * delta0).all()
+    assert (change[~rim] < label_at * delta0).all()
+    assert (change[~rim] >= 0.5 * delta0).any()  # a half-maximum label would have taken these in
 
 
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.7, 0.7, 2.5), (1.5, 0.8, 3.0)])

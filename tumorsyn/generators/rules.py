@@ -12,8 +12,9 @@ Intensity model (per voxel x of the box; the blend is :mod:`tumorsyn.blend`'s)::
     out(x)   = in(x) + w(x) * (mu + delta(x) + texture(x) - smooth(in)(x))
 
 The shape (:func:`tumorsyn.shapes.shape_distance_mm`) is drawn by the core's shape functions,
-which the diffusion generator shares. A voxel is labelled tumour when it carries at least half of the lesion's nominal contrast,
-``w(x) * |delta(x)| >= |delta_0| / 2`` (holes filled): the lesion's half-maximum edge.
+which the diffusion generator shares. A voxel is labelled tumour when it carries at least ``label_at`` of the
+lesion's nominal contrast, ``w(x) * |delta(x)| >= label_at * |delta_0|`` (holes filled): an early tumour at 0.7,
+where real reference labels lie (:data:`tumorsyn.blend.LABEL_AT_TIGHT`), a large one at its half-maximum edge.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ import numpy as np
 from scipy.special import expit
 
 from tumorsyn import priors
-from tumorsyn.blend import LEVEL_BLURS, blend, edge_reach_mm, sigmoid_weight, tissue_level, visible_contrast
+from tumorsyn.blend import (LABEL_AT, LABEL_AT_TIGHT, LEVEL_BLURS, blend, edge_reach_mm, sigmoid_weight, tissue_level,
+                            visible_contrast)
 from tumorsyn.errors import ConfigError
 from tumorsyn.generators.base import MIN_DELTA_HU, Generator, Rendering, hypodense_contrast
 from tumorsyn.host import reference_noise_hu
@@ -47,11 +49,12 @@ def _clip_contrast(value_hu: float, preset: OrganPreset) -> float:
 # shows (0.6-1.5 mm read too homogeneous: 0.525 vs 0.507).
 _TEXTURE_SCALE_MM = (0.2, 0.5)
 _TEXTURE_AMOUNT = 0.1  # multiplicative texture kept small: the additive texture_sd_hu carries the spread
-# Designed contrast over the prior's: the blurred edge pulls the measured median (realism's contrast_noise,
-# lesion median vs shell median) towards the host. Calibrated on the reference host (3D-IRCADb patient 7's
-# liver, 24 early tumours) so the measured median meets the CALIBRATION tumours' median (-3.60 noise units):
-# with the finer texture and wider edges below, 1.1 gives -3.58 and 1.2 gives -3.82.
-_CONTRAST_GAIN = 1.1
+# Designed contrast over the prior's: the blurred edge and the label drawn at 0.7 of the contrast pull the measured
+# median (realism's contrast_noise, lesion median vs shell median) towards the host. Calibrated on the reference
+# host (3D-IRCADb patient 7's liver) read on LiTS-117's grid, where the real tumours are (p7 block-averaged to
+# 1.56 x 1.56 x 1.6 mm), so the measured median meets the CALIBRATION tumours' (-3.70 noise units): 1.1 gave -3.34
+# (47 tumours), 1.2 gives -3.84 and -3.62 (two sets of 48; benchmarks/calibrate_realism.py --lits-grid).
+_CONTRAST_GAIN = 1.2
 # Large tumours (>= 20 mm, issue 14). Their priors are the early ones shifted to the calibration half's large
 # tumours (tumour_priors.json, "shifted"): softer borders (edge_sharpness 0.38), which the wide sigmoid edges of
 # blend's large-tumour table give. Measured on the reference host (3D-IRCADb p7's liver; 8 large tumours per
@@ -130,7 +133,10 @@ class RulesGenerator(Generator):
         large = priors.size_class(size_mm) == "large"
         gain = _CONTRAST_GAIN_LARGE if large else _CONTRAST_GAIN
         contrast = _clip_contrast(gain * abs(priors.draw(rng, organ, size_mm, "contrast_noise")) * unit, preset)
-        outline = sample_outline(rng, organ=organ, size_mm=size_mm)
+        # Early tumours are labelled where real reference labels lie (inside the half-maximum); the large ones'
+        # edges were calibrated at the half-maximum and stay there.
+        label_at = LABEL_AT if large else LABEL_AT_TIGHT
+        outline = sample_outline(rng, organ=organ, size_mm=size_mm, label_at=label_at)
         params = {
             "appearance": appearance,
             "radii_mm": radii,
@@ -188,6 +194,7 @@ class RulesGenerator(Generator):
             if key in params and key != "appearance" and value is not None:
                 params[key] = value
         params["level_blur"] = "voxel"  # the host's whole grain kept inside (tumorsyn.blend.tissue_level)
+        params["label_at"] = label_at
         return params
 
     # --- deterministic side ---------------------------------------------------------------------
@@ -201,6 +208,9 @@ class RulesGenerator(Generator):
             raise ConfigError(f"rules spec radii_mm must be three positive numbers, got {p['radii_mm']}")
         if abs(p["delta_hu"]) < 1e-6:
             raise ConfigError("rules spec delta_hu must not be 0")
+        if not 0.0 < float(p.get("label_at", LABEL_AT)) < 1.0:
+            raise ConfigError(f"rules spec label_at must lie between 0 and 1 (a share of the contrast), "
+                              f"got {p['label_at']}")
         if p.get("level_blur", _SPEC_V1_LEVEL_BLUR) not in LEVEL_BLURS:
             raise ConfigError(f"rules spec level_blur must be one of {', '.join(LEVEL_BLURS)}, got {p['level_blur']!r}")
 
@@ -252,7 +262,8 @@ class RulesGenerator(Generator):
         return w, delta.astype(np.float32), texture_hu.astype(np.float32)
 
     def _label(self, w: np.ndarray, delta: np.ndarray, spec: TumorSpec) -> np.ndarray:
-        visible = visible_contrast(w, delta, spec.params["delta_hu"])
+        # Specs drawn before label_at existed were labelled at the half-maximum and replay so.
+        visible = visible_contrast(w, delta, spec.params["delta_hu"], float(spec.params.get("label_at", LABEL_AT)))
         # A rim or capsule of opposite sign to the core passes through zero contrast on its way:
         # that ring is inside the lesion, so enclosed gaps belong to the label.
         if spec.params.get("rim") or spec.params.get("capsule"):
