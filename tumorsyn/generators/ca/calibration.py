@@ -1,9 +1,10 @@
 """Steps -> diameter: the measured growth curve that turns a size in millimetres into a step count.
 
-Growth is measured in voxels of the grid's finest spacing: the direction weights of
+Growth is measured in growth voxels (:func:`growth_voxel_mm`: the grid's finest spacing, at most 1 mm for new
+specs): the direction weights of
 :func:`~tumorsyn.generators.ca.model.direction_weights` make a cell advance the same mean distance
 in millimetres along every direction, scaled to ``min(spacing_mm)``. So one table serves every
-grid: ``diameter_mm(steps) = min(spacing_mm) * D(steps * speed)``, where ``D`` is the visible
+grid: ``diameter_mm(steps) = growth_voxel_mm * D(steps * speed)``, where ``D`` is the visible
 label's equivalent-sphere diameter in finest voxels, measured by
 :func:`~tumorsyn.generators.ca.trajectory.measure_table` (a growth trajectory) on a
 homogeneous isotropic organ with the reference parameters, averaged over seeds, and ``speed``
@@ -15,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["TABLE_STEPS", "TABLE_DIAMETER_VOX", "MAX_STEPS", "REFERENCE", "diameter_vox", "steps_for_diameter",
-           "rescale_steps", "reach_mm", "necrosis_schedule"]
+__all__ = ["TABLE_STEPS", "TABLE_DIAMETER_VOX", "MAX_STEPS", "REFERENCE", "growth_voxel_mm", "diameter_vox",
+           "steps_for_diameter", "rescale_steps", "reach_mm", "necrosis_schedule"]
 
 MAX_STEPS = 600
 
@@ -30,6 +31,16 @@ REFERENCE = {"mid": 0.725, "p_proliferate": 0.8}
 TABLE_STEPS = np.arange(0.0, 201.0, 10.0)
 TABLE_DIAMETER_VOX = np.array([0.0, 0.0, 2.48, 5.21, 8.18, 11.11, 13.96, 16.8, 19.67, 22.67, 25.66, 28.69, 31.74,
                                34.75, 37.8, 40.83, 43.82, 46.84, 49.88, 52.95, 56.02])
+
+
+def growth_voxel_mm(spacing_mm, params: dict | None = None) -> float:
+    """Side (mm) of the automaton's growth voxel: the scan's finest spacing, at most ``params["growth_mm"]``.
+
+    Specs drawn before ``growth_mm`` existed grow on the finest spacing whatever it is.
+    """
+    finest = float(min(spacing_mm))
+    cap = (params or {}).get("growth_mm")
+    return min(finest, float(cap)) if cap else finest
 
 
 def _speed(params: dict | None) -> float:
@@ -63,14 +74,13 @@ def _steps_for_vox(diameter: float) -> float:
 
 def steps_for_diameter(size_mm: float, spacing_mm, params: dict | None = None) -> int:
     """Step count whose tumour has an expected equivalent diameter of ``size_mm`` (mm) on this grid."""
-    finest = float(min(spacing_mm))
-    steps = _steps_for_vox(float(size_mm) / finest) / _speed(params)
+    steps = _steps_for_vox(float(size_mm) / growth_voxel_mm(spacing_mm, params)) / _speed(params)
     return int(min(max(round(steps), 1), MAX_STEPS))
 
 
 def expected_diameter_mm(steps: int, spacing_mm, params: dict | None = None) -> float:
     """Expected equivalent diameter (mm) of the label after ``steps`` steps on this grid."""
-    return float(min(spacing_mm)) * diameter_vox(steps * _speed(params))
+    return growth_voxel_mm(spacing_mm, params) * diameter_vox(steps * _speed(params))
 
 
 def rescale_steps(steps: int, factor: float, spacing_mm, params: dict | None = None) -> int:
@@ -97,6 +107,6 @@ def necrosis_schedule(necrosis: dict, spacing_mm, params: dict) -> tuple[int, in
     survives: a cell saturated for ``rim_mm / front speed`` steps lies about that deep.
     """
     start = steps_for_diameter(float(necrosis["start_mm"]), spacing_mm, params)
-    front_mm_per_step = 0.5 * float(min(spacing_mm)) * max(_extrapolate_slope(), 1e-3) * _speed(params)
+    front_mm_per_step = 0.5 * growth_voxel_mm(spacing_mm, params) * max(_extrapolate_slope(), 1e-3) * _speed(params)
     age = int(min(max(round(float(necrosis["rim_mm"]) / front_mm_per_step), 1), 255))
     return start, age

@@ -49,6 +49,12 @@ _CAPACITY = 10
 _INVASION_KEYS = ("low", "mid", "high", "vessel", "outside")
 _MASS_EFFECT_PROBABILITY = 0.5
 _SPEC_V1_LEVEL_BLUR = "mm"  # specs drawn before the one-voxel floor of the tissue level replay as they were drawn
+# Growth voxels of at most 1 mm. On the bundled example's 3 mm voxels an early tumour spans 3-6 voxels, and a
+# clone grown there comes out ragged: 16 early liver tumours read sphericity 0.60 and solidity 0.59, where the
+# real tumours averaged onto the same 3 mm grid read 0.81-0.86 and 0.88-1.00. Grown on 1.5 / 1 mm voxels and
+# sampled back, they read 0.76 / 0.80 and 0.83 / 0.88 (benchmarks/RESULTS.md, eighth session). Finer scans grow
+# on their own finest spacing, as before.
+_GROWTH_MAX_MM = 1.0
 
 
 # Edge blur (mm, the presence map's Gaussian sigma) -> edge sharpness (tumorsyn realism) of automaton
@@ -69,6 +75,20 @@ _CONTRAST_GAIN = 1.4
 _CONTRAST_GAIN_LARGE = 1.25
 _TEXTURE_SCALE_MM = (0.2, 0.5)  # grain of the internal texture (Gaussian sigma, mm), as the rules generator's
 _TEXTURE_AMOUNT = 0.1  # multiplicative texture kept small: the additive texture_sd_hu carries the spread
+
+
+def _partial_volume_mm(spacing_mm, growth_mm: float | None) -> list[float]:
+    """Per axis, the Gaussian sigma (mm) of a scan voxel's box average beyond the growth voxel's own.
+
+    A population grown finer than the scan and sampled back at voxel centres has no partial volume; a
+    box of width ``s`` has the variance of a Gaussian of sigma ``s / sqrt(12)``, so the presence map is
+    blurred by the part the growth voxel ``g`` has not averaged: ``sqrt(s^2 - g^2) / sqrt(12)``. Specs without
+    ``growth_mm`` grew on the scan's finest spacing and are not blurred further.
+    """
+    if not growth_mm:
+        return [0.0, 0.0, 0.0]
+    g = calibration.growth_voxel_mm(spacing_mm, {"growth_mm": growth_mm})
+    return [float(np.sqrt(max(float(s) ** 2 - g ** 2, 0.0) / 12.0)) for s in spacing_mm]
 
 
 def edge_mm_for_sharpness(sharpness: float) -> float:
@@ -92,10 +112,11 @@ class _GrowthGrid:
         self.grid_of_native = grid_of_native   # per axis: the growth voxel holding each native voxel's centre
 
     @classmethod
-    def for_box(cls, shape, spacing_mm, stretch=(1.0, 1.0, 1.0)) -> "_GrowthGrid":
+    def for_box(cls, shape, spacing_mm, stretch=(1.0, 1.0, 1.0), growth_mm: float | None = None) -> "_GrowthGrid":
         spacing = np.asarray(spacing_mm, dtype=np.float64)
         stretch = np.asarray(stretch, dtype=np.float64)
-        growth = float(spacing.min()) * stretch / float(np.prod(stretch)) ** (1.0 / 3.0)
+        voxel = calibration.growth_voxel_mm(spacing, {"growth_mm": growth_mm})
+        growth = voxel * stretch / float(np.prod(stretch)) ** (1.0 / 3.0)
         factors = spacing / growth   # growth voxels per native voxel, per axis
         if np.all(np.abs(factors - 1.0) < 1e-3):
             return cls(None, None)
@@ -205,6 +226,7 @@ class CAGenerator(Generator):
         for key, value in options.items():
             if key in params and key not in ("necrosis", "capsule", "mass_effect") and value is not None:
                 params[key] = value
+        params["growth_mm"] = _GROWTH_MAX_MM  # before the steps: they count growth voxels
         params["steps"] = calibration.steps_for_diameter(size_mm, spacing_mm, params)
         params["level_blur"] = "voxel"  # the host's whole grain kept inside (tumorsyn.blend.tissue_level)
         return params
@@ -237,6 +259,9 @@ class CAGenerator(Generator):
         if not (isinstance(stretch, (list, tuple)) and len(stretch) == 3
                 and all(isinstance(v, (int, float)) and 0.1 <= float(v) <= 10.0 for v in stretch)):
             raise ConfigError(f"ca spec stretch must be three numbers in 0.1..10, got {stretch!r}")
+        growth = p.get("growth_mm")
+        if growth is not None and not (isinstance(growth, (int, float)) and 0.2 <= float(growth) <= 10.0):
+            raise ConfigError(f"ca spec growth_mm must be a number of millimetres in 0.2..10, got {growth!r}")
 
     def extent_mm(self, spec: TumorSpec) -> float:
         stretch = np.asarray(spec.params.get("stretch", (1.0, 1.0, 1.0)), dtype=np.float64)
@@ -287,7 +312,7 @@ class CAGenerator(Generator):
         shape = organ_box.shape
         seed_voxel = tuple(int(min(max(int(math.floor(c + 0.5)) - o, 0), n - 1))
                            for c, o, n in zip(spec.center_vox, origin, shape))
-        grid = _GrowthGrid.for_box(shape, spec.spacing_mm, p.get("stretch", (1.0, 1.0, 1.0)))
+        grid = _GrowthGrid.for_box(shape, spec.spacing_mm, p.get("stretch", (1.0, 1.0, 1.0)), p.get("growth_mm"))
         necrosis = p.get("necrosis") or None
         nec_step, nec_age, nec_rate = NO_NECROSIS, 255, 0.0
         if necrosis:
@@ -310,7 +335,8 @@ class CAGenerator(Generator):
         capacity = float(p["capacity"])
         dead = pop < 0
         frac = np.where(dead, np.float32(1.0), np.clip(pop, 0, None).astype(np.float32) / np.float32(capacity))
-        sigma_vox = [p["edge_mm"] / s for s in spec.spacing_mm]
+        sigma_vox = [float(np.sqrt(p["edge_mm"] ** 2 + pv ** 2)) / s
+                     for pv, s in zip(_partial_volume_mm(spec.spacing_mm, p.get("growth_mm")), spec.spacing_mm)]
         w = ndimage.gaussian_filter(frac, sigma=sigma_vox, mode="constant", truncate=3.0)
         drop_faint(w)
         if not spec.exophytic:
