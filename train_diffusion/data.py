@@ -440,7 +440,7 @@ class HeldoutReference:
 def area_resample(hu: np.ndarray, organ: np.ndarray, components: np.ndarray, spacing_mm, out_spacing_mm):
     """A scan averaged onto voxels of ``out_spacing_mm`` (mm) where they are larger than its own (partial volume).
 
-    HU: Gaussian of :func:`tumorsyn.generators.diffusion.sampler.partial_volume_sigma`, then trilinear at the
+    HU: Gaussian of :func:`tumorsyn.partial_volume.partial_volume_sigma`, then trilinear at the
     new voxel centres; masks: the same averaging of each mask, kept at >= 1/2 (each lesion its own id).
     Axes whose voxels are not larger keep their own spacing.
 
@@ -448,7 +448,7 @@ def area_resample(hu: np.ndarray, organ: np.ndarray, components: np.ndarray, spa
     -------
     (hu, organ, components, spacing_mm)
     """
-    from tumorsyn.generators.diffusion.sampler import partial_volume_sigma
+    from tumorsyn.partial_volume import partial_volume_sigma
 
     out = [max(float(o), float(s)) for o, s in zip(out_spacing_mm, spacing_mm)]
     sigma = partial_volume_sigma(spacing_mm, out)

@@ -38,6 +38,7 @@ from tumorsyn.generators.ca import calibration
 from tumorsyn.generators.ca.mass_effect import displace, mass_effect_field
 from tumorsyn.host import reference_noise_hu
 from tumorsyn.organs import OrganPreset
+from tumorsyn.partial_volume import partial_volume_sigma
 from tumorsyn.priors import ellipsoid_axes, texture_sd_for_spread
 from tumorsyn.shapes import fill_holes
 from tumorsyn.spec import TumorSpec
@@ -78,17 +79,16 @@ _TEXTURE_AMOUNT = 0.1  # multiplicative texture kept small: the additive texture
 
 
 def _partial_volume_mm(spacing_mm, growth_mm: float | None) -> list[float]:
-    """Per axis, the Gaussian sigma (mm) of a scan voxel's box average beyond the growth voxel's own.
+    """Per axis, the Gaussian sigma (mm) of a scan voxel's box beyond the growth voxel's own (partial volume).
 
-    A population grown finer than the scan and sampled back at voxel centres has no partial volume; a
-    box of width ``s`` has the variance of a Gaussian of sigma ``s / sqrt(12)``, so the presence map is
-    blurred by the part the growth voxel ``g`` has not averaged: ``sqrt(s^2 - g^2) / sqrt(12)``. Specs without
-    ``growth_mm`` grew on the scan's finest spacing and are not blurred further.
+    A population grown finer than the scan and sampled back at voxel centres has none of the scan voxel's
+    partial volume (:func:`tumorsyn.partial_volume.partial_volume_sigma`). Specs without ``growth_mm`` grew on
+    the scan's finest spacing and are not blurred further.
     """
     if not growth_mm:
         return [0.0, 0.0, 0.0]
     g = calibration.growth_voxel_mm(spacing_mm, {"growth_mm": growth_mm})
-    return [float(np.sqrt(max(float(s) ** 2 - g ** 2, 0.0) / 12.0)) for s in spacing_mm]
+    return [sigma * g for sigma in partial_volume_sigma((g, g, g), spacing_mm)]
 
 
 def edge_mm_for_sharpness(sharpness: float) -> float:
@@ -295,7 +295,8 @@ class CAGenerator(Generator):
         save_steps : sequence of int
             Steps whose population maps are kept in ``result.snapshots`` (padded, native grid).
 
-        The automaton runs on a growth grid of the finest spacing, stretched by ``params["stretch"]``
+        The automaton runs on a growth grid of the finest spacing (at most ``params["growth_mm"]``), stretched by
+        ``params["stretch"]``
         (see :class:`_GrowthGrid`; tissue classes sampled there by nearest neighbour) and its
         populations are sampled back. A front advances about one voxel per few steps whatever the
         voxel's size, so growing on the native grid stretched the tumour along the coarse axis

@@ -275,7 +275,7 @@ class DiffusionGenerator(Generator):
         (refiner models' specs since it was recorded), each side of the shape from its own model voxels and
         the same extra box averaged at points (:mod:`.resample`).
         """
-        from tumorsyn.generators.diffusion.sampler import partial_volume_sigma
+        from tumorsyn.partial_volume import partial_volume_sigma
 
         size, step = model.crop_size, model.spacing_mm
         if spec.params.get("resample", _SPEC_V1_RESAMPLE) == "shape":

@@ -21,7 +21,7 @@ import numpy as np
 
 from tumorsyn.generators.diffusion.schedulers import is_flow, sampling_scheduler, training_scheduler
 
-__all__ = ["hu_to_unit", "unit_to_hu", "grow_mask", "partial_volume_sigma", "blank_crop", "refiner_input", "refine", "latent_mask", "encode", "decode", "inpaint"]
+__all__ = ["hu_to_unit", "unit_to_hu", "grow_mask", "blank_crop", "refiner_input", "refine", "latent_mask", "encode", "decode", "inpaint"]
 
 
 def hu_to_unit(hu: np.ndarray, window: Sequence[float]) -> np.ndarray:
@@ -64,16 +64,6 @@ def grow_mask(mask: np.ndarray, spacing_mm: Sequence[float], dilate_mm: float) -
         return mask
     radius = [max(1, int(round(dilate_mm / s))) for s in spacing_mm]
     return ndimage.binary_dilation(mask, structure=np.ones([2 * r + 1 for r in radius], bool))
-
-
-def partial_volume_sigma(from_mm: Sequence[float], to_mm: Sequence[float]) -> list[float]:
-    """Gaussian SD (voxels of ``from_mm``) per axis that turns voxels of ``from_mm`` into voxels of ``to_mm``.
-
-    A voxel integrates over its extent (a box: variance ``side^2 / 12``); going to larger voxels adds
-    ``(to^2 - from^2) / 12`` mm^2 of variance, nothing where ``to`` is not larger (partial volume, the
-    anti-aliasing of a downsampling).
-    """
-    return [float(np.sqrt(max(float(t) ** 2 - float(f) ** 2, 0.0) / 12.0) / float(f)) for f, t in zip(from_mm, to_mm)]
 
 
 def blank_crop(x, mask, blank_value: float):
