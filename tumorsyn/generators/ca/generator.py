@@ -280,7 +280,8 @@ class CAGenerator(Generator):
                 and all(isinstance(v, (int, float)) and 0.1 <= float(v) <= 10.0 for v in stretch)):
             raise ConfigError(f"ca spec stretch must be three numbers in 0.1..10, got {stretch!r}")
         if not 0.0 < float(p.get("label_at", LABEL_AT)) < 1.0:
-            raise ConfigError(f"ca spec label_at must lie between 0 and 1 (a share of the contrast), got {p['label_at']}")
+            raise ConfigError(f"ca spec label_at must lie between 0 and 1 (a share of the contrast), "
+                              f"got {p['label_at']}")
         growth = p.get("growth_mm")
         if growth is not None and not (isinstance(growth, (int, float)) and 0.2 <= float(growth) <= 10.0):
             raise ConfigError(f"ca spec growth_mm must be a number of millimetres in 0.2..10, got {growth!r}")
