@@ -40,9 +40,9 @@ from tumorsyn.host import reference_noise_hu
 from tumorsyn.organs import OrganPreset
 from tumorsyn.partial_volume import partial_volume_sigma
 from tumorsyn.priors import ellipsoid_axes, texture_sd_for_spread
-from tumorsyn.shapes import fill_holes
+from tumorsyn.shapes import box_offsets_mm, fill_holes
 from tumorsyn.spec import TumorSpec
-from tumorsyn.texture import seeded_streams, smooth_noise
+from tumorsyn.texture import lattice_noise, sample_lattice, seeded_streams, smooth_noise
 
 __all__ = ["CAGenerator"]
 
@@ -83,6 +83,21 @@ _CONTRAST_GAIN = 1.27
 # --size-class large --n 12): gain 1.4 read -5.01, 1.17 read -3.92, 1.25 read -4.42 (twelve tumours: the draw
 # spread is about +-0.3, and the real IQR comes from 2 tumours).
 _CONTRAST_GAIN_LARGE = 1.25
+# Lobes of large tumours (>= 20 mm). Real large liver tumours are less solid (solidity median 0.77, IQR 0.71-0.81)
+# than a clone grown in a liver's fine tissue pattern (about 0.90 in p7 on 1 mm growth voxels, whatever the
+# invasion rates). A smooth field of 0.12 x the size added to the tissue level, with the hard level (HIGH) made a
+# near barrier, grows lobes of that scale (:func:`_lobulation_field`). Solidity of large tumours in p7 (native
+# grid, median of 10 per amplitude; a local diagnostic, not kept) -> field amplitude (organ std units). Early tumours
+# get none: at 0.12 x 12 mm the field roughens the surface instead (surface irregularity 1.02 -> 1.05 with
+# amplitude 1, real early 1.00).
+_LOBE_SCALE = 0.12
+_LOBE_HARD_LEVEL = 0.1  # HIGH's invasion rate as a share of MID's in a lobulated tumour
+_LOBE_LATTICE_REACH = 2.5  # the field's lattice reaches this many tumour sizes from the centre (constant beyond)
+# Amplitude 0 / 2 / 4 / 6 read 0.898 / 0.780 / 0.79 (8 tumours) / 0.768 with a field of smoothed box noise, and 2
+# reads 0.757 (sphericity 0.66, 8 tumours) with the lattice field kept: the solidity settles beyond 2, so drawn
+# solidities below 0.757 all get 2 (the draws below that are the real IQR's lower half).
+_LOBE_TABLE_SOLIDITY = (0.90, 0.757)
+_LOBE_TABLE_AMPLITUDE = (0.0, 2.0)
 _TEXTURE_SCALE_MM = (0.2, 0.5)  # grain of the internal texture (Gaussian sigma, mm), as the rules generator's
 _TEXTURE_AMOUNT = 0.1  # multiplicative texture kept small: the additive texture_sd_hu carries the spread
 
@@ -98,6 +113,34 @@ def _partial_volume_mm(spacing_mm, growth_mm: float | None) -> list[float]:
         return [0.0, 0.0, 0.0]
     g = calibration.growth_voxel_mm(spacing_mm, {"growth_mm": growth_mm})
     return [sigma * g for sigma in partial_volume_sigma((g, g, g), spacing_mm)]
+
+
+def lobulation_for_solidity(solidity: float) -> float:
+    """Lobulation field amplitude (organ std units) whose large automaton tumours show ``solidity``; 0 = none.
+
+    Interpolated in the measured table (clamped to its ends): the solidest end is the unlobulated clone.
+    """
+    return float(np.interp(-float(solidity), [-v for v in _LOBE_TABLE_SOLIDITY], _LOBE_TABLE_AMPLITUDE))
+
+
+def _lobulation_field(spec: TumorSpec, box_shape, origin) -> np.ndarray | None:
+    """The spec's lobulation field on its box (organ std units; ``None`` without ``lobulation``).
+
+    Smooth noise on a lattice of ``scale_mm`` nodes centred on the tumour (the spec's second random stream; the
+    first is the texture's), times ``amplitude``: added to the tissue level, it makes regions the tumour invades
+    easily or hardly, so the clone grows lobes of about that scale
+    (:func:`tumorsyn.generators.ca.model.tissue_classes`). Sampled in millimetres from the tumour's centre, it is
+    the same field in any box that holds the tumour.
+    """
+    lobulation = spec.params.get("lobulation")
+    if not lobulation:
+        return None
+    scale = float(lobulation["scale_mm"])
+    half_nodes = int(math.ceil(_LOBE_LATTICE_REACH / _LOBE_SCALE))  # the lattice reaches 2.5 sizes from the centre
+    _, lobe_rng = seeded_streams(spec.seed, 2)
+    lattice = lattice_noise(lobe_rng, nodes=2 * half_nodes + 1)
+    offsets = box_offsets_mm(tuple(box_shape), origin, spec.center_vox, spec.spacing_mm)
+    return np.float32(lobulation["amplitude"]) * sample_lattice(lattice, offsets, extent=half_nodes * scale)
 
 
 def edge_mm_for_sharpness(sharpness: float, label_at: float = LABEL_AT) -> float:
@@ -177,7 +220,7 @@ class CAGenerator(Generator):
     # given a fixed value instead. Not ``steps``: the step count is always calibrated to the size.
     options = frozenset({"necrosis", "capsule", "mass_effect", "capacity", "invasion", "p_proliferate",
                          "yield_pushes", "delta_hu", "edge_mm", "texture_scale_mm", "texture_amount",
-                         "texture_sd_hu", "stretch"})
+                         "texture_sd_hu", "stretch", "lobulation"})
 
     # --- random side ----------------------------------------------------------------------------
     def sample_params(self, rng, *, size_mm, preset: OrganPreset, organ_mean_hu, organ_std_hu, spacing_mm,
@@ -242,6 +285,13 @@ class CAGenerator(Generator):
             params["mass_effect"] = {"push": float(rng.uniform(0.08, 0.2))}
         elif isinstance(want_mass, dict):
             params["mass_effect"] = want_mass
+        if large:
+            # Drawn last, and for large tumours only: an early tumour's draws stay what they were.
+            params["lobulation"] = None
+            amplitude = lobulation_for_solidity(priors.draw(rng, organ, size_mm, "solidity"))
+            if amplitude > 0:
+                params["lobulation"] = {"amplitude": amplitude, "scale_mm": _LOBE_SCALE * float(size_mm)}
+                invasion["high"] = mid * _LOBE_HARD_LEVEL
         for key, value in options.items():
             if key in params and key not in ("necrosis", "capsule", "mass_effect") and value is not None:
                 params[key] = value
@@ -275,6 +325,11 @@ class CAGenerator(Generator):
         mass = p.get("mass_effect")
         if mass is not None and not (isinstance(mass, dict) and 0.0 <= float(mass.get("push", -1.0)) <= 0.5):
             raise ConfigError(f"ca spec mass_effect must be null or {{'push': 0..0.5}}, got {mass!r}")
+        lobes = p.get("lobulation")
+        if lobes is not None and not (isinstance(lobes, dict) and 0.0 <= float(lobes.get("amplitude", -1.0)) <= 20.0
+                                      and 0.5 <= float(lobes.get("scale_mm", 0.0)) <= 50.0):
+            raise ConfigError(f"ca spec lobulation must be null or {{'amplitude': 0..20, 'scale_mm': 0.5..50}}, "
+                              f"got {lobes!r}")
         stretch = p.get("stretch", (1.0, 1.0, 1.0))
         if not (isinstance(stretch, (list, tuple)) and len(stretch) == 3
                 and all(isinstance(v, (int, float)) and 0.1 <= float(v) <= 10.0 for v in stretch)):
@@ -332,7 +387,7 @@ class CAGenerator(Generator):
         p = spec.params
         tissue = tissue_classes(organ_box, spacing_mm=spec.spacing_mm, organ=spec.organ,
                                 organ_mean_hu=spec.organ_mean_hu, organ_std_hu=spec.organ_std_hu, ct_box=ct_box,
-                                exophytic=spec.exophytic)
+                                exophytic=spec.exophytic, level_bias=_lobulation_field(spec, organ_box.shape, origin))
         shape = organ_box.shape
         seed_voxel = tuple(int(min(max(int(math.floor(c + 0.5)) - o, 0), n - 1))
                            for c, o, n in zip(spec.center_vox, origin, shape))

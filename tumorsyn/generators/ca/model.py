@@ -81,7 +81,8 @@ def probability_table(params: dict, spacing_mm) -> np.ndarray:
 
 
 def tissue_classes(organ_box: np.ndarray, *, spacing_mm, organ: str, organ_mean_hu: float, organ_std_hu: float,
-                   ct_box: np.ndarray | None, exophytic: bool, margin_mm: float | None = None) -> np.ndarray:
+                   ct_box: np.ndarray | None, exophytic: bool, margin_mm: float | None = None,
+                   level_bias: np.ndarray | None = None) -> np.ndarray:
     """Tissue class of every voxel of the box, padded by one ``BARRIER`` voxel on each side.
 
     Parameters
@@ -101,6 +102,10 @@ def tissue_classes(organ_box: np.ndarray, *, spacing_mm, organ: str, organ_mean_
         soft tissue outside is ``OUTSIDE``).
     margin_mm : float, optional
         Depth of the ``SURFACE`` shell; default: the organ preset's ``margin_mm``.
+    level_bias : ndarray of float, shape (X, Y, Z), optional
+        Added to the smoothed HU, in units of ``organ_std_hu``, before the ``LOW`` / ``MID`` / ``HIGH``
+        thresholds: a tumour's lobulation field (regions where it grows easily or hardly). Vessels are
+        found on the scan itself. Also applied without ``ct_box`` (on a homogeneous organ).
 
     Returns
     -------
@@ -109,12 +114,19 @@ def tissue_classes(organ_box: np.ndarray, *, spacing_mm, organ: str, organ_mean_
     preset = get_preset(organ)
     organ_box = np.asarray(organ_box, dtype=bool)
     tissue = np.full(organ_box.shape, MID, dtype=np.int8)
+    smooth = None
     if ct_box is not None:
         ct = np.asarray(ct_box, dtype=np.float32)
         # The same 1 mm smoothing as vessel_mask: classes follow tissue, not the scan's noise grain.
         smooth = vessel_smoothing(ct, spacing_mm)
-        tissue[smooth < organ_mean_hu - _LEVEL_SD * organ_std_hu] = LOW
-        tissue[smooth > organ_mean_hu + _LEVEL_SD * organ_std_hu] = HIGH
+    level = smooth
+    if level_bias is not None:
+        base = np.full(organ_box.shape, organ_mean_hu, np.float32) if smooth is None else smooth
+        level = base + np.float32(organ_std_hu) * np.asarray(level_bias, dtype=np.float32)
+    if level is not None:
+        tissue[level < organ_mean_hu - _LEVEL_SD * organ_std_hu] = LOW
+        tissue[level > organ_mean_hu + _LEVEL_SD * organ_std_hu] = HIGH
+    if smooth is not None:
         tissue[vessel_mask(ct, spacing_mm=spacing_mm, organ_mean_hu=organ_mean_hu, organ_std_hu=organ_std_hu,
                            preset=preset, smoothed=smooth)] = VESSEL
     if exophytic:
