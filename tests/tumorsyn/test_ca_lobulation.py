@@ -6,7 +6,7 @@ import pytest
 
 import tumorsyn
 from tests.conftest import make_phantom
-from tumorsyn.generators.ca.generator import lobulation_for_solidity
+from tumorsyn.generators.ca.generator import _LOBE_HARD_LEVEL, lobulation_for_solidity
 from tumorsyn.generators.ca.model import HIGH, LOW, MID, SURFACE, VESSEL, tissue_classes
 from tumorsyn.metrics.realism import lesion_descriptors
 
@@ -39,7 +39,7 @@ def test_the_bias_moves_levels_and_leaves_vessels(phantom):
 
 def test_amplitude_follows_the_solidity_table():
     assert lobulation_for_solidity(0.95) == 0.0 and lobulation_for_solidity(0.90) == 0.0
-    assert lobulation_for_solidity(0.757) == pytest.approx(2.0) and lobulation_for_solidity(0.5) == pytest.approx(2.0)
+    assert lobulation_for_solidity(0.837) == pytest.approx(2.0) and lobulation_for_solidity(0.5) == pytest.approx(2.0)
     values = [lobulation_for_solidity(s) for s in np.linspace(0.95, 0.7, 11)]
     assert values == sorted(values)  # less solid, more lobulated
 
@@ -56,7 +56,7 @@ def test_only_large_tumours_are_lobulated(phantom):
     for spec in lobed:
         lobes = spec.params["lobulation"]
         assert 0.0 < lobes["amplitude"] <= 2.0 and 2.0 < lobes["scale_mm"] < 5.0
-        assert spec.params["invasion"]["high"] == pytest.approx(0.1 * spec.params["invasion"]["mid"])
+        assert spec.params["invasion"]["high"] == pytest.approx(_LOBE_HARD_LEVEL * spec.params["invasion"]["mid"])
 
 
 def test_lobes_make_large_tumours_less_solid(phantom):
@@ -66,7 +66,7 @@ def test_lobes_make_large_tumours_less_solid(phantom):
         spec = tumorsyn.sample_spec(organ, sp, organ="liver", method="ca", size_mm=(24.0, 30.0), ct_hu=ct, rng=seed,
                                     device="cpu", lobulation={"amplitude": 2.0, "scale_mm": 3.3})
         p = dict(spec.params)
-        p["invasion"] = {**p["invasion"], "high": 0.1 * p["invasion"]["mid"]}
+        p["invasion"] = {**p["invasion"], "high": _LOBE_HARD_LEVEL * p["invasion"]["mid"]}
         spec = spec.with_params(params=p)
         plain = spec.with_params(params={**p, "lobulation": None})
         for target, s in ((with_lobes, spec), (without, plain)):
