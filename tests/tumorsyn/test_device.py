@@ -21,8 +21,9 @@ from tests.conftest import make_phantom  # noqa: E402
 
 
 def gpus(monkeypatch, count: int) -> None:
-    """Pretend every library sees ``count`` CUDA GPUs."""
+    """Pretend every library sees ``count`` real CUDA GPUs (not numba's simulator, whatever the shell exports)."""
     monkeypatch.setattr(device_mod, "cuda_device_count", lambda backend: count)
+    monkeypatch.delenv("NUMBA_ENABLE_CUDASIM", raising=False)
 
 
 @pytest.mark.parametrize("given, text", [("auto", "auto"), ("cpu", "cpu"), ("cuda", "cuda"), ("cuda:1", "cuda:1"),
