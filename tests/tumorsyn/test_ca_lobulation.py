@@ -31,8 +31,9 @@ def test_the_bias_moves_levels_and_leaves_vessels(phantom):
     assert (up[inside] == HIGH).all()  # three std up: every parenchyma voxel is hard
     assert np.array_equal(up == VESSEL, plain == VESSEL) and (plain == VESSEL).any()
     # Without a CT the organ is MID, and the bias still makes regions.
+    half = np.where(np.indices(ct.shape)[0] < 28, 2.0, 0.0)
     homogeneous = tissue_classes(organ, spacing_mm=sp, organ="liver", organ_mean_hu=100.0, organ_std_hu=10.0,
-                                 ct_box=None, exophytic=False, level_bias=np.where(np.indices(ct.shape)[0] < 28, 2.0, 0.0))
+                                 ct_box=None, exophytic=False, level_bias=half)
     inner = homogeneous[1:-1, 1:-1, 1:-1][organ]
     assert set(np.unique(inner)) == {SURFACE, MID, HIGH}  # the capsule's shell stays
 

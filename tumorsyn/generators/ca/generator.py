@@ -85,11 +85,11 @@ _CONTRAST_GAIN = 1.27
 _CONTRAST_GAIN_LARGE = 1.25
 # Lobes of large tumours (>= 20 mm). Real large liver tumours are less solid (solidity median 0.77, IQR 0.71-0.81)
 # than a clone grown in a liver's fine tissue pattern (about 0.90 in p7 on 1 mm growth voxels, whatever the
-# invasion rates). A smooth field of 0.12 x the size added to the tissue level, with the hard level (HIGH) made harder
-# (a quarter of MID's rate), grows lobes of that scale (:func:`_lobulation_field`). Solidity of large tumours in p7 (native
-# grid, median of 10 per amplitude; a local diagnostic, not kept) -> field amplitude (organ std units). Early tumours
-# get none: at 0.12 x 12 mm the field roughens the surface instead (surface irregularity 1.02 -> 1.05 with
-# amplitude 1, real early 1.00).
+# invasion rates). A smooth field of 0.12 x the size added to the tissue level, with the hard level (HIGH) made
+# harder (a quarter of MID's rate), grows lobes of that scale (:func:`_lobulation_field`). Solidity of large
+# tumours in p7 (native grid, median of 10 per amplitude; a local diagnostic, not kept) -> field amplitude (organ
+# std units). Early tumours get none: at 0.12 x 12 mm the field roughens the surface instead (surface
+# irregularity 1.02 -> 1.05 with amplitude 1, real early 1.00).
 _LOBE_SCALE = 0.12
 _LOBE_HARD_LEVEL = 0.25  # HIGH's invasion rate as a share of MID's in a lobulated tumour
 _LOBE_LATTICE_REACH = 2.5  # the field's lattice reaches this many tumour sizes from the centre (constant beyond)
@@ -138,7 +138,8 @@ def _lobulation_field(spec: TumorSpec, box_shape, origin) -> np.ndarray | None:
     if not lobulation:
         return None
     scale = float(lobulation["scale_mm"])
-    half_nodes = int(math.ceil(_LOBE_LATTICE_REACH / _LOBE_SCALE))  # the lattice reaches 2.5 sizes from the centre
+    # Nodes enough to reach _LOBE_LATTICE_REACH sizes from the centre at the drawn scale (0.12 x the size).
+    half_nodes = int(math.ceil(_LOBE_LATTICE_REACH / _LOBE_SCALE))
     _, lobe_rng = seeded_streams(spec.seed, 2)
     lattice = lattice_noise(lobe_rng, nodes=2 * half_nodes + 1)
     offsets = box_offsets_mm(tuple(box_shape), origin, spec.center_vox, spec.spacing_mm)
