@@ -21,10 +21,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import spearmanr
 
 import realdata
 import tumorsyn
-from tumorsyn.priors import EARLY_BELOW_MM, QUANTILE_LEVELS
+from tumorsyn.priors import AXES_PAIR, EARLY_BELOW_MM, QUANTILE_LEVELS
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "tumorsyn" / "data" / "tumour_priors.json"
@@ -87,7 +88,19 @@ def _entry(rows: list[dict], names, fallback: str | None, fitted: dict | None = 
             entry["quantiles"][name] = q
     if missing and fallback:
         entry["fallback"] = {name: fallback for name in missing}
+    correlation = _rank_correlation(rows, *AXES_PAIR.split(","))
+    if correlation is not None and "elongation" in entry["quantiles"]:
+        entry["rank_correlation"] = {AXES_PAIR: correlation}
     return entry
+
+
+def _rank_correlation(rows: list[dict], first: str, second: str) -> float | None:
+    """Spearman's rho of two descriptors over the lesions that have both (None below MIN_LESIONS lesions)."""
+    pairs = np.array([(r.get(first, math.nan), r.get(second, math.nan)) for r in rows], dtype=np.float64)
+    pairs = pairs[np.isfinite(pairs).all(axis=1)] if pairs.size else pairs.reshape(0, 2)
+    if len(pairs) < MIN_LESIONS:
+        return None
+    return round(float(spearmanr(pairs[:, 0], pairs[:, 1]).statistic), 4)
 
 
 def _shifted(rows: list[dict], name: str, fallback: str | None, fitted: dict) -> dict | None:
@@ -129,6 +142,8 @@ def fit() -> dict:
             "split": "calibration half of benchmarks/realdata.py: LiTS-117 lesions with centroid axis-2 index < 64; "
                      "3D-IRCADb patients 2-6, 8-10 (shapes only); MSD pancreas masks at even sorted positions "
                      "(shapes only). 3D-IRCADb patient 1 and the other halves are never read here.",
+            "rank_correlation": "Spearman's rho of elongation and flatness over the entry's lesions; the generators "
+                                "couple the two draws through a Gaussian copula with it (tumorsyn.priors.ellipsoid_axes)",
             "few_lesions": f"a class with fewer than {MIN_LESIONS} lesions of a descriptor falls back to its fallback "
                            f"entry; with {MIN_SHIFT_LESIONS} or more, the fallback's quantiles are shifted to their "
                            "median ('shifted' records from, n, median and shift)",
@@ -153,7 +168,8 @@ def main() -> int:
     text = json.dumps(priors, indent=1, sort_keys=False) + "\n"
     for organ, classes in priors["organs"].items():
         for cls, entry in classes.items():
-            print(f"{organ:9s} {cls:6s} n={entry['n']} fallback={entry.get('fallback')} shifted={entry.get('shifted')}")
+            print(f"{organ:9s} {cls:6s} n={entry['n']} fallback={entry.get('fallback')} shifted={entry.get('shifted')} "
+                  f"rank_correlation={entry.get('rank_correlation')}")
             for name, q in entry["quantiles"].items():
                 print(f"    {name:22s} {q}")
     if args.write:

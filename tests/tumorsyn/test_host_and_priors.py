@@ -100,6 +100,47 @@ def test_draws_follow_the_prior():
     assert abs(np.mean((draws >= q[1]) & (draws <= q[3])) - 0.5) < 0.03
 
 
+def _axis_ratios(organ: str, size_mm: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    axes = np.array([priors.ellipsoid_axes(rng, organ, size_mm) for _ in range(n)])
+    return axes[:, 1] / axes[:, 0], axes[:, 2] / axes[:, 0]
+
+
+@pytest.mark.parametrize("organ,size_mm", [("liver", 10.0), ("liver", 30.0), ("pancreas", 10.0), ("kidney", 10.0)])
+def test_axis_ratios_keep_both_priors_and_their_rank_correlation(organ, size_mm):
+    from scipy.stats import spearmanr
+
+    elongation, flatness = _axis_ratios(organ, size_mm, 4000, seed=11)
+    rho = priors.axis_rank_correlation(organ, size_mm)
+    assert rho > 0.5    # every fitted class couples them; the kidney follows the liver's entry
+    assert spearmanr(elongation, flatness).statistic == pytest.approx(rho, abs=0.05)
+    for name, draws in (("elongation", elongation), ("flatness", flatness)):
+        q = priors.prior_quantiles(organ, size_mm, name)
+        # Coupled draws seldom need the flatness <= elongation clip, so each marginal keeps its prior's median.
+        assert abs(np.median(draws) - q[2]) < 0.02, name
+        assert abs(np.mean((draws >= q[1]) & (draws <= q[3])) - 0.5) < 0.04, name
+
+
+def test_independent_axis_draws_would_bias_flatness_low(monkeypatch):
+    coupled = _axis_ratios("liver", 10.0, 4000, seed=5)[1]
+    monkeypatch.setattr(priors, "axis_rank_correlation", lambda organ, size_mm: 0.0)
+    independent = _axis_ratios("liver", 10.0, 4000, seed=5)[1]
+    median = priors.prior_quantiles("liver", 10.0, "flatness")[2]
+    # Drawn apart, one flatness in six exceeds its elongation and is clipped down to it.
+    assert np.median(independent) < median - 0.008
+    assert abs(np.median(coupled) - median) < 0.008
+
+
+def test_axis_draws_take_two_uniforms_whatever_the_correlation(monkeypatch):
+    rng = np.random.default_rng(2)
+    priors.ellipsoid_axes(rng, "liver", 10.0)
+    after_coupled = rng.random()
+    monkeypatch.setattr(priors, "axis_rank_correlation", lambda organ, size_mm: 0.0)
+    rng = np.random.default_rng(2)
+    priors.ellipsoid_axes(rng, "liver", 10.0)
+    assert rng.random() == after_coupled    # the draws after the axes are the same either way
+
+
 def test_rules_shapes_follow_the_elongation_prior():
     ct, organ, sp = make_phantom(shape=(80, 80, 56), spacing=(1.0, 1.0, 1.0), radii_mm=(34.0, 32.0, 26.0))
     ctx = PlacementContext(organ, sp, "liver", ct_hu=ct)
