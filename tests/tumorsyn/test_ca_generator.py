@@ -133,13 +133,19 @@ def test_mass_effect_option_is_validated():
         get_generator("ca").validate(spec.with_params(params={**spec.params, "mass_effect": {"push": 3}}))
 
 
-def test_necrotic_core_is_labelled_tumour():
+@pytest.mark.parametrize("seed", [1, 4, 5])
+def test_necrotic_core_is_labelled_tumour(seed):
+    """Every dead cell is tumour: in a lobulated tumour a few reach a thin lobe's faint border (seeds 4 and 5 left
+    3-4 unlabelled before the label took them in)."""
     ct, organ, sp = _phantom_for((1.0, 1.0, 1.0), radii_mm=(30.0, 30.0, 30.0), noise_hu=5.0)
-    spec = tumorsyn.sample_spec(organ, sp, organ="liver", method="ca", size_mm=(22, 24), ct_hu=ct, rng=1,
+    spec = tumorsyn.sample_spec(organ, sp, organ="liver", method="ca", size_mm=(22, 24), ct_hu=ct, rng=seed,
                                 necrosis=True)
     gen = get_generator("ca", device="cpu")
-    result, _ = gen.grow(spec, organ, (0, 0, 0), ct_box=ct)
-    dead = result.pop[1:-1, 1:-1, 1:-1] < 0
+    # Grown in the spec's box, as synthesize grows it (tissue classes read on the box's CT).
+    box = gen.box(spec)
+    result, _ = gen.grow(spec, organ[box], tuple(s.start for s in box), ct_box=ct[box])
+    dead = np.zeros(ct.shape, bool)
+    dead[box] = result.pop[1:-1, 1:-1, 1:-1] < 0
     assert dead.sum() > 20
     out, tumor = tumorsyn.synthesize(ct, organ, sp, spec, device="cpu")
     assert tumor[dead].all()                                   # the necrotic core is tumour
