@@ -12,7 +12,7 @@ CPU and, where a CUDA GPU is present, on the GPU:
     CUDA kernel against the Numba CPU kernel: the same CA specs (>= 20 per scan, 5-30 mm) give
     bit-identical tumours (HU box, label, changed voxels). Skipped without a GPU.
 ``ca_throughput``
-    Tumours per second for 64 specs of 20 mm (``apply_specs`` per spec), and the GPU/CPU ratio
+    Tumours per second for 64 specs of 20 mm (8 with ``--quick``; ``apply_specs`` per spec), and the GPU/CPU ratio
     (target >= 50x). Scans: the bundled example always, 3D-IRCADb patient 7 from
     ../shared/data/real when present.
 ``diffusion_training``
@@ -82,7 +82,7 @@ class Sizes:
 
 FULL = Sizes(ca_identity=24, ca_throughput=64, ca_ircad=True, tumours=4, batch=16, train_steps=5, segment_steps=8,
              segment_workers=2, infer_shape=(512, 512, 150))
-QUICK = Sizes(ca_identity=20, ca_throughput=64, ca_ircad=False, tumours=2, batch=16, train_steps=2, segment_steps=3,
+QUICK = Sizes(ca_identity=20, ca_throughput=8, ca_ircad=False, tumours=2, batch=16, train_steps=2, segment_steps=3,
               segment_workers=0, infer_shape=(160, 160, 48))
 
 

@@ -214,7 +214,7 @@ def test_gpu_liver_config_runs_end_to_end_on_a_stand_in_dataset(tmp_path):
     config = load_config(path, [
         f"output_dir={tmp_path / 'run'}", f"data.real.dataset={_stand_in_dataset(tmp_path / 'real', 4)}",
         f"data.healthy.dataset={_healthy_dataset(tmp_path / 'healthy')}", "data.healthy.label_preset=binary",
-        "experiment.folds.k=2", "experiment.seeds=[0]", "data.spacing_mm=[2.0, 2.0, 2.0]", "data.roi_size=[64, 64, 64]",
+        "experiment.folds.k=2", "experiment.seeds=[0]", "data.spacing_mm=[3.0, 3.0, 3.0]", "data.roi_size=[64, 64, 64]",
         "data.workers=0", "data.batch_size=1", "network.kwargs={feature_size: 12, depths: [1, 1, 1, 1], num_heads: [1, 1, 1, 1]}",
         "train.epochs=1", "train.steps_per_epoch=1", "train.mixed_precision=no", "train.warmup_steps=0",
         "train.progress=false", "predict.sw_batch_size=1"])
