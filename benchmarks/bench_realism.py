@@ -4,7 +4,11 @@ Generators ``rules`` and ``ca`` (``tumorsyn.sample_spec`` + ``tumorsyn.synthesiz
 call on the unchanged scan) and the SyntheticTumors recipe (``baseline_synthetictumors.py``, a liver
 recipe applied as-is to every organ) write tumours of two classes, early (5-20 mm equivalent
 diameter) and large (20-40 mm), into real healthy hosts: 3D-IRCADb patient 7's liver and the bundled
-example's liver, pancreas and kidneys. Each tumour is described with
+example's liver, pancreas and kidneys. Within a class, every generator's i-th tumour gets the same target
+size, drawn from the real tumours of the CALIBRATION half of that organ and class (``--sizes real``, the
+default; uniform in the class where no real tumour exists, and with ``--sizes uniform``): shape and
+texture descriptors depend on a lesion's size in voxels, so a class drawn uniformly (median ~12 mm)
+against real early tumours of median 7-9 mm lets size in through them. Each tumour is described with
 ``tumorsyn.metrics.realism.lesion_descriptors`` and compared with the real tumours of
 ``realdata.py`` through ``compare_descriptors`` (the machinery of ``tumorsyn realism``), on the real
 TEST split and on all real tumours. The AI reader's floor is the same classifier's AUC between two
@@ -63,6 +67,9 @@ BASELINE_TRIES = 6           # recipe calls per tumour until its size falls in t
 LITS_GRID_BLOCK = (2, 2, 1)  # 0.78 x 0.78 x 1.6 mm -> 1.56 x 1.56 x 1.6 mm, near LiTS-117's 1.36 x 1.36 x 1.6
 STAT_GROUPS = ("shape", "intensity")  # "X of Y" and the in-range mean; sizes (chosen) and host (scan) left out
 SHAPE_ONLY = descriptor_names(("shape",))
+SIZE_MODES = ("real", "uniform")
+SIZE_JITTER = 0.05           # log-normal spread around a drawn real diameter (5 %): not only the real values
+SIZE_STREAM = 99             # rng key of the shared size draws (generator keys are 0-2)
 
 
 # --- hosts ---------------------------------------------------------------------------------------
@@ -128,6 +135,34 @@ def _rng(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng([seed, *keys])
 
 
+def size_pools(present: list[str], workers: int) -> dict[tuple[str, str], np.ndarray]:
+    """Equivalent diameters (mm) of the calibration half's real tumours per (organ, class)."""
+    pools: dict[tuple[str, str], np.ndarray] = {}
+    for organ in ("liver", "pancreas"):
+        sources = tuple(s for s, (o, _, _) in realdata.SOURCES.items() if o == organ and s in present)
+        rows = real_rows(organ, "calibration", sources=sources, workers=workers) if sources else []
+        for cls in CLASSES:
+            sizes = np.array([r["equivalent_diameter_mm"] for r in rows if r["size_class"] == cls], dtype=float)
+            if sizes.size:
+                pools[(organ, cls)] = sizes
+    return pools
+
+
+def target_diameters(pool: np.ndarray | None, lo_hi: tuple[float, float], n: int, rng) -> list[float | None]:
+    """``n`` target diameters (mm): real ones, each times exp(N(0, SIZE_JITTER)), kept inside the class;
+    ``None`` (uniform in the class, drawn by the generator) without a pool."""
+    if pool is None or pool.size == 0:
+        return [None] * n
+    lo, hi = lo_hi
+    picks = rng.choice(pool, size=n) * np.exp(rng.normal(0.0, SIZE_JITTER, size=n))
+    return [float(np.clip(d, lo * 1.05, hi / 1.05)) for d in picks]
+
+
+def size_range(lo_hi: tuple[float, float], diameter: float | None) -> tuple[float, float]:
+    """The ``size_mm`` range asked of a generator: the class, or +-5 % around a target diameter."""
+    return lo_hi if diameter is None else (diameter / 1.05, diameter * 1.05)
+
+
 def synth_ours(host: Host, method: str, lo_hi: tuple[float, float], rng) -> tuple[np.ndarray, np.ndarray]:
     if host.context is None:
         host.context = PlacementContext(host.mask, host.spacing_mm, host.organ, ct_hu=host.hu)
@@ -137,16 +172,18 @@ def synth_ours(host: Host, method: str, lo_hi: tuple[float, float], rng) -> tupl
     return ct_out, tumour.astype(bool)
 
 
-def synth_baseline(host: Host, lo_hi: tuple[float, float], rng) -> tuple[np.ndarray, np.ndarray]:
-    """The recipe with its size classes adapted: r0 = half a diameter drawn in the class, redrawn
-    (up to BASELINE_TRIES calls) until the tumour's equivalent diameter falls in the class."""
+def synth_baseline(host: Host, lo_hi: tuple[float, float], rng, *, diameter: float | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The recipe with its size classes adapted: r0 = half a diameter (``diameter``, or one drawn in the
+    class), called again (up to BASELINE_TRIES calls) until the tumour's equivalent diameter falls in the
+    class. The recipe deforms its ellipsoid, so a target diameter is only approached."""
     if host.bank is None:
         shape = baseline.resampled_shape(host.hu.shape, host.spacing_mm)
         host.bank = baseline.build_texture_bank(shape, BASELINE_TEXTURES, rng=int(rng.integers(2**31)))
     lo, hi = lo_hi
     last = "no try"
     for _ in range(BASELINE_TRIES):
-        r0 = 0.5 * float(rng.uniform(lo, hi))  # voxels at 1 mm
+        r0 = 0.5 * (float(rng.uniform(lo, hi)) if diameter is None else diameter)  # voxels at 1 mm
         with mock.patch.dict(baseline.SIZE_CLASSES, {"adapted": r0}):
             ct_out, tumour = baseline.insert_tumor(host.hu, host.mask, host.spacing_mm, "adapted", host.bank, rng)
         d = equivalent_diameter_mm(tumour, host.spacing_mm)
@@ -222,7 +259,8 @@ def figures(real: list[dict], syn: list[dict], organ: str, cls: str, seed: int) 
     # Per descriptor, for whoever calibrates a generator: which way each one misses.
     out["descriptors"] = {name: {"synthetic_median": d["synthetic_median"], "real_median": d["real_median"],
                                  "real_iqr": d["real_iqr"], "real_p5_p95": d["real_p5_p95"],
-                                 "in_real_range": None if d["in_real_range"] is None else d["in_real_range"]["value"]}
+                                 "in_real_range": None if d["in_real_range"] is None else d["in_real_range"]["value"],
+                                 "auc_single": d["auc_single"]}
                           for name, d in stats["descriptors"].items()}
     features = classifier_features() if with_ct else SHAPE_ONLY
     reader = _group(compare_descriptors(with_ct or real, syn, descriptors=features, seed=seed), organ, cls)["ai_reader"]
@@ -344,6 +382,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 tumours per generator, host and class")
     parser.add_argument("--seed", type=int, default=0, help="seed of every draw and of the AI reader's folds")
     parser.add_argument("--generators", default=",".join(GENERATORS), help="comma-separated subset of rules,ca,baseline")
+    parser.add_argument("--sizes", choices=SIZE_MODES, default="real",
+                        help="real (default): each class's tumours at the sizes of the calibration half's real "
+                             "tumours, the same targets for every generator; uniform: uniform in the class")
     parser.add_argument("--workers", type=int, default=2, help="processes describing the real lesions (default 2)")
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     parser.add_argument("--compare", type=Path, help="an earlier --json file to print side by side")
@@ -360,8 +401,8 @@ def main(argv=None) -> int:
     say(f"== bench_realism ({started}) ==")
     say(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
         f"tumorsyn {tumorsyn.__version__}; CPU {cpu_model()}, {os.cpu_count()} cores, load {loadavg()}")
-    say(f"n = {n} per generator, host and class; seed {args.seed}; generators {', '.join(gens)}; real data "
-        f"{realdata.data_root()}")
+    say(f"n = {n} per generator, host and class; seed {args.seed}; generators {', '.join(gens)}; sizes {args.sizes}; "
+        f"real data {realdata.data_root()}")
     say("baseline = the SyntheticTumors LIVER recipe (baseline_synthetictumors.py) applied as-is to every organ, "
         "size classes adapted (r0 = half a diameter drawn in the class, redrawn until the size fits)")
 
@@ -379,6 +420,12 @@ def main(argv=None) -> int:
         say(note)
     say(f"setup: real lesions described in {t_real:.0f} s ({', '.join(present) or 'none'}), hosts read in "
         f"{time.perf_counter() - t0:.1f} s")
+    pools = size_pools(present, args.workers) if args.sizes == "real" else {}
+    for (organ, cls), pool in pools.items():
+        say(f"sizes {organ} {cls}: drawn from {pool.size} real calibration tumours, median {np.median(pool):.1f} mm")
+    # One list of target sizes per host and class, shared by every generator (keyed apart from their draws).
+    targets = {(hi, cls): target_diameters(pools.get((host.organ, cls)), lo_hi, n, _rng(args.seed, SIZE_STREAM, hi, ci))
+               for hi, host in enumerate(hosts) for ci, (cls, lo_hi) in enumerate(CLASSES.items())}
 
     def available(organ, split, sources=None):
         organ_sources = [s for s, (o, _, _) in realdata.SOURCES.items() if o == organ
@@ -396,12 +443,12 @@ def main(argv=None) -> int:
                 # Keyed by the generator's place in GENERATORS, not in --generators: a generator benchmarked
                 # alone draws the same tumours as in a full run.
                 rng = _rng(args.seed, GENERATORS.index(gen), hi, ci)
-                for _ in range(n):
+                for diameter in targets[(hi, cls)]:
                     try:
                         if gen == "baseline":
-                            ct_out, tumour = synth_baseline(host, lo_hi, rng)
+                            ct_out, tumour = synth_baseline(host, lo_hi, rng, diameter=diameter)
                         else:
-                            ct_out, tumour = synth_ours(host, gen, lo_hi, rng)
+                            ct_out, tumour = synth_ours(host, gen, size_range(lo_hi, diameter), rng)
                         row, row_lits = describe(host, ct_out, tumour)
                     except TumorsynError as exc:
                         reason = str(exc).split(":")[0][:80]
@@ -472,7 +519,8 @@ def main(argv=None) -> int:
     say(f"\ntimes: real lesions {t_real:.0f} s, synthesis + description {t_syn:.0f} s, comparison {t_cmp:.0f} s; "
         f"wall {wall:.0f} s")
 
-    payload = {"settings": {"started": started, "n": n, "seed": args.seed, "generators": gens,
+    payload = {"settings": {"started": started, "n": n, "seed": args.seed, "generators": gens, "sizes": args.sizes,
+                            "size_pools_mm": {f"{o}/{c}": pool.tolist() for (o, c), pool in pools.items()},
                             "classes_mm": CLASSES, "quick": args.quick, "real_root": str(realdata.data_root()),
                             "real_sources": present, "host_margin_mm": HOST_MARGIN_MM},
                "machine": {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
