@@ -279,6 +279,23 @@ def real_rows(organ: str, split: str, *, sources=None, workers: int) -> list[dic
     return rows
 
 
+def halves_floor(seed: int, workers: int) -> dict:
+    """Real-vs-real within one scan: LiTS-117's calibration half against its test half, per class (all
+    features). Same scan, phase and annotation, other regions of the liver: what region alone gives away."""
+    halves = [real_rows("liver", split, sources=("lits117",), workers=workers) for split in ("calibration", "test")]
+    out = {}
+    for cls in CLASSES:
+        a, b = ([r for r in rows if r["size_class"] == cls] for rows in halves)
+        if min(len(a), len(b)) < 2:
+            out[cls] = {"auc": None, "ci95": None, "n_calibration": len(a), "n_test": len(b),
+                        "reason": "needs at least 2 lesions in each half"}
+            continue
+        reader = _group(compare_descriptors(a, b, descriptors=classifier_features(), seed=seed), "liver", cls)["ai_reader"]
+        out[cls] = {"auc": reader["auc"], "ci95": reader["ci95"], "n_calibration": len(a), "n_test": len(b),
+                    "reason": reader["reason"]}
+    return out
+
+
 def real_floor(split: str, seed: int, workers: int) -> dict:
     """Real-vs-real AUC: 3D-IRCADb patient 1 (as 'synthetic') against LiTS-117 (as 'real'), per class,
     with all features (intensity included) and with shape only (the pancreas proxy)."""
@@ -470,6 +487,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     floors = {split: real_floor(split, args.seed, args.workers) if {"lits117", "ircadb1"} <= set(present) else {}
               for split in SPLITS}
+    halves = halves_floor(args.seed, args.workers) if "lits117" in present else {}
     results = []
     host_keys = [(h.key, h.organ) for h in hosts] + [(h.key + "@lits-grid", h.organ) for h in hosts if h.lits_grid]
     # The coarse example's liver tumours also against LiTS-117 averaged onto its voxels (matched grid).
@@ -508,6 +526,10 @@ def main(argv=None) -> int:
         for key, f in floor.items():
             say(f"  LiTS {split:<5} {key:<12} AUC {_auc(f['auc'], f['ci95']):<20} (LiTS {f['n_lits']}, "
                 f"IRCADb p1 {f['n_ircadb1']}){' ' + f['reason'] if f.get('reason') else ''}")
+    say("== real-vs-real within one scan: LiTS-117 calibration half vs test half (other regions, same classifier) ==")
+    for cls, f in halves.items():
+        say(f"  {cls:<6} AUC {_auc(f['auc'], f['ci95']):<20} (calibration {f['n_calibration']}, test {f['n_test']})"
+            f"{' ' + f['reason'] if f.get('reason') else ''}")
     say("\n== realism per generator, host, organ and class ==")
     say("in IQR: shape+intensity descriptors whose synthetic median lies in the real IQR (sizes excluded); "
         "in-range: share of synthetic lesions inside the real 5-95 % range, averaged over those descriptors; "
@@ -525,7 +547,7 @@ def main(argv=None) -> int:
                             "real_sources": present, "host_margin_mm": HOST_MARGIN_MM},
                "machine": {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
                            "tumorsyn": tumorsyn.__version__, "cpu": cpu_model(), "cores": os.cpu_count()},
-               "floor": floors, "results": results,
+               "floor": floors, "floor_lits_halves": halves, "results": results,
                "failures": {" ".join(k): v for k, v in failures.items()},
                "checks": [{"check": c, "value": v, "ok": ok} for c, v, ok in checks_for(results)],
                "times_s": {"real": t_real, "synthesis": t_syn, "comparison": t_cmp, "wall": wall}}
