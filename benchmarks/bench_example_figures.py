@@ -1,6 +1,6 @@
 """Issue 16's three figures in the bundled example, side by side: diffusion, the SyntheticTumors recipe, rules, CA.
 
-Each generator writes ``--n`` early tumours (5-20 mm) into the bundled example's liver, pancreas and
+Each generator writes ``--n`` early tumours (< 20 mm) into the bundled example's liver, pancreas and
 kidney (3 mm, non-contrast), one tumour per call on the unchanged scan, and each is described with
 the realism descriptors on the example's own grid. The figures of ``train-diffusion --evaluate``
 (contrast and internal spread in host-noise units, edge sharpness) are compared with the held-out real
@@ -17,13 +17,22 @@ scan's own grid, and are compared there with the real tumours of that same regio
 the diffusion recipe learnt from, in voxels it never trained on; ``--evaluate`` instead inpaints the real
 tumours' own sites on the model's grid.
 
+Sizes (``--sizes``). ``real`` (the default): tumour ``i`` of every generator and organ is asked for the same
+target diameter (+-5 %), a real early liver tumour's equivalent diameter drawn from the CALIBRATION half of
+``bench_realism.py`` (LiTS-117's slab below the split and 3D-IRCADb patients 2-10: none of the held-out slab's
+tumours) times exp(N(0, 0.05)): the real tumours compared with are small (a median of about 9 mm), and at 3 mm
+a tumour's size decides how much of its contrast and edge partial volume keeps. Liver sizes for every organ,
+as the reference is liver tumours. ``uniform``: uniform in 5-20 mm, drawn by each generator (the figures
+before 2026-12-03).
+
 Several ``--seeds`` show how much the verdict moves from one draw of ``--n`` tumours to the next; the
 pooled line joins them. Last, the pooled liver tumours are compared on every descriptor of ``tumorsyn
 realism`` with the same real tumours (in IQR, in-range share, AI-reader AUC: ``bench_realism.figures``):
 issue 14's ruler, on the only real tumours the diffusion recipe never trained on. Setup (reading the
 reference) is untimed; nothing asserts.
 
-    python benchmarks/bench_example_figures.py --model RUN/model [--n 24] [--seeds 0,1,2] [--heldout-host] [--json OUT]
+    python benchmarks/bench_example_figures.py --model RUN/model [--n 24] [--seeds 0,1,2] [--heldout-host]
+        [--sizes real|uniform] [--json OUT]
 """
 from __future__ import annotations
 
@@ -50,34 +59,55 @@ RECIPE = REPO / "configs" / "diffusion" / "liver_early_lits_cpu.yaml"
 ORGANS = ("liver", "pancreas", "kidney")
 GENERATORS = ("diffusion", "baseline", "rules", "ca")
 SIZE_MM = (5.0, 20.0)
+SIZES = ("real", "uniform")
 
 
-def _baseline_rows(organ: str, n: int, seed: int) -> tuple[list[dict], tuple]:
-    """The SyntheticTumors recipe's ``n`` tumours in the example's ``organ`` (bench_realism's host and adaptation)."""
+def early_liver_pool(workers: int = 1) -> np.ndarray | None:
+    """Equivalent diameters (mm) of the calibration half's real early liver tumours; None without the real data."""
+    present = [s for s in bench_realism.realdata.SOURCES if s not in bench_realism.realdata.missing_sources()]
+    return bench_realism.size_pools(present, workers).get(("liver", "early"))
+
+
+def size_targets(pool: np.ndarray | None, n: int, seed: int) -> list[float | None]:
+    """Tumour ``i``'s target diameter (mm) for seed ``seed``, the same for every generator and organ (``None``:
+    uniform in :data:`SIZE_MM`, drawn by the generator)."""
+    return bench_realism.target_diameters(pool, SIZE_MM, n, np.random.default_rng([seed, bench_realism.SIZE_STREAM]))
+
+
+def _ranges(targets: list[float | None]) -> list[tuple[float, float]]:
+    return [bench_realism.size_range(SIZE_MM, d) for d in targets]
+
+
+def _baseline_rows(organ: str, targets: list[float | None], seed: int) -> tuple[list[dict], tuple]:
+    """The SyntheticTumors recipe's tumours in the example's ``organ``, one per target diameter (bench_realism's host
+    and adaptation)."""
     hosts, _ = bench_realism.load_hosts()
     host = next(h for h in hosts if h.key == "example" and h.organ == organ)
     rng = np.random.default_rng([seed, 7, ORGANS.index(organ)])
     rows = []
-    for i in range(n):
-        ct_out, tumour = bench_realism.synth_baseline(host, SIZE_MM, rng)
+    for i, diameter in enumerate(targets):
+        ct_out, tumour = bench_realism.synth_baseline(host, SIZE_MM, rng, diameter=diameter)
         rows.append(measure_written(ct_out, tumour, host.mask, host.spacing_mm, seed=i, size_mm=float("nan"),
                                     every_descriptor=True))
     return rows, tuple(host.spacing_mm)
 
 
-def run_generator(name: str, *, model: str | None, n: int, seed: int, reference: HeldoutReference) -> dict:
-    """Per organ: the tumours' rows and figures (``organ_figures``) of one generator and seed."""
+def run_generator(name: str, *, model: str | None, n: int, seed: int, reference: HeldoutReference,
+                  targets: list[float | None] | None = None) -> dict:
+    """Per organ: the tumours' rows and figures (``organ_figures``) of one generator and seed; ``targets``: tumour
+    ``i``'s diameter (mm; None or absent: uniform in :data:`SIZE_MM`)."""
+    targets = list(targets) if targets is not None else [None] * n
     if name == "baseline":
         out = {}
         for organ in ORGANS:
-            rows, spacing = _baseline_rows(organ, n, seed)
+            rows, spacing = _baseline_rows(organ, targets[:n], seed)
             out[organ] = {"tumours": rows, **organ_figures(rows, spacing, reference.native, reference)}
         return out
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the host check records warnings itself
         result = check_hosts(model if name == "diffusion" else None, ["example"], ORGANS, tumours=n, size_mm=SIZE_MM,
                              seed=seed, device="cpu", reference=reference.native, reference_on_grid=reference,
-                             method=name, every_descriptor=True)
+                             method=name, every_descriptor=True, sizes_mm=_ranges(targets))
     return {e["organ"]: {k: e[k] for k in ("tumours", "figures", "warnings", "invisible")} for e in result["hosts"]}
 
 
@@ -100,22 +130,29 @@ class HeldoutHost:
         self.host = bench_realism._host("heldout", self.case_id, self.organ, scan["hu"], scan["organ"], self.spacing_mm)
 
 
-def run_heldout_host(name: str, *, model: str | None, n: int, seed: int, host: HeldoutHost, reference: list[dict]) -> dict:
+def run_heldout_host(name: str, *, model: str | None, n: int, seed: int, host: HeldoutHost, reference: list[dict],
+                     targets: list[float | None] | None = None) -> dict:
     """One generator's ``n`` tumours in the held-out host (rows and figures against its real tumours, same grid)."""
+    targets = list(targets) if targets is not None else [None] * n
     if name == "baseline":
         rng = np.random.default_rng([seed, 8])
         rows = []
-        for i in range(n):
-            ct_out, tumour = bench_realism.synth_baseline(host.host, SIZE_MM, rng)
+        for i, diameter in enumerate(targets[:n]):
+            ct_out, tumour = bench_realism.synth_baseline(host.host, SIZE_MM, rng, diameter=diameter)
             rows.append(measure_written(ct_out, tumour, host.host.mask, host.spacing_mm, seed=i, size_mm=float("nan"),
                                         every_descriptor=True))
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = check_hosts(model if name == "diffusion" else None, [host.entry], [host.organ], tumours=n,
-                                 size_mm=SIZE_MM, seed=seed, device="cpu", method=name, every_descriptor=True)
+                                 size_mm=SIZE_MM, seed=seed, device="cpu", method=name, every_descriptor=True,
+                                 sizes_mm=_ranges(targets))
         rows = result["hosts"][0]["tumours"]
     return {"tumours": rows, **organ_figures(rows, host.spacing_mm, reference)}
+
+
+def _sizes_text(mode: str) -> str:
+    return "at real early liver tumours' sizes" if mode == "real" else "of 5-20 mm"
 
 
 def print_host_table(title: str, results: dict[str, dict]) -> None:
@@ -165,7 +202,7 @@ def descriptor_table(real_rows: list[dict], pooled_rows: dict, seed: int, where:
         return out
 
     real = tagged(real_rows)
-    say(f"\nliver, every descriptor of tumorsyn realism against the {len(real)} held-out real tumours of 5-20 mm "
+    say(f"\nliver, every descriptor of tumorsyn realism against the {len(real)} held-out real early tumours "
         f"on {where} (pooled)")
     say("| generator | in IQR | in-range | AI-reader AUC [CI] | outside the IQR |")
     say("|---|---|---|---|---|")
@@ -179,8 +216,10 @@ def descriptor_table(real_rows: list[dict], pooled_rows: dict, seed: int, where:
     return out
 
 
-def heldout_host_runs(config: dict, generators: list[str], args, seeds: list[int]) -> dict:
-    """Every generator's liver tumours in the held-out host, per seed and pooled, and issue 14's ruler there."""
+def heldout_host_runs(config: dict, generators: list[str], args, seeds: list[int],
+                      targets: dict[int, list[float | None]]) -> dict:
+    """Every generator's liver tumours in the held-out host, per seed and pooled, and issue 14's ruler there
+    (``targets``: per seed, tumour ``i``'s diameter, as in the example)."""
     real = holdout_native_rows(config)
     out: dict = {"runs": {}}
     pooled: dict = {g: [] for g in generators}
@@ -193,11 +232,13 @@ def heldout_host_runs(config: dict, generators: list[str], args, seeds: list[int
             results = {}
             for name in generators:
                 started = time.perf_counter()
-                results[name] = run_heldout_host(name, model=args.model, n=args.n, seed=seed, host=host, reference=real)
+                results[name] = run_heldout_host(name, model=args.model, n=args.n, seed=seed, host=host, reference=real,
+                                                 targets=targets[seed])
                 say(f"{name}, held-out host, seed {seed}: {time.perf_counter() - started:.0f} s")
                 pooled[name] += results[name]["tumours"]
             out["runs"][str(seed)] = results
-            print_host_table(f"held-out host, seed {seed}: {args.n} liver tumours of 5-20 mm (generated median, in/out "
+            print_host_table(f"held-out host, seed {seed}: {args.n} liver tumours {_sizes_text(args.sizes)} "
+                             "(generated median, in/out "
                              "of the real IQR on the same grid)", results)
     if len(seeds) > 1:
         out["pooled"] = {g: {"figures": organ_figures(rows, host.spacing_mm, real)["figures"]} for g, rows in pooled.items()}
@@ -219,6 +260,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="0", help="comma-separated master seeds (default 0)")
     parser.add_argument("--heldout-host", action="store_true", help="also write liver tumours into the held-out region "
                                                                      "of the config's held-out scan, on its own grid")
+    parser.add_argument("--sizes", choices=SIZES, default="real",
+                        help="real (default): every generator and organ at the same target diameters, drawn from the "
+                             "calibration half's real early liver tumours; uniform: uniform in 5-20 mm")
+    parser.add_argument("--workers", type=int, default=1, help="processes describing the real tumours whose sizes "
+                                                                "are drawn (default 1)")
     parser.add_argument("--json", help="write every row and figure here")
     args = parser.parse_args(argv)
     generators = [g for g in args.generators.split(",") if g]
@@ -234,18 +280,29 @@ def main(argv=None) -> int:
     config = load_config(args.config)
     reference = HeldoutReference(config)
     say(f"reference: {len(reference.native)} held-out real tumours of {args.config}")
-    everything: dict = {"n": args.n, "seeds": seeds, "size_mm": list(SIZE_MM), "model": args.model, "runs": {}}
+    pool = early_liver_pool(args.workers) if args.sizes == "real" else None
+    if args.sizes == "real" and pool is None:
+        say("sizes: no real calibration tumours to draw from (real data absent): uniform in 5-20 mm")
+    elif pool is not None:
+        say(f"sizes: drawn from {pool.size} real early liver tumours of the calibration half, median "
+            f"{np.median(pool):.1f} mm, the same targets for every generator and organ")
+    args.sizes = "real" if pool is not None else "uniform"  # what was drawn
+    targets = {seed: size_targets(pool, args.n, seed) for seed in seeds}
+    everything: dict = {"n": args.n, "seeds": seeds, "size_mm": list(SIZE_MM), "model": args.model, "sizes": args.sizes,
+                        "targets_mm": {str(seed): t for seed, t in targets.items()}, "runs": {}}
     pooled_rows: dict = {g: {o: [] for o in ORGANS} for g in generators}
     for seed in seeds:
         results = {}
         for name in generators:
             started = time.perf_counter()
-            results[name] = run_generator(name, model=args.model, n=args.n, seed=seed, reference=reference)
+            results[name] = run_generator(name, model=args.model, n=args.n, seed=seed, reference=reference,
+                                          targets=targets[seed])
             say(f"{name}, seed {seed}: {time.perf_counter() - started:.0f} s")
             for organ in ORGANS:
                 pooled_rows[name][organ] += results[name][organ]["tumours"]
         everything["runs"][str(seed)] = results
-        print_table(f"seed {seed}: {args.n} tumours of 5-20 mm per organ (generated median, in/out of the real IQR)",
+        print_table(f"seed {seed}: {args.n} tumours per organ, {_sizes_text(args.sizes)} (generated median, in/out of "
+                    "the real IQR)",
                     results)
     from tumorsyn.io import load_scan
 
@@ -257,7 +314,7 @@ def main(argv=None) -> int:
         print_table(f"pooled over seeds {', '.join(map(str, seeds))} ({args.n * len(seeds)} tumours per cell)", pooled)
     everything["descriptors_liver"] = descriptor_table(reference.rows_on_grid(spacing), pooled_rows, seeds[0])
     if args.heldout_host:
-        everything["heldout_host"] = heldout_host_runs(config, generators, args, seeds)
+        everything["heldout_host"] = heldout_host_runs(config, generators, args, seeds, targets)
     if args.json:
         Path(args.json).write_text(json.dumps(everything, indent=1, default=float))
         say(f"wrote {args.json}")

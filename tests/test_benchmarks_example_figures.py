@@ -34,11 +34,12 @@ def test_side_by_side_rows_tables_and_json(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "HeldoutReference", _Reference)
     monkeypatch.setattr(bench, "load_config", lambda path: {})
     out = tmp_path / "figures.json"
-    assert bench.main(["--generators", "rules,ca", "--n", "1", "--seeds", "0,1", "--json", str(out)]) == 0
+    assert bench.main(["--generators", "rules,ca", "--n", "1", "--seeds", "0,1", "--sizes", "uniform",
+                       "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "no --model: the diffusion row is skipped" not in printed  # diffusion was not asked for
     assert printed.count("| rules |") == 4 and printed.count("| ca |") == 4  # two seeds, pooled, descriptors
-    assert "every descriptor of tumorsyn realism against the 5 held-out real tumours" in printed
+    assert "every descriptor of tumorsyn realism against the 5 held-out real early tumours" in printed
     saved = json.loads(out.read_text())
     assert set(saved["runs"]) == {"0", "1"} and set(saved["pooled"]) == {"rules", "ca"}
     assert set(saved["descriptors_liver"]) == {"rules", "ca"}
@@ -87,6 +88,7 @@ def test_heldout_host_writes_into_the_held_out_region_on_its_own_grid(tmp_path, 
 
     monkeypatch.setattr(bench.HeldoutHost, "__init__", remember)
     out = tmp_path / "figures.json"
+    monkeypatch.setattr(bench, "early_liver_pool", lambda workers=1: np.array([7.0, 9.0, 11.0]))
     assert bench.main(["--generators", "rules", "--n", "2", "--seeds", "0,1", "--heldout-host", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "held-out host: phantom's held-out region, liver, 1 x 1 x 1.5 mm; 5 real tumours there" in printed
@@ -98,3 +100,43 @@ def test_heldout_host_writes_into_the_held_out_region_on_its_own_grid(tmp_path, 
     assert len(rows) == 2 and all(r["visible"] for r in rows) and set(bench.FIGURES) <= set(saved["pooled"]["rules"]["figures"])
     assert saved["descriptors_liver"]["rules"]["n_real"] == 5
     assert written and not any(p.exists() for p in written)  # the scan's copy is not left behind
+    # --sizes real (the default): the held-out host's tumours are asked for the example's targets, seed by seed.
+    targets = json.loads(out.read_text())["targets_mm"]
+    for seed in ("0", "1"):
+        for row, target in zip(saved["runs"][seed]["rules"]["tumours"], targets[seed]):
+            assert target / 1.05 - 0.01 <= row["size_mm"] <= target * 1.05 + 0.01  # size_mm is rounded to 0.01
+
+
+def test_real_sizes_are_one_list_for_every_generator_and_organ(tmp_path, monkeypatch, capsys):
+    """--sizes real: tumour i of rules, CA and every organ is asked for the same target diameter, drawn from the
+    real pool (jittered by 5 %, inside the class) and recorded; a seed draws its own list, again the same."""
+    monkeypatch.setattr(bench, "HeldoutReference", _Reference)
+    monkeypatch.setattr(bench, "load_config", lambda path: {})
+    pool = np.array([6.0, 8.0, 10.0, 13.0])
+    monkeypatch.setattr(bench, "early_liver_pool", lambda workers=1: pool)
+    out = tmp_path / "figures.json"
+    assert bench.main(["--generators", "rules,ca", "--n", "2", "--seeds", "0,1", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "sizes: drawn from 4 real early liver tumours of the calibration half, median 9.0 mm" in printed
+    assert "at real early liver tumours' sizes" in printed
+    saved = json.loads(out.read_text())
+    assert saved["sizes"] == "real"
+    targets = saved["targets_mm"]
+    assert targets["0"] == bench.size_targets(pool, 2, 0) and targets["0"] != targets["1"]
+    for seed, listed in targets.items():
+        assert len(listed) == 2
+        assert all(any(abs(t / d - 1.0) < 0.25 for d in pool) for t in listed)
+        for name in ("rules", "ca"):
+            for organ in bench.ORGANS:
+                sizes = [row["size_mm"] for row in saved["runs"][seed][name][organ]["tumours"]]
+                assert all(t / 1.05 - 0.01 <= s <= t * 1.05 + 0.01 for s, t in zip(sizes, listed)), (name, organ)
+
+
+def test_real_sizes_without_real_data_fall_back_to_uniform(monkeypatch, capsys):
+    monkeypatch.setattr(bench, "HeldoutReference", _Reference)
+    monkeypatch.setattr(bench, "load_config", lambda path: {})
+    monkeypatch.setattr(bench, "early_liver_pool", lambda workers=1: None)
+    assert bench.main(["--generators", "rules", "--n", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "sizes: no real calibration tumours to draw from (real data absent): uniform in 5-20 mm" in printed
+    assert "tumours per organ, of 5-20 mm" in printed

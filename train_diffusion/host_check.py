@@ -123,7 +123,8 @@ def organ_figures(rows: list[dict], spacing_mm, reference: list[dict] | None = N
 def check_hosts(model_dir: str | Path, hosts: Sequence, organs: Sequence[str], *, tumours: int, size_mm, seed: int,
                 steps: int | None = None, device: str = "auto", grain: str | None = None, reference: list[dict] | None = None,
                 reference_on_grid: Callable | None = None, preview: str | Path | None = None,
-                method: str = "diffusion", every_descriptor: bool = False, log=lambda *a: None) -> dict:
+                method: str = "diffusion", every_descriptor: bool = False, sizes_mm: Sequence | None = None,
+                log=lambda *a: None) -> dict:
     """Write ``tumours`` early tumours per organ and host with the model; measure them (see module docstring).
 
     Parameters
@@ -160,6 +161,9 @@ def check_hosts(model_dir: str | Path, hosts: Sequence, organs: Sequence[str], *
         the same seeds, for a side-by-side: ``benchmarks/bench_example_figures.py``).
     every_descriptor : bool
         Rows with every descriptor of ``tumorsyn realism``, not only :data:`REPORTED`.
+    sizes_mm : sequence of (float, float), optional
+        One equivalent-diameter range (mm) per tumour, in place of ``size_mm`` (tumour ``i`` of every host
+        and organ gets ``sizes_mm[i]``): the same target sizes for every generator in a side-by-side.
     log : callable
         Progress lines.
 
@@ -173,6 +177,8 @@ def check_hosts(model_dir: str | Path, hosts: Sequence, organs: Sequence[str], *
     from tumorsyn.io.cases import read_case_masks
 
     options = {"model": str(model_dir)} if method == "diffusion" else {}
+    if sizes_mm is not None and len(sizes_mm) < int(tumours):
+        raise ValueError(f"sizes_mm holds {len(sizes_mm)} range(s) for {int(tumours)} tumours")
     if steps is not None:
         options["steps"] = int(steps)
     if grain is not None:
@@ -186,7 +192,8 @@ def check_hosts(model_dir: str | Path, hosts: Sequence, organs: Sequence[str], *
             with warnings.catch_warnings(record=True) as seen:
                 warnings.simplefilter("always")
                 for i in range(int(tumours)):
-                    spec = sample_spec(organ_mask, spacing, organ=organ, method=method, size_mm=tuple(size_mm),
+                    asked = tuple(size_mm) if sizes_mm is None else tuple(sizes_mm[i])
+                    spec = sample_spec(organ_mask, spacing, organ=organ, method=method, size_mm=asked,
                                        ct_hu=ct, rng=np.random.default_rng([int(seed), h, i]), device=device, **options)
                     out, tumor = synthesize(ct, organ_mask, spacing, spec, device=device)
                     rows.append(measure_written(out, tumor, organ_mask, spacing, seed=spec.seed, size_mm=spec.size_mm,

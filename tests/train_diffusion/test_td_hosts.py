@@ -158,6 +158,19 @@ def test_host_check_counts_invisible_tumours(trained_run, monkeypatch):
     assert np.isnan(entry["tumours"][0]["contrast_noise"]) and np.isfinite(entry["tumours"][1]["contrast_noise"])
 
 
+def test_host_check_sizes_per_tumour():
+    """``sizes_mm``: tumour i is asked for range i (rules, no model needed); too short a list is refused."""
+    from train_diffusion.host_check import check_hosts
+
+    out = check_hosts(None, ["example"], ["liver"], tumours=2, size_mm=(5.0, 20.0), seed=0, device="cpu",
+                      method="rules", sizes_mm=[(9.0 / 1.05, 9.0 * 1.05), (15.0 / 1.05, 15.0 * 1.05)])
+    sizes = [t["size_mm"] for t in out["hosts"][0]["tumours"]]
+    assert [round(s / t, 1) for s, t in zip(sizes, (9.0, 15.0))] == [1.0, 1.0]  # within 5 %
+    with pytest.raises(ValueError, match=r"sizes_mm holds 1 range\(s\) for 2 tumours"):
+        check_hosts(None, ["example"], ["liver"], tumours=2, size_mm=(5.0, 20.0), seed=0, method="rules",
+                    sizes_mm=[(6.0, 6.3)])
+
+
 @pytest.mark.parametrize("override, message", [
     ("evaluation.hosts=[nowhere]", r"evaluation.hosts\[0\] must be example or a mapping with ct and labels"),
     ("evaluation.host_organs=[heart]", "evaluation.host_organs must list organs"),
