@@ -20,7 +20,7 @@ tumours' own sites on the model's grid.
 Sizes (``--sizes``). ``real`` (the default): tumour ``i`` of every generator and organ is asked for the same
 target diameter (+-5 %), a real early liver tumour's equivalent diameter drawn from the CALIBRATION half of
 ``bench_realism.py`` (LiTS-117's slab below the split and 3D-IRCADb patients 2-10: none of the held-out slab's
-tumours) times exp(N(0, 0.05)): the real tumours compared with are small (a median of about 9 mm), and at 3 mm
+tumours) times exp(N(0, 0.05)): the real tumours compared with are small (most of LiTS-117's under 10 mm), and at 3 mm
 a tumour's size decides how much of its contrast and edge partial volume keeps. Liver sizes for every organ,
 as the reference is liver tumours. ``uniform``: uniform in 5-20 mm, drawn by each generator (the figures
 before 2026-12-03).
