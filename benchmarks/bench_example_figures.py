@@ -64,8 +64,7 @@ SIZES = ("real", "uniform")
 
 def early_liver_pool(workers: int = 1) -> np.ndarray | None:
     """Equivalent diameters (mm) of the calibration half's real early liver tumours; None without the real data."""
-    present = [s for s in bench_realism.realdata.SOURCES if s not in bench_realism.realdata.missing_sources()]
-    return bench_realism.size_pools(present, workers).get(("liver", "early"))
+    return bench_realism.size_pools(bench_realism.present_sources(), workers).get(("liver", "early"))
 
 
 def size_targets(pool: np.ndarray | None, n: int, seed: int) -> list[float | None]:

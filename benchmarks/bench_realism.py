@@ -135,6 +135,12 @@ def _rng(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng([seed, *keys])
 
 
+def present_sources() -> list[str]:
+    """The real sources whose files are on this machine (``realdata.SOURCES`` order)."""
+    missing = realdata.missing_sources()
+    return [s for s in realdata.SOURCES if s not in missing]
+
+
 def size_pools(present: list[str], workers: int) -> dict[tuple[str, str], np.ndarray]:
     """Equivalent diameters (mm) of the calibration half's real tumours per (organ, class)."""
     pools: dict[tuple[str, str], np.ndarray] = {}
@@ -427,7 +433,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     for name, why in realdata.missing_sources().items():
         say(f"real source {name} absent ({why}): its figures are n/a")
-    present = [s for s in realdata.SOURCES if s not in realdata.missing_sources()]
+    present = present_sources()
     for source in present:
         realdata.describe_source(source, workers=args.workers)
     t_real = time.perf_counter() - t0
