@@ -156,7 +156,7 @@ def _sizes_text(mode: str) -> str:
 
 def print_host_table(title: str, results: dict[str, dict]) -> None:
     say(f"\n{title}")
-    say("| generator | liver: contrast / spread / edge | in (of 3) |")
+    say("| generator | liver: contrast / spread / edge (all 3 inside, % of bootstrap resamples) | in (of 3) |")
     say("|---|---|---|")
     for name, entry in results.items():
         text, inside = _cell(entry["figures"])
@@ -172,12 +172,14 @@ def _cell(figures: dict) -> str:
             continue
         inside += bool(f["inside_real_iqr"])
         parts.append(f"{f['generated_median']:.2f} {'in' if f['inside_real_iqr'] else 'out'}")
-    return " / ".join(parts), inside
+    share = figures.get("working_share")
+    # How firm the verdict is: the share of bootstrap resamples with all three inside (train_diffusion.figures).
+    return " / ".join(parts) + (f" ({100 * share:.0f} %)" if share is not None else ""), inside
 
 
 def print_table(title: str, results: dict[str, dict]) -> None:
     say(f"\n{title}")
-    say("| generator | " + " | ".join(f"{o}: contrast / spread / edge" for o in ORGANS) + " | in (of 9) |")
+    say("| generator | " + " | ".join(f"{o}: contrast / spread / edge (all 3 in, %)" for o in ORGANS) + " | in (of 9) |")
     say("|---|" + "---|" * (len(ORGANS) + 1))
     for name, per_organ in results.items():
         cells, total = [], 0

@@ -14,7 +14,9 @@ trained on) the way training reads its crops, and measures on each centred crop:
   them) of each real held-out tumour and each sample, both read on the same crop grid with the same
   tumour mask, the crop's organ and other lesions: the real median and interquartile range, the
   generated median, and whether it lies inside that range. ``working`` is true when every figure of
-  ``FIGURES`` does: the issue-16 test of a model that makes tumours.
+  ``FIGURES`` does: the issue-16 test of a model that makes tumours. ``working_share`` says how firm
+  that verdict is: the share of bootstrap resamples (held-out tumours, and crops with all their
+  samples) in which every figure is inside.
 
 Writes ``heldout.json`` and ``heldout.png`` (rows: crops; columns: real | blanked | reconstruction |
 samples) to the output folder.
@@ -173,8 +175,10 @@ def evaluate_bank(model, bank: CropBank, *, samples: int = 4, steps: int | None 
             real_rows = [crop_descriptors(real_hu[k], cores[k], organs[k], others[k], spacing) for k in range(n)]
             generated_rows = [crop_descriptors(hu, cores[k], organs[k], others[k], spacing)
                               for k in range(n) for hu in sample_hu[k]]
+            # A crop's samples share its context: they are resampled together.
             result["descriptors"] = {"real": real_rows, "generated": generated_rows,
-                                     "figures": figures_against(real_rows, generated_rows)}
+                                     "figures": figures_against(real_rows, generated_rows,
+                                                                generated_groups=[k for k in range(n) for _ in sample_hu[k]])}
     if preview is not None:
         # The samples as written (grain, real crop outside the region), in the crop's own [-1, 1] mapping.
         shown = [[hu_to_unit(hu, windows[k]) for hu in sample_hu[k]] for k in range(len(images))] if samples > 0 else []

@@ -31,6 +31,42 @@ def test_figures_against_by_hand():
     assert figures_against(real, [{name: math.nan for name in FIGURES}], names=FIGURES)["working"] is False
 
 
+def test_verdict_share_reads_how_firm_a_verdict_is():
+    from train_diffusion.figures import FIGURES, figures_against, figures_line
+
+    rng = np.random.default_rng(3)
+    real = [{name: float(v) for name in FIGURES} for v in rng.normal(0.0, 1.0, 40)]   # IQR about [-0.67, 0.67]
+    centre = [{name: float(v) for name in FIGURES} for v in rng.normal(0.0, 0.3, 40)]
+    far = [{name: float(v) for name in FIGURES} for v in rng.normal(3.0, 0.3, 40)]
+    edge_value = float(np.percentile([row["edge_sharpness"] for row in real], 75))
+    edge = [{**row, "edge_sharpness": edge_value + float(v)} for row, v in zip(centre, rng.normal(0.0, 0.05, 40))]
+    firm, out, marginal = (figures_against(real, g, names=FIGURES) for g in (centre, far, edge))
+    assert firm["working"] is True and firm["working_share"] >= 0.9
+    assert out["working"] is False and out["working_share"] == 0.0 and out["contrast_noise"]["inside_share"] == 0.0
+    assert 0.2 <= marginal["edge_sharpness"]["inside_share"] <= 0.8            # a median on the IQR's edge
+    assert marginal["working_share"] <= marginal["edge_sharpness"]["inside_share"]
+    assert figures_against(real, edge, names=FIGURES) == marginal               # a fixed seed: same inputs, same shares
+    assert "bootstrap resamples" in figures_line("x", marginal)
+    none = figures_against(real, centre, names=FIGURES, resamples=0)
+    assert none["working_share"] is None and none["contrast_noise"]["inside_share"] is None
+
+
+def test_verdict_share_resamples_a_crops_samples_together():
+    from train_diffusion.figures import FIGURES, figures_against
+
+    real = [{name: float(v) for name in FIGURES} for v in np.linspace(-2.0, 2.0, 201)]  # IQR [-1, 1], firm
+    # Five crops of eight identical samples, at 0.0 ... 1.6: the median (0.8) is inside. Resampled as rows
+    # it barely moves; resampled as crops it is one of five values, two of them outside.
+    values = [v for v in (0.0, 0.4, 0.8, 1.2, 1.6) for _ in range(8)]
+    generated = [{name: v for name in FIGURES} for v in values]
+    rows = figures_against(real, generated, names=FIGURES)
+    crops = figures_against(real, generated, names=FIGURES, generated_groups=[i // 8 for i in range(40)])
+    assert rows["working"] is crops["working"] is True
+    assert crops["working_share"] < rows["working_share"] - 0.1
+    with pytest.raises(ValueError, match="labels"):
+        figures_against(real, generated, names=FIGURES, generated_groups=[0, 1])
+
+
 def test_figures_preferring_takes_the_host_grid_where_enough_real_values_remain():
     from train_diffusion.figures import FIGURES, MIN_REFERENCE, figures_against, figures_preferring
 
