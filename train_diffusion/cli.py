@@ -51,6 +51,11 @@ def register(subparsers) -> None:
     group = parser.add_argument_group("held-out evaluation (no training)")
     group.add_argument("--evaluate", action="store_true",
                        help="measure a trained model on data.holdout_sources instead of training")
+    group.add_argument("--on", choices=("heldout", "training"), default="heldout",
+                       help="which real tumours --evaluate measures against: heldout (data.holdout_sources, the "
+                            "default; writes <output_dir>/heldout/) or training (data.tumor_sources, the model's own "
+                            "tumours; writes <output_dir>/training_fit/, no hosts): a model that misses both learnt "
+                            "too little, one that misses only the held-out ones meets tumours unlike its own")
     group.add_argument("--model", metavar="DIR", help="model folder to evaluate (default: <output_dir>/model)")
     group.add_argument("--samples", type=int, default=4, metavar="N",
                        help="inpainted samples per held-out tumour (default 4; 0 = autoencoder only)")
@@ -78,11 +83,11 @@ def run_command(args: argparse.Namespace) -> int:
     if args.stage:
         overrides.append(f"train.stage={args.stage}")
     config = load_config(args.config, overrides, real_data=args.real_data)
-    check_run_spares_inputs(config, args.config, evaluate=args.evaluate, model=args.model)
+    check_run_spares_inputs(config, args.config, evaluate=args.evaluate, model=args.model, on=args.on)
     if args.evaluate:
         return _evaluate(config, args)
-    if args.model or args.steps is not None:
-        raise ConfigError("--model and --steps belong to --evaluate")
+    if args.model or args.steps is not None or args.on != "heldout":
+        raise ConfigError("--model, --steps and --on belong to --evaluate")
     train(config, resume=not args.no_resume, quiet=args.quiet)
     return 0
 
@@ -116,7 +121,7 @@ def _source_files(config: dict) -> list[Path]:
 
 
 def check_run_spares_inputs(config: dict, config_path: str | None, *, evaluate: bool = False,
-                            model: str | None = None) -> None:
+                            model: str | None = None, on: str = "heldout") -> None:
     """Before any work: nothing the run writes in output_dir may be the config file or a data file it reads.
 
     A run folder's own ``config.yaml`` given as CONFIG is refused too: the run would rewrite it.
@@ -126,7 +131,9 @@ def check_run_spares_inputs(config: dict, config_path: str | None, *, evaluate: 
     run_dir = check_out_folder(config["output_dir"], option="output_dir (--out)")
     inputs = [config_path, *_source_files(config)]
     if evaluate:
-        heldout = run_dir / "heldout"
+        from train_diffusion.evaluate import EVALUATION_FOLDERS
+
+        heldout = run_dir / EVALUATION_FOLDERS[on]
         check_outputs_spare_inputs([heldout / n for n in ("heldout.json", "heldout.png", "hosts.json", "hosts.png")],
                                    [*inputs, Path(model) if model else run_dir / "model"], folders=[heldout],
                                    option="output_dir (--out)")
@@ -144,6 +151,6 @@ def _evaluate(config: dict, args: argparse.Namespace) -> int:
         raise ConfigError("--samples must be >= 0 and --steps >= 1")
     log = (lambda *m: None) if args.quiet else (lambda *m: print(*m, file=sys.stderr, flush=True))
     result = evaluate_model(config, model_dir=args.model, samples=args.samples, steps=args.steps, device=args.device,
-                            grain=args.grain, log=log)
+                            grain=args.grain, on=args.on, log=log)
     print(summary_line(result))
     return 0

@@ -227,12 +227,25 @@ def load_holdout(config: dict, *, log=lambda *a: None) -> CropBank:
     """
     if not config["data"]["holdout_sources"]:
         raise ConfigError("data.holdout_sources is empty: list scans whose tumours are kept out of training")
-    return load_crops(config, log=log, roles=("holdout_sources",))
+    return load_crops(config, log=log, roles=("holdout_sources",), evaluation=True)
+
+
+def load_training_tumours(config: dict, *, log=lambda *a: None) -> CropBank:
+    """The tumour crops of ``data.tumor_sources``, read as :func:`load_holdout` reads held-out ones.
+
+    What ``--evaluate --on training`` measures: a model against the tumours it learnt from. Beside the
+    held-out figures this tells a model that missed its own tumours from one whose held-out tumours
+    differ from them.
+    """
+    return load_crops(config, log=log, roles=("tumor_sources",), evaluation=True)
 
 
 def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True,
-               roles: tuple = ("tumor_sources", "healthy_sources")) -> CropBank:
+               roles: tuple = ("tumor_sources", "healthy_sources"), evaluation: bool = False) -> CropBank:
     """Read every source of the config (``roles``: which source lists) into a :class:`CropBank`.
+
+    With ``evaluation``, each scan gives tumour-free grain crops (the scanner grain evaluation writes
+    under ``grain="host"`` / ``"noise"`` samples) instead of healthy training crops.
 
     Raises
     ------
@@ -272,11 +285,11 @@ def load_crops(config: dict, *, log=lambda *a: None, need_tumors: bool = True,
                     _add_tumors(bank, hu, tumor, scan_spacing, case_id, organ, size=big, spacing=spacing,
                                 intensity=intensity, dilate_mm=dilate_mm, lo_mm=lo_mm, hi_mm=hi_mm, cut=cut,
                                 organ_mask=organ_mask)
-                if role == "holdout_sources":
+                if evaluation:
                     _add_grain(bank, hu, organ_mask, tumor, scan_spacing, size=big, spacing=spacing,
                                intensity=intensity, rng=np.random.default_rng([int(config["seed"]), 98, i]))
-                # Held-out sources give tumour crops only; a source may set its own healthy_crops.
-                healthy = 0 if role == "holdout_sources" else int(src.get("healthy_crops", d["healthy_crops_per_case"]))
+                # Evaluation reads tumour crops only; a training source may set its own healthy_crops.
+                healthy = 0 if evaluation else int(src.get("healthy_crops", d["healthy_crops_per_case"]))
                 images, windows = _organ_crops(hu, np.argwhere(organ_mask & ~tumor), healthy, rng, scan_spacing,
                                                size=big, spacing=spacing, intensity=intensity)
                 bank.healthy_images += images

@@ -32,10 +32,11 @@ from scipy import ndimage
 from tumorsyn.errors import ConfigError
 from tumorsyn.generators.diffusion.sampler import blank_crop, decode, encode, hu_to_unit, inpaint, unit_to_hu
 
-from train_diffusion.data import CropBank, load_holdout
+from train_diffusion.data import CropBank, load_holdout, load_training_tumours
 from train_diffusion.figures import crop_descriptors, figures_against, figures_line
 
-__all__ = ["masked_mae", "rim_mask", "reconstruct", "evaluate_bank", "evaluate_model", "summary_line"]
+__all__ = ["EVALUATION_FOLDERS", "masked_mae", "rim_mask", "reconstruct", "evaluate_bank", "evaluate_model",
+           "summary_line"]
 
 
 
@@ -199,12 +200,18 @@ def _preview(path: Path, images, masks, recon, generated, blank: float) -> Path:
     return save_sheet(path, rows, columns, [f"crop {k + 1}" for k in range(len(images))])
 
 
+EVALUATION_FOLDERS = {"heldout": "heldout", "training": "training_fit"}
+
+
 def evaluate_model(config: dict, *, model_dir: str | Path | None = None, out_dir: str | Path | None = None,
                    samples: int = 4, steps: int | None = None, device: str = "auto", grain: str | None = None,
-                   log=lambda *a: None) -> dict:
+                   on: str = "heldout", log=lambda *a: None) -> dict:
     """Evaluate a model folder on the config's held-out tumours; write ``heldout.json`` + ``heldout.png``.
 
-    ``model_dir`` defaults to ``<output_dir>/model`` and ``out_dir`` to ``<output_dir>/heldout``.
+    ``model_dir`` defaults to ``<output_dir>/model`` and ``out_dir`` to ``<output_dir>/heldout``. With
+    ``on="training"`` the same figures are read on the tumours of ``data.tumor_sources`` instead (the
+    model's own training tumours; default ``out_dir``: ``<output_dir>/training_fit``), and no host is
+    written into: what a model learnt, beside what it generalises to.
 
     Raises
     ------
@@ -215,9 +222,11 @@ def evaluate_model(config: dict, *, model_dir: str | Path | None = None, out_dir
     """
     from tumorsyn.generators.diffusion.model_folder import load_model
 
+    if on not in EVALUATION_FOLDERS:
+        raise ConfigError(f"evaluate on must be one of {', '.join(EVALUATION_FOLDERS)}, got {on!r}")
     run_dir = Path(config["output_dir"])
     model_dir = Path(model_dir) if model_dir else run_dir / "model"
-    out_dir = Path(out_dir) if out_dir else run_dir / "heldout"
+    out_dir = Path(out_dir) if out_dir else run_dir / EVALUATION_FOLDERS[on]
     model = load_model(model_dir, device=device)
     d = config["data"]
     ours = ([float(s) for s in d["spacing_mm"]], [int(n) for n in d["crop_size"]], [float(v) for v in d["hu_window"]])
@@ -233,16 +242,18 @@ def evaluate_model(config: dict, *, model_dir: str | Path | None = None, out_dir
                           f"model's in {model_dir} ({theirs_i[0]}, {theirs_i[1]}); "
                           "evaluate with the config the model was trained with (data.intensity: absolute for "
                           "a model folder without data.intensity)")
-    bank = load_holdout(config, log=log)
-    log(f"held-out: {len(bank.tumor_images)} tumour crop(s); {samples} sample(s) each")
+    bank = load_holdout(config, log=log) if on == "heldout" else load_training_tumours(config, log=log)
+    log(f"{'held-out' if on == 'heldout' else 'training'}: {len(bank.tumor_images)} tumour crop(s); "
+        f"{samples} sample(s) each")
     result = evaluate_bank(model, bank, samples=samples, steps=steps, seed=int(config["seed"]), grain=grain,
                            preview=out_dir / "heldout.png")
+    result["tumours"] = on
     result["model"] = str(model.path)
     result["model_checksum"] = model.checksum
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "heldout.json").write_text(json.dumps(result, indent=2))
     e = config["evaluation"]
-    if e["hosts"]:
+    if e["hosts"] and on == "heldout":
         from train_diffusion.host_check import check_hosts
 
         log(f"hosts: {e['tumours_per_organ']} tumour(s) of {e['size_mm'][0]:g}-{e['size_mm'][1]:g} mm per organ "
@@ -270,7 +281,8 @@ def evaluate_model(config: dict, *, model_dir: str | Path | None = None, out_dir
 def summary_line(result: dict) -> str:
     """One line of held-out figures (HU)."""
     r = result["reconstruction"]
-    text = (f"held-out {result['crops']} tumour crop(s): autoencoder MAE {r['mae_inside_hu']:.1f} HU inside tumours, "
+    which = "training" if result.get("tumours") == "training" else "held-out"
+    text = (f"{which} {result['crops']} tumour crop(s): autoencoder MAE {r['mae_inside_hu']:.1f} HU inside tumours, "
             f"{r['mae_outside_hu']:.1f} HU outside")
     if "inpainting" in result:
         i = result["inpainting"]
@@ -278,7 +290,7 @@ def summary_line(result: dict) -> str:
                  f"{i['contrast_generated_mean_hu']:+.1f} +- {i['contrast_generated_sd_hu']:.1f} HU; HU std inside "
                  f"tumours real {i['tumour_std_real_hu']:.1f}, generated {i['tumour_std_generated_hu']:.1f}")
     if "descriptors" in result:
-        text += "\n" + figures_line("held-out", result["descriptors"]["figures"])
+        text += "\n" + figures_line(which, result["descriptors"]["figures"])
     for entry in (result.get("hosts") or {}).get("hosts", []):
         where = (f"{entry['host']} {entry['organ']} ({len(entry['tumours'])} tumours, "
                  f"{entry.get('invisible', 0)} invisible, {len(entry['warnings'])} warnings)")

@@ -130,7 +130,33 @@ def test_holdout_errors(tmp_path, phantom_sources, trained_run, capsys):
     cfg_path = tmp_path / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(tiny_config(tmp_path / "e", phantom_sources)))
     assert main(["train-diffusion", str(cfg_path), "--model", str(trained_run[1])]) != 0
-    assert "--model and --steps belong to --evaluate" in capsys.readouterr().err
+    assert "--model, --steps and --on belong to --evaluate" in capsys.readouterr().err
+
+
+def test_evaluate_on_training_tumours(tmp_path, phantom_sources, trained_run, capsys):
+    """--on training: the same figures against the model's own tumours, in training_fit/, without the held-out set."""
+    from train_diffusion.data import load_training_tumours
+    from train_diffusion.evaluate import evaluate_model
+    from tumorsyn.cli.main import main
+
+    config, model = trained_run
+    config = {**config, "output_dir": str(tmp_path / "run")}        # no data.holdout_sources in the tiny run
+    bank = load_training_tumours(config)
+    assert len(bank.tumor_images) >= 1 and not bank.healthy_images and bank.grain_images  # tumours and grain only
+    result = evaluate_model(config, model_dir=model, samples=1, steps=2, device="cpu", on="training")
+    assert result["tumours"] == "training" and result["crops"] == len(bank.tumor_images)
+    written = json.loads((tmp_path / "run" / "training_fit" / "heldout.json").read_text())
+    assert written["reconstruction"] == result["reconstruction"] and "hosts" not in written
+    assert not (tmp_path / "run" / "heldout").exists()
+    with pytest.raises(ConfigError, match="evaluate on must be one of"):
+        evaluate_model(config, model_dir=model, samples=0, device="cpu", on="test")
+    cfg_path = tmp_path / "config.yaml"
+    cfg_path.write_text(yaml.safe_dump(config))
+    assert main(["train-diffusion", str(cfg_path), "--evaluate", "--on", "training", "--model", str(model),
+                 "--samples", "0", "--device", "cpu", "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith(f"training {len(bank.tumor_images)} tumour crop(s)")
+    assert main(["train-diffusion", str(cfg_path), "--on", "training"]) != 0       # --on without --evaluate
+    assert "belong to --evaluate" in capsys.readouterr().err
 
 
 def test_per_source_healthy_crops(tmp_path, phantom_sources):
