@@ -47,3 +47,24 @@ def test_a_target_size_is_the_written_size(method):
     for i, target in enumerate((9.0, 14.0)):
         _, tumour = bench.synth_ours(host, method, bench.size_range(EARLY, target), np.random.default_rng(i))
         assert target / 1.05 - 1e-6 <= equivalent_diameter_mm(tumour, host.spacing_mm) <= target * 1.05 + 1e-6
+
+
+def _rows(rng, n: int, shift: float = 0.0) -> list[dict]:
+    from tumorsyn.metrics.realism.descriptors import DESCRIPTORS
+
+    return [{**{name: float(v) + shift for name, v in zip(DESCRIPTORS, rng.normal(0.0, 1.0, len(DESCRIPTORS)))},
+             "equivalent_diameter_mm": 10.0, "organ": "liver", "size_class": "early", "has_ct": True}
+            for _ in range(n)]
+
+
+def test_real_vs_real_descriptor_floor_by_hand():
+    """The goal's in-IQR and in-range figures between real collections: same draws inside, far draws outside."""
+    rng = np.random.default_rng(0)
+    real = _rows(rng, 60)
+    alike = bench._descriptor_floor(real, _rows(rng, 60), "early", 0)
+    apart = bench._descriptor_floor(real, _rows(rng, 60, shift=10.0), "early", 0)
+    assert alike["of"] == apart["of"] > 0
+    assert alike["in_iqr"] >= alike["of"] - 2 and alike["in_range"] > 0.8
+    assert apart["in_iqr"] == 0 and apart["in_range"] == 0.0 and len(apart["outside_iqr"]) == apart["of"]
+    assert bench._iqr_floor(alike).startswith(f" in IQR {alike['in_iqr']} of {alike['of']}, in-range ")
+    assert bench._iqr_floor({"auc": 0.7}) == ""
