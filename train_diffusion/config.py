@@ -19,7 +19,7 @@ from tumorsyn.configfile import positive_ints as _positive_ints
 from tumorsyn.generators.diffusion.intensity import DEFAULT_INTENSITY, DEFAULT_RELATIVE_WINDOW_SD, INTENSITY_MODES
 from tumorsyn.organs import ORGANS, join_names
 
-__all__ = ["DEFAULTS", "STAGES", "load_config", "apply_overrides", "validate_config", "dump_config", "REPO_ROOT"]
+__all__ = ["DEFAULTS", "STAGES", "LR_SCHEDULES", "load_config", "apply_overrides", "validate_config", "dump_config", "REPO_ROOT"]
 
 DEFAULTS: dict = {
     "output_dir": "runs/diffusion",
@@ -84,6 +84,7 @@ DEFAULTS: dict = {
         "beta_schedule": "scaled_linear",  # linear, scaled_linear, squaredcos_cap_v2 (cosine)
         "loss": "mse",                     # mse or l1
         "ema_decay": 0.999,                # null = no EMA (the exported UNet is the EMA one when on)
+        "lr_schedule": "constant",         # constant, or cosine (lr falls to 0 at the last step)
         "sampler": "dpm_solver",           # ddim, dpm_solver (DPM-Solver++ 2M), unipc; euler for flow
         "sampling_steps": 10,              # default steps of `tumorsyn generate` (--steps overrides)
     },
@@ -98,6 +99,8 @@ DEFAULTS: dict = {
         "contrast_shrink": 0.0,            # ... the region's contrast shrunk by up to this fraction (0 = off)
         "blur_max_mm": 2.0,                # ... and a Gaussian blur of the decoded region of SD up to this (mm)
         "outside_weight": 0.1,             # L1 weight outside the generated region (1 inside)
+        "lr_schedule": "constant",         # constant, or cosine (lr falls to 0 at the last step)
+        "ema_decay": None,                 # null = no EMA; else the saved refiner holds the EMA weights
     },
     "evaluation": {
         # --evaluate (and the end of a run) also writes early tumours into these scans with the model and
@@ -124,6 +127,7 @@ DEFAULTS: dict = {
 }
 
 STAGES = ("all", "autoencoder", "refiner", "ldm")
+LR_SCHEDULES = ("constant", "cosine")      # a stage's learning-rate schedule (diffusers.optimization names)
 _FREE_FORM = {"data.tumor_sources", "data.healthy_sources", "data.holdout_sources", "evaluation.hosts"}
 _HOST_KEYS = {"ct", "labels", "label_preset", "organ_labels", "id"}
 _SOURCE_KEYS = {"dataset", "ct", "labels", "tumor", "organ", "label_preset", "organ_labels", "tumor_labels",
@@ -224,6 +228,15 @@ def _check_refiner(r: dict, path: str) -> None:
         _need(_number(r[key], low=0), path, f"refiner.{key} must be >= 0, got {r[key]!r}")
     _need(_number(r["contrast_shrink"], low=0, high=1), path,
           f"refiner.contrast_shrink must lie in [0, 1], got {r['contrast_shrink']!r}")
+    _check_schedule(r, path, "refiner")
+
+
+def _check_schedule(section: dict, path: str, name: str) -> None:
+    """A stage's ``lr_schedule`` (one of LR_SCHEDULES) and ``ema_decay`` (null or in [0, 1])."""
+    _need(section["lr_schedule"] in LR_SCHEDULES, path,
+          f"{name}.lr_schedule must be {join_names(LR_SCHEDULES)}, got {section['lr_schedule']!r}")
+    _need(section["ema_decay"] is None or _number(section["ema_decay"], low=0, high=1), path,
+          f"{name}.ema_decay must be null or in [0, 1], got {section['ema_decay']!r}")
 
 
 def _check_region(region, path: str, where: str) -> None:
@@ -336,7 +349,7 @@ def validate_config(config: dict, *, path: str = "config", base_dir: Path | None
           f"ldm.sampler {l['sampler']!r} does not fit prediction_type {l['prediction_type']}: "
           + ("use euler" if flow else "use ddim, dpm_solver or unipc"))
     _need(l["loss"] in ("mse", "l1"), path, f"ldm.loss must be mse or l1, got {l['loss']!r}")
-    _need(l["ema_decay"] is None or _number(l["ema_decay"], low=0, high=1), path, "ldm.ema_decay must be null or in [0, 1]")
+    _check_schedule(l, path, "ldm")
     for section, name in ((a, "autoencoder"), (l, "ldm")):
         for key in ("steps", "batch_size"):
             _need(isinstance(section[key], int) and not isinstance(section[key], bool) and section[key] >= 1, path,

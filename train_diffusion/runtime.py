@@ -8,7 +8,9 @@ import torch
 
 from tumorsyn.errors import ConfigError
 
-__all__ = ["make_accelerator", "versions", "micro_seed"]
+from train_diffusion.config import LR_SCHEDULES
+
+__all__ = ["make_accelerator", "versions", "micro_seed", "lr_schedule", "ema_model", "ema_copy"]
 
 
 def make_accelerator(config: dict):
@@ -26,6 +28,47 @@ def make_accelerator(config: dict):
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
     return Accelerator(mixed_precision=t["mixed_precision"], cpu=bool(t["cpu"]))
+
+
+def lr_schedule(optimizer, name: str, total_steps: int):
+    """The stage's learning-rate schedule (diffusers' ``get_scheduler``), stepped once per optimizer step.
+
+    ``constant`` keeps ``lr``; ``cosine`` lowers it along a half cosine to 0 at ``total_steps``, so the last
+    weights are not one noisy snapshot of a high learning rate (two runs of a recipe then agree more).
+    Register it for checkpointing (``accelerator.register_for_checkpointing``) so a resumed run goes on where it was.
+    """
+    from tumorsyn.compat import prepare_diffusers
+
+    prepare_diffusers()
+    from diffusers.optimization import get_scheduler
+
+    if name not in LR_SCHEDULES:
+        raise ConfigError(f"unknown learning-rate schedule {name!r}; known: {', '.join(LR_SCHEDULES)}")
+    return get_scheduler(name, optimizer, num_warmup_steps=0, num_training_steps=int(total_steps))
+
+
+def ema_model(model, decay: float | None, device):
+    """diffusers' ``EMAModel`` of ``model``'s weights on ``device`` (None when ``decay`` is None)."""
+    if decay is None:
+        return None
+    from tumorsyn.compat import prepare_diffusers
+
+    prepare_diffusers()
+    from diffusers.training_utils import EMAModel
+
+    ema = EMAModel(model.parameters(), decay=float(decay))
+    ema.to(device)
+    return ema
+
+
+def ema_copy(model, ema, build):
+    """A copy of ``model`` (made by ``build()``) holding the EMA weights, in eval mode; ``model`` itself without EMA."""
+    if ema is None:
+        return model
+    copy = build().to(next(model.parameters()).device)
+    copy.load_state_dict(model.state_dict())
+    ema.copy_to(copy.parameters())
+    return copy.eval()
 
 
 def micro_seed(seed: int, stage: int, micro: int, rank: int) -> int:

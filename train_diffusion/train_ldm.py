@@ -28,7 +28,7 @@ from train_diffusion.export import model_config
 from train_diffusion.models import build_autoencoder, build_unet, noise_scheduler
 from train_diffusion.runlog import (Checkpoints, StageState, checkpoint_or_stop, plot_curves, read_rows, save_preview,
                                     write_rows)
-from train_diffusion.runtime import make_accelerator, micro_seed
+from train_diffusion.runtime import ema_copy, ema_model, lr_schedule, make_accelerator, micro_seed
 
 __all__ = ["train_ldm", "noise_scheduler", "FIELDS", "LdmResult"]
 
@@ -92,11 +92,6 @@ def _targets(config, sched, z0, noise, generator):
 def train_ldm(config: dict, bank: CropBank, autoencoder_path: Path, *, resume: bool = True, quiet: bool = False,
               stop_at_step: int | None = None) -> LdmResult | None:
     """Train stage 2; return the result when all steps are done (None when stopped early)."""
-    from tumorsyn.compat import prepare_diffusers
-
-    prepare_diffusers()
-    from diffusers.training_utils import EMAModel
-
     from tumorsyn.cli.common import progress
 
     l, t = config["ldm"], config["train"]
@@ -111,13 +106,14 @@ def train_ldm(config: dict, bank: CropBank, autoencoder_path: Path, *, resume: b
     ae = load_frozen_autoencoder(config, autoencoder_path, device)
     unet = build_unet(config)
     sched = noise_scheduler(config)
-    ema = EMAModel(unet.parameters(), decay=float(l["ema_decay"])) if l["ema_decay"] is not None else None
+    ema = ema_model(unet, l["ema_decay"], device)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=float(l["lr"]), weight_decay=0.0)
+    schedule = lr_schedule(optimizer, l["lr_schedule"], int(l["steps"]))
     unet, optimizer = accelerator.prepare(unet, optimizer)
     state = StageState()
     accelerator.register_for_checkpointing(state)
+    accelerator.register_for_checkpointing(schedule)
     if ema is not None:
-        ema.to(device)
         accelerator.register_for_checkpointing(ema)
     last = checkpoints.last() if resume else None
     if last is not None:
@@ -158,6 +154,7 @@ def train_ldm(config: dict, bank: CropBank, autoencoder_path: Path, *, resume: b
         if t["max_grad_norm"]:
             accelerator.clip_grad_norm_(unet.parameters(), float(t["max_grad_norm"]))
         optimizer.step()
+        schedule.step()
         optimizer.zero_grad(set_to_none=True)
         if ema is not None:
             ema.step(accelerator.unwrap_model(unet).parameters())
@@ -187,12 +184,7 @@ def train_ldm(config: dict, bank: CropBank, autoencoder_path: Path, *, resume: b
 
 def _ema_unet(unet, ema, config):
     """A copy of the UNet holding the EMA weights (or the UNet itself without EMA)."""
-    if ema is None:
-        return unet
-    copy = build_unet(config).to(next(unet.parameters()).device)
-    copy.load_state_dict(unet.state_dict())
-    ema.copy_to(copy.parameters())
-    return copy.eval()
+    return ema_copy(unet, ema, lambda: build_unet(config))
 
 
 def _scale_factor(ae, bank: CropBank, config: dict, device, accelerator) -> float:

@@ -10,7 +10,10 @@ autoencoder round trip, degraded inside the generated region the way a sampled l
 a real one (Gaussian noise of up to ``refiner.latent_noise`` x the latent's SD in the masked latent
 voxels, the region's contrast shrunk by up to ``refiner.contrast_shrink``, then a Gaussian blur of SD
 up to ``refiner.blur_max_mm`` mm of the decoded region). The loss
-is L1, weight 1 inside the generated (grown) region, ``refiner.outside_weight`` elsewhere.
+is L1, weight 1 inside the generated (grown) region, ``refiner.outside_weight`` elsewhere. With
+``refiner.lr_schedule: cosine`` the learning rate falls to 0 over the run, and with ``refiner.ema_decay`` the
+saved weights are their exponential moving average (diffusers ``EMAModel``): the refiner sets the written
+tumour's contrast and edge, and a constant-rate final snapshot made two runs of one recipe disagree there.
 
 Writes ``<run>/refiner/``: ``checkpoints/`` (resumable), ``refiner.safetensors`` when done, and
 ``<run>/steps_refiner.csv``, ``curves_refiner.png``, ``previews/refiner_step<N>.png``
@@ -32,7 +35,7 @@ from train_diffusion.data import CropBank
 from train_diffusion.models import build_refiner
 from train_diffusion.runlog import (Checkpoints, StageState, after_step, plot_curves, read_rows,
                                     save_preview, save_weights)
-from train_diffusion.runtime import make_accelerator
+from train_diffusion.runtime import ema_copy, ema_model, lr_schedule, make_accelerator
 
 __all__ = ["train_refiner", "refiner_done_path", "load_refiner", "degraded_decode", "FIELDS"]
 
@@ -133,10 +136,15 @@ def train_refiner(config: dict, bank: CropBank, ae_path: Path, *, resume: bool =
     torch.manual_seed(int(config["seed"]))
     ae = load_frozen_autoencoder(config, ae_path, device)
     model = build_refiner(config)
+    ema = ema_model(model, r["ema_decay"], device)
     opt = torch.optim.Adam(model.parameters(), lr=float(r["lr"]))
+    schedule = lr_schedule(opt, r["lr_schedule"], int(r["steps"]))
     model, opt = accelerator.prepare(model, opt)
     state = StageState()
     accelerator.register_for_checkpointing(state)
+    accelerator.register_for_checkpointing(schedule)
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
     last = checkpoints.last() if resume else None
     if last is not None:
         accelerator.load_state(str(last))
@@ -167,7 +175,10 @@ def train_refiner(config: dict, bank: CropBank, ae_path: Path, *, resume: bool =
         if t["max_grad_norm"]:
             accelerator.clip_grad_norm_(model.parameters(), float(t["max_grad_norm"]))
         opt.step()
+        schedule.step()
         opt.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.step(accelerator.unwrap_model(model).parameters())
         for key, value in (("l1_inside", inside), ("l1_outside", outside), ("loss", loss)):
             sums[key] = sums.get(key, 0.0) + float(value.detach())
         state.step += 1
@@ -175,21 +186,26 @@ def train_refiner(config: dict, bank: CropBank, ae_path: Path, *, resume: bool =
         sums, stopped = after_step(
             accelerator, checkpoints, rows, sums, step=state.step, total=total, train=t, started=started,
             path=run_dir / "steps_refiner.csv", fields=FIELDS, stop_at_step=stop_at_step,
-            preview=lambda: _preview(ae, accelerator.unwrap_model(model), bank, config, run_dir, state.step, device,
-                                     blur_vox))
+            preview=lambda: _preview(ae, _ema_refiner(accelerator.unwrap_model(model), ema, config), bank, config,
+                                     run_dir, state.step, device, blur_vox))
         if stopped:
             bar.close()
             return None
     bar.close()
     out = refiner_done_path(run_dir)
     if accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(model)
+        unwrapped = _ema_refiner(accelerator.unwrap_model(model), ema, config)
         _preview(ae, unwrapped, bank, config, run_dir, state.step, device, blur_vox)
         plot_curves(run_dir / "curves_refiner.png", rows, ["l1_inside", "l1_outside"], "border refiner")
         save_weights(unwrapped, out)
     accelerator.wait_for_everyone()
     log(f"refiner: {state.step} steps done -> {out}")
     return out
+
+
+def _ema_refiner(model, ema, config):
+    """The refiner holding its EMA weights (what is saved and previewed), or itself without EMA."""
+    return ema_copy(model, ema, lambda: build_refiner(config))
 
 
 def _preview(ae, refiner, bank: CropBank, config: dict, run_dir: Path, step: int, device, blur_vox: float) -> None:
