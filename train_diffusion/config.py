@@ -101,6 +101,7 @@ DEFAULTS: dict = {
         "outside_weight": 0.1,             # L1 weight outside the generated region (1 inside)
         "lr_schedule": "constant",         # constant, or cosine (lr falls to 0 at the last step)
         "ema_decay": None,                 # null = no EMA; else the saved refiner holds the EMA weights
+        "members": 1,                      # refiners trained from their own seeds; > 1: the model averages their corrections
     },
     "evaluation": {
         # --evaluate (and the end of a run) also writes early tumours into these scans with the model and
@@ -228,6 +229,8 @@ def _check_refiner(r: dict, path: str) -> None:
         _need(_number(r[key], low=0), path, f"refiner.{key} must be >= 0, got {r[key]!r}")
     _need(_number(r["contrast_shrink"], low=0, high=1), path,
           f"refiner.contrast_shrink must lie in [0, 1], got {r['contrast_shrink']!r}")
+    _need(isinstance(r["members"], int) and not isinstance(r["members"], bool) and r["members"] >= 1, path,
+          f"refiner.members must be a positive integer, got {r['members']!r}")
     _check_schedule(r, path, "refiner")
 
 

@@ -10,7 +10,8 @@ import shutil
 import uuid
 from pathlib import Path
 
-from tumorsyn.generators.diffusion.model_folder import FORMAT, FORMAT_VERSION, OPTIONAL_WEIGHT_FILES, SCHEDULER_FILE, WEIGHT_FILES
+from tumorsyn.generators.diffusion.model_folder import (FORMAT, FORMAT_VERSION, OPTIONAL_WEIGHT_FILES, SCHEDULER_FILE,
+                                                       WEIGHT_FILES, refiner_files)
 
 from train_diffusion.models import autoencoder_spec, refiner_spec, unet_spec
 
@@ -24,10 +25,16 @@ def pooled_organs(config: dict) -> list[str]:
     return sorted({s["organ"] for s in config["data"]["tumor_sources"]})
 
 
-def model_config(config: dict, *, scale_factor: float, summary: dict | None = None, refiner: bool = False) -> dict:
-    """``config.json`` of a model folder (also used in memory for previews during training)."""
+def model_config(config: dict, *, scale_factor: float, summary: dict | None = None, refiners: int = 0) -> dict:
+    """``config.json`` of a model folder (also used in memory for previews during training).
+
+    ``refiners``: how many border refiners the folder holds (0 = none; more than 1 = an ensemble whose
+    corrections are averaged, ``refiner_1.safetensors`` ... beside ``refiner.safetensors``).
+    """
     d, l = config["data"], config["ldm"]
-    extra = {"refiner": {**refiner_spec(config), "weights": OPTIONAL_WEIGHT_FILES["refiner"]}} if refiner else {}
+    extra = {"refiner": {**refiner_spec(config), "weights": OPTIONAL_WEIGHT_FILES["refiner"]}} if refiners else {}
+    if refiners > 1:
+        extra["refiner"]["members"] = int(refiners)
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "organs": pooled_organs(config),
@@ -51,8 +58,11 @@ def _state(module) -> dict:
 
 
 def export_model(folder: str | Path, config: dict, *, autoencoder, unet, noise_scheduler, scale_factor: float,
-                 summary: dict, refiner=None) -> Path:
-    """Write the model folder ``folder`` (replacing an older one only once the new one is complete)."""
+                 summary: dict, refiners=()) -> Path:
+    """Write the model folder ``folder`` (replacing an older one only once the new one is complete).
+
+    ``refiners``: the trained border refiners (none, one, or an ensemble's members in order).
+    """
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -61,14 +71,14 @@ def export_model(folder: str | Path, config: dict, *, autoencoder, unet, noise_s
     try:
         save_file(_state(autoencoder), str(tmp / WEIGHT_FILES["autoencoder"]))
         save_file(_state(unet), str(tmp / WEIGHT_FILES["unet"]))
-        if refiner is not None:
-            save_file(_state(refiner), str(tmp / OPTIONAL_WEIGHT_FILES["refiner"]))
+        for refiner, name in zip(refiners, refiner_files(len(refiners))):
+            save_file(_state(refiner), str(tmp / name))
         noise_scheduler.save_config(str(tmp))  # diffusers' own format, with _class_name
         if not (tmp / SCHEDULER_FILE).is_file():
             raise RuntimeError(f"diffusers wrote no {SCHEDULER_FILE}")
         # config.json last: a folder with it is complete.
         (tmp / "config.json").write_text(json.dumps(model_config(config, scale_factor=scale_factor, summary=summary,
-                                                                 refiner=refiner is not None), indent=2))
+                                                                 refiners=len(refiners)), indent=2))
         old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
         if folder.exists():
             folder.replace(old)

@@ -8,6 +8,7 @@ Run folder (``output_dir``)::
     config.yaml, versions.json      the resolved config and library versions
     autoencoder/                    stage 1: checkpoints/, autoencoder.safetensors, network.json
     refiner/                        with refiner.steps > 0: checkpoints/, refiner.safetensors
+                                    (and member_K/ for each other refiner of an ensemble, refiner.members > 1)
     ldm/                            stage 2: checkpoints/
     steps_<stage>.csv, curves_<stage>.png
     previews/                       PNG mid-slices during training
@@ -96,10 +97,14 @@ def _train(config: dict, *, resume: bool, quiet: bool, stop_at) -> Path | None:
         if stage == "autoencoder":
             return None
     with_refiner = int(config["refiner"]["steps"]) > 0
+    members = int(config["refiner"]["members"]) if with_refiner else 0
     if with_refiner and stage in ("all", "refiner"):
         stop = stop_at[1] if stop_at and stop_at[0] == "refiner" else None
-        if train_refiner(config, bank, ae_path, resume=resume, quiet=quiet, stop_at_step=stop) is None:
-            return None
+        # An ensemble's refiners one after another, each from its own seed (stop_at stops the first).
+        for member in range(members):
+            if train_refiner(config, bank, ae_path, member=member, resume=resume, quiet=quiet,
+                             stop_at_step=stop if member == 0 else None) is None:
+                return None
     if stage == "refiner":
         return None
     stop = stop_at[1] if stop_at and stop_at[0] == "ldm" else None
@@ -108,7 +113,7 @@ def _train(config: dict, *, resume: bool, quiet: bool, stop_at) -> Path | None:
         return None
     summary = {
         "autoencoder_steps": int(config["autoencoder"]["steps"]), "ldm_steps": int(result.steps),
-        "refiner_steps": int(config["refiner"]["steps"]),
+        "refiner_steps": int(config["refiner"]["steps"]), "refiner_members": members,
         "ema": config["ldm"]["ema_decay"] is not None, "seed": int(config["seed"]),
         "tumour_crops": len(bank.tumor_images), "healthy_crops": len(bank.healthy_images),
         "tumours": bank.tumors, "cases": bank.cases, "organ": config["organ"],
@@ -121,10 +126,10 @@ def _train(config: dict, *, resume: bool, quiet: bool, stop_at) -> Path | None:
     }
     folder = run_dir / "model"
     if main_process:
-        refiner = load_refiner(config, refiner_done_path(run_dir), "cpu") if with_refiner else None
+        refiners = [load_refiner(config, refiner_done_path(run_dir, k), "cpu") for k in range(members)]
         export_model(folder, config, autoencoder=result.autoencoder, unet=result.unet,
                      noise_scheduler=result.noise_scheduler, scale_factor=result.scale_factor, summary=summary,
-                     refiner=refiner)
+                     refiners=refiners)
         log(f"model folder: {folder}")
         if config["data"]["holdout_sources"]:
             from train_diffusion.evaluate import evaluate_model, summary_line

@@ -112,9 +112,11 @@ def train_ldm(config: dict, bank: CropBank, autoencoder_path: Path, *, resume: b
     unet, optimizer = accelerator.prepare(unet, optimizer)
     state = StageState()
     accelerator.register_for_checkpointing(state)
-    accelerator.register_for_checkpointing(schedule)
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
+    if l["lr_schedule"] != "constant":
+        # Registered last and only when it changes anything: checkpoints of runs without it keep their layout.
+        accelerator.register_for_checkpointing(schedule)
     last = checkpoints.last() if resume else None
     if last is not None:
         accelerator.load_state(str(last))

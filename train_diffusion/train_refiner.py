@@ -37,13 +37,32 @@ from train_diffusion.runlog import (Checkpoints, StageState, after_step, plot_cu
                                     save_preview, save_weights)
 from train_diffusion.runtime import ema_copy, ema_model, lr_schedule, make_accelerator
 
-__all__ = ["train_refiner", "refiner_done_path", "load_refiner", "degraded_decode", "FIELDS"]
+__all__ = ["train_refiner", "refiner_done_path", "member_config", "member_dir", "load_refiner", "degraded_decode",
+           "FIELDS"]
 
 FIELDS = ["step", "l1_inside", "l1_outside", "loss", "seconds"]
 
 
-def refiner_done_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "refiner" / "refiner.safetensors"
+def member_dir(run_dir: Path, member: int = 0) -> Path:
+    """Stage folder of an ensemble member: ``refiner/`` for the first, ``refiner/member_K/`` for the others."""
+    stage = Path(run_dir) / "refiner"
+    return stage if member == 0 else stage / f"member_{member}"
+
+
+def refiner_done_path(run_dir: Path, member: int = 0) -> Path:
+    return member_dir(run_dir, member) / "refiner.safetensors"
+
+
+def member_config(config: dict, member: int) -> dict:
+    """The config an ensemble member trains with: the run's own for the first, else its own seed.
+
+    Each member's seed is drawn from (run seed, member), never ``seed + member``: two runs of a recipe
+    with neighbouring seeds would otherwise share refiners and agree for the wrong reason.
+    """
+    if member == 0:
+        return config
+    seed = int(np.random.SeedSequence([int(config["seed"]), 17, int(member)]).generate_state(1)[0] % (2**31 - 1))
+    return {**config, "seed": seed}
 
 
 def load_refiner(config: dict, path: Path, device):
@@ -120,15 +139,18 @@ def degraded_decode(ae, x, mask, *, latent_noise: float, blur_vox: float, genera
         return decoded * (1.0 - mask) + blurred * mask
 
 
-def train_refiner(config: dict, bank: CropBank, ae_path: Path, *, resume: bool = True, quiet: bool = False,
-                  stop_at_step: int | None = None) -> Path | None:
-    """Train the refiner; return its weights file when all steps are done (None when stopped early)."""
+def train_refiner(config: dict, bank: CropBank, ae_path: Path, *, member: int = 0, resume: bool = True,
+                  quiet: bool = False, stop_at_step: int | None = None) -> Path | None:
+    """Train one refiner (``member`` of the ensemble, :func:`member_config`); return its weights file when all
+    steps are done (None when stopped early)."""
     from tumorsyn.cli.common import progress
     from train_diffusion.train_ldm import load_frozen_autoencoder
 
+    config = member_config(config, member)
     r, t, d = config["refiner"], config["train"], config["data"]
     run_dir = Path(config["output_dir"])
-    stage_dir = run_dir / "refiner"
+    stage_dir = member_dir(run_dir, member)
+    name = "refiner" if member == 0 else f"refiner_{member}"
     checkpoints = Checkpoints(stage_dir / "checkpoints", keep=t["keep_checkpoints"])
     accelerator = make_accelerator(config)
     log = (lambda *m: None) if quiet or not accelerator.is_main_process else (lambda *m: print(*m, file=sys.stderr, flush=True))
@@ -142,17 +164,19 @@ def train_refiner(config: dict, bank: CropBank, ae_path: Path, *, resume: bool =
     model, opt = accelerator.prepare(model, opt)
     state = StageState()
     accelerator.register_for_checkpointing(state)
-    accelerator.register_for_checkpointing(schedule)
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
+    if r["lr_schedule"] != "constant":
+        # Registered last and only when it changes anything: checkpoints of runs without it keep their layout.
+        accelerator.register_for_checkpointing(schedule)
     last = checkpoints.last() if resume else None
     if last is not None:
         accelerator.load_state(str(last))
-        log(f"refiner: resumed from {last} (step {state.step})")
-    rows = read_rows(run_dir / "steps_refiner.csv", state.step)
+        log(f"{name}: resumed from {last} (step {state.step})")
+    rows = read_rows(run_dir / f"steps_{name}.csv", state.step)
     total, rank, blank = int(r["steps"]), accelerator.process_index, float(d["blank_value"])
     blur_vox = float(r["blur_max_mm"]) / min(float(s) for s in d["spacing_mm"])
-    bar = progress(total=total, desc="refiner", unit="step", quiet=quiet or not accelerator.is_main_process)
+    bar = progress(total=total, desc=name, unit="step", quiet=quiet or not accelerator.is_main_process)
     bar.update(state.step)
     model.train()
     sums: dict[str, float] = {}
@@ -185,21 +209,21 @@ def train_refiner(config: dict, bank: CropBank, ae_path: Path, *, resume: bool =
         bar.update(1)
         sums, stopped = after_step(
             accelerator, checkpoints, rows, sums, step=state.step, total=total, train=t, started=started,
-            path=run_dir / "steps_refiner.csv", fields=FIELDS, stop_at_step=stop_at_step,
+            path=run_dir / f"steps_{name}.csv", fields=FIELDS, stop_at_step=stop_at_step,
             preview=lambda: _preview(ae, _ema_refiner(accelerator.unwrap_model(model), ema, config), bank, config,
-                                     run_dir, state.step, device, blur_vox))
+                                     run_dir, state.step, device, blur_vox, name))
         if stopped:
             bar.close()
             return None
     bar.close()
-    out = refiner_done_path(run_dir)
+    out = refiner_done_path(run_dir, member)
     if accelerator.is_main_process:
         unwrapped = _ema_refiner(accelerator.unwrap_model(model), ema, config)
-        _preview(ae, unwrapped, bank, config, run_dir, state.step, device, blur_vox)
-        plot_curves(run_dir / "curves_refiner.png", rows, ["l1_inside", "l1_outside"], "border refiner")
+        _preview(ae, unwrapped, bank, config, run_dir, state.step, device, blur_vox, name)
+        plot_curves(run_dir / f"curves_{name}.png", rows, ["l1_inside", "l1_outside"], f"border {name.replace('_', ' ')}")
         save_weights(unwrapped, out)
     accelerator.wait_for_everyone()
-    log(f"refiner: {state.step} steps done -> {out}")
+    log(f"{name}: {state.step} steps done -> {out}")
     return out
 
 
@@ -208,7 +232,8 @@ def _ema_refiner(model, ema, config):
     return ema_copy(model, ema, lambda: build_refiner(config))
 
 
-def _preview(ae, refiner, bank: CropBank, config: dict, run_dir: Path, step: int, device, blur_vox: float) -> None:
+def _preview(ae, refiner, bank: CropBank, config: dict, run_dir: Path, step: int, device, blur_vox: float,
+             name: str = "refiner") -> None:
     x, m, core = (torch.from_numpy(a).to(device) for a in bank.batch("tumor", 1, seed=config["seed"], stage="preview",
                                                                     index=0, flip=False, cores=True))
     was = refiner.training
@@ -220,5 +245,5 @@ def _preview(ae, refiner, bank: CropBank, config: dict, run_dir: Path, step: int
         refined = refine(refiner, decoded, x, m, core, float(config["data"]["blank_value"])).float()
     refiner.train(was)
     panels = [a[0, 0].cpu().numpy() for a in (x, decoded, refined)]
-    save_preview(run_dir / "previews" / f"refiner_step{step:07d}.png", panels,
+    save_preview(run_dir / "previews" / f"{name}_step{step:07d}.png", panels,
                  ["real", "decoded, degraded", "refined"], mask=core[0, 0].cpu().numpy())

@@ -9,6 +9,8 @@ A model folder (written by ``tumorsyn train-diffusion``) holds::
     scheduler_config.json     the training noise schedule (diffusers format)
     refiner.safetensors       optional: the border refiner (MONAI UNet at full resolution), named in
                               config.json's "refiner" section when the model has one
+    refiner_1.safetensors ... with "members": K > 1 in that section, the other K - 1 refiners of an
+                              ensemble (their corrections are averaged, see .ensemble)
 
 This module is the small interface through which ``tumorsyn`` uses a model: it never imports the
 training package and never touches the network. Loaded models are cached per process, keyed by
@@ -26,7 +28,7 @@ from tumorsyn.errors import ModelError
 from tumorsyn.generators.diffusion.intensity import DEFAULT_RELATIVE_WINDOW_SD, INTENSITY_MODES, LEGACY_INTENSITY
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "DiffusionModel", "build_network", "load_model", "model_checksum",
-           "read_model_config", "resolve_device", "SAMPLERS", "PREDICTION_TYPES"]
+           "read_model_config", "refiner_files", "resolve_device", "SAMPLERS", "PREDICTION_TYPES"]
 
 FORMAT = "tumorsyn-diffusion"
 FORMAT_VERSION = 1
@@ -153,10 +155,15 @@ def read_model_config(path: str | Path) -> tuple[Path, dict]:
           f"(reads {FORMAT_VERSION})")
     for key in ("autoencoder", "unet", "data", "sampling", "organs"):
         _need(key in config, folder, f"config.json lacks {key!r}")
+    if config.get("refiner"):
+        members = config["refiner"].get("members", 1) if isinstance(config["refiner"], dict) else None
+        _need(isinstance(members, int) and not isinstance(members, bool) and members >= 1, folder,
+              f"refiner members must be a positive integer, got {members!r}")
     for part, name in _weight_files(config).items():
+        section = config[_section(part)]
         _need((folder / name).is_file(), folder, f"missing {name}")
-        _need(isinstance(config[part], dict) and config[part].get("class") in NETWORKS, folder,
-              f"{part} class {config[part].get('class') if isinstance(config[part], dict) else None!r} is not one of "
+        _need(isinstance(section, dict) and section.get("class") in NETWORKS, folder,
+              f"{_section(part)} class {section.get('class') if isinstance(section, dict) else None!r} is not one of "
               f"{', '.join(NETWORKS)}")
     _need((folder / SCHEDULER_FILE).is_file(), folder, f"missing {SCHEDULER_FILE}")
     sampling = config["sampling"]
@@ -177,9 +184,22 @@ def read_model_config(path: str | Path) -> tuple[Path, dict]:
     return folder, config
 
 
+def refiner_files(members: int) -> list[str]:
+    """The weight files of a refiner ensemble of ``members`` networks: ``refiner.safetensors``, ``refiner_1...``."""
+    first = OPTIONAL_WEIGHT_FILES["refiner"]
+    return [first] + [first.replace(".safetensors", f"_{k}.safetensors") for k in range(1, int(members))]
+
+
 def _weight_files(config: dict) -> dict:
-    """The weight files a folder must hold: both stages', and the refiner's when config.json names one."""
-    return {**WEIGHT_FILES, **{part: name for part, name in OPTIONAL_WEIGHT_FILES.items() if config.get(part)}}
+    """The weight files a folder must hold: both stages', and the refiners' when config.json names them.
+
+    Keys are ``autoencoder``, ``unet``, ``refiner`` and ``refiner_1`` ... (the ensemble's other members).
+    """
+    files = dict(WEIGHT_FILES)
+    if config.get("refiner"):
+        for k, name in enumerate(refiner_files(config["refiner"].get("members", 1))):
+            files["refiner" if k == 0 else f"refiner_{k}"] = name
+    return files
 
 
 def model_checksum(path: str | Path) -> str:
@@ -253,7 +273,7 @@ def load_model(path: str | Path, *, device: str | None = "auto", checksum: str |
             return cached
         nets = {}
         for part, name in _weight_files(config).items():
-            net = build_network(config[part])
+            net = build_network(config[_section(part)])
             try:
                 state = load_file(str(folder / name))
             except (SafetensorError, OSError, ValueError) as exc:
@@ -262,15 +282,30 @@ def load_model(path: str | Path, *, device: str | None = "auto", checksum: str |
                 net.load_state_dict(state, strict=True)
             except RuntimeError as exc:
                 first = str(exc).splitlines()[0] if str(exc) else "mismatch"
-                raise ModelError(f"{name} does not fit the {config[part]['class']} in config.json ({first})",
+                raise ModelError(f"{name} does not fit the {config[_section(part)]['class']} in config.json ({first})",
                                  path=folder) from None
             nets[part] = net.to(dev).eval().requires_grad_(False)
         scheduler_config = json.loads((folder / SCHEDULER_FILE).read_text())
         model = DiffusionModel(path=folder, checksum=actual, config=config, scheduler_config=scheduler_config,
                                autoencoder=nets["autoencoder"], unet=nets["unet"], device=dev,
-                               refiner=nets.get("refiner"))
+                               refiner=_refiner(nets))
         _CACHE[key] = model
         return model
+
+
+def _section(part: str) -> str:
+    """The config.json section that builds a weight file's network (every refiner member: ``refiner``)."""
+    return "refiner" if part.startswith("refiner") else part
+
+
+def _refiner(nets: dict):
+    """The refiner of a loaded folder: None, one network, or the mean of an ensemble's (:mod:`.ensemble`)."""
+    members = [nets[part] for part in sorted(nets, key=lambda p: (len(p), p)) if part.startswith("refiner")]
+    if len(members) < 2:
+        return members[0] if members else None
+    from tumorsyn.generators.diffusion.ensemble import RefinerEnsemble
+
+    return RefinerEnsemble(members).eval()
 
 
 def clear_cache() -> None:
