@@ -59,8 +59,8 @@ def train(config: dict, *, resume: bool = True, quiet: bool = False, stop_at: tu
     quiet : bool
         No progress bars and no log lines.
     stop_at : (stage, step), optional
-        Stop (as if killed) after this optimizer step of ``"autoencoder"``, ``"refiner"`` or ``"ldm"``;
-        a later call resumes.
+        Stop (as if killed) after this optimizer step of ``"autoencoder"``, ``"refiner"`` (``"refiner_K"``: the
+        ensemble's member K) or ``"ldm"``; a later call resumes.
     """
     import torch
 
@@ -99,11 +99,12 @@ def _train(config: dict, *, resume: bool, quiet: bool, stop_at) -> Path | None:
     with_refiner = int(config["refiner"]["steps"]) > 0
     members = int(config["refiner"]["members"]) if with_refiner else 0
     if with_refiner and stage in ("all", "refiner"):
-        stop = stop_at[1] if stop_at and stop_at[0] == "refiner" else None
-        # An ensemble's refiners one after another, each from its own seed (stop_at stops the first).
+        # An ensemble's refiners one after another, each from its own seed.
         for member in range(members):
+            name = "refiner" if member == 0 else f"refiner_{member}"
+            stop = stop_at[1] if stop_at and stop_at[0] == name else None
             if train_refiner(config, bank, ae_path, member=member, resume=resume, quiet=quiet,
-                             stop_at_step=stop if member == 0 else None) is None:
+                             stop_at_step=stop) is None:
                 return None
     if stage == "refiner":
         return None

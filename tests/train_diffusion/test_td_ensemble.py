@@ -69,6 +69,20 @@ def test_loaded_ensemble_adds_the_mean_of_its_members_corrections(ensemble_run):
         assert not torch.allclose(members[0](x), members[1](x))
 
 
+def test_killed_in_the_second_member_resumes_to_the_same_weights(tmp_path, ensemble_run, phantom_sources):
+    _, reference = ensemble_run
+    config = tiny_config(tmp_path / "run", phantom_sources, *REFINER, "refiner.members=2")
+    with torch_threads(1):
+        assert train(config, quiet=True, stop_at=("refiner_1", 1)) is None
+        assert (tmp_path / "run" / "refiner" / "member_1" / "checkpoints" / "LAST").read_text() == "step_0000001"
+        assert not (tmp_path / "run" / "model").exists()
+        folder = train(config, quiet=True)
+    for name in ("refiner.safetensors", "refiner_1.safetensors"):
+        ours, theirs = load_file(str(folder / name)), load_file(str(reference / name))
+        for key in ours:
+            np.testing.assert_array_equal(ours[key], theirs[key], err_msg=f"{name}: {key}")
+
+
 def test_member_seeds_are_their_own():
     config = {"seed": 0}
     assert member_config(config, 0) is config
