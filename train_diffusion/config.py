@@ -24,6 +24,9 @@ __all__ = ["DEFAULTS", "STAGES", "LR_SCHEDULES", "load_config", "apply_overrides
 DEFAULTS: dict = {
     "output_dir": "runs/diffusion",
     "seed": 0,
+    # Whole models trained one after another, model k from seed (seed x models + k), drawn from as a mixture:
+    # each tumour by the member its seed names (tumorsyn.generators.diffusion.model_folder). 1: one model.
+    "models": 1,
     "organ": "liver",                      # an organ of tumorsyn.organs.ORGANS, or pooled (every source's organ)
     "data": {
         # Scans with tumour labels (both stages) and healthy scans (autoencoder only). Each entry is
@@ -299,6 +302,8 @@ def validate_config(config: dict, *, path: str = "config", base_dir: Path | None
     d, a, l, t = config["data"], config["autoencoder"], config["ldm"], config["train"]
     _need(isinstance(config["seed"], int) and not isinstance(config["seed"], bool) and config["seed"] >= 0, path,
           f"seed must be a non-negative integer, got {config['seed']!r}")
+    _need(isinstance(config["models"], int) and not isinstance(config["models"], bool) and config["models"] >= 1, path,
+          f"models must be a positive integer (1 = one model, K > 1 = a mixture of K), got {config['models']!r}")
     _need(config["organ"] in (*ORGANS, "pooled"), path, f"organ must be {join_names((*ORGANS, 'pooled'))}, got {config['organ']!r}")
     _need(isinstance(d["spacing_mm"], (list, tuple)) and len(d["spacing_mm"]) == 3
           and all(_number(s, low=0, strict_low=True) for s in d["spacing_mm"]), path,

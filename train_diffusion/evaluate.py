@@ -56,9 +56,17 @@ def rim_mask(region: np.ndarray, spacing_mm, *, inner_mm: float = 2.0, outer_mm:
 
 
 def reconstruct(model, images: np.ndarray, *, batch_size: int = 4) -> np.ndarray:
-    """decode(encode(x)) of crops (N, X, Y, Z) in [-1, 1] through the model's autoencoder."""
+    """decode(encode(x)) of crops (N, X, Y, Z) in [-1, 1] through the model's autoencoder (a mixture's crop k
+    through member k mod K: each autoencoder judged on its share of the crops)."""
     import torch
 
+    if getattr(model, "members", ()):
+        out = np.empty_like(np.asarray(images, np.float32))
+        for k, member in enumerate(model.members):
+            idx = list(range(k, len(images), len(model.members)))
+            if idx:
+                out[idx] = reconstruct(member, images[idx], batch_size=batch_size)
+        return out
     out = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
@@ -151,8 +159,13 @@ def evaluate_bank(model, bank: CropBank, *, samples: int = 4, steps: int | None 
     if samples > 0:
         n = len(images)
         seeds = [int(seed) * 1000 + s for _ in range(n) for s in range(samples)]
+        # A mixture's members take the samples in turn, so each draws its share of every figure (the seeds
+        # repeat from crop to crop, and would give one member the same samples of every crop).
+        members = len(getattr(model, "members", ()))
+        picks = [i % members for i in range(len(seeds))] if members else None
         generated = inpaint(model, np.repeat(images, samples, axis=0), np.repeat(masks, samples, axis=0), steps=steps,
-                            seeds=seeds, batch_size=4, cores=np.repeat(cores, samples, axis=0)).reshape(n, samples, *images.shape[1:])
+                            seeds=seeds, batch_size=4, cores=np.repeat(cores, samples, axis=0),
+                            picks=picks).reshape(n, samples, *images.shape[1:])
         sample_hu = _written(real_hu, masks, generated, windows, bank, spacing, grain)
         rows = []
         for k in range(n):

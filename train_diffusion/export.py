@@ -1,5 +1,5 @@
 """The model folder: ``config.json`` + ``autoencoder.safetensors`` + ``unet.safetensors`` + ``scheduler_config.json``
-(+ ``refiner.safetensors`` when the run trained a border refiner).
+(+ ``refiner.safetensors`` when the run trained a border refiner), or a mixture of such folders (``models: K``).
 
 Written under a temporary name and renamed, so a reader never sees half a model.
 """
@@ -11,11 +11,14 @@ import uuid
 from pathlib import Path
 
 from tumorsyn.generators.diffusion.model_folder import (FORMAT, FORMAT_VERSION, OPTIONAL_WEIGHT_FILES, SCHEDULER_FILE,
-                                                       WEIGHT_FILES, refiner_files)
+                                                       SHARED_SECTIONS, WEIGHT_FILES, read_model_config, refiner_files)
 
 from train_diffusion.models import autoencoder_spec, refiner_spec, unet_spec
 
-__all__ = ["model_config", "export_model", "export_untrained", "pooled_organs"]
+__all__ = ["model_config", "export_model", "export_mixture", "export_untrained", "pooled_organs", "MEMBER_FOLDER"]
+
+# A mixture's members inside its model folder (and its members' run folders inside the run folder): member_0, ...
+MEMBER_FOLDER = "member_{}"
 
 
 def pooled_organs(config: dict) -> list[str]:
@@ -65,10 +68,7 @@ def export_model(folder: str | Path, config: dict, *, autoencoder, unet, noise_s
     """
     from safetensors.torch import save_file
 
-    folder = Path(folder)
-    tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
-    try:
+    def write(tmp: Path) -> None:
         save_file(_state(autoencoder), str(tmp / WEIGHT_FILES["autoencoder"]))
         save_file(_state(unet), str(tmp / WEIGHT_FILES["unet"]))
         for refiner, name in zip(refiners, refiner_files(len(refiners))):
@@ -76,9 +76,44 @@ def export_model(folder: str | Path, config: dict, *, autoencoder, unet, noise_s
         noise_scheduler.save_config(str(tmp))  # diffusers' own format, with _class_name
         if not (tmp / SCHEDULER_FILE).is_file():
             raise RuntimeError(f"diffusers wrote no {SCHEDULER_FILE}")
-        # config.json last: a folder with it is complete.
         (tmp / "config.json").write_text(json.dumps(model_config(config, scale_factor=scale_factor, summary=summary,
                                                                  refiners=len(refiners)), indent=2))
+
+    return _write_folder(Path(folder), write)
+
+
+def export_mixture(folder: str | Path, members, *, summary: dict) -> Path:
+    """Write the mixture folder ``folder``: a copy of each member model folder (``member_0/`` ...) and a
+    config.json naming them, with their shared sections (they must agree) and the run's ``summary``."""
+    members = [read_model_config(m) for m in members]
+    if len(members) < 2:
+        raise ValueError("a mixture needs at least two member models")
+    first = members[0][1]
+    for path, config in members[1:]:
+        for key in SHARED_SECTIONS:
+            if config.get(key) != first.get(key):
+                raise ValueError(f"{path} differs from {members[0][0]} in {key!r}: a mixture's members share "
+                                 f"{', '.join(SHARED_SECTIONS)}")
+    names = [MEMBER_FOLDER.format(k) for k in range(len(members))]
+
+    def write(tmp: Path) -> None:
+        for (path, _), name in zip(members, names):
+            shutil.copytree(path, tmp / name)
+        shared = {key: first[key] for key in SHARED_SECTIONS if key in first}
+        (tmp / "config.json").write_text(json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION,
+                                                     "mixture": {"members": names}, **shared,
+                                                     "training": summary}, indent=2))
+
+    return _write_folder(Path(folder), write)
+
+
+def _write_folder(folder: Path, write) -> Path:
+    """Run ``write(tmp)`` in a new temporary folder beside ``folder``, then put it in ``folder``'s place (an older
+    one is replaced only once the new one is complete; a reader never sees half a model). config.json goes last."""
+    tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        write(tmp)
         old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
         if folder.exists():
             folder.replace(old)

@@ -363,7 +363,7 @@ class DiffusionGenerator(Generator):
         model = self._model(first)
         crops = [self.crop_for(ct_box, spec, origin, model, organ_box=organ_box) for ct_box, organ_box, spec, origin in jobs]
         # The exact shapes, for a model whose border refiner draws the edge where the shape is.
-        cores = np.stack([self.shape_on_model_grid(spec, model) for _, _, spec, _ in jobs]) if model.refiner is not None else None
+        cores = np.stack([self.shape_on_model_grid(spec, model) for _, _, spec, _ in jobs]) if model.has_refiner else None
         generated = inpaint(model, np.stack([c[0] for c in crops]), np.stack([c[1] for c in crops]),
                             steps=first.params["steps"], seeds=[spec.seed for _, _, spec, _ in jobs],
                             sampler=first.params["sampler"], cores=cores)

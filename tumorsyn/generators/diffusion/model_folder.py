@@ -12,6 +12,13 @@ A model folder (written by ``tumorsyn train-diffusion``) holds::
     refiner_1.safetensors ... with "members": K > 1 in that section, the other K - 1 refiners of an
                               ensemble (their corrections are averaged, see .ensemble)
 
+A **mixture** folder (``models: K`` in the training config) holds K such folders, ``member_0/`` ...,
+each a whole model trained from its own seed, and a config.json with their shared ``organs``,
+``data``, ``sampling`` and ``refiner`` sections and ``"mixture": {"members": [...]}`` instead of
+weights. Each tumour is drawn by one member, the one its seed names (:func:`member_index`): one run's
+seeds set how smooth its tumours' interiors are (benchmarks/RESULTS.md, fourteenth and fifteenth
+sessions), and drawing from several runs' models averages that out without blurring any tumour.
+
 This module is the small interface through which ``tumorsyn`` uses a model: it never imports the
 training package and never touches the network. Loaded models are cached per process, keyed by
 folder, checksum and device, so a training pipeline that draws tumours every epoch loads once.
@@ -27,14 +34,17 @@ from typing import Any
 from tumorsyn.errors import ModelError
 from tumorsyn.generators.diffusion.intensity import DEFAULT_RELATIVE_WINDOW_SD, INTENSITY_MODES, LEGACY_INTENSITY
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "DiffusionModel", "build_network", "load_model", "model_checksum",
-           "read_model_config", "refiner_files", "resolve_device", "SAMPLERS", "PREDICTION_TYPES"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "DiffusionModel", "build_network", "load_model", "member_index",
+           "mixture_folders", "model_checksum", "read_model_config", "refiner_files", "resolve_device", "SAMPLERS",
+           "PREDICTION_TYPES", "SHARED_SECTIONS"]
 
 FORMAT = "tumorsyn-diffusion"
 FORMAT_VERSION = 1
 WEIGHT_FILES = {"autoencoder": "autoencoder.safetensors", "unet": "unet.safetensors"}
 OPTIONAL_WEIGHT_FILES = {"refiner": "refiner.safetensors"}
 SCHEDULER_FILE = "scheduler_config.json"
+# What every member of a mixture must share (the crops it reads and writes, how it samples, its organs).
+SHARED_SECTIONS = ("organs", "data", "sampling", "refiner")
 # Network classes a model folder may name, with the MONAI class that builds each.
 NETWORKS = {"AutoencoderKL": "monai.networks.nets:AutoencoderKL",
             "VQVAE": "monai.networks.nets:VQVAE",
@@ -66,6 +76,9 @@ class DiffusionModel:
     device : torch.device
     refiner : torch.nn.Module or None
         The border refiner (:func:`tumorsyn.generators.diffusion.sampler.refine`), when the folder has one.
+    members : tuple of DiffusionModel
+        A mixture's loaded members (empty for a single model, whose networks are the attributes above;
+        a mixture has none of its own).
     """
 
     path: Path
@@ -76,6 +89,12 @@ class DiffusionModel:
     unet: Any = field(repr=False)
     device: Any = None
     refiner: Any = field(default=None, repr=False)
+    members: tuple = field(default=(), repr=False)
+
+    @property
+    def has_refiner(self) -> bool:
+        """Whether its tumours' borders are drawn by a border refiner (every member's, for a mixture)."""
+        return bool(self.config.get("refiner"))
 
     @property
     def spacing_mm(self) -> tuple[float, float, float]:
@@ -153,8 +172,11 @@ def read_model_config(path: str | Path) -> tuple[Path, dict]:
     _need(int(config.get("format_version", -1)) == FORMAT_VERSION, folder,
           f"model format version {config.get('format_version')!r} is not readable by this tumorsyn "
           f"(reads {FORMAT_VERSION})")
-    for key in ("autoencoder", "unet", "data", "sampling", "organs"):
+    mixture = "mixture" in config
+    for key in ("data", "sampling", "organs") if mixture else ("autoencoder", "unet", "data", "sampling", "organs"):
         _need(key in config, folder, f"config.json lacks {key!r}")
+    if mixture:
+        _check_mixture(folder, config)
     if config.get("refiner"):
         members = config["refiner"].get("members", 1) if isinstance(config["refiner"], dict) else None
         _need(isinstance(members, int) and not isinstance(members, bool) and members >= 1, folder,
@@ -165,7 +187,7 @@ def read_model_config(path: str | Path) -> tuple[Path, dict]:
         _need(isinstance(section, dict) and section.get("class") in NETWORKS, folder,
               f"{_section(part)} class {section.get('class') if isinstance(section, dict) else None!r} is not one of "
               f"{', '.join(NETWORKS)}")
-    _need((folder / SCHEDULER_FILE).is_file(), folder, f"missing {SCHEDULER_FILE}")
+    _need(mixture or (folder / SCHEDULER_FILE).is_file(), folder, f"missing {SCHEDULER_FILE}")
     sampling = config["sampling"]
     _need(sampling.get("sampler") in SAMPLERS, folder, f"sampler {sampling.get('sampler')!r} is not one of {', '.join(SAMPLERS)}")
     _need(sampling.get("prediction_type") in PREDICTION_TYPES, folder,
@@ -184,6 +206,36 @@ def read_model_config(path: str | Path) -> tuple[Path, dict]:
     return folder, config
 
 
+def _check_mixture(folder: Path, config: dict) -> None:
+    """A mixture's members: at least two subfolders, each a whole (non-mixture) model sharing :data:`SHARED_SECTIONS`."""
+    names = config["mixture"].get("members") if isinstance(config["mixture"], dict) else None
+    _need(isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) and n and Path(n).name == n
+                                                                 and n not in (".", "..") for n in names), folder,
+          f"mixture members must list at least two subfolder names, got {names!r}")
+    for name in names:
+        _need((folder / name).is_dir(), folder, f"missing mixture member {name}/")
+        _, member = read_model_config(folder / name)
+        _need("mixture" not in member, folder, f"mixture member {name}/ is itself a mixture")
+        for key in SHARED_SECTIONS:
+            _need(member.get(key) == config.get(key), folder,
+                  f"mixture member {name}/ differs from config.json in {key!r}: members must share "
+                  f"{', '.join(SHARED_SECTIONS)}")
+
+
+def mixture_folders(folder: Path, config: dict) -> list[Path]:
+    """A mixture's member folders in order (empty for a single model)."""
+    return [folder / name for name in (config.get("mixture") or {}).get("members", [])]
+
+
+def member_index(seed: int, members: int) -> int:
+    """The member of a ``members``-model mixture that draws the tumour of ``seed``: ``seed mod members``.
+
+    A tumour's seed already names its noise; the same seed always picks the same member, and the
+    seeds of a dataset's tumours (spawned independently) spread evenly over the members.
+    """
+    return int(seed) % int(members)
+
+
 def refiner_files(members: int) -> list[str]:
     """The weight files of a refiner ensemble of ``members`` networks: ``refiner.safetensors``, ``refiner_1...``."""
     first = OPTIONAL_WEIGHT_FILES["refiner"]
@@ -195,6 +247,8 @@ def _weight_files(config: dict) -> dict:
 
     Keys are ``autoencoder``, ``unet``, ``refiner`` and ``refiner_1`` ... (the ensemble's other members).
     """
+    if "mixture" in config:
+        return {}  # the members hold the weights
     files = dict(WEIGHT_FILES)
     if config.get("refiner"):
         for k, name in enumerate(refiner_files(config["refiner"].get("members", 1))):
@@ -267,6 +321,17 @@ def load_model(path: str | Path, *, device: str | None = "auto", checksum: str |
                          path=folder)
     dev = resolve_device(device)
     key = (str(folder), actual, str(dev))
+    with _LOCK:
+        cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+    if "mixture" in config:
+        # Members load (and are cached) on their own, outside the lock they take themselves.
+        members = tuple(load_model(sub, device=device) for sub in mixture_folders(folder, config))
+        model = DiffusionModel(path=folder, checksum=actual, config=config, scheduler_config={}, autoencoder=None,
+                               unet=None, device=dev, members=members)
+        with _LOCK:
+            return _CACHE.setdefault(key, model)
     with _LOCK:
         cached = _CACHE.get(key)
         if cached is not None:

@@ -127,14 +127,14 @@ def _noised(z_known, noise, level: float, flow: bool, alphas_cumprod, t):
 
 
 def inpaint(model, images, masks, *, steps: int | None = None, seeds: Sequence[int], sampler: str | None = None,
-            batch_size: int | None = None, cores=None):
+            batch_size: int | None = None, cores=None, picks: Sequence[int] | None = None):
     """Sample the masked region of each crop; return the decoded crops in [-1, 1].
 
     Parameters
     ----------
     model : DiffusionModel
         From :func:`tumorsyn.generators.diffusion.model_folder.load_model` (or the networks of a
-        training run wrapped the same way).
+        training run wrapped the same way). A mixture samples each crop with one member.
     images : ndarray of float32, shape (B, X, Y, Z)
         Crops at the model's spacing, in [-1, 1] (see :func:`hu_to_unit`).
     masks : ndarray of bool or float, shape (B, X, Y, Z)
@@ -149,6 +149,9 @@ def inpaint(model, images, masks, *, steps: int | None = None, seeds: Sequence[i
         Crops per network call (default: all at once).
     cores : ndarray of bool, shape (B, X, Y, Z), optional
         The tumours' exact (ungrown) shapes, for a model with a border refiner (default: ``masks``).
+    picks : sequence of int, optional
+        A mixture's member for each crop (default: the one its seed names,
+        :func:`~tumorsyn.generators.diffusion.model_folder.member_index`); ignored by a single model.
 
     Returns
     -------
@@ -167,6 +170,9 @@ def inpaint(model, images, masks, *, steps: int | None = None, seeds: Sequence[i
     steps = int(steps or cfg["sampling"]["steps"])
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if getattr(model, "members", ()):
+        return _inpaint_mixture(model, images, masks, cores, steps=steps, seeds=seeds, sampler=sampler,
+                                batch_size=batch_size, picks=picks)
     out = []
     size = int(batch_size or len(images))
     for start in range(0, len(images), size):
@@ -174,6 +180,23 @@ def inpaint(model, images, masks, *, steps: int | None = None, seeds: Sequence[i
         out.append(_inpaint_batch(model, images[part], masks[part], cores[part], steps=steps,
                                   seeds=list(seeds[part]), sampler=sampler or cfg["sampling"]["sampler"]))
     return np.concatenate(out, axis=0) if out else np.zeros_like(images)
+
+
+def _inpaint_mixture(model, images, masks, cores, *, steps, seeds, sampler, batch_size, picks):
+    """Each crop sampled by its member of the mixture (a batch per member), returned in the input order."""
+    from tumorsyn.generators.diffusion.model_folder import member_index
+
+    count = len(model.members)
+    picks = [member_index(s, count) for s in seeds] if picks is None else [int(k) for k in picks]
+    if len(picks) != len(images) or any(not 0 <= k < count for k in picks):
+        raise ValueError(f"picks must name one of the {count} members for each of the {len(images)} crops")
+    out = np.empty_like(images)
+    for k, member in enumerate(model.members):
+        idx = [i for i, pick in enumerate(picks) if pick == k]
+        if idx:
+            out[idx] = inpaint(member, images[idx], masks[idx], steps=steps, seeds=[seeds[i] for i in idx],
+                               sampler=sampler, batch_size=batch_size, cores=cores[idx])
+    return out
 
 
 def _inpaint_batch(model, images, masks, cores, *, steps, seeds, sampler):
