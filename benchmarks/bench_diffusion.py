@@ -61,14 +61,17 @@ def bench_sampling(model_dir: Path, *, device: str, tumours: int, batch: int, st
 
     import tumorsyn
     from tumorsyn.generators import get_generator
-    from tumorsyn.generators.diffusion.model_folder import load_model
+    from tumorsyn.generators.diffusion.model_folder import load_model, member_index
 
     ct, organ, spacing = _example()
     options = {"model": str(model_dir)} | ({"steps": steps} if steps else {})
     specs = tumorsyn.sample_specs(organ, spacing, count=tumours, organ="liver", method="diffusion", size_mm=(10, 20),
                                   ct_hu=ct, rng=0, **options)
-    load_model(model_dir, device=device)                                       # untimed: load
-    tumorsyn.apply_specs(ct, organ, spacing, specs[0], device=device).tumors[0]     # untimed: warm-up
+    members = len(load_model(model_dir, device=device).members)                 # untimed: load
+    # Untimed warm-up: one tumour per network that will draw one (each member of a mixture).
+    warm = {member_index(spec.seed, members) if members else 0: spec for spec in reversed(specs)}
+    for spec in warm.values():
+        tumorsyn.apply_specs(ct, organ, spacing, spec, device=device).tumors[0]
     times, cpu, touched = [], [], []
     for spec in specs:
         if device.startswith("cuda"):
@@ -223,12 +226,16 @@ def main(argv=None) -> int:
         overrides = list(args.set) + (["train.cpu=true"] if device == "cpu" else [])
         config = _config(args.config, overrides, Path(tmp) / "run")
         if args.model:
-            from tumorsyn.generators.diffusion.model_folder import read_model_config
+            from tumorsyn.generators.diffusion.model_folder import mixture_folders, read_model_config
 
             model_dir, trained = read_model_config(args.model)
+            members = mixture_folders(model_dir, trained)
+            # A mixture's networks are its members' (one of them draws each tumour): describe the first.
+            nets = read_model_config(members[0])[1] if members else trained
             d = trained["data"]
-            print(f"# model: {model_dir} (trained), crop {d['crop_size']} at {d['spacing_mm']} mm, "
-                  f"AE {trained['autoencoder']['kwargs'].get('channels')}, UNet {trained['unet']['kwargs'].get('channels')}, "
+            print(f"# model: {model_dir} (trained{f', a mixture of {len(members)}' if members else ''}), crop "
+                  f"{d['crop_size']} at {d['spacing_mm']} mm, AE {nets['autoencoder']['kwargs'].get('channels')}, "
+                  f"UNet {nets['unet']['kwargs'].get('channels')}, "
                   f"{trained['sampling']['steps']} {trained['sampling']['sampler']} steps")
             target = TARGET_RECIPE_S
         else:

@@ -82,7 +82,8 @@ def register(subparsers) -> None:
     tumour.add_argument("--allow-smaller", action="store_true",
                         help="where the organ cannot hold the requested size, write a smaller tumour instead of failing")
     tumour.add_argument("--model", metavar="MODEL_DIR", help="with --method diffusion: the trained model folder "
-                        "(from `tumorsyn train-diffusion`); its path and checksum are recorded in each spec")
+                        "(from `tumorsyn train-diffusion`; a mixture's tumours are each drawn by the member their seed "
+                        "names); its path and checksum are recorded in each spec")
     tumour.add_argument("--steps", type=positive_int, metavar="N",
                         help="with --method diffusion: sampling steps (default: the model's own)")
     tumour.add_argument("--seed", type=int, default=0, help="master seed; recorded in the manifest (default 0)")

@@ -17,7 +17,9 @@ data.spacing_mm (mm) in the HU window data.hu_window; with refiner.steps > 0, th
 full-resolution UNet that redraws the decoded tumour's border at the exact mask); then the latent
 diffusion UNet that inpaints a blanked tumour region. Writes <output_dir>/model/ (config.json + *.safetensors) for
 `tumorsyn generate --method diffusion --model DIR`, with loss curves (CSV + PNG), preview PNGs and
-resumable checkpoints: started again, a run continues from its last checkpoint.
+resumable checkpoints: started again, a run continues from its last checkpoint. With models: K > 1 it
+trains K whole models from their own seeds (<output_dir>/member_K/) and model/ is their mixture (each
+tumour drawn by one member, named by its seed).
 Under `accelerate launch` the same command trains on several GPUs or nodes.
 With data.holdout_sources set, the end of a run (or --evaluate, on an existing model folder) measures
 the autoencoder's mean absolute HU error inside and outside held-out tumours and the HU statistics and
@@ -31,6 +33,7 @@ examples:
   tumorsyn train-diffusion configs/diffusion/tiny_cpu.yaml --out runs/tiny
   tumorsyn train-diffusion configs/diffusion/liver_early_heldout.yaml --set autoencoder.steps=200 --set ldm.steps=400
   tumorsyn train-diffusion configs/diffusion/liver_early_heldout.yaml --evaluate --samples 8
+  tumorsyn train-diffusion configs/diffusion/liver_early_lits_cpu.yaml --seed 1    # three models, seeds 3, 4, 5
   accelerate launch -m tumorsyn train-diffusion configs/diffusion/msd_liver_early.yaml --set train.mixed_precision=bf16
 """
 
