@@ -150,3 +150,23 @@ def test_bad_mixtures_are_refused_with_one_line(tmp_path, mixture_run, phantom_s
     (tmp_path / "outer" / "config.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="mixture member member_0/ is itself a mixture"):
         read_model_config(tmp_path / "outer")
+
+
+def test_evaluate_gives_the_members_its_samples_in_turn(tmp_path, mixture_run, monkeypatch):
+    """--evaluate on a mixture: sample i of the crops' samples (crop-major) is drawn by member i mod K, so each
+    member draws its share of every figure."""
+    import train_diffusion.evaluate as evaluate
+
+    config, folder = mixture_run
+    config = {**config, "output_dir": str(tmp_path / "run")}
+    seen = []
+
+    def recording(model, *args, **kwargs):
+        seen.append((len(model.members), kwargs.get("picks")))
+        return inpaint(model, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "inpaint", recording)
+    result = evaluate.evaluate_model(config, model_dir=folder, samples=3, steps=2, device="cpu", on="training")
+    count = result["crops"] * 3
+    assert seen == [(2, [i % 2 for i in range(count)])]
+    assert len(result["inpainting"]["per_crop"][0]["samples"]) == 3
