@@ -9,16 +9,22 @@ from diffusion_helpers import untrained_model
 from tests.conftest import REPO
 
 
-def test_bench_times_a_given_model_folder(tmp_path):
-    folder = untrained_model(tmp_path / "model")
+def _bench(folder, tumours: int) -> str:
+    """bench_diffusion.py's output for ``tumours`` tumours (and a batch of as many) of the model ``folder``, on the CPU."""
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONWARNINGS="ignore")
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_diffusion.py"), "--model", str(folder),
-                           "--tumours", "1", "--batch", "1", "--steps", "2", "--threads", "1", "--no-train"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+                           "--tumours", str(tumours), "--batch", str(tumours), "--steps", "2", "--threads", "1",
+                           "--no-train"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"# model: {folder} (trained)" in proc.stdout
-    assert "<= 10 s on CPU" in proc.stdout and "random weights" not in proc.stdout
-    assert "## batch: 1 tumours in one apply_batch" in proc.stdout
+    return proc.stdout
+
+
+def test_bench_times_a_given_model_folder(tmp_path):
+    folder = untrained_model(tmp_path / "model")
+    out = _bench(folder, 1)
+    assert f"# model: {folder} (trained)" in out
+    assert "<= 10 s on CPU" in out and "random weights" not in out
+    assert "## batch: 1 tumours in one apply_batch" in out
 
 
 def test_bench_times_a_mixture(tmp_path):
@@ -27,10 +33,6 @@ def test_bench_times_a_mixture(tmp_path):
 
     members = [untrained_model(tmp_path / f"m{k}") for k in range(2)]
     folder = export_mixture(tmp_path / "mixture", members, summary={"untrained": True})
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONWARNINGS="ignore")
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_diffusion.py"), "--model", str(folder),
-                           "--tumours", "2", "--batch", "2", "--steps", "2", "--threads", "1", "--no-train"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"# model: {folder} (trained, a mixture of 2)" in proc.stdout
-    assert "## batch: 2 tumours in one apply_batch" in proc.stdout
+    out = _bench(folder, 2)
+    assert f"# model: {folder} (trained, a mixture of 2)" in out
+    assert "## batch: 2 tumours in one apply_batch" in out
