@@ -11,7 +11,8 @@ import uuid
 from pathlib import Path
 
 from tumorsyn.generators.diffusion.model_folder import (FORMAT, FORMAT_VERSION, OPTIONAL_WEIGHT_FILES, SCHEDULER_FILE,
-                                                       SHARED_SECTIONS, WEIGHT_FILES, read_model_config, refiner_files)
+                                                       SHARED_SECTIONS, WEIGHT_FILES, read_model_config, refiner_files,
+                                                       unshared_section)
 
 from train_diffusion.models import autoencoder_spec, refiner_spec, unet_spec
 
@@ -90,10 +91,10 @@ def export_mixture(folder: str | Path, members, *, summary: dict) -> Path:
         raise ValueError("a mixture needs at least two member models")
     first = members[0][1]
     for path, config in members[1:]:
-        for key in SHARED_SECTIONS:
-            if config.get(key) != first.get(key):
-                raise ValueError(f"{path} differs from {members[0][0]} in {key!r}: a mixture's members share "
-                                 f"{', '.join(SHARED_SECTIONS)}")
+        key = unshared_section(config, first)
+        if key is not None:
+            raise ValueError(f"{path} differs from {members[0][0]} in {key!r}: a mixture's members share "
+                             f"{', '.join(SHARED_SECTIONS)}")
     names = [MEMBER_FOLDER.format(k) for k in range(len(members))]
 
     def write(tmp: Path) -> None:

@@ -170,3 +170,17 @@ def test_evaluate_gives_the_members_its_samples_in_turn(tmp_path, mixture_run, m
     count = result["crops"] * 3
     assert seen == [(2, [i % 2 for i in range(count)])]
     assert len(result["inpainting"]["per_crop"][0]["samples"]) == 3
+
+
+def test_export_refuses_members_that_do_not_share_their_settings(tmp_path):
+    from train_diffusion.export import export_mixture
+
+    from diffusion_helpers import untrained_model
+
+    first = untrained_model(tmp_path / "a")
+    other = untrained_model(tmp_path / "b", "ldm.sampling_steps=5")
+    with pytest.raises(ValueError, match=r"differs from .* in 'sampling': a mixture's members share organs, data"):
+        export_mixture(tmp_path / "mixture", [first, other], summary={})
+    with pytest.raises(ValueError, match="a mixture needs at least two member models"):
+        export_mixture(tmp_path / "mixture", [first], summary={})
+    assert not (tmp_path / "mixture").exists() and not list(tmp_path.glob(".mixture*"))

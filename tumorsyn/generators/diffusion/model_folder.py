@@ -36,7 +36,7 @@ from tumorsyn.generators.diffusion.intensity import DEFAULT_RELATIVE_WINDOW_SD, 
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "DiffusionModel", "build_network", "load_model", "member_index",
            "mixture_folders", "model_checksum", "read_model_config", "refiner_files", "resolve_device", "SAMPLERS",
-           "PREDICTION_TYPES", "SHARED_SECTIONS"]
+           "PREDICTION_TYPES", "SHARED_SECTIONS", "unshared_section"]
 
 FORMAT = "tumorsyn-diffusion"
 FORMAT_VERSION = 1
@@ -216,10 +216,14 @@ def _check_mixture(folder: Path, config: dict) -> None:
         _need((folder / name).is_dir(), folder, f"missing mixture member {name}/")
         _, member = read_model_config(folder / name)
         _need("mixture" not in member, folder, f"mixture member {name}/ is itself a mixture")
-        for key in SHARED_SECTIONS:
-            _need(member.get(key) == config.get(key), folder,
-                  f"mixture member {name}/ differs from config.json in {key!r}: members must share "
-                  f"{', '.join(SHARED_SECTIONS)}")
+        key = unshared_section(member, config)
+        _need(key is None, folder, f"mixture member {name}/ differs from config.json in {key!r}: members must share "
+                                   f"{', '.join(SHARED_SECTIONS)}")
+
+
+def unshared_section(config: dict, other: dict) -> str | None:
+    """The first of :data:`SHARED_SECTIONS` in which two model configs differ (None: they may share a mixture)."""
+    return next((key for key in SHARED_SECTIONS if config.get(key) != other.get(key)), None)
 
 
 def mixture_folders(folder: Path, config: dict) -> list[Path]:
